@@ -1,0 +1,64 @@
+# voicegate: `make run` and `make test` work on a fresh Debian machine (root or sudo for apt-get).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONFIG ?= configs/default.yaml
+# Wheels built from source (sdists) are kept here so each machine builds them once.
+WHEELHOUSE ?= $(HOME)/.cache/voicegate/wheels
+
+APT_PACKAGES := kamailio kamailio-extra-modules sip-tester baresip sipsak tshark espeak-ng sox
+AEC_PACKAGE := aec-audio-processing==1.0.1
+
+.PHONY: run test unit integration bench lint check-config deps apt-deps clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# Python dependencies, stamped by the files that declare them.
+$(VENV)/.deps-stamp: pyproject.toml Makefile | $(VENV)/bin/activate
+	$(PIP) install -q --upgrade pip
+	mkdir -p $(WHEELHOUSE)
+	ls $(WHEELHOUSE)/aec_audio_processing-1.0.1-*.whl >/dev/null 2>&1 || \
+	  $(PIP) wheel --no-deps -w $(WHEELHOUSE) $(AEC_PACKAGE)
+	$(PIP) install -q --find-links $(WHEELHOUSE) -e '.[test]'
+	touch $@
+
+deps: $(VENV)/.deps-stamp
+
+# Debian packages: the real SIP peers the tests use (installed only when one is missing).
+apt-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+run: deps
+	$(VENV)/bin/voicegate run --config $(CONFIG)
+
+check-config: deps
+	$(VENV)/bin/voicegate check-config $(CONFIG)
+
+test: deps apt-deps
+	$(VENV)/bin/ruff check gateway rtp models tests bench
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+unit: deps
+	$(PY) -m pytest -q tests/unit
+
+integration: deps apt-deps
+	$(PY) -m pytest -q tests/integration
+
+bench: deps apt-deps
+	$(PY) bench/bench_media_capacity.py
+	$(PY) bench/bench_jitter.py
+	$(PY) bench/bench_echo.py
+
+lint: deps
+	$(VENV)/bin/ruff check gateway rtp models tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

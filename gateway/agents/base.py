@@ -1,0 +1,49 @@
+"""The interface between a call's media and whatever talks on it.
+
+`on_audio` and `next_frame` run on the media clock thread, every 20 ms: they must return at
+once (queue work elsewhere, never wait for a model). Audio is 8 kHz mono int16 in 20 ms frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import structlog
+
+from rtp.jitter import JitterFrame
+
+
+@dataclass
+class CallContext:
+    """What an agent may know about and do to its call, without touching SIP or RTP objects."""
+
+    call_id: str
+    direction: str  # "inbound" or "outbound"
+    local_uri: str
+    remote_uri: str
+    agent_name: str
+    hangup: Callable[[str], None]  # reason -> None; thread-safe
+    send_dtmf: Callable[[str], None]  # digits -> None; thread-safe
+    log: structlog.typing.FilteringBoundLogger = field(default_factory=lambda: structlog.get_logger("agent"))
+
+
+class Agent(Protocol):
+    uses_echo_canceller: bool
+
+    def on_start(self) -> None:
+        """Media is flowing (called once, on the SIP thread)."""
+
+    def on_audio(self, frame: JitterFrame) -> None:
+        """The caller's next 20 ms (media clock thread, must not block)."""
+
+    def next_frame(self) -> np.ndarray | None:
+        """The next 20 ms to send, or None for silence (media clock thread, must not block)."""
+
+    def on_dtmf(self, digit: str) -> None:
+        """A keypress from the caller (media clock thread, must not block)."""
+
+    def on_stop(self) -> None:
+        """The call is over; release everything (SIP thread)."""

@@ -1,0 +1,122 @@
+"""The gateway process: wires SIP signalling, the media clock, ports, calls and agents."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+import structlog
+
+from gateway.calls import ActiveCall, CallManager
+from gateway.config import Config
+from gateway.sip.account import GatewayAccount
+from gateway.sip.stack import SipStack, StackSettings
+from rtp.clock import MediaClock
+from rtp.ports import PortAllocator
+
+log = structlog.get_logger("gateway")
+
+
+class Gateway:
+    def __init__(self, config: Config):
+        self.config = config
+        self.stack = SipStack(StackSettings(
+            listen_host=config.sip.listen.host,
+            listen_port=config.sip.listen.port,
+            public_address=config.sip.public_address,
+            max_calls=config.sip.max_calls,
+            codecs=config.rtp.codecs,
+            user_agent=config.sip.user_agent,
+            sip_trace=config.logging.sip_trace,
+        ))
+        self.ports = PortAllocator(config.sip.listen.host, *config.rtp.port_range)
+        self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))
+        self.calls = CallManager(config, self.stack, self.clock, self.ports)
+        self.accounts: list[GatewayAccount] = []
+        self.local_account: GatewayAccount | None = None
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self.clock.start()
+        try:
+            self.stack.start(on_started=self._create_accounts, on_shutdown=self._shutdown_sip)
+        except BaseException:
+            self.clock.stop()
+            raise
+        log.info("gateway_ready", accounts=[a.name for a in self.accounts], max_calls=self.config.sip.max_calls,
+                 rtp_ports=f"{self.ports.first}-{self.ports.last}")
+
+    def originate(self, uri: str, account: str | None = None, agent: str | None = None) -> Future:
+        """Place an outbound call (any thread); the Future gives its Call-ID."""
+
+        def place() -> str:
+            acc = self._account_for(account)
+            target = _target_uri(uri, acc)
+            return self.calls.outgoing(acc, target, agent or acc.agent)
+
+        return self.stack.submit(place)
+
+    def stop(self) -> None:
+        """Hang up every call with BYE, unregister, and release everything. Idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("gateway_stopping", active_calls=self.calls.active_count)
+        self.stack.stop()
+        self.clock.stop()
+        log.info("gateway_stopped")
+
+    # -- SIP thread ----------------------------------------------------------------------------
+
+    def _create_accounts(self) -> None:
+        self.local_account = GatewayAccount.local(self.stack, self.config.sip.default_agent, self.calls.incoming)
+        for account in self.config.sip.accounts:
+            self.accounts.append(GatewayAccount.registered(self.stack, account, self.calls.incoming))
+
+    def _account_for(self, name: str | None) -> GatewayAccount:
+        if name is None:
+            if self.accounts:
+                return self.accounts[0]
+            assert self.local_account is not None
+            return self.local_account
+        for acc in self.accounts:
+            if name in (acc.name, acc.config.username if acc.config else None):
+                return acc
+        raise ValueError(f"no configured account {name!r} (have: {', '.join(a.name for a in self.accounts)})")
+
+    def _shutdown_sip(self) -> None:
+        self.calls.hangup_all("shutdown")
+        if not self.stack.pump_until(lambda: self.calls.active_count == 0, 3.0):
+            log.warning("gateway_calls_not_ended", left=self.calls.active_count)
+        self.calls.close_all()
+        waiting = [acc for acc in self.accounts if acc.unregister()]
+        if waiting and not self.stack.pump_until(lambda: not any(a.state.registered for a in waiting), 3.0):
+            log.warning("gateway_unregister_timeout")
+        self.stack.pump(0.05)  # let the queued Call releases run before the library goes away
+        self.stack.clear_timers()
+        for acc in [*self.accounts, self.local_account]:
+            if acc is not None:
+                acc.shutdown()
+        self.accounts.clear()
+        self.local_account = None
+
+
+def on_call_ended(gateway: Gateway, call_id: str) -> threading.Event:
+    """An Event set when the call `call_id` ends (for `voicegate call`)."""
+    done = threading.Event()
+
+    def check(call: ActiveCall, code: int, reason: str) -> None:
+        if call.call_id == call_id:
+            done.set()
+
+    gateway.calls.on_ended(check)
+    return done
+
+
+def _target_uri(uri: str, account: GatewayAccount) -> str:
+    """Accept a full SIP URI or a bare extension/number (completed with the account's domain)."""
+    if uri.startswith(("sip:", "sips:")):
+        return uri
+    if account.config is None:
+        raise ValueError(f"{uri!r} is not a SIP URI and there is no account to complete it with")
+    return f"sip:{uri}@{account.config.domain}"

@@ -1,0 +1,344 @@
+"""Call lifecycle: admission, RTP session, agent, and teardown on every path.
+
+All methods run on the SIP thread except `hangup()` and the media callbacks, which hand their
+work to it. Whatever way a call ends (BYE either way, CANCEL, 486, a failed answer, RTP
+timeout, shutdown) it goes through `_teardown`, which removes the session from the media clock,
+closes its ports and stops its agent exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pjsua2 as pj
+import structlog
+
+from gateway.agents import Agent, CallContext, create_agent
+from gateway.config import Config
+from gateway.sdp import MediaAddress
+from gateway.sip.account import GatewayAccount
+from gateway.sip.call import NegotiatedMedia, SipCall
+from gateway.sip.stack import SipStack
+from rtp.clock import MediaClock
+from rtp.g711 import codec_by_name
+from rtp.jitter import JitterFrame
+from rtp.ports import PortAllocator, PortPair, PortsExhausted
+from rtp.session import RemoteMedia, RtpSession
+
+log = structlog.get_logger("calls")
+
+
+class _CallMedia:
+    """Adapts the RTP session's listener interface to the agent (media clock thread)."""
+
+    def __init__(self, agent: Agent, on_inactive: Callable[[float], None]):
+        self.agent = agent
+        self._on_inactive = on_inactive
+
+    def on_frame(self, frame: JitterFrame) -> np.ndarray | None:
+        self.agent.on_audio(frame)
+        return self.agent.next_frame()
+
+    def on_dtmf(self, digit: str) -> None:
+        self.agent.on_dtmf(digit)
+
+    def on_inactive(self, idle_s: float) -> None:
+        self._on_inactive(idle_s)
+
+
+@dataclass
+class ActiveCall:
+    sip: SipCall
+    call_id: str
+    direction: str
+    agent_name: str
+    ports: PortPair
+    session: RtpSession
+    agent: Agent
+    log: structlog.typing.FilteringBoundLogger
+    created_at: float = field(default_factory=time.monotonic)
+    media_started: bool = False
+    confirmed: bool = False
+    end_reason: str | None = None
+    ended: bool = False
+
+
+@dataclass
+class CallSummary:
+    call_id: str
+    direction: str
+    agent: str
+    remote_uri: str
+    state: str
+    duration_s: float
+
+
+class CallManager:
+    def __init__(self, config: Config, stack: SipStack, clock: MediaClock, ports: PortAllocator):
+        self.config = config
+        self.stack = stack
+        self.clock = clock
+        self.ports = ports
+        self._calls: dict[int, ActiveCall] = {}  # by pjsua call index
+        self._rejected: dict[int, SipCall] = {}
+        self._ended: list[Callable[[ActiveCall, int, str], None]] = []
+
+    # -- any thread ----------------------------------------------------------------------------
+
+    @property
+    def active_count(self) -> int:
+        return len(self._calls)
+
+    def on_ended(self, callback: Callable[[ActiveCall, int, str], None]) -> None:
+        """Register `callback(call, status_code, reason)` run when a call ends (SIP thread)."""
+        self._ended.append(callback)
+
+    def hangup(self, call_id: str, reason: str) -> None:
+        """Hang up a call from any thread (BYE, CANCEL or a final response as its state needs)."""
+        self.stack.submit(lambda: self._hangup_by_id(call_id, reason))
+
+    def media_error(self, session: RtpSession, exc: BaseException) -> None:
+        """The media clock dropped a session whose tick raised: end its call (media thread)."""
+        for call in list(self._calls.values()):
+            if call.session is session:
+                call.log.error("media_tick_failed", error=repr(exc))
+                self.hangup(call.call_id, "media_error")
+
+    # -- SIP thread ----------------------------------------------------------------------------
+
+    def incoming(self, account: GatewayAccount, pj_call_id: int) -> None:
+        sip = SipCall(account, self, pj_call_id)
+        info = sip.getInfo()
+        call_log = log.bind(call_id=info.callIdString)
+        if len(self._calls) >= self.config.sip.max_calls:
+            call_log.warning("call_rejected_busy", remote=info.remoteUri, active=len(self._calls),
+                             max_calls=self.config.sip.max_calls)
+            self._reject(sip, pj_call_id, 486)
+            return
+        try:
+            call = self._create(sip, info.callIdString, "inbound", account.agent, info.localUri, info.remoteUri)
+        except PortsExhausted as exc:
+            call_log.error("call_rejected_no_ports", error=str(exc))
+            self._reject(sip, pj_call_id, 503)
+            return
+        call.log.info("call_incoming", remote=info.remoteUri, local=info.localUri, account=account.name,
+                      agent=account.agent)
+        answer_after = self.config.agents[account.agent].answer_after_s
+        try:
+            if answer_after > 0:
+                self._answer(call, 180)
+                self.stack.call_later(answer_after, lambda: self._answer_if_ringing(call))
+            else:
+                self._answer(call, 200)
+        except pj.Error as exc:
+            call.log.error("call_answer_failed", error=exc.info())
+            self._teardown(call, 500, "answer_failed")
+
+    def outgoing(self, account: GatewayAccount, uri: str, agent_name: str) -> str:
+        """Place a call to `uri` from `account` with agent `agent_name`; returns the Call-ID."""
+        sip = SipCall(account, self)
+        ports = self.ports.allocate()
+        try:
+            sip.pending_ports = ports  # media_address() needs the port before makeCall returns
+            prm = pj.CallOpParam(True)
+            sip.makeCall(uri, prm)
+        except BaseException:
+            ports.close()
+            raise
+        info = sip.getInfo()
+        call = self._create(sip, info.callIdString, "outbound", agent_name, info.localUri, uri, ports)
+        call.log.info("call_outgoing", remote=uri, account=account.name, agent=agent_name)
+        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:  # failed inside makeCall
+            self._teardown(call, info.lastStatusCode, f"failed: {info.lastReason}")
+        return call.call_id
+
+    def media_address(self, sip: SipCall) -> MediaAddress:
+        call = self._find(sip)
+        ports = call.ports if call is not None else getattr(sip, "pending_ports", None)
+        if ports is None:
+            raise RuntimeError("SDP requested for a call without RTP ports")
+        return MediaAddress(self.config.sip.public_address, ports.rtp_port)
+
+    def on_call_state(self, sip: SipCall, info: pj.CallInfo) -> None:
+        call = self._find(sip)
+        if call is None:
+            if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                self._forget_rejected(info.id)
+            return
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not call.confirmed:
+            call.confirmed = True
+            call.log.info("call_confirmed", remote=info.remoteUri)
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            reason = call.end_reason or ("remote_bye" if call.confirmed else "not_answered")
+            self._teardown(call, info.lastStatusCode, f"{reason}: {info.lastReason}")
+
+    def on_media(self, sip: SipCall, media: NegotiatedMedia | None) -> None:
+        call = self._find(sip)
+        if call is None or call.ended:
+            return
+        if media is None:
+            call.log.info("call_media_inactive")
+            return
+        try:
+            codec = codec_by_name(media.codec)
+        except (KeyError, ValueError):
+            call.log.error("call_codec_unsupported", codec=media.codec)
+            self._hangup(call, "codec_unsupported")
+            return
+        call.session.configure(RemoteMedia(
+            rtp_address=media.remote_rtp,
+            rtcp_address=media.remote_rtcp,
+            codec=codec,
+            send_event_pt=media.tx_event_pt,
+            receive_event_pt=media.rx_event_pt,
+            send=media.send,
+            receive=media.receive,
+        ))
+        call.log.info("call_media", codec=media.codec, status=media.status, send=media.send,
+                      receive=media.receive, remote=f"{media.remote_rtp[0]}:{media.remote_rtp[1]}",
+                      local_port=call.ports.rtp_port)
+        if not call.media_started:
+            call.media_started = True
+            self.clock.add(call.session)
+            call.agent.on_start()
+
+    def hangup_all(self, reason: str) -> None:
+        for call in list(self._calls.values()):
+            self._hangup(call, reason)
+
+    def summaries(self) -> list[CallSummary]:
+        now = time.monotonic()
+        return [CallSummary(c.call_id, c.direction, c.agent_name, "", "confirmed" if c.confirmed else "early",
+                            now - c.created_at) for c in self._calls.values()]
+
+    def close_all(self) -> None:
+        """Last resort at shutdown: release what is left without signalling."""
+        for call in list(self._calls.values()):
+            self._teardown(call, 0, call.end_reason or "shutdown")
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _create(self, sip: SipCall, call_id: str, direction: str, agent_name: str, local_uri: str,
+                remote_uri: str, ports: PortPair | None = None) -> ActiveCall:
+        ports = ports or self.ports.allocate()
+        call_log = log.bind(call_id=call_id)
+        context = CallContext(
+            call_id=call_id, direction=direction, local_uri=local_uri, remote_uri=remote_uri,
+            agent_name=agent_name, hangup=lambda reason: self.hangup(call_id, reason),
+            send_dtmf=lambda digits: call.session.send_dtmf(digits), log=call_log,
+        )
+        try:
+            agent = create_agent(self.config.agents[agent_name], context)
+            listener = _CallMedia(agent, lambda idle: self._inactive(call_id, idle))
+            session = RtpSession(
+                ports, listener,
+                inactivity_timeout_s=self.config.rtp.inactivity_timeout_s,
+                jitter_min_delay_ms=self.config.rtp.jitter_min_delay_ms,
+                jitter_max_delay_ms=self.config.rtp.jitter_max_delay_ms,
+                echo_canceller=_echo_canceller(agent),
+                log=call_log,
+            )
+        except BaseException:
+            ports.close()
+            raise
+        call = ActiveCall(sip=sip, call_id=call_id, direction=direction, agent_name=agent_name, ports=ports,
+                          session=session, agent=agent, log=call_log)
+        sip.log = call_log
+        sip.call_id = call_id
+        self._calls[sip.getId()] = call
+        return call
+
+    def _answer(self, call: ActiveCall, code: int) -> None:
+        prm = pj.CallOpParam(True)
+        prm.statusCode = code
+        call.sip.answer(prm)
+
+    def _answer_if_ringing(self, call: ActiveCall) -> None:
+        if call.ended or call.confirmed:
+            return
+        try:
+            self._answer(call, 200)
+        except pj.Error as exc:
+            call.log.error("call_answer_failed", error=exc.info())
+            self._hangup(call, "answer_failed")
+
+    def _reject(self, sip: SipCall, pj_call_id: int, code: int) -> None:
+        self._rejected[pj_call_id] = sip
+        prm = pj.CallOpParam(True)
+        prm.statusCode = code
+        try:
+            sip.answer(prm)
+        except pj.Error as exc:
+            log.warning("call_reject_failed", code=code, error=exc.info())
+
+    def _forget_rejected(self, pj_call_id: int) -> None:
+        sip = self._rejected.pop(pj_call_id, None)
+        if sip is not None:
+            self.stack.call_later(0, lambda: _drop(sip))
+
+    def _find(self, sip: SipCall) -> ActiveCall | None:
+        call = self._calls.get(sip.getId())
+        return call if call is not None and call.sip is sip else None
+
+    def _hangup_by_id(self, call_id: str, reason: str) -> None:
+        for call in list(self._calls.values()):
+            if call.call_id == call_id:
+                self._hangup(call, reason)
+                return
+
+    def _hangup(self, call: ActiveCall, reason: str) -> None:
+        if call.ended:
+            return
+        call.end_reason = call.end_reason or reason
+        call.log.info("call_hangup", reason=reason)
+        try:
+            call.sip.hangup(pj.CallOpParam(True))
+        except pj.Error as exc:  # the dialog is already gone: release locally
+            call.log.warning("call_hangup_failed", error=exc.info())
+            self._teardown(call, 0, reason)
+
+    def _inactive(self, call_id: str, idle_s: float) -> None:
+        self.hangup(call_id, f"rtp_timeout after {idle_s:.1f}s")
+
+    def _teardown(self, call: ActiveCall, code: int, reason: str) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        for key, value in list(self._calls.items()):
+            if value is call:
+                del self._calls[key]
+        session = call.session
+        self.clock.remove(session, then=session.close)
+        try:
+            call.agent.on_stop()
+        except Exception:
+            call.log.exception("agent_stop_failed")
+        stats = session.snapshot()
+        call.log.info(
+            "call_ended", code=code, reason=reason, duration_s=round(time.monotonic() - call.created_at, 2),
+            rtp_sent=stats.packets_sent, rtp_received=stats.packets_received, malformed=stats.malformed,
+            foreign_dropped=stats.foreign_dropped, jitter=stats.jitter, reception=stats.reception,
+        )
+        for callback in self._ended:
+            try:
+                callback(call, code, reason)
+            except Exception:
+                call.log.exception("call_end_callback_failed")
+        sip = call.sip
+        self.stack.call_later(0, lambda: _drop(sip))  # pjsua2: never delete a Call inside its own callback
+
+
+def _drop(sip: SipCall) -> None:
+    """Release our last reference to a finished pjsua2 call object."""
+    del sip
+
+
+def _echo_canceller(agent: Agent):
+    if not agent.uses_echo_canceller:
+        return None
+    from rtp.echo import create_echo_canceller
+
+    return create_echo_canceller(8000)

@@ -1,0 +1,130 @@
+"""`voicegate` command line: run, call, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from dataclasses import replace
+
+import structlog
+
+from gateway.config import ConfigError, HostPort, load_config
+from gateway.logs import configure_logging
+
+log = structlog.get_logger("cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voicegate", description="On-prem AI voice agent: a SIP/RTP gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the gateway in the foreground")
+    run.add_argument("--config", required=True, help="YAML configuration file")
+    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("config", help="YAML configuration file")
+    call = sub.add_parser("call", help="place one outbound call, run its agent, exit when it ends")
+    call.add_argument("--config", required=True, help="YAML configuration file")
+    call.add_argument("--account", help="account (username or AOR) to call from; default: the first one")
+    call.add_argument("--agent", help="agent to attach; default: the account's agent")
+    call.add_argument("--listen", help="override sip.listen (host:port), e.g. beside a running gateway")
+    call.add_argument("uri", help="SIP URI or extension to call")
+    args = parser.parse_args(argv)
+
+    if args.command == "check-config":
+        return _check_config(args.config)
+    try:
+        config = load_config(args.config)
+        if getattr(args, "listen", None):
+            host, _, port = args.listen.rpartition(":")
+            config = replace(config, sip=replace(config.sip, listen=HostPort(host, int(port))))
+        if getattr(args, "agent", None) and args.agent not in config.agents:
+            raise ConfigError(args.config, "agents", f"an agent named {args.agent!r}", list(config.agents))
+    except (ConfigError, ValueError) as exc:
+        print(f"voicegate: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level)
+    if args.command == "run":
+        return _run(config)
+    return _call(config, args.uri, args.account, args.agent)
+
+
+def _check_config(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"voicegate: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path}: OK ({len(config.sip.accounts)} account(s), agents: {', '.join(config.agents)})")
+    return 0
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _start(config):
+    from gateway.app import Gateway  # imports pjsua2: keep check-config light
+
+    gateway = Gateway(config)
+    try:
+        gateway.start()
+    except OSError as exc:
+        log.error("gateway_start_failed", error=str(exc))
+        return None
+    return gateway
+
+
+def _run(config) -> int:
+    stop = _stop_event()
+    gateway = _start(config)
+    if gateway is None:
+        return 1
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        gateway.stop()
+    return 0
+
+
+def _call(config, uri: str, account: str | None, agent: str | None) -> int:
+    stop = _stop_event()
+    gateway = _start(config)
+    if gateway is None:
+        return 1
+    ended: dict[str, tuple[int, str, bool]] = {}
+    done = threading.Event()
+
+    def on_end(call, code: int, reason: str) -> None:
+        ended[call.call_id] = (code, reason, call.confirmed)
+        done.set()
+
+    gateway.calls.on_ended(on_end)
+    try:
+        call_id = gateway.originate(uri, account, agent).result(timeout=10)
+        log.info("call_placed", call_id=call_id, uri=uri)
+        while call_id not in ended and not stop.is_set():
+            done.wait(0.5)
+            done.clear()
+    except Exception as exc:
+        log.error("call_failed", uri=uri, error=str(exc))
+        return 1
+    finally:
+        gateway.stop()
+    if call_id in ended:
+        code, reason, confirmed = ended[call_id]
+        return 0 if confirmed else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""Load and validate the YAML configuration.
+
+The YAML file is the public contract with users, so every mistake must be reported with
+the file, the key path and what was expected: a gateway that silently ignores a typo in
+`max_calls` answers calls it should have refused. Unknown keys are errors for the same
+reason. `${VAR}` (and `${VAR:-default}`) in any string is replaced from the environment so
+that secrets stay out of the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_AGENT_TYPES = ("echo",)
+_CODECS = ("PCMU", "PCMA")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, located by file and key path."""
+
+    def __init__(self, file: str, key: str, expected: str, got: object = None, *, has_got: bool = True):
+        self.file = file
+        self.key = key
+        self.expected = expected
+        detail = f", got {got!r}" if has_got else ""
+        super().__init__(f"{file}: {key or '<top level>'}: expected {expected}{detail}")
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    username: str
+    password: str
+    registrar: str  # a SIP URI, e.g. "sip:127.0.0.1:5160"
+    domain: str
+    agent: str
+    register_expires_s: int = 300
+    auth_username: str | None = None
+
+    @property
+    def aor(self) -> str:
+        """The address of record this account registers."""
+        return f"sip:{self.username}@{self.domain}"
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    listen: HostPort
+    public_address: str
+    max_calls: int
+    default_agent: str
+    accounts: tuple[AccountConfig, ...] = ()
+    user_agent: str = "voicegate"
+
+
+@dataclass(frozen=True)
+class RtpConfig:
+    port_range: tuple[int, int] = (31000, 31999)
+    inactivity_timeout_s: float = 30.0
+    codecs: tuple[str, ...] = _CODECS
+    dtmf_payload_type: int = 101
+    jitter_min_delay_ms: int = 20
+    jitter_max_delay_ms: int = 300
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str
+    type: str
+    answer_after_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    sip_trace: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    sip: SipConfig
+    rtp: RtpConfig
+    agents: Mapping[str, AgentConfig]
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+class _Reader:
+    """Walks a parsed YAML tree, keeping the key path for error messages."""
+
+    def __init__(self, file: str, env: Mapping[str, str]):
+        self.file = file
+        self.env = env
+
+    def fail(self, key: str, expected: str, got: object = None, *, has_got: bool = True) -> ConfigError:
+        return ConfigError(self.file, key, expected, got, has_got=has_got)
+
+    def mapping(self, value: object, key: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, "a mapping", value)
+        for name in value:
+            if not isinstance(name, str) or name not in allowed:
+                choices = ", ".join(sorted(allowed))
+                raise self.fail(_join(key, str(name)), f"no such key (allowed here: {choices})", has_got=False)
+        for name in sorted(required):
+            if name not in value:
+                raise self.fail(_join(key, name), "this key to be set", has_got=False)
+        return value
+
+    def string(self, value: object, key: str, *, allow_empty: bool = False) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self.fail(key, "a string", value)
+        text = self.expand(str(value), key)
+        if not text and not allow_empty:
+            raise self.fail(key, "a non-empty string", text)
+        return text
+
+    def expand(self, text: str, key: str) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            raise self.fail(key, f"environment variable {name} to be set (referenced as ${{{name}}})",
+                            has_got=False)
+
+        return _ENV_REF.sub(substitute, text)
+
+    def integer(self, value: object, key: str, lo: int, hi: int) -> int:
+        if isinstance(value, str):
+            value = self.expand(value, key)
+            try:
+                value = int(value)
+            except ValueError:
+                raise self.fail(key, f"an integer from {lo} to {hi}", value) from None
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.fail(key, f"an integer from {lo} to {hi}", value)
+        return value
+
+    def number(self, value: object, key: str, lo: float, hi: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise self.fail(key, f"a number from {lo} to {hi}", value)
+        return float(value)
+
+    def boolean(self, value: object, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, "true or false", value)
+        return value
+
+    def host_port(self, value: object, key: str) -> HostPort:
+        text = self.string(value, key)
+        host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise self.fail(key, 'an address "host:port"', text)
+        host = host.strip("[]")
+        _check_host(self, host, key)
+        return HostPort(host, self.integer(port, key, 1, 65535))
+
+    def optional(self, data: Mapping, name: str, key: str, read: Callable[[object, str], Any], default: Any):
+        return read(data[name], _join(key, name)) if name in data else default
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _check_host(reader: _Reader, host: str, key: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host):
+        raise reader.fail(key, "an IP address or host name", host)
+
+
+def _sip_uri_host(reader: _Reader, uri: str, key: str) -> str:
+    match = re.fullmatch(r"sips?:(?:[^@;]+@)?(\[[^\]]+\]|[^:;>]+)(?::(\d{1,5}))?(;.*)?", uri)
+    if not match:
+        raise reader.fail(key, 'a SIP URI like "sip:pbx.example.com:5060"', uri)
+    host = match.group(1).strip("[]")
+    _check_host(reader, host, key)
+    if match.group(2) is not None:
+        reader.integer(match.group(2), key, 1, 65535)
+    return host
+
+
+def _read_account(r: _Reader, raw: object, key: str, agents: Mapping[str, AgentConfig]) -> AccountConfig:
+    data = r.mapping(raw, key, {"username", "password", "registrar", "domain", "agent", "register_expires_s",
+                                "auth_username"}, {"username", "password", "registrar", "agent"})
+    registrar = r.string(data["registrar"], _join(key, "registrar"))
+    registrar_host = _sip_uri_host(r, registrar, _join(key, "registrar"))
+    agent = r.string(data["agent"], _join(key, "agent"))
+    if agent not in agents:
+        raise r.fail(_join(key, "agent"), f"the name of an agent under `agents` ({', '.join(agents)})", agent)
+    username = r.string(data["username"], _join(key, "username"))
+    if not re.fullmatch(r"[A-Za-z0-9._~+\-!$&'()*,;=%]+", username):
+        raise r.fail(_join(key, "username"), "a SIP user part (letters, digits, . _ - + etc.)", username)
+    return AccountConfig(
+        username=username,
+        password=r.string(data["password"], _join(key, "password"), allow_empty=True),
+        registrar=registrar,
+        domain=r.optional(data, "domain", key, r.string, registrar_host),
+        agent=agent,
+        register_expires_s=r.optional(data, "register_expires_s", key,
+                                      lambda v, k: r.integer(v, k, 1, 86400), 300),
+        auth_username=r.optional(data, "auth_username", key, r.string, None),
+    )
+
+
+def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
+    data = r.mapping(raw, key, {"type", "answer_after_s"}, {"type"})
+    kind = r.string(data["type"], _join(key, "type"))
+    if kind not in _AGENT_TYPES:
+        raise r.fail(_join(key, "type"), f"one of {', '.join(_AGENT_TYPES)}", kind)
+    return AgentConfig(
+        name=name,
+        type=kind,
+        answer_after_s=r.optional(data, "answer_after_s", key, lambda v, k: r.number(v, k, 0, 60), 0.0),
+    )
+
+
+def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
+    data = r.mapping(raw, "rtp", {"port_range", "inactivity_timeout_s", "codecs", "dtmf_payload_type",
+                                  "jitter_min_delay_ms", "jitter_max_delay_ms"})
+    port_range = RtpConfig.port_range
+    if "port_range" in data:
+        value = data["port_range"]
+        if not isinstance(value, list) or len(value) != 2:
+            raise r.fail("rtp.port_range", "a list of two ports [first, last]", value)
+        first = r.integer(value[0], "rtp.port_range[0]", 1024, 65534)
+        last = r.integer(value[1], "rtp.port_range[1]", 1025, 65535)
+        if last - first < 3:
+            raise r.fail("rtp.port_range", "a range holding at least two even/odd port pairs", value)
+        port_range = (first, last)
+    codecs = RtpConfig.codecs
+    if "codecs" in data:
+        value = data["codecs"]
+        if not isinstance(value, list) or not value:
+            raise r.fail("rtp.codecs", f"a non-empty list drawn from {', '.join(_CODECS)}", value)
+        codecs = tuple(r.string(v, f"rtp.codecs[{i}]").upper() for i, v in enumerate(value))
+        for i, codec in enumerate(codecs):
+            if codec not in _CODECS:
+                raise r.fail(f"rtp.codecs[{i}]", f"one of {', '.join(_CODECS)}", codec)
+    min_delay = r.optional(data, "jitter_min_delay_ms", "rtp", lambda v, k: r.integer(v, k, 0, 500), 20)
+    max_delay = r.optional(data, "jitter_max_delay_ms", "rtp", lambda v, k: r.integer(v, k, 20, 2000), 300)
+    if max_delay < min_delay:
+        raise r.fail("rtp.jitter_max_delay_ms", f"at least jitter_min_delay_ms ({min_delay})", max_delay)
+    return RtpConfig(
+        port_range=port_range,
+        inactivity_timeout_s=r.optional(data, "inactivity_timeout_s", "rtp",
+                                        lambda v, k: r.number(v, k, 1, 3600), 30.0),
+        codecs=codecs,
+        dtmf_payload_type=r.optional(data, "dtmf_payload_type", "rtp", lambda v, k: r.integer(v, k, 96, 127), 101),
+        jitter_min_delay_ms=min_delay,
+        jitter_max_delay_ms=max_delay,
+    )
+
+
+def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> SipConfig:
+    data = r.mapping(raw, "sip", {"listen", "public_address", "max_calls", "default_agent", "accounts",
+                                  "user_agent"}, {"listen"})
+    listen = r.host_port(data["listen"], "sip.listen")
+    public = r.optional(data, "public_address", "sip", r.string, None)
+    if public is None:
+        if _is_ip(listen.host) and ipaddress.ip_address(listen.host).is_unspecified:
+            raise r.fail("sip.public_address", "an address to advertise when sip.listen is a wildcard address",
+                         has_got=False)
+        public = listen.host
+    else:
+        _check_host(r, public, "sip.public_address")
+    default_agent = r.optional(data, "default_agent", "sip", r.string, None)
+    if default_agent is None:
+        if len(agents) != 1:
+            raise r.fail("sip.default_agent", "the agent for direct calls (several agents are defined)",
+                         has_got=False)
+        default_agent = next(iter(agents))
+    if default_agent not in agents:
+        raise r.fail("sip.default_agent", f"the name of an agent under `agents` ({', '.join(agents)})",
+                     default_agent)
+    accounts_raw = data.get("accounts", [])
+    if accounts_raw is None:
+        accounts_raw = []
+    if not isinstance(accounts_raw, list):
+        raise r.fail("sip.accounts", "a list of accounts", accounts_raw)
+    accounts = tuple(_read_account(r, a, f"sip.accounts[{i}]", agents) for i, a in enumerate(accounts_raw))
+    seen: set[str] = set()
+    for i, account in enumerate(accounts):
+        if account.aor in seen:
+            raise r.fail(f"sip.accounts[{i}].username", "each account (username@domain) only once", account.aor)
+        seen.add(account.aor)
+    return SipConfig(
+        listen=listen,
+        public_address=public,
+        max_calls=r.optional(data, "max_calls", "sip", lambda v, k: r.integer(v, k, 1, 1000), 4),
+        default_agent=default_agent,
+        accounts=accounts,
+        user_agent=r.optional(data, "user_agent", "sip", r.string, "voicegate"),
+    )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_logging(r: _Reader, raw: object) -> LoggingConfig:
+    data = r.mapping(raw, "logging", {"level", "sip_trace"})
+    level = r.optional(data, "level", "logging", r.string, "info").lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise r.fail("logging.level", "one of debug, info, warning, error", level)
+    return LoggingConfig(level=level, sip_trace=r.optional(data, "sip_trace", "logging", r.boolean, False))
+
+
+def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Validate an already-parsed YAML document."""
+    r = _Reader(source, os.environ if env is None else env)
+    top = r.mapping(data, "", {"sip", "rtp", "agents", "logging"}, {"sip", "agents"})
+    agents_raw = top["agents"]
+    if not isinstance(agents_raw, dict) or not agents_raw:
+        raise r.fail("agents", "at least one agent", agents_raw)
+    agents: dict[str, AgentConfig] = {}
+    for name, raw in agents_raw.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise r.fail(f"agents.{name}", "an agent name of letters, digits, '_', '-' or '.'", has_got=False)
+        agents[name] = _read_agent(r, name, raw, f"agents.{name}")
+    return Config(
+        source=source,
+        sip=_read_sip(r, top["sip"], agents),
+        rtp=_read_rtp(r, top.get("rtp", {})),
+        agents=agents,
+        logging=_read_logging(r, top.get("logging", {})),
+    )
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate a YAML configuration file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, "", f"a readable file ({exc.strerror})", has_got=False) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, "", f"valid YAML{where} ({getattr(exc, 'problem', exc)})", has_got=False) from exc
+    return parse_config(data, source, env)

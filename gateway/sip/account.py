@@ -1,0 +1,165 @@
+"""SIP accounts: the local (direct-call) account and registered PBX extensions.
+
+pjsua refreshes a registration before it expires by itself; what it does not do to our liking
+is recover: after a failed registration (registrar down, 5xx, 401/403) it either gives up or
+retries at a fixed interval. We switch its retry off and retry with exponential backoff and
+jitter instead, so a PBX coming back after an outage is not hit by every gateway at once, and
+we log a wrong password as such, once per failure streak, not as an anonymous 401.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pjsua2 as pj
+import structlog
+
+from gateway.config import AccountConfig
+
+if TYPE_CHECKING:
+    from gateway.sip.stack import SipStack
+
+log = structlog.get_logger("sip")
+
+BACKOFF_FIRST_S = 2.0
+BACKOFF_MAX_S = 120.0
+
+
+@dataclass
+class RegistrationState:
+    registered: bool = False
+    last_code: int = 0
+    last_reason: str = ""
+    failures: int = 0
+    expires_s: int = 0
+
+
+class GatewayAccount(pj.Account):
+    """One pjsua account; incoming calls on it go to `agent`."""
+
+    def __init__(self, stack: SipStack, agent: str, name: str,
+                 on_incoming: Callable[[GatewayAccount, int], None],
+                 config: AccountConfig | None = None):
+        super().__init__()
+        self.stack = stack
+        self.agent = agent
+        self.name = name
+        self.config = config
+        self.state = RegistrationState()
+        self._on_incoming = on_incoming
+        self._retry_pending = False
+        self._closing = False
+        self.log = log.bind(account=name)
+
+    # -- creation ------------------------------------------------------------------------------
+
+    @classmethod
+    def local(cls, stack: SipStack, agent: str, on_incoming) -> GatewayAccount:
+        """The account for calls addressed to the gateway directly (no registration)."""
+        s = stack.settings
+        account = cls(stack, agent, "local", on_incoming)
+        cfg = pj.AccountConfig()
+        cfg.idUri = f"sip:voicegate@{_host(s.public_address)}:{s.listen_port}"
+        _media_config(cfg, s.public_address)
+        account.create(cfg, True)
+        return account
+
+    @classmethod
+    def registered(cls, stack: SipStack, config: AccountConfig, on_incoming) -> GatewayAccount:
+        account = cls(stack, config.agent, config.aor, on_incoming, config)
+        cfg = pj.AccountConfig()
+        cfg.idUri = config.aor
+        cfg.regConfig.registrarUri = config.registrar
+        cfg.regConfig.timeoutSec = config.register_expires_s
+        cfg.regConfig.retryIntervalSec = 0  # our own backoff, see the module docstring
+        cfg.regConfig.firstRetryIntervalSec = 0
+        cfg.regConfig.delayBeforeRefreshSec = min(5, max(1, config.register_expires_s // 4))
+        cfg.regConfig.dropCallsOnFail = False
+        cfg.regConfig.unregWaitMsec = 2000
+        cfg.sipConfig.proxies.append(f"{config.registrar};lr" if ";lr" not in config.registrar
+                                     else config.registrar)
+        cred = pj.AuthCredInfo("digest", "*", config.auth_username or config.username, 0, config.password)
+        cfg.sipConfig.authCreds.append(cred)
+        _media_config(cfg, stack.settings.public_address)
+        account.create(cfg)
+        account.log.info("sip_registering", registrar=config.registrar, expires_s=config.register_expires_s)
+        return account
+
+    # -- callbacks (SIP thread) ----------------------------------------------------------------
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self._on_incoming(self, prm.callId)
+
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
+        code, reason, expiration = prm.code, prm.reason, prm.expiration
+        st = self.state
+        st.last_code, st.last_reason = code, reason
+        if self._closing:
+            st.registered = False
+            self.log.info("sip_unregistered", code=code)
+            return
+        if 200 <= code < 300 and expiration > 0:
+            if not st.registered or st.failures:
+                self.log.info("sip_registered", code=code, expires_s=expiration)
+            st.registered, st.failures, st.expires_s = True, 0, expiration
+            return
+        was_registered = st.registered
+        st.registered = False
+        st.failures += 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(st.failures - 1, 10)) * random.uniform(0.8, 1.2)
+        fields = dict(code=code, reason=reason, retry_in_s=round(delay, 1), failures=st.failures,
+                      was_registered=was_registered)
+        if code in (401, 403, 407):
+            self.log.error("sip_registration_rejected",
+                           hint="check the account's username and password", **fields)
+        elif code in (408, 503) or code >= 500 or code < 200:
+            self.log.warning("sip_registrar_unreachable", **fields)
+        else:
+            self.log.warning("sip_registration_failed", **fields)
+        self._schedule_retry(delay)
+
+    def _schedule_retry(self, delay: float) -> None:
+        if self._retry_pending:
+            return
+        self._retry_pending = True
+        self.stack.call_later(delay, self._retry)
+
+    def _retry(self) -> None:
+        self._retry_pending = False
+        if self._closing or self.state.registered:
+            return
+        try:
+            self.setRegistration(True)
+        except pj.Error as exc:  # e.g. PJSIP_EBUSY while a transaction is still running
+            self.log.debug("sip_register_retry_busy", error=exc.info())
+            self._schedule_retry(1.0)
+
+    # -- shutdown (SIP thread) -----------------------------------------------------------------
+
+    def unregister(self) -> bool:
+        """Send REGISTER with Expires: 0. Returns whether there was anything to unregister."""
+        self._closing = True
+        if self.config is None or not self.state.registered:
+            return False
+        try:
+            self.setRegistration(False)
+            return True
+        except pj.Error as exc:
+            self.log.warning("sip_unregister_failed", error=exc.info())
+            return False
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _media_config(cfg: pj.AccountConfig, public_address: str) -> None:
+    """pjmedia must never send media: the loop transport opens no socket at all."""
+    cfg.mediaConfig.useLoopMedTp = True
+    cfg.mediaConfig.enableLoopback = False
+    cfg.mediaConfig.lockCodecEnabled = False
+    cfg.mediaConfig.transportConfig.boundAddress = public_address
+    cfg.mediaConfig.transportConfig.publicAddress = public_address

@@ -1,0 +1,107 @@
+"""A pjsua2 call whose media is carried by our RTP engine.
+
+The only media work done here is telling pjsua where our media lives (SDP rewrite, on every
+SDP it creates) and reading back what it negotiated (`getStreamInfo`) after every offer/answer,
+re-INVITEs included; everything else is forwarded to the call manager.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import pjsua2 as pj
+import structlog
+
+from gateway.sdp import MediaAddress, SdpError, parse_address, rewrite_local_sdp
+
+log = structlog.get_logger("sip")
+
+
+@dataclass(frozen=True)
+class NegotiatedMedia:
+    """The audio stream pjsua negotiated, as our RTP engine needs it."""
+
+    codec: str
+    tx_pt: int
+    rx_pt: int
+    tx_event_pt: int | None
+    rx_event_pt: int | None
+    remote_rtp: tuple[str, int]
+    remote_rtcp: tuple[str, int]
+    send: bool
+    receive: bool
+    status: str  # active, local_hold, remote_hold
+
+
+class CallEvents(Protocol):
+    def media_address(self, call: SipCall) -> MediaAddress: ...
+
+    def on_call_state(self, call: SipCall, info: pj.CallInfo) -> None: ...
+
+    def on_media(self, call: SipCall, media: NegotiatedMedia | None) -> None: ...
+
+
+_MEDIA_STATUS = {
+    pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
+    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local_hold",
+    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote_hold",
+}
+
+
+class SipCall(pj.Call):
+    def __init__(self, account: pj.Account, events: CallEvents, call_id: int = pj.PJSUA_INVALID_ID):
+        super().__init__(account, call_id)
+        self.events = events
+        self.account = account
+        self.call_id: str = ""  # the SIP Call-ID, filled on the first state callback
+        self.log = log
+
+    def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
+        try:
+            prm.sdp.wholeSdp = rewrite_local_sdp(prm.sdp.wholeSdp, self.events.media_address(self))
+        except SdpError as exc:
+            # Leaving pjsua's SDP would point the peer at pjmedia (which sends nothing): log it.
+            self.log.error("sdp_rewrite_failed", error=str(exc))
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        info = self.getInfo()
+        if not self.call_id:
+            self.call_id = info.callIdString
+            self.log = log.bind(call_id=self.call_id)
+        self.events.on_call_state(self, info)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        info = self.getInfo()  # keep alive while reading info.media
+        for media in info.media:
+            if media.type != pj.PJMEDIA_TYPE_AUDIO:
+                continue
+            status = _MEDIA_STATUS.get(media.status)
+            if status is None:
+                self.events.on_media(self, None)
+                return
+            try:
+                stream = self.getStreamInfo(media.index)
+            except pj.Error as exc:
+                self.log.warning("sip_stream_info_failed", error=exc.info())
+                self.events.on_media(self, None)
+                return
+            try:
+                negotiated = NegotiatedMedia(
+                    codec=stream.codecName.upper(),
+                    tx_pt=stream.txPt,
+                    rx_pt=stream.rxPt,
+                    tx_event_pt=stream.audTxEventPt if stream.audTxEventPt > 0 else None,
+                    rx_event_pt=stream.audRxEventPt if stream.audRxEventPt > 0 else None,
+                    remote_rtp=parse_address(stream.remoteRtpAddress),
+                    remote_rtcp=parse_address(stream.remoteRtcpAddress),
+                    send=bool(stream.dir & pj.PJMEDIA_DIR_ENCODING),
+                    receive=bool(stream.dir & pj.PJMEDIA_DIR_DECODING),
+                    status=status,
+                )
+            except (SdpError, ValueError) as exc:
+                self.log.error("sip_stream_info_unusable", error=str(exc))
+                self.events.on_media(self, None)
+                return
+            self.events.on_media(self, negotiated)
+            return

@@ -1,0 +1,216 @@
+"""The pjsua2 endpoint, owned by one thread.
+
+pjsua2 aborts the process when an unregistered Python thread touches it, and its objects are
+not safe to use from several threads at once. So one thread ("sip") creates the endpoint,
+runs `libHandleEvents`, receives every callback, and is the only thread that calls pjsua2;
+other threads hand it work with `submit()` / `call_later()`. Media never passes through here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import pjsua2 as pj
+import structlog
+
+log = structlog.get_logger("sip")
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    listen_host: str
+    listen_port: int
+    public_address: str
+    max_calls: int
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    user_agent: str = "voicegate"
+    sip_trace: bool = False
+
+
+class _PjLogWriter(pj.LogWriter):
+    """Route pjsip's own log lines into our JSON log (warnings and errors only, unless tracing)."""
+
+    def write(self, entry: pj.LogEntry) -> None:  # noqa: D401 - pjsua2 callback
+        text = entry.msg.rstrip()
+        if entry.level <= 1:
+            log.error("pjsip", msg=text)
+        elif entry.level == 2:
+            log.warning("pjsip", msg=text)
+        else:
+            log.debug("pjsip", msg=text)
+
+
+class SipStack:
+    """Lifecycle of the pjsua2 endpoint plus a work queue and timers run on its thread."""
+
+    def __init__(self, settings: StackSettings):
+        self.settings = settings
+        self.endpoint: pj.Endpoint | None = None
+        self._work: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()
+        self._timers: list[tuple[float, int, Callable[[], Any]]] = []
+        self._timer_seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._start_error: BaseException | None = None
+        self._log_writer = _PjLogWriter()
+        self._on_shutdown: Callable[[], None] | None = None
+
+    # -- public API, any thread ----------------------------------------------------------------
+
+    def start(self, on_started: Callable[[], None], on_shutdown: Callable[[], None]) -> None:
+        """Start the SIP thread; `on_started` runs on it once the endpoint is up."""
+        self._on_shutdown = on_shutdown
+        self._thread = threading.Thread(target=self._run, args=(on_started,), name="sip", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        """Run `fn` on the SIP thread; returns a Future of its result."""
+        future: Future = Future()
+        if threading.current_thread() is self._thread:
+            _run_into(fn, future)
+        else:
+            self._work.put((fn, future))
+        return future
+
+    def call_later(self, delay_s: float, fn: Callable[[], Any]) -> None:
+        """Run `fn` on the SIP thread after `delay_s` (must be called on the SIP thread)."""
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._timer_seq), fn))
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Run the shutdown callback, destroy the endpoint and join the thread."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def on_sip_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def pump(self, duration_s: float) -> None:
+        """Process SIP events for `duration_s` from within the SIP thread (used during shutdown)."""
+        end = time.monotonic() + duration_s
+        while time.monotonic() < end:
+            self._iterate()
+
+    def clear_timers(self) -> None:
+        """Forget pending timers (shutdown): they may hold pjsua2 objects that must go first."""
+        self._timers.clear()
+
+    def pump_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() >= end:
+                return False
+            self._iterate()
+        return True
+
+    # -- SIP thread ----------------------------------------------------------------------------
+
+    def _run(self, on_started: Callable[[], None]) -> None:
+        try:
+            self._create()
+            on_started()
+        except BaseException as exc:  # report to start(), then clean up what exists
+            self._start_error = exc
+            self._ready.set()
+            self._destroy()
+            return
+        self._ready.set()
+        while not self._stopping.is_set():
+            self._iterate()
+        try:
+            if self._on_shutdown is not None:
+                self._on_shutdown()
+        except Exception:
+            log.exception("sip_shutdown_failed")
+        finally:
+            self._destroy()
+
+    def _iterate(self) -> None:
+        assert self.endpoint is not None
+        self.endpoint.libHandleEvents(10)
+        while True:
+            try:
+                fn, future = self._work.get_nowait()
+            except queue.Empty:
+                break
+            _run_into(fn, future)
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, fn = heapq.heappop(self._timers)
+            try:
+                fn()
+            except Exception:
+                log.exception("sip_timer_failed")
+
+    def _create(self) -> None:
+        s = self.settings
+        ep = pj.Endpoint()
+        ep.libCreate()
+        self.endpoint = ep
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = False
+        # pjsua's own limit sits above ours so that *we* answer 486 with a log line.
+        cfg.uaConfig.maxCalls = min(s.max_calls + 4, 32)
+        cfg.uaConfig.userAgent = s.user_agent
+        cfg.logConfig.writer = self._log_writer
+        cfg.logConfig.level = 5 if s.sip_trace else 2
+        cfg.logConfig.consoleLevel = 0
+        cfg.logConfig.msgLogging = 1 if s.sip_trace else 0
+        cfg.logConfig.decor = 0
+        cfg.medConfig.ecTailLen = 0
+        cfg.medConfig.threadCnt = 0
+        cfg.medConfig.noVad = True
+        ep.libInit(cfg)
+        tcfg = pj.TransportConfig()
+        tcfg.port = s.listen_port
+        tcfg.boundAddress = s.listen_host
+        tcfg.publicAddress = s.public_address
+        try:
+            ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        except pj.Error as exc:
+            raise OSError(f"cannot listen for SIP on {s.listen_host}:{s.listen_port}/udp: {exc.reason}") from None
+        ep.libStart()
+        # No sound device: nothing may run pjmedia's conference clock (it would send RTP).
+        ep.audDevManager().setNoDev()
+        self._set_codec_priorities(ep)
+        log.info("sip_listening", address=f"{s.listen_host}:{s.listen_port}", public=s.public_address)
+
+    def _set_codec_priorities(self, ep: pj.Endpoint) -> None:
+        """Offer and accept only the codecs our RTP engine implements, in the configured order."""
+        wanted = {name: 255 - i for i, name in enumerate(self.settings.codecs)}
+        for info in ep.codecEnum2():
+            name = info.codecId.split("/")[0].upper()
+            ep.codecSetPriority(info.codecId, wanted.get(name, 0))
+
+    def _destroy(self) -> None:
+        ep, self.endpoint = self.endpoint, None
+        if ep is None:
+            return
+        try:
+            ep.libDestroy()
+        except pj.Error as exc:
+            log.warning("sip_destroy_failed", error=exc.info())
+
+
+def _run_into(fn: Callable[[], Any], future: Future) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn())
+    except BaseException as exc:
+        future.set_exception(exc)
+        log.exception("sip_work_failed")

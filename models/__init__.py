@@ -1,0 +1,1 @@
+"""Model adapters (VAD, STT, LLM, TTS). Knows nothing about SIP or RTP; filled in by issue 3."""

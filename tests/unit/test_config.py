@@ -1,0 +1,97 @@
+"""The YAML contract: accepted shapes, and errors that name file, key and expectation."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+
+CONTRACT = """
+sip:
+  listen: "127.0.0.1:5080"
+  public_address: "127.0.0.1"
+  max_calls: 4
+  default_agent: front-desk
+  accounts:
+    - username: "2001"
+      password: "${FRONT_DESK_PASSWORD}"
+      registrar: "sip:127.0.0.1:5160"
+      domain: "127.0.0.1"
+      agent: front-desk
+rtp:
+  port_range: [31000, 31999]
+agents:
+  front-desk:
+    type: echo
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gw.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_issue_contract_loads_with_env_secret(tmp_path):
+    config = load_config(write(tmp_path, CONTRACT), env={"FRONT_DESK_PASSWORD": "s3cret"})
+    assert config.sip.listen.host == "127.0.0.1" and config.sip.listen.port == 5080
+    assert config.sip.max_calls == 4
+    account = config.sip.accounts[0]
+    assert account.password == "s3cret"
+    assert account.aor == "sip:2001@127.0.0.1"
+    assert config.rtp.port_range == (31000, 31999)
+    assert config.agents["front-desk"].type == "echo"
+
+
+def test_domain_defaults_to_registrar_host(tmp_path):
+    text = CONTRACT.replace('      domain: "127.0.0.1"\n', "").replace("sip:127.0.0.1:5160", "sip:pbx.example.com:5160")
+    config = load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"})
+    assert config.sip.accounts[0].domain == "pbx.example.com"
+
+
+def test_default_config_is_valid():
+    config = load_config(Path(__file__).parents[2] / "configs" / "default.yaml", env={})
+    assert config.sip.accounts == ()
+    assert config.sip.default_agent in config.agents
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "expected"),
+    [
+        (("max_calls: 4", "max_calls: many"), "sip.max_calls", "an integer"),
+        (("max_calls: 4", "max_calls: 4\n  max_cals: 2"), "sip.max_cals", "no such key"),
+        (('listen: "127.0.0.1:5080"', 'listen: "127.0.0.1"'), "sip.listen", "host:port"),
+        (("type: echo", "type: parrot"), "agents.front-desk.type", "one of echo"),
+        (("      agent: front-desk", "      agent: back-office"), "sip.accounts[0].agent", "the name of an agent"),
+        (("sip:127.0.0.1:5160", "127.0.0.1:5160"), "sip.accounts[0].registrar", "a SIP URI"),
+        (("[31000, 31999]", "[31000]"), "rtp.port_range", "a list of two ports"),
+        (("default_agent: front-desk", "default_agent: nobody"), "sip.default_agent", "the name of an agent"),
+    ],
+)
+def test_errors_name_file_key_and_expectation(tmp_path, edit, key, expected):
+    path = write(tmp_path, CONTRACT.replace(*edit))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"FRONT_DESK_PASSWORD": "x"})
+    message = str(info.value)
+    assert str(path) in message
+    assert info.value.key == key
+    assert expected in message
+
+
+def test_missing_environment_variable_is_named(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, CONTRACT), env={})
+    assert info.value.key == "sip.accounts[0].password"
+    assert "FRONT_DESK_PASSWORD" in str(info.value)
+
+
+def test_yaml_syntax_error_has_position(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "sip: [unclosed\n"), env={})
+    assert "line" in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(info.value)
