@@ -1,0 +1,431 @@
+"""One call's media: sockets, RTP in and out, RTCP, jitter buffer, DTMF, inactivity.
+
+An `RtpSession` is driven only by the media clock (`tick`), so all its media state is touched by
+one thread and needs no locks. Other threads (SIP signalling, agents) talk to it through
+`configure()` and `send_dtmf()`, which only publish a value the next tick picks up.
+
+Every tick sends exactly one packet while sending is allowed (audio, silence or a DTMF event):
+PBXs hang up on RTP timeouts, and a far-end jitter buffer copes best with a steady stream.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import random
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import structlog
+
+from rtp.dtmf import DtmfReceiver, DtmfSender
+from rtp.g711 import G711Codec
+from rtp.jitter import FrameType, JitterBuffer, JitterFrame, JitterStats
+from rtp.packet import RtpError, RtpPacket, is_rtcp
+from rtp.ports import PortPair
+from rtp.rtcp import (
+    Bye,
+    ReceiverReport,
+    ReceptionStats,
+    ReportBlock,
+    RtcpError,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    ntp_middle32,
+    ntp_timestamp,
+    parse_compound,
+)
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESTAMP_CMSG = struct.Struct("@qq")
+_RECV_SIZE = 2048
+RTCP_INTERVAL_S = 5.0
+
+
+class EchoCanceller(Protocol):
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray: ...
+
+
+class MediaListener(Protocol):
+    """What a session reports to its owner. All methods run on the media clock thread and must not block."""
+
+    def on_frame(self, frame: JitterFrame) -> np.ndarray | None:
+        """Take the caller's 20 ms frame; return the 20 ms to send (None sends silence)."""
+
+    def on_dtmf(self, digit: str) -> None: ...
+
+    def on_inactive(self, idle_s: float) -> None:
+        """No RTP from the far end for longer than the inactivity timeout (reported once)."""
+
+
+@dataclass(frozen=True)
+class RemoteMedia:
+    """What signalling negotiated for this session (from the SDP offer/answer)."""
+
+    rtp_address: tuple[str, int]
+    rtcp_address: tuple[str, int]
+    codec: G711Codec
+    send_event_pt: int | None = 101
+    receive_event_pt: int | None = 101
+    send: bool = True  # the SDP direction allows us to send
+    receive: bool = True  # the SDP direction says the far end sends to us
+
+
+@dataclass
+class SessionStats:
+    packets_sent: int = 0
+    octets_sent: int = 0
+    packets_received: int = 0
+    malformed: int = 0
+    foreign_dropped: int = 0
+    unknown_payload: int = 0
+    ssrc_changes: int = 0
+    dtmf_received: int = 0
+    dtmf_sent: int = 0
+    rtcp_sent: int = 0
+    rtcp_received: int = 0
+    rtcp_malformed: int = 0
+    remote_fraction_lost: float = 0.0
+    remote_cumulative_lost: int = 0
+    remote_jitter_ms: float = 0.0
+    reception: dict = field(default_factory=dict)
+    jitter: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class RtpSession:
+    def __init__(
+        self,
+        ports: PortPair,
+        listener: MediaListener,
+        *,
+        inactivity_timeout_s: float = 30.0,
+        jitter_min_delay_ms: int = 20,
+        jitter_max_delay_ms: int = 300,
+        echo_canceller: EchoCanceller | None = None,
+        cname: str = "voicegate",
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ):
+        self.ports = ports
+        self.listener = listener
+        self.inactivity_timeout_s = inactivity_timeout_s
+        self.echo_canceller = echo_canceller
+        self.cname = cname
+        self.log = log or structlog.get_logger("rtp")
+        self.ssrc = random.getrandbits(32)
+        self._sequence = random.getrandbits(16)
+        self._timestamp = random.getrandbits(32)
+        self._first_packet = True
+        self._pending: RemoteMedia | None = None
+        self.remote: RemoteMedia | None = None
+        self._jitter = JitterBuffer(
+            clock_rate=8000, frame_ms=20, min_delay_ms=jitter_min_delay_ms, max_delay_ms=jitter_max_delay_ms
+        )
+        self._reception = ReceptionStats(8000)
+        self._dtmf_rx = DtmfReceiver()
+        self._dtmf_tx: DtmfSender | None = None
+        self._dtmf_queue: collections.deque[str] = collections.deque()
+        self._remote_ssrc: int | None = None
+        self._last_rx: float | None = None
+        self._inactive_reported = False
+        self._silence: np.ndarray = np.zeros(160, dtype=np.int16)
+        self._last_sent: np.ndarray = self._silence
+        self._next_rtcp: float | None = None
+        self._last_sr: tuple[int, float] | None = None  # (middle 32 bits of its NTP time, our arrival time)
+        self._realtime_offset = time.time() - time.monotonic()
+        self.stats = SessionStats()
+        self.closed = False
+        for sock in (ports.rtp_socket, ports.rtcp_socket):
+            # Kernel arrival times make jitter estimates exact; without them the tick time is used.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+    # -- called from other threads -------------------------------------------------------------
+
+    def configure(self, remote: RemoteMedia) -> None:
+        """Apply a negotiated (or re-negotiated) remote; the same sockets and SSRC are kept."""
+        self._pending = remote
+
+    def send_dtmf(self, digits: str) -> None:
+        self._dtmf_queue.append(digits)
+
+    @property
+    def local_port(self) -> int:
+        return self.ports.rtp_port
+
+    # -- media clock thread ------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        if self.closed:
+            return
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._apply(pending, now)
+        remote = self.remote
+        self._receive_rtp(now, remote)
+        self._receive_rtcp(now)
+        if remote is None:
+            return
+        frame = self._jitter.get()
+        if self.echo_canceller is not None and frame.type is not FrameType.EMPTY:
+            frame = JitterFrame(frame.type, self.echo_canceller.process(frame.pcm, self._last_sent))
+        outbound = self.listener.on_frame(frame)
+        if remote.send:
+            self._send(remote, outbound)
+        else:
+            self._last_sent = self._silence
+        self._timestamp = (self._timestamp + 160) & 0xFFFFFFFF
+        self._check_inactivity(now, remote)
+        if self._next_rtcp is None:
+            self._next_rtcp = now + RTCP_INTERVAL_S * random.uniform(0.5, 1.5)
+        elif now >= self._next_rtcp:
+            self._next_rtcp = now + RTCP_INTERVAL_S * random.uniform(0.5, 1.5)
+            self._send_rtcp(remote)
+
+    def _apply(self, remote: RemoteMedia, now: float) -> None:
+        previous = self.remote
+        self.remote = remote
+        if previous is None or previous.rtp_address != remote.rtp_address or previous.codec != remote.codec:
+            self.log.info(
+                "rtp_remote",
+                remote=f"{remote.rtp_address[0]}:{remote.rtp_address[1]}",
+                codec=remote.codec.name,
+                send=remote.send,
+                receive=remote.receive,
+                local_port=self.ports.rtp_port,
+            )
+        if previous is not None and previous.codec != remote.codec:
+            self._jitter.reset()
+        self._last_rx = now  # a new negotiation (e.g. unhold) restarts the inactivity window
+        self._inactive_reported = False
+
+    def _read(self, sock: socket.socket, now: float):
+        """Yield (data, source, arrival time) for every datagram waiting on `sock`."""
+        offset = self._realtime_offset
+        while True:
+            try:
+                data, ancdata, _flags, source = sock.recvmsg(_RECV_SIZE, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionRefusedError:  # ICMP port unreachable for an earlier send: go on
+                continue
+            except OSError as exc:
+                self.log.warning("rtp_socket_error", error=str(exc))
+                return
+            arrival = now
+            for level, kind, cmsg in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cmsg) >= 16:
+                    sec, nsec = _TIMESTAMP_CMSG.unpack_from(cmsg)
+                    arrival = sec + nsec * 1e-9 - offset
+            yield data, source, arrival
+
+    def _receive_rtp(self, now: float, remote: RemoteMedia | None) -> None:
+        for data, source, arrival in self._read(self.ports.rtp_socket, now):
+            if remote is None:
+                continue  # media before the SDP is settled: nothing to play it to
+            if (source[0], source[1]) != remote.rtp_address:
+                self.stats.foreign_dropped += 1
+                if self.stats.foreign_dropped in (1, 100) or self.stats.foreign_dropped % 1000 == 0:
+                    self.log.warning("rtp_foreign_source", source=f"{source[0]}:{source[1]}",
+                                     dropped=self.stats.foreign_dropped)
+                continue
+            if is_rtcp(data):
+                self._handle_rtcp(data, arrival)  # RFC 5761 rtcp-mux
+                continue
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpError as exc:
+                self._malformed(exc, len(data))
+                continue
+            self._handle_rtp(packet, arrival, remote)
+
+    def _malformed(self, exc: Exception, size: int) -> None:
+        self.stats.malformed += 1
+        if self.stats.malformed in (1, 10, 100) or self.stats.malformed % 1000 == 0:
+            self.log.warning("rtp_malformed", error=str(exc), kind=type(exc).__name__, size=size,
+                             total=self.stats.malformed)
+
+    def _handle_rtp(self, packet: RtpPacket, arrival: float, remote: RemoteMedia) -> None:
+        if packet.ssrc != self._remote_ssrc:
+            if self._remote_ssrc is not None:
+                self.stats.ssrc_changes += 1
+                self.log.info("rtp_ssrc_change", old=f"{self._remote_ssrc:08x}", new=f"{packet.ssrc:08x}")
+                self._jitter.reset()
+                self._reception = ReceptionStats(8000)
+                self._dtmf_rx = DtmfReceiver()
+            self._remote_ssrc = packet.ssrc
+        self.stats.packets_received += 1
+        self._last_rx = arrival
+        self._inactive_reported = False
+        self._reception.update(packet.sequence, packet.timestamp, arrival)
+        if packet.payload_type == remote.codec.payload_type:
+            self._jitter.put(packet.sequence, packet.timestamp, remote.codec.decode(packet.payload), arrival,
+                             marker=packet.marker)
+        elif remote.receive_event_pt is not None and packet.payload_type == remote.receive_event_pt:
+            try:
+                digit = self._dtmf_rx.feed(packet)
+            except RtpError as exc:
+                self._malformed(exc, len(packet.payload))
+                return
+            except ValueError as exc:
+                self._malformed(exc, len(packet.payload))
+                return
+            if digit is not None:
+                self.stats.dtmf_received += 1
+                self.log.info("dtmf_received", digit=digit)
+                self.listener.on_dtmf(digit)
+        else:
+            self.stats.unknown_payload += 1  # e.g. comfort noise (PT 13): played as silence
+
+    def _send(self, remote: RemoteMedia, outbound: np.ndarray | None) -> None:
+        event = self._next_dtmf_packet(remote)
+        if event is not None:
+            payload, marker, timestamp, payload_type = event.payload, event.marker, event.timestamp, \
+                remote.send_event_pt
+            self._last_sent = self._silence
+        else:
+            pcm = self._silence if outbound is None else outbound
+            if pcm.shape != (160,):
+                pcm = _fit_frame(pcm)
+            payload = remote.codec.encode(pcm)
+            marker, timestamp, payload_type = self._first_packet, self._timestamp, remote.codec.payload_type
+            self._last_sent = pcm
+        packet = RtpPacket(payload_type=payload_type, sequence=self._sequence, timestamp=timestamp,
+                           ssrc=self.ssrc, payload=payload, marker=marker)
+        try:
+            self.ports.rtp_socket.sendto(packet.serialize(), remote.rtp_address)
+        except OSError as exc:
+            self.log.debug("rtp_send_error", error=str(exc))
+        self._first_packet = False
+        self._sequence = (self._sequence + 1) & 0xFFFF
+        self.stats.packets_sent += 1
+        self.stats.octets_sent += len(payload)
+
+    def _next_dtmf_packet(self, remote: RemoteMedia):
+        if remote.send_event_pt is None:
+            self._dtmf_queue.clear()
+            return None
+        if self._dtmf_tx is None or not self._dtmf_tx.busy:
+            if not self._dtmf_queue:
+                return None
+            if self._dtmf_tx is None:
+                self._dtmf_tx = DtmfSender(payload_type=remote.send_event_pt)
+            digits = self._dtmf_queue.popleft()
+            try:
+                self._dtmf_tx.queue(digits)
+            except ValueError as exc:
+                self.log.warning("dtmf_send_rejected", digits=digits, error=str(exc))
+                return None
+            self.stats.dtmf_sent += len(digits)
+        return self._dtmf_tx.next_packet(self._timestamp)
+
+    def _check_inactivity(self, now: float, remote: RemoteMedia) -> None:
+        if not remote.receive or self._inactive_reported:
+            return
+        idle = now - (self._last_rx if self._last_rx is not None else now)
+        if idle > self.inactivity_timeout_s:
+            self._inactive_reported = True
+            self.log.warning("rtp_inactive", idle_s=round(idle, 2), timeout_s=self.inactivity_timeout_s)
+            self.listener.on_inactive(idle)
+
+    # -- RTCP ----------------------------------------------------------------------------------
+
+    def _receive_rtcp(self, now: float) -> None:
+        remote = self.remote
+        for data, source, arrival in self._read(self.ports.rtcp_socket, now):
+            if remote is None or source[0] != remote.rtcp_address[0]:
+                self.stats.foreign_dropped += 1
+                continue
+            self._handle_rtcp(data, arrival)
+
+    def _handle_rtcp(self, data: bytes, arrival: float) -> None:
+        try:
+            packets = parse_compound(data)
+        except RtcpError as exc:
+            self.stats.rtcp_malformed += 1
+            if self.stats.rtcp_malformed in (1, 100):
+                self.log.warning("rtcp_malformed", error=str(exc), size=len(data))
+            return
+        self.stats.rtcp_received += 1
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                self._last_sr = (ntp_middle32(packet.ntp_timestamp), arrival)
+            if isinstance(packet, SenderReport | ReceiverReport):
+                for block in packet.reports:
+                    if block.ssrc == self.ssrc:
+                        self.stats.remote_fraction_lost = block.fraction_lost / 256
+                        self.stats.remote_cumulative_lost = block.cumulative_lost
+                        self.stats.remote_jitter_ms = block.jitter / 8.0
+            if isinstance(packet, Bye):
+                self.log.info("rtcp_bye", reason=packet.reason)
+
+    def _report_blocks(self, now: float) -> list[ReportBlock]:
+        if self._remote_ssrc is None or self._reception.received == 0:
+            return []
+        lsr, dlsr = 0, 0
+        if self._last_sr is not None:
+            lsr = self._last_sr[0]
+            dlsr = int((now - self._last_sr[1]) * 65536) & 0xFFFFFFFF
+        return [self._reception.report_block(self._remote_ssrc, lsr, dlsr)]
+
+    def _send_rtcp(self, remote: RemoteMedia, bye: bool = False) -> None:
+        now = time.monotonic()
+        blocks = self._report_blocks(now)
+        if self.stats.packets_sent:
+            report = SenderReport(
+                ssrc=self.ssrc,
+                ntp_timestamp=ntp_timestamp(now + self._realtime_offset),
+                rtp_timestamp=self._timestamp,
+                packet_count=self.stats.packets_sent & 0xFFFFFFFF,
+                octet_count=self.stats.octets_sent & 0xFFFFFFFF,
+                reports=tuple(blocks),
+            )
+        else:
+            report = ReceiverReport(ssrc=self.ssrc, reports=tuple(blocks))
+        packets: list = [report, SourceDescription.with_cname(self.ssrc, self.cname)]
+        if bye:
+            packets.append(Bye(ssrcs=(self.ssrc,)))
+        try:
+            self.ports.rtcp_socket.sendto(build_compound(packets), remote.rtcp_address)
+            self.stats.rtcp_sent += 1
+        except OSError as exc:
+            self.log.debug("rtcp_send_error", error=str(exc))
+
+    # -- teardown ------------------------------------------------------------------------------
+
+    def snapshot(self) -> SessionStats:
+        stats: JitterStats = self._jitter.stats
+        self.stats.jitter = stats.as_dict()
+        self.stats.reception = {
+            "received": self._reception.received,
+            "expected": self._reception.expected,
+            "cumulative_lost": self._reception.cumulative_lost,
+            "jitter_ms": round(self._reception.jitter_ms, 2),
+        }
+        return self.stats
+
+    def close(self) -> None:
+        """Send RTCP BYE and release the ports. Call after removing the session from the clock."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.remote is not None and self.remote.send:
+                self._send_rtcp(self.remote, bye=True)
+        finally:
+            self.ports.close()
+
+
+def _fit_frame(pcm: np.ndarray) -> np.ndarray:
+    """Pad or cut an agent's frame to exactly 20 ms: a wrong size must not break the stream."""
+    out = np.zeros(160, dtype=np.int16)
+    flat = np.asarray(pcm).reshape(-1)[:160]
+    out[: len(flat)] = flat.astype(np.int16, copy=False)
+    return out
