@@ -100,6 +100,16 @@ class CallManager:
         """Hang up a call from any thread (BYE, CANCEL or a final response as its state needs)."""
         self.stack.submit(lambda: self._hangup_by_id(call_id, reason))
 
+    def send_dtmf(self, call_id: str, digits: str) -> None:
+        """Send RFC 4733 digits on a call from any thread."""
+
+        def send() -> None:
+            for call in self._calls.values():
+                if call.call_id == call_id:
+                    call.session.send_dtmf(digits)
+
+        self.stack.submit(send)
+
     def media_error(self, session: RtpSession, exc: BaseException) -> None:
         """The media clock dropped a session whose tick raised: end its call (media thread)."""
         for call in list(self._calls.values()):
@@ -228,7 +238,7 @@ class CallManager:
         context = CallContext(
             call_id=call_id, direction=direction, local_uri=local_uri, remote_uri=remote_uri,
             agent_name=agent_name, hangup=lambda reason: self.hangup(call_id, reason),
-            send_dtmf=lambda digits: call.session.send_dtmf(digits), log=call_log,
+            send_dtmf=lambda digits: self.send_dtmf(call_id, digits), log=call_log,
         )
         try:
             agent = create_agent(self.config.agents[agent_name], context)

@@ -8,9 +8,13 @@ other threads hand it work with `submit()` / `call_later()`. Media never passes 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import itertools
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -158,7 +162,8 @@ class SipStack:
     def _create(self) -> None:
         s = self.settings
         ep = pj.Endpoint()
-        ep.libCreate()
+        with _quiet_stdout():  # pjlib prints its start-up lines to stdout before any log config
+            ep.libCreate()
         self.endpoint = ep
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
@@ -168,7 +173,7 @@ class SipStack:
         cfg.uaConfig.userAgent = s.user_agent
         cfg.logConfig.writer = self._log_writer
         cfg.logConfig.level = 5 if s.sip_trace else 2
-        cfg.logConfig.consoleLevel = 0
+        cfg.logConfig.consoleLevel = cfg.logConfig.level  # with a writer, this is what reaches it
         cfg.logConfig.msgLogging = 1 if s.sip_trace else 0
         cfg.logConfig.decor = 0
         cfg.medConfig.ecTailLen = 0
@@ -200,10 +205,27 @@ class SipStack:
         ep, self.endpoint = self.endpoint, None
         if ep is None:
             return
+        # A Call or Account wrapper freed after libDestroy asserts inside pjsua: collect
+        # any that only a reference cycle still keeps alive while the library exists.
+        gc.collect()
         try:
             ep.libDestroy()
         except pj.Error as exc:
             log.warning("sip_destroy_failed", error=exc.info())
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _run_into(fn: Callable[[], Any], future: Future) -> None:

@@ -1,0 +1,92 @@
+"""Incoming calls from SIPp straight to the gateway: media, DTMF, re-INVITE, CANCEL, busy, timeout."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+from tests.integration.conftest import SCENARIOS
+from tests.rig.gateway import gateway_config
+from tests.rig.sipp import parse_message_log, run_sipp, run_sipp_uac_pcap
+
+
+def test_uac_pcap_call_is_answered_echoed_and_dtmf_reported(gateway_factory, tmp_path):
+    gw = gateway_factory(gateway_config())
+    result = run_sipp_uac_pcap(f"127.0.0.1:{gw.sip_port}", "voicegate", tmp_path / "sipp", timeout=30)
+    assert result.ok, result.describe()
+    digit = gw.wait_log("dtmf_received")
+    assert digit["digit"] == "1"
+    assert len(gw.find("dtmf_received")) == 1  # redundant end packets are not reported again
+    ended = gw.wait_log("call_ended")
+    assert ended["rtp_received"] > 200  # ~5 s of A-law from the pcap
+    assert ended["rtp_sent"] >= ended["rtp_received"] * 0.9  # we send 50 packets/s both ways
+    assert ended["reason"].startswith("remote_bye")
+    assert not gw.errors()
+
+
+def test_reinvite_hold_unhold_and_codec_change_keep_the_rtp_session(gateway_factory, tmp_path):
+    gw = gateway_factory(gateway_config())
+    result = run_sipp(SCENARIOS / "reinvite_hold_codec.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
+                      service="voicegate", timeout=30)
+    assert result.ok, result.describe()
+    answers = [m for m in parse_message_log(result.messages()) if m.direction == "received" and m.status == 200
+               and "m=audio" in m.text]
+    assert len(answers) == 3
+    ports = {line.split()[1] for m in answers for line in m.text.splitlines() if line.startswith("m=audio")}
+    assert len(ports) == 1  # same RTP port through hold, unhold and codec change
+    assert "a=recvonly" in answers[1].text  # hold answered as hold
+    assert " 0 " in next(ln for ln in answers[2].text.splitlines() if ln.startswith("m=audio")) + " "
+    media = gw.find("call_media")
+    assert [m["codec"] for m in media] == ["PCMA", "PCMA", "PCMU"]
+    assert [m["send"] for m in media] == [True, False, True]
+    assert len({m["local_port"] for m in media}) == 1
+    gw.wait_log("call_ended")
+
+
+def test_cancel_before_answer_releases_the_call(gateway_factory, tmp_path):
+    config = gateway_config(agents={"front-desk": {"type": "echo", "answer_after_s": 5}})
+    gw = gateway_factory(config)
+    result = run_sipp(SCENARIOS / "cancel_while_ringing.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
+                      service="voicegate", timeout=20)
+    assert result.ok, result.describe()
+    ended = gw.wait_log("call_ended")
+    assert ended["reason"].startswith("not_answered")
+    assert ended["code"] == 487
+
+
+def test_max_calls_gives_486_and_the_first_call_keeps_its_audio(gateway_factory, tmp_path):
+    gw = gateway_factory(gateway_config(max_calls=1))
+    results = {}
+
+    def first_call():
+        results["first"] = run_sipp_uac_pcap(f"127.0.0.1:{gw.sip_port}", "voicegate", tmp_path / "sipp1",
+                                             timeout=30)
+
+    t = threading.Thread(target=first_call)
+    t.start()
+    gw.wait_log("call_confirmed", timeout=10)
+    busy = run_sipp(SCENARIOS / "expect_busy.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp2",
+                    service="voicegate", timeout=10)
+    t.join(40)
+    assert busy.ok, busy.describe()
+    assert gw.find("call_rejected_busy")
+    assert results["first"].ok, results["first"].describe()
+    ended = gw.wait_log("call_ended")
+    assert ended["rtp_received"] > 200
+
+
+def test_rtp_inactivity_hangs_up_with_bye(gateway_factory, tmp_path):
+    gw = gateway_factory(gateway_config(rtp={"inactivity_timeout_s": 2}))
+    result = run_sipp(SCENARIOS / "wait_for_bye.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
+                      service="voicegate", timeout=20)
+    assert result.ok, result.describe()
+    ended = gw.wait_log("call_ended")
+    assert ended["reason"].startswith("rtp_timeout")
+    hangup = gw.find("call_hangup")[0]
+    assert hangup["reason"].startswith("rtp_timeout")
+
+
+def test_options_is_answered(gateway_factory):
+    gw = gateway_factory(gateway_config())
+    done = subprocess.run(["sipsak", "-s", gw.uri], capture_output=True, timeout=10)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
