@@ -15,6 +15,7 @@ from rtp.clock import MediaClock
 from rtp.ports import PortAllocator
 
 log = structlog.get_logger("gateway")
+MEDIA_REPORT_INTERVAL_S = 60.0
 
 
 class Gateway:
@@ -68,7 +69,18 @@ class Gateway:
 
     # -- SIP thread ----------------------------------------------------------------------------
 
+    def _report_media(self) -> None:
+        """Log the media clock's health every minute while calls are up (SIP thread timer)."""
+        if self.calls.active_count:
+            stats = self.clock.stats()
+            log.info("media_clock", calls=self.calls.active_count, ports_in_use=self.ports.in_use,
+                     lateness_p50_ms=round(stats.lateness_p50_ms, 2), lateness_p99_ms=round(stats.lateness_p99_ms, 2),
+                     lateness_max_ms=round(stats.lateness_max_ms, 2), work_p99_ms=round(stats.work_p99_ms, 2),
+                     skipped_ticks=stats.skipped)
+        self.stack.call_later(MEDIA_REPORT_INTERVAL_S, self._report_media)
+
     def _create_accounts(self) -> None:
+        self.stack.call_later(MEDIA_REPORT_INTERVAL_S, self._report_media)
         self.local_account = GatewayAccount.local(self.stack, self.config.sip.default_agent, self.calls.incoming)
         for account in self.config.sip.accounts:
             self.accounts.append(GatewayAccount.registered(self.stack, account, self.calls.incoming))

@@ -321,7 +321,13 @@ class CallManager:
             if value is call:
                 del self._calls[key]
         session = call.session
-        self.clock.remove(session, then=session.close)
+        ports = self.ports
+
+        def release() -> None:  # on the media clock thread, once no tick uses the session
+            session.close()
+            call.log.info("rtp_released", port=call.ports.rtp_port, ports_in_use=ports.in_use)
+
+        self.clock.remove(session, then=release)
         try:
             call.agent.on_stop()
         except Exception:

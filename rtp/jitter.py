@@ -69,6 +69,7 @@ Pcm = npt.NDArray[np.int16]
 _MIN_WINDOW_S = 2.0  # window of the "fastest packet" reference
 _JITTER_WINDOW_S = 5.0  # window of the jitter percentile
 _PEAK_PACKETS = 10  # a jitter value seen twice in this many packets counts at once
+_PERCENTILE_EVERY = 10  # packets between two recomputations of the window percentile
 _TARGET_FALL_TAU_MS = 8000.0
 _DELAY_SAMPLES = 25  # current-delay estimate: mean of the last N measurements
 _WARMUP_PACKETS = 50  # do not go below the initial delay before this many packets
@@ -220,6 +221,8 @@ class JitterBuffer:
         self._recent_jitter: deque[float] = deque(maxlen=_PEAK_PACKETS)
         self._candidate_ms = self._target_ms
         self._candidate_dirty = False
+        self._percentile: float | None = None
+        self._since_percentile = 0
         self._rfc_jitter_ms = 0.0
         self._last_transit: float | None = None
         self._since_adjust = 0
@@ -405,11 +408,16 @@ class JitterBuffer:
 
     def _update_target(self) -> None:
         if self._candidate_dirty and self._jitter:
-            values = [j for _, j in self._jitter]
-            # Nearest-rank 95th percentile: the k-th largest, k = 5 % of the window (the maximum
-            # while the window is short). heapq.nlargest is a partial sort, cheap every frame.
-            rank = max(1, math.ceil(0.05 * len(values)))
-            level = heapq.nlargest(rank, values)[-1]
+            self._since_percentile += 1
+            if self._percentile is None or self._since_percentile >= _PERCENTILE_EVERY:
+                # Nearest-rank 95th percentile: the k-th largest, k = 5 % of the window (the
+                # maximum while the window is short). It only drives the slow fall, so it is
+                # refreshed every few packets; the peak term below keeps the rise immediate.
+                values = [j for _, j in self._jitter]
+                rank = max(1, math.ceil(0.05 * len(values)))
+                self._percentile = heapq.nlargest(rank, values)[-1]
+                self._since_percentile = 0
+            level = self._percentile
             if len(self._recent_jitter) >= 2:
                 level = max(level, sorted(self._recent_jitter)[-2])
             candidate = level + self.frame_ms / 2

@@ -87,3 +87,14 @@ def test_sigterm_hangs_up_incoming_calls_and_unregisters(kamailio, gateway_facto
     assert gw.stop(signal.SIGTERM) == 0
     caller.wait_call_closed(timeout=5)
     assert not kamailio.is_registered("2001")
+
+
+def test_failed_outgoing_call_releases_its_ports(kamailio, gateway_factory):
+    account = {"username": "2001", "password": "secret", "registrar": f"sip:{kamailio.hostport}",
+               "domain": kamailio.domain, "agent": "front-desk"}
+    gw = gateway_factory(gateway_config(accounts=[account]), command="call",
+                         extra_args=(kamailio.uri("2999"),))  # nobody is registered as 2999
+    ended = gw.wait_log("call_ended", timeout=15)
+    assert ended["code"] == 404
+    assert gw.wait_log("rtp_released")["ports_in_use"] == 0
+    assert gw.wait_exit(15) == 1  # `voicegate call` reports the failure

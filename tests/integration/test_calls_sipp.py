@@ -52,6 +52,7 @@ def test_cancel_before_answer_releases_the_call(gateway_factory, tmp_path):
     ended = gw.wait_log("call_ended")
     assert ended["reason"].startswith("not_answered")
     assert ended["code"] == 487
+    assert gw.wait_log("rtp_released")["ports_in_use"] == 0
 
 
 def test_max_calls_gives_486_and_the_first_call_keeps_its_audio(gateway_factory, tmp_path):
@@ -82,6 +83,7 @@ def test_rtp_inactivity_hangs_up_with_bye(gateway_factory, tmp_path):
     assert result.ok, result.describe()
     ended = gw.wait_log("call_ended")
     assert ended["reason"].startswith("rtp_timeout")
+    assert gw.wait_log("rtp_released")["ports_in_use"] == 0
     hangup = gw.find("call_hangup")[0]
     assert hangup["reason"].startswith("rtp_timeout")
 

@@ -47,12 +47,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tests.rig.audio import make_silence_wav, pad_wav, wav_duration
 from tests.rig.ports import HOST, free_sip_port, free_tcp_port
-from tests.rig.proc import ManagedProcess, RigError, require_binary, tail
+from tests.rig.proc import ManagedProcess, RigError, StartStop, require_binary, tail
 
 MODULE_PATH = "/usr/lib/baresip/modules"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -123,7 +122,7 @@ class BaresipAccount:
 
 
 @dataclass
-class Baresip:
+class Baresip(StartStop):
     """A baresip process with one account, controlled over ctrl_tcp.
 
     ``source_wav`` is what it will say on every call (converted/padded copy kept in the
@@ -309,16 +308,6 @@ snd_path		{self.snd_dir.resolve()}
     def running(self) -> bool:
         return self._proc is not None and self._proc.running()
 
-    def __enter__(self) -> Baresip:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -------------------------------------------------------------- control
     def command(self, command: str, params: str = "", timeout: float = 5.0) -> Event:

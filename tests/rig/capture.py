@@ -16,9 +16,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
-from tests.rig.proc import ManagedProcess, RigError, require_binary, tail
+from tests.rig.proc import ManagedProcess, RigError, StartStop, require_binary, tail
 
 RTCP_TYPES = range(192, 224)  # SR 200, RR 201, SDES 202, BYE 203, APP 204, RTPFB/PSFB 205/206, XR 207...
 
@@ -80,7 +79,7 @@ class Datagram:
         return self.payload[1] if self.is_rtcp else None
 
 
-class Capture:
+class Capture(StartStop):
     """``tshark -i lo`` for UDP on ``ports`` (or a raw BPF ``capture_filter``), written to a pcap.
 
     ``with Capture(tmp_path / "call.pcap", ports=[kam.port, 20000]) as cap: ...`` then
@@ -139,16 +138,6 @@ class Capture:
             time.sleep(0.2)  # let in-flight packets reach the dump file
             self._proc.stop(sig=signal.SIGINT, timeout=5.0)
 
-    def __enter__(self) -> Capture:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def packets(self) -> list[Datagram]:
         """All captured UDP datagrams, in capture order (stops the capture first)."""

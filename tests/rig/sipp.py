@@ -25,10 +25,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from tests.rig.ports import HOST, free_port_pair, free_udp_port
-from tests.rig.proc import ManagedProcess, RigError, require_binary, tail, wait_until
+from tests.rig.proc import ManagedProcess, RigError, StartStop, require_binary, tail, wait_until
 
 SIPP_SHARE = Path("/usr/share/sip-tester")
 
@@ -294,7 +293,7 @@ def udp_port_bound(port: int, host: str = HOST) -> bool:
 
 
 @dataclass
-class SippUas:
+class SippUas(StartStop):
     """A background SIPp callee on ``127.0.0.1:port``; context manager.
 
     Default is the built-in ``uas`` scenario (answers INVITE with 200 + SDP, waits for
@@ -406,13 +405,3 @@ class SippUas:
     def stats(self) -> dict[str, str]:
         return _parse_stats(self.stats_path)
 
-    def __enter__(self) -> SippUas:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
