@@ -169,7 +169,7 @@ class SipStack:
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = False
         # pjsua's own limit sits above ours so that *we* answer 486 with a log line.
-        cfg.uaConfig.maxCalls = min(s.max_calls + 4, 32)
+        cfg.uaConfig.maxCalls = s.max_calls + 4
         cfg.uaConfig.userAgent = s.user_agent
         cfg.logConfig.writer = self._log_writer
         cfg.logConfig.level = 5 if s.sip_trace else 2
