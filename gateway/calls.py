@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pjsua2 as pj
@@ -28,6 +29,9 @@ from rtp.jitter import JitterFrame
 from rtp.ports import PortAllocator, PortPair, PortsExhausted
 from rtp.session import RemoteMedia, RtpSession
 
+if TYPE_CHECKING:
+    from gateway.conversation.speech import ConversationServices
+
 log = structlog.get_logger("calls")
 
 
@@ -38,8 +42,8 @@ class _CallMedia:
         self.agent = agent
         self._on_inactive = on_inactive
 
-    def on_frame(self, frame: JitterFrame) -> np.ndarray | None:
-        self.agent.on_audio(frame)
+    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
+        self.agent.on_audio(frame, echo_cancelled)
         return self.agent.next_frame()
 
     def on_dtmf(self, digit: str) -> None:
@@ -77,8 +81,10 @@ class CallSummary:
 
 
 class CallManager:
-    def __init__(self, config: Config, stack: SipStack, clock: MediaClock, ports: PortAllocator):
+    def __init__(self, config: Config, stack: SipStack, clock: MediaClock, ports: PortAllocator,
+                 services: ConversationServices | None = None):
         self.config = config
+        self.services = services
         self.stack = stack
         self.clock = clock
         self.ports = ports
@@ -241,7 +247,7 @@ class CallManager:
             send_dtmf=lambda digits: self.send_dtmf(call_id, digits), log=call_log,
         )
         try:
-            agent = create_agent(self.config.agents[agent_name], context)
+            agent = create_agent(self.config.agents[agent_name], context, self.services)
             listener = _CallMedia(agent, lambda idle: self._inactive(call_id, idle))
             session = RtpSession(
                 ports, listener,

@@ -74,11 +74,11 @@ def _stop_event() -> threading.Event:
 def _start(config):
     from gateway.app import Gateway  # imports pjsua2: keep check-config light
 
-    gateway = Gateway(config)
     try:
+        gateway = Gateway(config)  # loads and warms up the models, if any agent needs them
         gateway.start()
-    except OSError as exc:
-        log.error("gateway_start_failed", error=str(exc))
+    except (OSError, RuntimeError) as exc:  # a busy port, a missing or corrupt model package
+        log.error("gateway_start_failed", error=str(exc), kind=type(exc).__name__)
         return None
     return gateway
 

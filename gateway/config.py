@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_AGENT_TYPES = ("echo",)
+_AGENT_TYPES = ("echo", "conversation")
 _CODECS = ("PCMU", "PCMA")
 
 
@@ -85,6 +85,34 @@ class AgentConfig:
     name: str
     type: str
     answer_after_s: float = 0.0
+    # conversation agents
+    greeting: str = ""
+    instructions: str = ""
+    reprompt: str = "Are you still there?"
+    reprompt_after_s: float = 8.0
+    goodbye: str = "Thank you for calling. Goodbye!"
+    hangup_after_s: float = 20.0
+    end_of_turn_ms: int = 400
+    pause_ms: int = 100
+    vad_threshold: float = 0.5
+    max_reply_tokens: int = 120
+    temperature: float = 0.3
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Which model files and engines to use; None means the pinned defaults from PyPI packages."""
+
+    stt_model: str | None = None
+    stt_threads: int = 2
+    llm_engine: str = "local"  # local (llama.cpp in-process) | openai (an OpenAI-compatible server)
+    llm_model: str | None = None  # a GGUF path (local) or the served model's name (openai)
+    llm_threads: int = 2
+    llm_context: int = 2048
+    llm_base_url: str = "http://127.0.0.1:8080/v1"
+    llm_api_key: str | None = None
+    llm_timeout_s: float = 30.0
+    tts_voice: str | None = None  # a piper .onnx voice (its .onnx.json beside it)
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,11 @@ class Config:
     rtp: RtpConfig
     agents: Mapping[str, AgentConfig]
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+
+    @property
+    def needs_models(self) -> bool:
+        return any(agent.type == "conversation" for agent in self.agents.values())
 
 
 class _Reader:
@@ -227,14 +260,76 @@ def _read_account(r: _Reader, raw: object, key: str, agents: Mapping[str, AgentC
 
 
 def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
-    data = r.mapping(raw, key, {"type", "answer_after_s"}, {"type"})
+    data = r.mapping(raw, key, {"type", "answer_after_s", "greeting", "instructions", "reprompt", "reprompt_after_s",
+                                "goodbye", "hangup_after_s", "end_of_turn_ms", "pause_ms", "vad_threshold",
+                                "max_reply_tokens", "temperature"}, {"type"})
     kind = r.string(data["type"], _join(key, "type"))
     if kind not in _AGENT_TYPES:
         raise r.fail(_join(key, "type"), f"one of {', '.join(_AGENT_TYPES)}", kind)
+    conversation_keys = set(data) - {"type", "answer_after_s"}
+    if kind != "conversation" and conversation_keys:
+        first = sorted(conversation_keys)[0]
+        raise r.fail(_join(key, first), "no such key for an agent of type " + kind + " (only for conversation)",
+                     has_got=False)
+    if kind == "conversation" and "instructions" not in data:
+        raise r.fail(_join(key, "instructions"), "the agent's instructions (its system prompt)", has_got=False)
+    text = lambda name, default: r.optional(data, name, key, lambda v, k: r.string(v, k, allow_empty=True), default)  # noqa: E731
+    number = lambda name, lo, hi, default: r.optional(data, name, key, lambda v, k: r.number(v, k, lo, hi), default)  # noqa: E731
+    integer = lambda name, lo, hi, default: r.optional(data, name, key, lambda v, k: r.integer(v, k, lo, hi), default)  # noqa: E731
+    pause_ms = integer("pause_ms", 20, 2000, 100)
+    end_of_turn_ms = integer("end_of_turn_ms", 100, 5000, 400)
+    if end_of_turn_ms < pause_ms:
+        raise r.fail(_join(key, "end_of_turn_ms"), f"at least pause_ms ({pause_ms})", end_of_turn_ms)
     return AgentConfig(
         name=name,
         type=kind,
-        answer_after_s=r.optional(data, "answer_after_s", key, lambda v, k: r.number(v, k, 0, 60), 0.0),
+        answer_after_s=number("answer_after_s", 0, 60, 0.0),
+        greeting=text("greeting", ""),
+        instructions=text("instructions", ""),
+        reprompt=text("reprompt", "Are you still there?"),
+        reprompt_after_s=number("reprompt_after_s", 1, 600, 8.0),
+        goodbye=text("goodbye", "Thank you for calling. Goodbye!"),
+        hangup_after_s=number("hangup_after_s", 2, 3600, 20.0),
+        end_of_turn_ms=end_of_turn_ms,
+        pause_ms=pause_ms,
+        vad_threshold=number("vad_threshold", 0.05, 0.95, 0.5),
+        max_reply_tokens=integer("max_reply_tokens", 8, 2048, 120),
+        temperature=number("temperature", 0, 2, 0.3),
+    )
+
+
+def _read_models(r: _Reader, raw: object) -> ModelsConfig:
+    data = r.mapping(raw, "models", {"stt", "llm", "tts"})
+    stt = r.mapping(data.get("stt", {}), "models.stt", {"model", "threads"})
+    llm = r.mapping(data.get("llm", {}), "models.llm", {"engine", "model", "threads", "context", "base_url",
+                                                         "api_key", "timeout_s"})
+    tts = r.mapping(data.get("tts", {}), "models.tts", {"voice"})
+    engine = r.optional(llm, "engine", "models.llm", r.string, "local")
+    if engine not in ("local", "openai"):
+        raise r.fail("models.llm.engine", "local or openai", engine)
+    paths = {}
+    for section, name, value in (("stt", "model", stt.get("model")), ("llm", "model", llm.get("model")),
+                                 ("tts", "voice", tts.get("voice"))):
+        key = f"models.{section}.{name}"
+        if value is None:
+            continue
+        text = r.string(value, key)
+        if not (section == "llm" and engine == "openai") and not Path(text).exists():
+            raise r.fail(key, "an existing file or directory", text)
+        paths[section] = text
+    if engine == "openai" and "base_url" not in llm:
+        raise r.fail("models.llm.base_url", "the server's base URL (e.g. http://10.0.0.7:8080/v1)", has_got=False)
+    return ModelsConfig(
+        stt_model=paths.get("stt"),
+        stt_threads=r.optional(stt, "threads", "models.stt", lambda v, k: r.integer(v, k, 1, 64), 2),
+        llm_engine=engine,
+        llm_model=paths.get("llm"),
+        llm_threads=r.optional(llm, "threads", "models.llm", lambda v, k: r.integer(v, k, 1, 64), 2),
+        llm_context=r.optional(llm, "context", "models.llm", lambda v, k: r.integer(v, k, 256, 131072), 2048),
+        llm_base_url=r.optional(llm, "base_url", "models.llm", r.string, "http://127.0.0.1:8080/v1"),
+        llm_api_key=r.optional(llm, "api_key", "models.llm", r.string, None),
+        llm_timeout_s=r.optional(llm, "timeout_s", "models.llm", lambda v, k: r.number(v, k, 1, 600), 30.0),
+        tts_voice=paths.get("tts"),
     )
 
 
@@ -336,7 +431,7 @@ def _read_logging(r: _Reader, raw: object) -> LoggingConfig:
 def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Validate an already-parsed YAML document."""
     r = _Reader(source, os.environ if env is None else env)
-    top = r.mapping(data, "", {"sip", "rtp", "agents", "logging"}, {"sip", "agents"})
+    top = r.mapping(data, "", {"sip", "rtp", "agents", "logging", "models"}, {"sip", "agents"})
     agents_raw = top["agents"]
     if not isinstance(agents_raw, dict) or not agents_raw:
         raise r.fail("agents", "at least one agent", agents_raw)
@@ -351,6 +446,7 @@ def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] 
         rtp=_read_rtp(r, top.get("rtp", {})),
         agents=agents,
         logging=_read_logging(r, top.get("logging", {})),
+        models=_read_models(r, top.get("models", {})),
     )
 
 

@@ -206,7 +206,6 @@ class AudioChunk:
 
     pcm: Int16Array
     sample_rate: int
-    text: str = ""
 
     @property
     def duration_s(self) -> float:

@@ -35,7 +35,6 @@ then each run at about half speed.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -43,12 +42,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from models.base import CancelToken, ChatMessage, LlmError, is_cancelled
+from models.gate import ComputeGate, Priority, gated
 from models.registry import resolve_llm
 
 __all__ = ["LlamaConfig", "LlamaCppLlm", "StreamStats"]
 
-_log = logging.getLogger(__name__)
+log = structlog.get_logger("models")
 
 _SLOT_WAIT_POLL_S = 0.02  # how often a waiting request re-checks its cancel token
 
@@ -105,6 +107,7 @@ class LlamaCppLlm:
     """:class:`models.base.Llm` over llama-cpp-python (GGUF models, CPU)."""
 
     config: LlamaConfig = field(default_factory=LlamaConfig)
+    gate: ComputeGate | None = None
     model_path: Path = field(init=False)
     last_stats: StreamStats = field(init=False, default_factory=StreamStats)
     load_s: float = field(init=False, default=0.0)
@@ -207,8 +210,9 @@ class LlamaCppLlm:
             try:
                 have = slot.cached_prefix(prefix)
                 if have < len(prefix):
-                    slot.llama.n_tokens = have
-                    slot.llama.eval(prefix[have:])  # eval() first drops KV cells from n_tokens on
+                    with gated(self.gate, Priority.LLM):
+                        slot.llama.n_tokens = have
+                        slot.llama.eval(prefix[have:])  # eval() first drops KV cells from n_tokens on
             finally:
                 self._release(slot)
         return time.perf_counter() - t0
@@ -249,17 +253,24 @@ class LlamaCppLlm:
             if is_cancelled(cancel):
                 stats.cancelled = True
                 return
-            stream = slot.llama.create_completion(
-                tokens,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=self.config.top_p,
-                top_k=self.config.top_k,
-                repeat_penalty=self.config.repeat_penalty,
-                stop=[*stop, self._eos_text] if self._eos_text else list(stop),
-                stream=True,
+            stream = iter(
+                slot.llama.create_completion(
+                    tokens,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    top_p=self.config.top_p,
+                    top_k=self.config.top_k,
+                    repeat_penalty=self.config.repeat_penalty,
+                    stop=[*stop, self._eos_text] if self._eos_text else list(stop),
+                    stream=True,
+                )
             )
-            for chunk in stream:
+            while True:
+                # One token per gate hold (the first one includes evaluating the new prompt tokens).
+                with gated(self.gate, Priority.LLM):
+                    chunk = next(stream, None)
+                if chunk is None:
+                    break
                 if is_cancelled(cancel):
                     stats.cancelled = True
                     break
@@ -293,4 +304,3 @@ class LlamaCppLlm:
         for slot in self._slots:
             with contextlib.suppress(Exception):
                 slot.llama.close()
-

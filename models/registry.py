@@ -144,9 +144,7 @@ WHISPER_TINY_EN = PinnedPackage(
         PinnedFile(
             "model/tokenizer.json", 2_128_466, "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"
         ),
-        PinnedFile(
-            "model/vocabulary.txt", 422_309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"
-        ),
+        PinnedFile("model/vocabulary.txt", 422_309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
     ),
 )
 
@@ -258,9 +256,7 @@ def package_dir(pkg: PinnedPackage) -> Path:
         )
     spec = importlib.util.find_spec(pkg.module)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsMissingError(
-            f"module {pkg.module} of {pkg.requirement} not found; fix: {install_command([pkg])}"
-        )
+        raise WeightsMissingError(f"module {pkg.module} of {pkg.requirement} not found; fix: {install_command([pkg])}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -326,9 +322,8 @@ def _verify_package(pkg: PinnedPackage, stamp_dir: Path | None, verify: bool) ->
     for f in pkg.files:
         p = base / f.relpath
         if verify:
-            verify_file(
-                p, f.sha256, f.size, stamp_dir=stamp_dir, fix_hint=f"pip install --force-reinstall --no-deps {pkg.requirement}"
-            )
+            fix = f"pip install --force-reinstall --no-deps {pkg.requirement}"
+            verify_file(p, f.sha256, f.size, stamp_dir=stamp_dir, fix_hint=fix)
         elif not p.is_file():
             raise WeightsMissingError(f"{p} missing from {pkg.requirement}; fix: {install_command([pkg])}")
     return base
@@ -385,6 +380,7 @@ def assemble_parts(
                             total += len(chunk)
                 out.flush()
                 os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the GGUF is not a secret and other users may load it
             digest = h.hexdigest()
             if size is not None and total != size:
                 raise HashMismatchError(f"assembled {dest.name} has {total} bytes, expected {size}")
@@ -405,7 +401,9 @@ def _stamp_file(dest: Path) -> Path:
 
 def _write_stamp(dest: Path, sha256: str) -> None:
     st = dest.stat()
-    _atomic_write_text(_stamp_file(dest), json.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    _atomic_write_text(
+        _stamp_file(dest), json.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    )
 
 
 def _stamp_ok(dest: Path, sha256: str, size: int | None) -> bool:
@@ -435,7 +433,9 @@ def _explicit(path: str | os.PathLike[str], sha256: str | None, cache_dir: Path 
     return p
 
 
-def resolve_vad(path: str | os.PathLike[str] | None = None, *, verify: bool = True, cache_dir: Path | None = None) -> Path:
+def resolve_vad(
+    path: str | os.PathLike[str] | None = None, *, verify: bool = True, cache_dir: Path | None = None
+) -> Path:
     """Path of the silero VAD ONNX file (default: from ``silero-vad==6.2.3``, not imported: it would import torch)."""
     if path is not None:
         return _explicit(path, None, cache_dir, "VAD model")

@@ -106,8 +106,12 @@ class SileroVadStream:
         while pos < n:
             take = min(self._window - self._n_pending, n - pos)
             # int16 -> float32 in [-1, 1), written straight into the pending window (no temporaries per frame).
-            np.multiply(x[pos : pos + take], 1.0 / 32768.0, out=self._pending[self._n_pending : self._n_pending + take],
-                        casting="unsafe")
+            np.multiply(
+                x[pos : pos + take],
+                1.0 / 32768.0,
+                out=self._pending[self._n_pending : self._n_pending + take],
+                casting="unsafe",
+            )
             self._n_pending += take
             pos += take
             if self._n_pending == self._window:

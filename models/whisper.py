@@ -7,20 +7,29 @@ not pad (it adds only 160 samples), but the encoder then runs on 30 s.  For a 1-
 utterance most of the cost is that encoder pass over padding, paid again for every partial
 transcript.  CTranslate2's Whisper encoder accepts shorter inputs, so the default
 ``window="short"`` mode computes the features itself, pads them with only ``pad_s`` of
-silence frames, encodes, and greedy-decodes without timestamps.  Measured on 2 cores
-(tiny.en int8, espeak-ng sentences at 8 kHz upsampled; see bench/bench_models.py): roughly
-4-8x faster than the 30 s window for 1-3 s of audio.
+silence frames, encodes, and greedy-decodes without timestamps.
 
-Accuracy: Whisper was trained on 30 s windows.  With *no* padding at all it often stops
-after the first word or loops ("time time time ..."); with a few seconds of padding after
-the speech, transcripts matched the 30 s window on our test sentences.  Decoding is capped
-at ``max_tokens_per_s`` tokens per second of audio, and a looping result (gzip compression
-ratio above 2.4, Whisper's own hallucination test) is decoded again with a repetition
-penalty, so a loop costs a few extra tokens, never 448.  ``window="full"`` keeps
-faster-whisper's own pipeline (30 s window) for comparison or long audio; audio longer than
-30 s always takes that path.
+Measured here (2 cores, tiny.en int8, beam 1; 10 espeak-ng sentences, 85 words, 8 kHz
+upsampled to 16 kHz; median seconds per call on the first 1/2/3 s of each sentence):
 
-Threading: one ``WhisperModel`` per process.  CTranslate2 is thread-safe; with
+    window             WER    1 s     2 s     3 s
+    full (30 s)        0.31   0.313   0.343   0.357
+    short, pad 0 s     0.52   0.024   0.023   0.042   stops early or loops
+    short, pad 3 s     0.31   0.036   0.047   0.063   one sentence repeated itself
+    short, pad 10 s    0.25   0.077   0.095   0.114   default
+    short, pad 20 s    0.32   0.185   0.221   0.236
+
+Whisper was trained on 30 s windows: with no padding it often stops after the first word
+or loops ("time time time ..."); with some seconds of silence after the speech it did as
+well as the 30 s window.  Decoding is capped at ``max_tokens_per_s`` tokens per second of
+audio, and a looping result (gzip compression ratio above 2.4, Whisper's own hallucination
+test, or the cap reached) is decoded again with a repetition penalty, so a loop costs a few
+extra tokens, never 448.  ``window="full"`` keeps faster-whisper's own pipeline (30 s
+window, temperature fallback) for comparison; audio longer than 30 s - ``pad_s`` always
+takes that path.
+
+Threading: one ``WhisperModel`` per process.  Each call holds the process's
+:class:`models.gate.ComputeGate` (priority STT) if one is given.  CTranslate2 is thread-safe; with
 ``num_workers=1`` concurrent calls queue inside CTranslate2 and each runs with
 ``cpu_threads`` threads (2 on this 2-core machine: one utterance as fast as possible rather
 than two at half speed, since the end-of-turn transcript is on the latency-critical path).
@@ -28,7 +37,6 @@ than two at half speed, since the end-of-turn transcript is on the latency-criti
 
 from __future__ import annotations
 
-import logging
 import time
 import zlib
 from dataclasses import dataclass
@@ -38,16 +46,18 @@ from typing import Any, Literal
 import ctranslate2
 import numpy as np
 import numpy.typing as npt
+import structlog
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 
 from models.base import Transcript, TranscriptSegment
+from models.gate import ComputeGate, Priority, gated
 from models.registry import resolve_whisper
 
 __all__ = ["WhisperConfig", "WhisperStt"]
 
-_log = logging.getLogger(__name__)
+log = structlog.get_logger("models")
 
 SAMPLE_RATE = 16000
 _FRAMES_PER_S = 100  # Whisper log-mel hop: 10 ms
@@ -66,7 +76,7 @@ class WhisperConfig:
     language: str = "en"
     beam_size: int = 1
     window: Literal["short", "full"] = "short"
-    pad_s: float = 5.0  # short window: seconds of silence frames after the audio
+    pad_s: float = 10.0  # short window: seconds of silence frames after the audio (see table above)
     max_tokens_per_s: float = 8.0  # decoding cap: speech is ~3-4 tokens/s
     repetition_retry_penalty: float = 1.3
     compression_ratio_threshold: float = 2.4
@@ -82,8 +92,9 @@ class WhisperStt:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, config: WhisperConfig | None = None) -> None:
+    def __init__(self, config: WhisperConfig | None = None, *, gate: ComputeGate | None = None) -> None:
         self.config = cfg = config or WhisperConfig()
+        self.gate = gate
         self.model_dir = Path(resolve_whisper(cfg.model_dir))
         self.model = WhisperModel(
             str(self.model_dir),
@@ -109,10 +120,14 @@ class WhisperStt:
         duration = len(audio) / SAMPLE_RATE
         if len(audio) < SAMPLE_RATE // 10:  # < 100 ms: nothing Whisper can read, and it would invent text
             return Transcript("", duration, time.perf_counter() - t0, no_speech_prob=1.0)
-        if self.config.window == "full" or duration > _MAX_FRAMES / _FRAMES_PER_S - self.config.pad_s:
-            text, segments, no_speech, logprob = self._transcribe_full(audio, prompt)
-        else:
-            text, segments, no_speech, logprob = self._transcribe_short(audio, prompt)
+        with gated(self.gate, Priority.STT):
+            if self.config.window == "full" or duration > _MAX_FRAMES / _FRAMES_PER_S - self.config.pad_s:
+                text, segments, no_speech, logprob = self._transcribe_full(audio, prompt)
+            else:
+                text, segments, no_speech, logprob = self._transcribe_short(audio, prompt)
+        if not any(ch.isalnum() for ch in text):
+            # On silence and noise Whisper emits "." or ". . . .": that is no transcript.
+            text, segments = "", ()
         return Transcript(
             text=text,
             duration_s=duration,
@@ -172,7 +187,7 @@ class WhisperStt:
         text, no_speech, logprob, n_ids = decode()
         if text and (_compression_ratio(text) > cfg.compression_ratio_threshold or n_ids >= max_new - 1):
             retry = decode(repetition_penalty=cfg.repetition_retry_penalty, no_repeat_ngram_size=4)
-            _log.debug("whisper: looping output %r, retried with repetition penalty: %r", text, retry[0])
+            log.debug("whisper_loop_retry", looping=text, retried=retry[0])
             text, no_speech, logprob, n_ids = retry
         segments = (TranscriptSegment(0.0, duration, text),) if text else ()
         return text, segments, no_speech, logprob
@@ -203,4 +218,3 @@ class WhisperStt:
     def close(self) -> None:
         """Free the CTranslate2 model (the object is unusable afterwards)."""
         self.model.model.unload_model()
-

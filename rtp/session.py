@@ -24,7 +24,7 @@ import structlog
 
 from rtp.dtmf import DtmfReceiver, DtmfSender
 from rtp.g711 import G711Codec
-from rtp.jitter import FrameType, JitterBuffer, JitterFrame, JitterStats
+from rtp.jitter import JitterBuffer, JitterFrame, JitterStats
 from rtp.packet import RtpError, RtpPacket, is_rtcp
 from rtp.ports import PortPair
 from rtp.rtcp import (
@@ -54,8 +54,9 @@ class EchoCanceller(Protocol):
 class MediaListener(Protocol):
     """What a session reports to its owner. All methods run on the media clock thread and must not block."""
 
-    def on_frame(self, frame: JitterFrame) -> np.ndarray | None:
-        """Take the caller's 20 ms frame; return the 20 ms to send (None sends silence)."""
+    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
+        """Take the caller's 20 ms frame (as received, and with our echo removed when an echo
+        canceller is configured); return the 20 ms to send (None sends silence)."""
 
     def on_dtmf(self, digit: str) -> None: ...
 
@@ -174,9 +175,10 @@ class RtpSession:
         if remote is None:
             return
         frame = self._jitter.get()
-        if self.echo_canceller is not None and frame.type is not FrameType.EMPTY:
-            frame = JitterFrame(frame.type, self.echo_canceller.process(frame.pcm, self._last_sent))
-        outbound = self.listener.on_frame(frame)
+        cleaned = None
+        if self.echo_canceller is not None:
+            cleaned = self.echo_canceller.process(frame.pcm, self._last_sent)
+        outbound = self.listener.on_frame(frame, cleaned)
         if remote.send:
             self._send(remote, outbound)
         else:

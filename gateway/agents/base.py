@@ -36,8 +36,9 @@ class Agent(Protocol):
     def on_start(self) -> None:
         """Media is flowing (called once, on the SIP thread)."""
 
-    def on_audio(self, frame: JitterFrame) -> None:
-        """The caller's next 20 ms (media clock thread, must not block)."""
+    def on_audio(self, frame: JitterFrame, echo_cancelled: np.ndarray | None = None) -> None:
+        """The caller's next 20 ms, as received and (if `uses_echo_canceller`) with the bot's
+        echo removed (media clock thread, must not block)."""
 
     def next_frame(self) -> np.ndarray | None:
         """The next 20 ms to send, or None for silence (media clock thread, must not block)."""

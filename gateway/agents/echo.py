@@ -25,7 +25,7 @@ class EchoAgent:
     def on_start(self) -> None:
         self.context.log.info("agent_started", agent="echo")
 
-    def on_audio(self, frame: JitterFrame) -> None:
+    def on_audio(self, frame: JitterFrame, echo_cancelled: np.ndarray | None = None) -> None:
         self._pending = None if frame.type is FrameType.EMPTY else frame.pcm
 
     def next_frame(self) -> np.ndarray | None:

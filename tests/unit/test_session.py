@@ -24,7 +24,7 @@ class Listener:
         self.inactive: list[float] = []
         self.reply = reply
 
-    def on_frame(self, frame):
+    def on_frame(self, frame, echo_cancelled=None):
         self.frames.append(frame)
         return self.reply
 

@@ -1,0 +1,1 @@
+"""The conversation agent: turn-taking, streaming STT -> LLM -> TTS, barge-in."""

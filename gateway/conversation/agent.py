@@ -1,0 +1,497 @@
+"""The conversation agent: a caller talks, the bot answers like a person would.
+
+Three kinds of threads, each with one job:
+
+* the media clock (every 20 ms): VAD and turn detection on the caller's echo-cancelled audio,
+  collecting the utterance, handing out the bot's next frame, and, on barge-in, silencing the
+  bot *at once* (the queued audio is flushed right there, not after a round trip to a thread);
+* the call's controller thread: reacts to turn events in priority order (barge-in and stop are
+  never queued behind ordinary work), starts and cancels replies, runs the silence timers;
+* reply threads: transcript -> streamed LLM -> clause-by-clause TTS -> the playout queue.
+
+Replies start speculatively when the caller pauses; their audio is held until the turn is
+confirmed and dropped if the caller goes on. The transcript of an utterance is built from
+chunks cut at those pauses, each transcribed as soon as it closes, so little is left to
+transcribe when the caller stops.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.agents.base import CallContext
+from gateway.conversation.clauses import ClauseSplitter
+from gateway.conversation.echo_guard import EchoGuard, level_db
+from gateway.conversation.playout import Playout
+from gateway.conversation.speech import ConversationServices, synthesize_line_audio
+from gateway.conversation.turns import Detected, TurnConfig, TurnDetector, TurnEvent
+from models.base import ChatMessage, ModelError
+from rtp.jitter import FrameType, JitterFrame
+from rtp.resample import int16_to_float, resample
+
+_BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now)\b", re.IGNORECASE)
+_STT_RATE = 16000
+_AUDIO_AHEAD_FRAMES = 40  # 0.8 s of reply audio queued: enough to synthesize the next clause meanwhile
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    greeting: str
+    instructions: str
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    reprompt_after_s: float = 8.0
+    reprompt: str = "Are you still there?"
+    hangup_after_s: float = 20.0
+    goodbye: str = "Thank you for calling. Goodbye!"
+    max_reply_tokens: int = 120
+    temperature: float = 0.3
+    preroll_ms: int = 200
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        """What is spoken without the LLM: synthesized once at start-up."""
+        return tuple(p for p in (self.greeting, self.reprompt, self.goodbye) if p)
+
+
+@dataclass
+class TurnTimings:
+    """Clock times of one turn's stages; logged as milliseconds after the caller stopped."""
+
+    speech_end: float
+    speculative: bool
+    turn_decision: float | None = None
+    transcript_final: float | None = None
+    llm_first_token: float | None = None
+    first_tts_audio: float | None = None
+    first_rtp: float | None = None
+
+    def as_ms(self) -> dict[str, float | None]:
+        def rel(t: float | None) -> float | None:
+            return None if t is None else round((t - self.speech_end) * 1000, 1)
+
+        return {
+            "turn_decision_ms": rel(self.turn_decision),
+            "transcript_final_ms": rel(self.transcript_final),
+            "llm_first_token_ms": rel(self.llm_first_token),
+            "first_tts_audio_ms": rel(self.first_tts_audio),
+            "first_rtp_ms": rel(self.first_rtp),
+        }
+
+
+@dataclass
+class _Reply:
+    turn: int
+    audio: list[np.ndarray]
+    end_index: int
+    timings: TurnTimings
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    released: bool = False
+    user_text: str = ""
+    bot_text: list[str] = field(default_factory=list)
+    is_bye: bool = False
+    failed: bool = False
+    logged: bool = False
+
+
+# Event priorities: lower first. Stop and barge-in are "system" events and overtake the rest.
+_STOP, _BARGE_IN, _TURN, _OTHER = 0, 1, 2, 3
+
+
+class ConversationAgent:
+    uses_echo_canceller = False  # the echo guard judges the line as received (see echo_guard.py)
+
+    def __init__(self, context: CallContext, settings: ConversationSettings, services: ConversationServices,
+                 clock: Callable[[], float] = time.monotonic):
+        self.context = context
+        self.settings = settings
+        self.services = services
+        self.models = services.models
+        self.clock = clock
+        self.log = context.log
+        self.playout = Playout(clock=clock)
+        self.detector = TurnDetector(settings.turn)
+        self._vad = self.models.vad.new_stream(8000)
+        self._echo_guard = EchoGuard()
+        self._correlations: deque[float] = deque(maxlen=3000)
+        self._events: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._turns = itertools.count(1)
+        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.preroll_ms // 20))
+        self._utterance: list[np.ndarray] | None = None  # media thread: frames of the current utterance
+        # controller state
+        self._history: list[ChatMessage] = [ChatMessage("system", settings.instructions)]
+        self._chunks: list[tuple[int, int, Future[str]]] = []
+        self._chunk_audio: list[np.ndarray] | None = None
+        self._reply: _Reply | None = None
+        self._spoken: list[_Reply] = []  # released replies whose heard text is not yet in the history
+        self._to_log: list[_Reply] = []
+        self._idle_since = clock()
+        self._reprompted = False
+        self._ending: int | None = None  # the turn of the goodbye after which we hang up
+        self._hangup_sent = False
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"call-{context.call_id[:12]}", daemon=True)
+
+    # -- media clock thread --------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._thread.start()
+        self._post(_OTHER, ("start",))
+
+    def on_audio(self, frame: JitterFrame, echo_cancelled: np.ndarray | None = None) -> None:
+        now = self.clock()
+        pcm = frame.pcm
+        raw_rms = _rms(pcm)
+        guard = self._echo_guard
+        bot_speaking = self.playout.speaking(now)
+        probability = self._vad.process(pcm) if frame.type is not FrameType.EMPTY else 0.0
+        loud = False
+        if bot_speaking:
+            if level_db(raw_rms) < -50.0:
+                probability = 0.0  # nothing on the line: a stale VAD window is no onset
+            elif guard.echo_like(pcm):
+                probability = 0.0  # our own voice coming back, whatever the VAD makes of it
+            else:
+                loud = guard.loud(raw_rms)
+            if level_db(raw_rms) >= -50.0:
+                self._correlations.append(guard.last_correlation)
+        elif not self.detector.in_speech:
+            guard.track_noise(raw_rms)
+        events = self.detector.update(now, probability, bot_speaking=bot_speaking, loud=loud)
+        if events:
+            self.log.debug("turn_levels", probability=round(probability, 2), loud=loud, bot_speaking=bot_speaking,
+                           raw_db=round(level_db(raw_rms), 1), echo_correlation=round(guard.last_correlation, 2))
+        if self._utterance is not None:
+            self._utterance.append(pcm)
+        else:
+            self._preroll.append(pcm)
+        for detected in events:
+            self._on_turn_event(detected, now)
+
+    def _on_turn_event(self, detected: Detected, now: float) -> None:
+        event = detected.event
+        self.log.debug("turn_event", turn_event=event.value, at=round(detected.at, 3), now=round(now, 3))
+        if event in (TurnEvent.SPEECH_START, TurnEvent.BARGE_IN):
+            self._utterance = [*self._preroll]
+            self._preroll.clear()
+        audio, index = self._utterance, len(self._utterance or ())
+        if event is TurnEvent.BARGE_IN:
+            heard = self.playout.flush()  # silence from the very next tick
+            reply = self._reply
+            if reply is not None:
+                reply.cancel.set()
+            self._post(_BARGE_IN, ("barge_in", detected.at, now, heard))
+            return
+        if event is TurnEvent.TURN_END:
+            self._utterance = None
+        self._post(_TURN, (event.value, detected.at, now, audio, index))
+
+    def next_frame(self) -> np.ndarray | None:
+        frame = self.playout.next_frame()
+        self._echo_guard.add_far(frame)
+        return frame
+
+    def on_dtmf(self, digit: str) -> None:
+        self._post(_OTHER, ("dtmf", digit))
+
+    def on_stop(self) -> None:
+        if self._correlations:
+            c = np.array(self._correlations)
+            self.log.info("echo_guard", frames=len(c), echo_like=int((c >= self._echo_guard.echo_correlation).sum()),
+                          p10=round(float(np.percentile(c, 10)), 2), p50=round(float(np.median(c)), 2))
+        self._stopped.set()
+        if self._reply is not None:
+            self._reply.cancel.set()
+        self._post(_STOP, ("stop",))
+        self._thread.join(timeout=2.0)
+
+    def _post(self, priority: int, event: tuple) -> None:
+        self._events.put((priority, next(self._seq), event))
+
+    # -- controller thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                _, _, event = self._events.get(timeout=0.1)
+            except queue.Empty:
+                self._timers()
+                continue
+            try:
+                if not self._handle(event):
+                    break
+            except Exception:
+                self.log.exception("conversation_error", event=event[0])
+            self._timers()
+        self._cancel_reply()
+
+    def _handle(self, event: tuple) -> bool:
+        kind = event[0]
+        if kind == "stop":
+            return False
+        if kind == "start":
+            self._say(self.settings.greeting, "greeting")
+        elif kind == "barge_in":
+            _, onset, now, heard = event
+            self._on_barge_in(onset, now, heard)
+            self._new_utterance()
+        elif kind == "speech_start":
+            self._new_utterance()
+        elif kind == "pause":
+            _, at, _now, audio, index = event
+            self._start_reply(audio, index, at, speculative=True)
+        elif kind == "resume":
+            self._cancel_reply(drop_audio=True)
+        elif kind == "turn_end":
+            _, at, now, audio, index = event
+            self._on_turn_end(audio, index, at, now)
+        elif kind == "reply_done":
+            self._on_reply_done(event[1])
+        elif kind == "dtmf":
+            self.log.info("caller_dtmf", digit=event[1])
+        return True
+
+    def _new_utterance(self) -> None:
+        self._chunks = []
+        self._chunk_audio = None
+        self._idle_since = self.clock()
+        self._reprompted = False
+
+    def _on_barge_in(self, onset: float, now: float, heard: dict[int, str]) -> None:
+        self.log.info("barge_in", onset_to_silence_ms=round((now - onset) * 1000, 1),
+                      heard=" | ".join(heard.values()))
+        self._finalize_history(heard)
+        self._cancel_reply()
+
+    def _on_turn_end(self, audio: list[np.ndarray], index: int, at: float, now: float) -> None:
+        reply = self._reply
+        if reply is None or reply.audio is not audio or reply.cancel.is_set() or reply.end_index > index:
+            reply = self._start_reply(audio, index, at, speculative=False)
+        if reply is not None:
+            reply.timings.turn_decision = now
+            self._release(reply)
+
+    def _release(self, reply: _Reply) -> None:
+        """The turn is confirmed: the reply's audio may play, and the caller may hear it."""
+        reply.released = True
+        self._spoken.append(reply)
+
+        def first_frame(t: float) -> None:
+            reply.timings.first_rtp = t
+
+        self.playout.release(reply.turn, on_first_frame=first_frame)
+        if reply.done.is_set():
+            self._on_reply_done(reply)
+
+    def _on_reply_done(self, reply: _Reply) -> None:
+        if reply.cancel.is_set() or not reply.released or reply.logged:
+            return  # a speculative reply is dealt with once released; a cancelled one is gone
+        reply.logged = True
+        if reply.is_bye:
+            self.log.info("caller_said_goodbye", transcript=reply.user_text)
+            self._say(self.settings.goodbye, "caller_goodbye", ends_call=True)
+        self._to_log.append(reply)
+
+    def _transcribe_upto(self, audio: list[np.ndarray], index: int) -> list[Future[str]]:
+        """Transcribe the utterance's audio up to `index` frames, reusing chunks already under way."""
+        if self._chunk_audio is not audio:
+            self._chunk_audio, self._chunks = audio, []
+        start = self._chunks[-1][1] if self._chunks else 0
+        if index > start:
+            pcm = np.concatenate(audio[start:index])
+            self._chunks.append((start, index, self.models.executor.submit(self._transcribe, pcm)))
+        return [future for _, _, future in self._chunks]
+
+    def _transcribe(self, pcm8k: np.ndarray) -> str:
+        audio16k = int16_to_float(resample(pcm8k, 8000, _STT_RATE))
+        return self.models.stt.transcribe(audio16k).text.strip()
+
+    def _start_reply(self, audio: list[np.ndarray] | None, index: int, speech_end: float,
+                     speculative: bool) -> _Reply | None:
+        if audio is None or index == 0:
+            return None
+        self._cancel_reply(drop_audio=True)
+        futures = self._transcribe_upto(audio, index)
+        self._finalize_history()
+        reply = _Reply(next(self._turns), audio, index, TurnTimings(speech_end, speculative))
+        self._reply = reply
+        history = list(self._history)
+        threading.Thread(target=self._reply_worker, args=(reply, futures, history), daemon=True,
+                         name=f"reply-{reply.turn}").start()
+        return reply
+
+    def _cancel_reply(self, drop_audio: bool = False) -> None:
+        reply, self._reply = self._reply, None
+        if reply is None:
+            return
+        reply.cancel.set()
+        if drop_audio and not reply.released:
+            self.playout.drop_turn(reply.turn)
+
+    def _say(self, text: str, why: str, ends_call: bool = False) -> None:
+        """Speak a cached phrase now (greeting, re-prompt, goodbye) without the LLM."""
+        if ends_call:
+            self._cancel_reply(drop_audio=True)
+        if not text:
+            if ends_call:
+                self._hangup_sent = True
+                self.context.hangup(why)
+            return
+        reply = _Reply(next(self._turns), [], 0, TurnTimings(self.clock(), False), logged=True)
+        reply.bot_text = [text]
+        reply.done.set()
+        self.playout.push(reply.turn, self.services.phrase(text), text)
+        self._release(reply)
+        if ends_call:
+            self._ending = reply.turn
+        self.log.info("bot_phrase", why=why, text=text)
+
+    def _finalize_history(self, interrupted: dict[int, str] | None = None) -> None:
+        """Move replies the caller has finished hearing (or cut short) into the history.
+
+        After a barge-in `interrupted` holds, per turn, the words that went out before the
+        flush: the rest of the reply was never heard and must not be remembered as said.
+        """
+        keep: list[_Reply] = []
+        for reply in self._spoken:
+            if interrupted is None and (self.playout.has_audio(reply.turn) or not reply.done.is_set()):
+                keep.append(reply)
+                continue
+            said = interrupted.get(reply.turn, "") if interrupted is not None else " ".join(reply.bot_text)
+            if reply.user_text:
+                self._history.append(ChatMessage("user", reply.user_text))
+            if said:
+                self._history.append(ChatMessage("assistant", said))
+            self.playout.forget_turn(reply.turn)
+        self._spoken = keep
+
+    def _timers(self) -> None:
+        now = self.clock()
+        self._log_turns()
+        if self._hangup_sent:
+            return
+        if self._ending is not None:
+            if not self.playout.has_audio(self._ending):
+                self._hangup_sent = True
+                self.context.hangup("goodbye")
+            return
+        reply = self._reply
+        busy = self.detector.in_speech or (reply is not None and not reply.done.is_set()) or self.playout.is_playing()
+        if busy:
+            self._idle_since = now
+            return
+        idle = now - self._idle_since
+        if idle >= self.settings.hangup_after_s:
+            self._say(self.settings.goodbye, "caller_silent", ends_call=True)
+        elif idle >= self.settings.reprompt_after_s and not self._reprompted:
+            self._reprompted = True
+            self._say(self.settings.reprompt, "reprompt")
+
+    def _log_turns(self) -> None:
+        """Log each turn once its first audio went out (or it can no longer go out)."""
+        pending: list[_Reply] = []
+        for reply in self._to_log:
+            if reply.timings.first_rtp is None and self.playout.has_audio(reply.turn) and not reply.cancel.is_set():
+                pending.append(reply)
+                continue
+            self.log.info("turn", turn=reply.turn, speculative=reply.timings.speculative, caller=reply.user_text,
+                          bot=" ".join(reply.bot_text), cancelled=reply.cancel.is_set(), failed=reply.failed,
+                          **reply.timings.as_ms())
+        self._to_log = pending
+
+    # -- reply thread --------------------------------------------------------------------------
+
+    def _reply_worker(self, reply: _Reply, futures: list[Future[str]], history: list[ChatMessage]) -> None:
+        try:
+            self._reply_pipeline(reply, futures, history)
+        except ModelError as exc:
+            reply.failed = True
+            self.log.error("reply_failed", turn=reply.turn, error=str(exc))
+        except Exception:
+            reply.failed = True
+            self.log.exception("reply_failed", turn=reply.turn)
+        finally:
+            reply.done.set()
+            self._post(_OTHER, ("reply_done", reply))
+
+    def _reply_pipeline(self, reply: _Reply, futures: list[Future[str]], history: list[ChatMessage]) -> None:
+        texts = [future.result() for future in futures]
+        if reply.cancel.is_set():
+            return
+        reply.user_text = " ".join(t for t in texts if t).strip()
+        reply.timings.transcript_final = self.clock()
+        if not _meaningful(reply.user_text):
+            self.log.info("turn_ignored", turn=reply.turn, transcript=reply.user_text)
+            reply.user_text = ""
+            return
+        if _BYE.search(reply.user_text) and len(reply.user_text.split()) <= 8:
+            reply.is_bye = True
+            return
+        clauses: queue.Queue[str | None] = queue.Queue()
+        llm_may_run = threading.Event()
+        llm_may_run.set()
+        speaker = threading.Thread(target=self._speaker, args=(reply, clauses, llm_may_run), daemon=True,
+                                   name=f"speaker-{reply.turn}")
+        speaker.start()
+        splitter = ClauseSplitter()
+        messages = [*history, ChatMessage("user", reply.user_text)]
+        try:
+            for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
+                                                     temperature=self.settings.temperature, cancel=reply.cancel):
+                if reply.timings.llm_first_token is None:
+                    reply.timings.llm_first_token = self.clock()
+                if reply.cancel.is_set():
+                    break
+                for clause in splitter.feed(piece):
+                    clauses.put(clause)
+                while not llm_may_run.wait(0.05) and not reply.cancel.is_set():
+                    pass
+            if not reply.cancel.is_set():
+                for clause in splitter.flush():
+                    clauses.put(clause)
+        finally:
+            clauses.put(None)
+            speaker.join()
+
+    def _speaker(self, reply: _Reply, clauses: queue.Queue[str | None], llm_may_run: threading.Event) -> None:
+        """TTS each clause and queue it. On 2 cores, synthesis and generation slow each other
+        down; while the caller would otherwise wait for audio (less than `_AUDIO_AHEAD_FRAMES`
+        queued), the LLM is paused so the clause in hand comes out first."""
+        while True:
+            clause = clauses.get()
+            if clause is None or reply.cancel.is_set():
+                return
+            starving = self.playout.queued_frames(reply.turn) < _AUDIO_AHEAD_FRAMES
+            if starving:
+                llm_may_run.clear()
+            try:
+                audio = synthesize_line_audio(self.models.tts, clause, cancel=reply.cancel)
+            finally:
+                llm_may_run.set()
+            if reply.cancel.is_set():
+                return
+            if reply.timings.first_tts_audio is None:
+                reply.timings.first_tts_audio = self.clock()
+            reply.bot_text.append(clause)
+            self.playout.push(reply.turn, audio, clause)
+
+
+def _rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2))) if len(pcm) else 0.0
+
+
+def _meaningful(text: str) -> bool:
+    """Whisper 'hears' punctuation or a lone filler in noise: such turns get no reply."""
+    words = re.findall(r"[A-Za-z0-9']+", text)
+    return bool(words) and not (len(words) == 1 and words[0].lower() in {"uh", "um", "hmm", "mm", "you"})

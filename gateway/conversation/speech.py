@@ -1,0 +1,54 @@
+"""Shared conversation services: the process's models and the phrases spoken without the LLM.
+
+Greetings, re-prompts and goodbyes are synthesized once at start-up and kept as 8 kHz audio, so
+a call hears its greeting the moment it is answered instead of after a TTS run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import structlog
+
+from models.base import CancelToken, Tts
+from models.loader import ModelSet
+from rtp.resample import resample
+
+log = structlog.get_logger("conversation")
+
+LINE_RATE = 8000
+
+
+def synthesize_line_audio(tts: Tts, text: str, cancel: CancelToken | None = None) -> np.ndarray:
+    """TTS `text` and bring it to the line's 8 kHz (int16)."""
+    parts = [resample(chunk.pcm, chunk.sample_rate, LINE_RATE) for chunk in tts.synthesize(text, cancel=cancel)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+
+class ConversationServices:
+    """What every conversation agent in the process shares."""
+
+    def __init__(self, models: ModelSet):
+        self.models = models
+        self._phrases: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def cache_phrase(self, text: str) -> float:
+        """Synthesize and keep `text`; returns the seconds it took."""
+        start = time.perf_counter()
+        audio = synthesize_line_audio(self.models.tts, text)
+        with self._lock:
+            self._phrases[text] = audio
+        return time.perf_counter() - start
+
+    def phrase(self, text: str) -> np.ndarray:
+        """Cached audio for `text` (synthesized now if it was not cached)."""
+        with self._lock:
+            audio = self._phrases.get(text)
+        if audio is None:
+            self.cache_phrase(text)
+            with self._lock:
+                audio = self._phrases[text]
+        return audio

@@ -1,0 +1,162 @@
+"""``ModelSet``: the process's models (VAD, STT, LLM, TTS), loaded once, warmed up, with their own worker pool.
+
+Loading takes seconds and each model holds hundreds of MB, so the gateway creates one
+``ModelSet`` at start-up and shares it between calls (every engine here is safe to call
+from several threads; per-call state lives in ``VadStream`` objects and in the caller's
+message list).
+
+Why the set owns a ``ThreadPoolExecutor``: the media clock must never wait for a model.
+The clock thread runs only the VAD (sub-millisecond); everything slow (transcribing,
+generating, synthesizing) is submitted to :attr:`ModelSet.executor` and its results are
+picked up by the call without blocking the clock.  A dedicated pool, rather than the
+default one or a thread per request, bounds how many inferences compete for the two cores
+(``max_workers``, default 4: at most one STT, one LLM stream and one TTS for a call plus
+one spare), so a burst of calls queues instead of thrashing every call's latency.
+
+The set also owns the :class:`models.gate.ComputeGate` that its STT, LLM and TTS share: on
+2 cores two engines computing at once slow each other down dramatically (llama.cpp fell
+from ~33 to under 6 tokens/s next to Piper), so heavy steps take turns instead.
+
+Warm-up: the first inference of each engine is much slower than the next ones (weights are
+paged in from mmap, ONNX Runtime and CTranslate2 allocate their buffers, and for the LLM the
+system prompt has to be evaluated: ~1.3-2 s for Qwen 0.5B).  :meth:`ModelSet.warm_up` does
+all of that before the first call is answered and reports what it cost.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import structlog
+
+from models.base import Llm, Stt, Timing, Tts, Vad
+from models.gate import ComputeGate
+from models.llama import LlamaConfig, LlamaCppLlm
+from models.openai_compat import OpenAiCompatibleLlm, OpenAiConfig
+from models.piper import PiperConfigOptions, PiperTts
+from models.silero import SileroVad
+from models.whisper import WhisperConfig, WhisperStt
+
+__all__ = ["ModelSet", "ModelSetConfig", "WarmUpReport"]
+
+log = structlog.get_logger("models")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSetConfig:
+    """What to load.  Every ``None`` path means the pinned default from :mod:`models.registry`."""
+
+    vad_path: str | None = None
+    stt: WhisperConfig = field(default_factory=WhisperConfig)
+    llm_engine: Literal["llama", "openai"] = "llama"
+    llama: LlamaConfig = field(default_factory=LlamaConfig)
+    openai: OpenAiConfig = field(default_factory=OpenAiConfig)
+    tts: PiperConfigOptions = field(default_factory=PiperConfigOptions)
+    max_workers: int = 4
+    compute_gate: bool = True  # serialize STT/LLM/TTS steps (see models/gate.py); off only for experiments
+
+
+@dataclass(slots=True)
+class WarmUpReport:
+    """Load and first-inference timings, for the start-up log."""
+
+    timings: list[Timing] = field(default_factory=list)
+
+    def add(self, name: str, seconds: float, detail: str = "") -> None:
+        self.timings.append(Timing(name, seconds, detail))
+
+    @property
+    def total_s(self) -> float:
+        return sum(t.seconds for t in self.timings)
+
+    def as_dict(self) -> dict[str, float]:
+        return {t.name: round(t.seconds, 4) for t in self.timings}
+
+    def __str__(self) -> str:
+        return ", ".join(f"{t.name}={t.seconds * 1000:.0f}ms" for t in self.timings)
+
+
+class ModelSet:
+    """VAD, STT, LLM and TTS for the whole process, plus the inference thread pool."""
+
+    vad: Vad
+    stt: Stt
+    llm: Llm
+    tts: Tts
+
+    def __init__(
+        self, vad: Vad, stt: Stt, llm: Llm, tts: Tts, *, max_workers: int = 4, gate: ComputeGate | None = None
+    ) -> None:
+        self.gate = gate
+        self.vad = vad
+        self.stt = stt
+        self.llm = llm
+        self.tts = tts
+        self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="model")
+        self.load_report = WarmUpReport()
+
+    @classmethod
+    def load(cls, config: ModelSetConfig | None = None) -> ModelSet:
+        """Load every model (sequentially: on 2 cores parallel loading only interleaves disk reads)."""
+        cfg = config or ModelSetConfig()
+        gate = ComputeGate() if cfg.compute_gate else None
+        report = WarmUpReport()
+        t = time.perf_counter()
+        vad = SileroVad(cfg.vad_path)
+        report.add("load_vad", time.perf_counter() - t)
+        t = time.perf_counter()
+        stt = WhisperStt(cfg.stt, gate=gate)
+        report.add("load_stt", time.perf_counter() - t)
+        t = time.perf_counter()
+        llm: Llm = LlamaCppLlm(cfg.llama, gate=gate) if cfg.llm_engine == "llama" else OpenAiCompatibleLlm(cfg.openai)
+        report.add("load_llm", time.perf_counter() - t)
+        t = time.perf_counter()
+        tts = PiperTts(cfg.tts, gate=gate)
+        report.add("load_tts", time.perf_counter() - t)
+        ms = cls(vad, stt, llm, tts, max_workers=cfg.max_workers, gate=gate)
+        ms.load_report = report
+        log.info("models_loaded", **report.as_dict())
+        return ms
+
+    def warm_up(self, system_prompt: str) -> WarmUpReport:
+        """Run each model once and fill the LLM's KV cache with ``system_prompt``; return the timings.
+
+        Whisper runs on 1 s of low-level noise (it may "hear" something: the text is ignored),
+        Piper on a short sentence, the VAD on one frame of silence.
+        """
+        report = WarmUpReport()
+        t = time.perf_counter()
+        stream = self.vad.new_stream(8000)
+        stream.process(np.zeros(320, dtype=np.int16))
+        report.add("vad", time.perf_counter() - t)
+        noise = (np.random.default_rng(0).standard_normal(16000) * 0.01).astype(np.float32)
+        t = time.perf_counter()
+        self.stt.transcribe(noise)
+        report.add("stt", time.perf_counter() - t, "1 s of noise")
+        t = time.perf_counter()
+        self.llm.warm_up(system_prompt)
+        report.add("llm", time.perf_counter() - t, "system prompt prefix")
+        t = time.perf_counter()
+        for _ in self.tts.synthesize("Hello, how can I help you?"):
+            pass
+        report.add("tts", time.perf_counter() - t, "one short sentence")
+        log.info("models_warmed_up", **report.as_dict())
+        return report
+
+    def close(self) -> None:
+        """Stop the pool (waiting for running inferences) and free the engines that hold native memory."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        for engine in (self.llm, self.stt):
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> ModelSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,135 @@
+"""A scriptable caller's media end: real RTP on 127.0.0.1, reacting to what the bot says.
+
+SIPp does the signalling (its SDP points the gateway at this peer's port); this peer sends G.711
+µ-law every 20 ms on absolute deadlines and records what the gateway sends back, positioned by
+arrival time. It can play audio at scripted times, react to the bot (e.g. interrupt it one second
+after its reply starts), and echo the bot's own audio back, delayed and attenuated, like a
+telephone line with a hybrid echo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtp.g711 import PCMU
+
+FRAME = 160
+
+
+def rms_dbfs(pcm: np.ndarray) -> float:
+    return 20 * float(np.log10(max(1e-9, np.sqrt(np.mean((pcm.astype(np.float64) / 32768.0) ** 2)))))
+
+
+@dataclass
+class RtpPeer:
+    port: int
+    echo_delay_s: float | None = None
+    echo_gain_db: float = -10.0
+    on_tick: Callable[[RtpPeer, int], None] | None = None
+    sent: list[np.ndarray] = field(default_factory=list)
+    received: dict[int, np.ndarray] = field(default_factory=dict)  # tick of arrival -> decoded frame
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.setblocking(False)
+        self._schedule: list[tuple[int, np.ndarray]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.tick = 0
+        self.remote: tuple[str, int] | None = None
+
+    # -- script --------------------------------------------------------------------------------
+
+    def play_at(self, tick: int, pcm: np.ndarray) -> None:
+        """Send `pcm` (8 kHz int16) starting at `tick` (20 ms units since start)."""
+        with self._lock:
+            self._schedule.append((tick, np.asarray(pcm, dtype=np.int16)))
+
+    def _caller_frame(self, tick: int) -> np.ndarray:
+        out = np.zeros(FRAME, dtype=np.int32)
+        with self._lock:
+            for start, pcm in self._schedule:
+                offset = (tick - start) * FRAME
+                if 0 <= offset < len(pcm):
+                    piece = pcm[offset:offset + FRAME]
+                    out[: len(piece)] += piece
+        return out
+
+    # -- media loop ----------------------------------------------------------------------------
+
+    def start(self, remote_port: int) -> RtpPeer:
+        self.remote = ("127.0.0.1", remote_port)
+        self._thread = threading.Thread(target=self._run, name="rtp-peer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        self.sock.close()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        seq, ts, ssrc = 1, 0, 0x5EED
+        echo_ticks = None if self.echo_delay_s is None else round(self.echo_delay_s / 0.02)
+        gain = 10 ** (self.echo_gain_db / 20)
+        while not self._stop.is_set():
+            deadline = start + self.tick * 0.02
+            now = time.monotonic()
+            if deadline > now:
+                time.sleep(deadline - now)
+            self._drain()
+            if self.on_tick is not None:
+                self.on_tick(self, self.tick)
+            frame = self._caller_frame(self.tick)
+            if echo_ticks is not None:
+                echoed = self.received.get(self.tick - echo_ticks)
+                if echoed is not None:
+                    frame += (echoed.astype(np.float64) * gain).astype(np.int32)
+            pcm = np.clip(frame, -32767, 32767).astype(np.int16)
+            self.sent.append(pcm)
+            header = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+            with contextlib.suppress(OSError):  # the gateway's port closed at hang-up
+                self.sock.sendto(header + PCMU.encode(pcm), self.remote)
+            seq, ts = seq + 1, ts + FRAME
+            self.tick += 1
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(2048)
+            except (BlockingIOError, ConnectionRefusedError):
+                return
+            if len(data) < 12 or data[1] & 0x7F != 0:
+                continue  # RTCP or events: not audio
+            pcm = PCMU.decode(data[12:])
+            tick = self.tick
+            while tick in self.received:  # two packets in one tick: keep order
+                tick += 1
+            self.received[tick] = pcm
+
+    # -- analysis ------------------------------------------------------------------------------
+
+    def received_audio(self) -> np.ndarray:
+        if not self.received:
+            return np.zeros(0, dtype=np.int16)
+        end = max(self.received) + 1
+        out = np.zeros(end * FRAME, dtype=np.int16)
+        for tick, pcm in self.received.items():
+            out[tick * FRAME:tick * FRAME + len(pcm)] = pcm[:FRAME]
+        return out
+
+    def bot_active(self, tick: int, threshold_dbfs: float = -40.0) -> bool:
+        frame = self.received.get(tick)
+        return frame is not None and rms_dbfs(frame) > threshold_dbfs

@@ -1,0 +1,154 @@
+"""Scripted, time-compressed models and a fake clock for turn-taking tests.
+
+The agent runs its real threads; only time is fake. A driver advances the clock 20 ms per tick
+(and sleeps a little real time so the agent's threads keep up); the fake models take their
+scripted durations in *fake* time. So a test of "the bot stops within 100 ms of the caller's
+onset" runs in a fraction of a second, with every stage's delay under the test's control.
+
+The caller's audio encodes what is said: an utterance is noise at a level that names a
+question (`QUESTION_LEVELS`), silence is zeros. The fake VAD calls loud audio speech, the fake
+STT maps a level back to its question, the fake LLM answers "You asked: <question>".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.base import AudioChunk, ChatMessage, Transcript
+
+QUESTIONS = {1: "what are your opening hours", 2: "where is the office", 3: "okay thanks bye"}
+LEVELS = {1: 3000.0, 2: 6000.0, 3: 9000.0}
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+    def wait_until(self, deadline: float, cancel=None) -> bool:
+        """Block (in real time) until fake time reaches `deadline`; False if cancelled first."""
+        while self.now < deadline:
+            if cancel is not None and cancel.is_set():
+                return False
+            time.sleep(0.0002)
+        return True
+
+
+def speech_frames(question: int, seconds: float, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed + question)
+    level = LEVELS[question]
+    count = int(round(seconds / 0.02))
+    return [np.clip(rng.standard_normal(160) * level, -32767, 32767).astype(np.int16) for _ in range(count)]
+
+
+def silence_frames(seconds: float) -> list[np.ndarray]:
+    return [np.zeros(160, dtype=np.int16) for _ in range(int(round(seconds / 0.02)))]
+
+
+class FakeVadStream:
+    sample_rate = 8000
+
+    def __init__(self, threshold_rms: float):
+        self.threshold_rms = threshold_rms
+
+    def process(self, pcm: np.ndarray) -> float:
+        rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))
+        return 0.95 if rms >= self.threshold_rms else 0.02
+
+    def reset(self) -> None:
+        pass
+
+
+@dataclass
+class FakeVad:
+    threshold_rms: float = 1000.0
+
+    def new_stream(self, sample_rate: int = 8000) -> FakeVadStream:
+        return FakeVadStream(self.threshold_rms)
+
+
+@dataclass
+class FakeStt:
+    clock: FakeClock
+    seconds: float = 0.1
+    sample_rate: int = 16000
+    calls: list[str] = field(default_factory=list)
+
+    def transcribe(self, audio16k: np.ndarray, prompt: str | None = None) -> Transcript:
+        start = self.clock()
+        loud = audio16k[np.abs(audio16k) > 0.02]
+        text = ""
+        if len(loud) > 100:
+            rms = float(np.sqrt(np.mean((loud * 32768.0) ** 2)))
+            question = min(LEVELS, key=lambda q: abs(LEVELS[q] - rms))
+            text = QUESTIONS[question]
+        self.clock.wait_until(start + self.seconds)
+        self.calls.append(text)
+        return Transcript(text=text, duration_s=len(audio16k) / 16000, elapsed_s=self.seconds)
+
+
+@dataclass
+class FakeLlm:
+    clock: FakeClock
+    first_token_s: float = 0.15
+    token_s: float = 0.03
+    reply_words: int = 8
+    prompts: list[list[ChatMessage]] = field(default_factory=list)
+
+    def warm_up(self, system_prompt: str) -> float:
+        return 0.0
+
+    def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.7,
+                    stop: Sequence[str] = (), cancel=None) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        question = messages[-1].content
+        words = f"You asked: {question}.".split() + [f"word{i}" for i in range(self.reply_words)]
+        deadline = self.clock() + self.first_token_s
+        for i, word in enumerate(words):
+            if not self.clock.wait_until(deadline, cancel):
+                return
+            yield ("" if i == 0 else " ") + word + ("." if i == len(words) - 1 else "")
+            deadline += self.token_s
+
+
+@dataclass
+class FakeTts:
+    clock: FakeClock
+    seconds: float = 0.05
+    word_s: float = 0.25
+    sample_rate: int = 22050
+    texts: list[str] = field(default_factory=list)
+
+    def synthesize(self, text: str, *, cancel=None) -> Iterator[AudioChunk]:
+        start = self.clock()
+        self.texts.append(text)
+        if not self.clock.wait_until(start + self.seconds, cancel):
+            return
+        samples = int(self.sample_rate * self.word_s * max(1, len(text.split())))
+        t = np.arange(samples) / self.sample_rate
+        yield AudioChunk((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), self.sample_rate)
+
+
+class FakeModels:
+    def __init__(self, clock: FakeClock, **kw):
+        self.vad = FakeVad()
+        self.stt = FakeStt(clock, **kw.get("stt", {}))
+        self.llm = FakeLlm(clock, **kw.get("llm", {}))
+        self.tts = FakeTts(clock, **kw.get("tts", {}))
+        self.executor = ThreadPoolExecutor(max_workers=4)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

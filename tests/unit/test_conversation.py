@@ -1,0 +1,250 @@
+"""Turn-taking and barge-in of the conversation agent on a fake clock with scripted models."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from gateway.agents.base import CallContext
+from gateway.conversation.agent import ConversationAgent, ConversationSettings
+from gateway.conversation.speech import ConversationServices
+from gateway.conversation.turns import TurnConfig
+from rtp.jitter import FrameType, JitterFrame
+from tests.unit.conversation_fakes import FakeClock, FakeModels, silence_frames, speech_frames
+
+
+class Log:
+    """Collects the agent's log events (structlog-like)."""
+
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+
+    def bind(self, **_):
+        return self
+
+    def __getattr__(self, level):
+        def emit(event, **fields):
+            self.events.append((event, fields))
+        return emit
+
+    def find(self, event):
+        return [f for e, f in self.events if e == event]
+
+
+class Harness:
+    def __init__(self, settings: ConversationSettings | None = None, **model_kw):
+        self.clock = FakeClock()
+        self.models = FakeModels(self.clock, **model_kw)
+        self.log = Log()
+        self.hangups: list[tuple[float, str]] = []
+        context = CallContext(call_id="test", direction="inbound", local_uri="", remote_uri="", agent_name="t",
+                              hangup=lambda reason: self.hangups.append((self.clock(), reason)),
+                              send_dtmf=lambda d: None, log=self.log)
+        self.settings = settings or ConversationSettings(greeting="Hello there.", instructions="Be brief.",
+                                                         reprompt_after_s=60, hangup_after_s=120)
+        self.agent = ConversationAgent(context, self.settings, ConversationServices(self.models), clock=self.clock)
+        self.out: list[tuple[float, bool]] = []  # (time, bot frame was audio)
+        self.agent.on_start()
+
+    def run(self, frames: list[np.ndarray], echo_db: float | None = None) -> None:
+        """Play caller frames, one per 20 ms tick; optionally add the bot's own echo to them."""
+        previous = np.zeros(160, dtype=np.int16)
+        for pcm in frames:
+            self.clock.advance(0.02)
+            if echo_db is not None:
+                pcm = np.clip(pcm + previous * 10 ** (echo_db / 20), -32767, 32767).astype(np.int16)
+            cleaned = pcm if echo_db is None else np.zeros(160, dtype=np.int16)  # a perfect canceller
+            self.agent.on_audio(JitterFrame(FrameType.NORMAL, pcm), cleaned)
+            frame = self.agent.next_frame()
+            self.out.append((self.clock(), frame is not None))
+            previous = frame if frame is not None else np.zeros(160, dtype=np.int16)
+            time.sleep(0.0015)  # real time for the agent's threads
+
+    def speaking_at(self, t: float) -> bool:
+        return any(abs(when - t) < 0.011 and audio for when, audio in self.out)
+
+    def first_audio_after(self, t: float) -> float | None:
+        return next((when for when, audio in self.out if audio and when > t), None)
+
+    def last_audio_before(self, t: float) -> float | None:
+        times = [when for when, audio in self.out if audio and when <= t]
+        return times[-1] if times else None
+
+    def close(self):
+        self.agent.on_stop()
+        self.models.close()
+
+
+@pytest.fixture
+def harness():
+    made = []
+
+    def make(**kw):
+        h = Harness(**kw)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_greeting_plays_at_once(harness):
+    h = harness()
+    h.run(silence_frames(1.0))
+    first = h.first_audio_after(0)
+    assert first is not None and first - 1000.0 <= 0.1
+
+
+def test_reply_after_turn_end_with_stage_timings(harness):
+    h = harness()
+    h.run(silence_frames(2.0))  # greeting
+    h.run(speech_frames(1, 1.5))
+    speech_end = h.clock()
+    h.run(silence_frames(3.0))
+    first = h.first_audio_after(speech_end)
+    assert first is not None
+    # turn confirmed at end_of_turn (400 ms); the reply was prepared speculatively since the pause
+    assert first - speech_end < 0.6
+    turn = h.log.find("turn")[0]
+    assert turn["caller"] == "what are your opening hours"
+    assert turn["bot"].startswith("You asked: what are your opening hours.")
+    assert turn["speculative"] is True
+    for key in ("turn_decision_ms", "transcript_final_ms", "llm_first_token_ms", "first_tts_audio_ms",
+                "first_rtp_ms"):
+        assert turn[key] is not None, key
+    assert turn["turn_decision_ms"] >= 380
+
+
+def test_speculative_reply_is_dropped_when_the_caller_goes_on(harness):
+    h = harness()
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.0))
+    h.run(silence_frames(0.25))  # a pause: speculation starts, but no turn end yet
+    h.run(speech_frames(2, 1.0))  # the caller goes on with another question
+    resumed_end = h.clock()
+    h.run(silence_frames(3.0))
+    # nothing was spoken between the first pause and the real end of the turn
+    pause_start = resumed_end - 1.25
+    assert not any(audio for when, audio in h.out if pause_start < when <= resumed_end)
+    turns = h.log.find("turn")
+    assert len(turns) == 1
+    assert turns[0]["caller"] == "what are your opening hours where is the office"
+
+
+def test_barge_in_silences_the_bot_within_100ms_and_keeps_only_what_was_heard(harness):
+    h = harness(llm={"reply_words": 40})  # a long reply
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.0))
+    h.run(silence_frames(1.5))
+    assert h.speaking_at(h.clock())  # the bot is talking
+    onset = h.clock() + 0.02
+    h.run(speech_frames(2, 1.0))  # the caller talks over it
+    last = h.last_audio_before(onset + 1.0)
+    assert last is not None and last - onset <= 0.1, f"bot still talking {1000 * (last - onset):.0f} ms after onset"
+    barge = h.log.find("barge_in")[0]
+    assert barge["onset_to_silence_ms"] <= 100
+    h.run(silence_frames(3.0))
+    # the next reply answers the new question, and the history holds only the heard part of the old one
+    prompt = h.models.llm.prompts[-1]
+    assert prompt[-1].content == "where is the office"
+    said = [m.content for m in prompt if m.role == "assistant"]
+    assert said[0] == "Hello there."
+    interrupted = said[-1]
+    generated = "You asked: what are your opening hours. " + " ".join(f"word{i}" for i in range(40)) + "."
+    assert interrupted and generated.startswith(interrupted.rstrip(".")[:20])
+    assert len(interrupted.split()) < len(generated.split())  # cut short: only what went out
+    assert h.first_audio_after(h.clock() - 3.0) is not None
+
+
+def test_own_echo_does_not_trigger_barge_in(harness):
+    h = harness(llm={"reply_words": 30})
+    h.models.vad.threshold_rms = 50  # a VAD that does hear the echo
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.0))
+    h.run(silence_frames(6.0), echo_db=-30)  # the bot's audio comes back 30 dB down
+    assert not h.log.find("barge_in")
+    turn = h.log.find("turn")[0]
+    assert not turn["cancelled"]
+
+
+def test_reprompt_then_goodbye_and_hangup_when_the_caller_is_silent(harness):
+    settings = ConversationSettings(greeting="Hi.", instructions="x", reprompt_after_s=3, reprompt="Still there?",
+                                    hangup_after_s=6, goodbye="Goodbye now.")
+    h = harness(settings=settings)
+    h.run(silence_frames(12.0))
+    phrases = [(f["why"], f["text"]) for f in h.log.find("bot_phrase")]
+    assert phrases == [("greeting", "Hi."), ("reprompt", "Still there?"), ("caller_silent", "Goodbye now.")]
+    assert len(h.hangups) == 1
+    when, reason = h.hangups[0]
+    assert reason == "goodbye"
+    # the hangup came after the goodbye had fully played
+    assert h.last_audio_before(when) is not None and when >= h.last_audio_before(when)
+
+
+def test_caller_goodbye_ends_the_call_after_the_goodbye_played(harness):
+    h = harness()
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(3, 1.0))  # "okay thanks bye"
+    h.run(silence_frames(4.0))
+    assert h.log.find("caller_said_goodbye")
+    assert [f["why"] for f in h.log.find("bot_phrase")][-1] == "caller_goodbye"
+    assert len(h.hangups) == 1
+    assert h.models.llm.prompts == []  # no LLM turn for a goodbye
+
+
+def test_turn_detector_events_on_a_scripted_timeline():
+    from gateway.conversation.turns import TurnDetector, TurnEvent
+
+    d = TurnDetector(TurnConfig(min_speech_ms=60, pause_ms=100, end_of_turn_ms=400))
+    t, events = 0.0, []
+    script = [0.0] * 10 + [0.9] * 30 + [0.1] * 8 + [0.9] * 10 + [0.1] * 30
+    for p in script:
+        t += 0.02
+        events += [(e.event, round(e.at, 2)) for e in d.update(t, p)]
+    kinds = [e for e, _ in events]
+    assert kinds == [TurnEvent.SPEECH_START, TurnEvent.PAUSE, TurnEvent.RESUME, TurnEvent.PAUSE, TurnEvent.TURN_END]
+    assert events[0][1] == 0.22  # onset = first voiced frame
+    assert events[-1][1] == events[-2][1]  # both refer to the last voiced frame
+
+
+def test_barge_in_needs_more_than_echo():
+    from gateway.conversation.turns import TurnDetector, TurnEvent
+
+    d = TurnDetector(TurnConfig(barge_in_min_ms=60, barge_in_threshold=0.6))
+    t = 0.0
+    for _ in range(20):  # probable speech, but not enough to interrupt the bot
+        t += 0.02
+        assert d.update(t, 0.55, bot_speaking=True) == []
+    events = []
+    first_loud = t + 0.02
+    for _ in range(5):  # a real interruption
+        t += 0.02
+        events += d.update(t, 0.95, bot_speaking=True)
+    assert [e.event for e in events] == [TurnEvent.BARGE_IN]
+    assert events[0].at == pytest.approx(first_loud)
+
+
+def test_echo_guard_tells_the_bots_echo_from_the_caller():
+    from gateway.conversation.echo_guard import EchoGuard
+
+    rng = np.random.default_rng(1)
+    bot = (rng.standard_normal(160 * 40) * 3000).astype(np.int16)
+    caller = (rng.standard_normal(160 * 40) * 3000).astype(np.int16)
+    guard = EchoGuard()
+    delay = 7 * 160 + 37  # ~147 ms of echo delay, not frame aligned
+    echo_flags, caller_flags = [], []
+    for i in range(40):
+        guard.add_far(bot[i * 160:(i + 1) * 160])
+        if i * 160 >= delay + 160:
+            start = i * 160 - delay
+            echo = (bot[start:start + 160] * 0.3).astype(np.int16)  # -10 dB echo
+            echo_flags.append(guard.echo_like(echo))
+            mixed = np.clip(echo.astype(int) + caller[i * 160:(i + 1) * 160], -32767, 32767).astype(np.int16)
+            caller_flags.append(guard.echo_like(mixed))
+    assert all(echo_flags)  # the echo alone is recognised at any delay
+    assert not any(caller_flags)  # the caller talking over it is not mistaken for echo
+    quiet = EchoGuard()
+    assert not quiet.echo_like(caller[:160])  # the bot said nothing: nothing can be its echo
