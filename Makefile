@@ -64,6 +64,7 @@ bench: deps apt-deps
 	$(PY) bench/bench_media_capacity.py
 	$(PY) bench/bench_jitter.py
 	$(PY) bench/bench_echo.py
+	$(PY) bench/bench_voice_latency.py
 
 lint: deps
 	$(VENV)/bin/ruff check gateway rtp models tests bench

@@ -127,8 +127,8 @@ def bench_whisper(speech16k: npt.NDArray[np.float32], repeat: int) -> Rows:
     rows: Rows = []
     for n in (1, 2, 3):
         a = speech16k[: n * 16000]
-        s = median_of(lambda a=a: stt.transcribe(a).elapsed_s, repeat)
-        f = median_of(lambda a=a: full.transcribe(a).elapsed_s, max(2, repeat // 2))
+        s = statistics.median(stt.transcribe(a).elapsed_s for _ in range(repeat))
+        f = statistics.median(full.transcribe(a).elapsed_s for _ in range(max(2, repeat // 2)))
         rows.append((f"Whisper {n} s utterance", f"{ms(s)} (30 s window: {ms(f)})", f"'{stt.transcribe(a).text}'"))
     partial_costs = [stt.transcribe(speech16k[:k]).elapsed_s for k in range(8000, len(speech16k) + 1, 8000)]
     rows.append(

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +110,7 @@ class OpenAiCompatibleLlm:
         temperature: float = 0.7,
         stop: Sequence[str] = (),
         cancel: CancelToken | None = None,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield ``delta.content`` pieces as the server sends them; end promptly when ``cancel`` is set."""
         cfg = self.config
         body: dict[str, Any] = {

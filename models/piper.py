@@ -4,7 +4,7 @@
 piper's own global lock, so concurrent calls are safe), splits it into sentences and runs
 the ONNX model lazily per sentence, yielding one chunk each.  The gateway sends text
 clause by clause, so the first chunk normally *is* the first clause: measured 13-word
-sentence -> first audio in ~0.2-0.3 s, 4-word clause in ~0.05 s (bench/bench_models.py).
+sentence -> first audio in ~0.16 s, 4-word clause in ~0.06 s (2 threads, bench/bench_models.py).
 
 Differences from ``PiperVoice.load`` defaults, and why:
 
