@@ -273,9 +273,15 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
                      has_got=False)
     if kind == "conversation" and "instructions" not in data:
         raise r.fail(_join(key, "instructions"), "the agent's instructions (its system prompt)", has_got=False)
-    text = lambda name, default: r.optional(data, name, key, lambda v, k: r.string(v, k, allow_empty=True), default)  # noqa: E731
-    number = lambda name, lo, hi, default: r.optional(data, name, key, lambda v, k: r.number(v, k, lo, hi), default)  # noqa: E731
-    integer = lambda name, lo, hi, default: r.optional(data, name, key, lambda v, k: r.integer(v, k, lo, hi), default)  # noqa: E731
+    def text(name: str, default: str) -> str:
+        return r.optional(data, name, key, lambda v, k: r.string(v, k, allow_empty=True), default)
+
+    def number(name: str, lo: float, hi: float, default: float) -> float:
+        return r.optional(data, name, key, lambda v, k: r.number(v, k, lo, hi), default)
+
+    def integer(name: str, lo: int, hi: int, default: int) -> int:
+        return r.optional(data, name, key, lambda v, k: r.integer(v, k, lo, hi), default)
+
     pause_ms = integer("pause_ms", 20, 2000, 100)
     end_of_turn_ms = integer("end_of_turn_ms", 100, 5000, 400)
     if end_of_turn_ms < pause_ms:

@@ -95,3 +95,61 @@ def test_missing_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.yaml")
     assert "nope.yaml" in str(info.value)
+
+
+CONVERSATION = """
+sip:
+  listen: "127.0.0.1:5080"
+agents:
+  front-desk:
+    type: conversation
+    greeting: "Harbor Dental, this is the front desk. How can I help?"
+    instructions: |
+      You are the receptionist.
+"""
+
+
+def test_conversation_agent_contract(tmp_path):
+    config = load_config(write(tmp_path, CONVERSATION), env={})
+    agent = config.agents["front-desk"]
+    assert agent.type == "conversation" and agent.greeting.startswith("Harbor Dental")
+    assert agent.instructions.strip() == "You are the receptionist."
+    assert config.needs_models
+    assert config.models.llm_engine == "local" and config.models.llm_model is None
+
+
+def test_conversation_agent_needs_instructions(tmp_path):
+    text = CONVERSATION.replace("    instructions: |\n      You are the receptionist.\n", "")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert info.value.key == "agents.front-desk.instructions"
+
+
+def test_conversation_keys_are_refused_on_an_echo_agent(tmp_path):
+    text = CONVERSATION.replace("type: conversation", "type: echo")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert info.value.key.startswith("agents.front-desk.")
+
+
+@pytest.mark.parametrize(
+    ("models", "key"),
+    [
+        ("models:\n  llm: {engine: cloud}\n", "models.llm.engine"),
+        ("models:\n  llm: {model: /no/such/model.gguf}\n", "models.llm.model"),
+        ("models:\n  llm: {engine: openai}\n", "models.llm.base_url"),
+        ("models:\n  tts: {voice: /no/such/voice.onnx}\n", "models.tts.voice"),
+        ("models:\n  stt: {beam: 5}\n", "models.stt.beam"),
+    ],
+)
+def test_models_section_errors(tmp_path, models, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, CONVERSATION + models), env={})
+    assert info.value.key == key
+
+
+def test_openai_compatible_llm(tmp_path):
+    text = CONVERSATION + "models:\n  llm: {engine: openai, base_url: 'http://10.0.0.7:8080/v1', model: qwen}\n"
+    config = load_config(write(tmp_path, text), env={})
+    assert config.models.llm_engine == "openai" and config.models.llm_base_url.endswith("/v1")
+    assert config.models.llm_model == "qwen"
