@@ -93,7 +93,7 @@ class AgentConfig:
     goodbye: str = "Thank you for calling. Goodbye!"
     hangup_after_s: float = 20.0
     end_of_turn_ms: int = 400
-    pause_ms: int = 100
+    pause_ms: int = 60
     vad_threshold: float = 0.5
     max_reply_tokens: int = 120
     temperature: float = 0.3
@@ -282,7 +282,7 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
     def integer(name: str, lo: int, hi: int, default: int) -> int:
         return r.optional(data, name, key, lambda v, k: r.integer(v, k, lo, hi), default)
 
-    pause_ms = integer("pause_ms", 20, 2000, 100)
+    pause_ms = integer("pause_ms", 20, 2000, 60)
     end_of_turn_ms = integer("end_of_turn_ms", 100, 5000, 400)
     if end_of_turn_ms < pause_ms:
         raise r.fail(_join(key, "end_of_turn_ms"), f"at least pause_ms ({pause_ms})", end_of_turn_ms)

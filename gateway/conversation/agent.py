@@ -41,7 +41,6 @@ from rtp.resample import int16_to_float, resample
 
 _BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now)\b", re.IGNORECASE)
 _STT_RATE = 16000
-_AUDIO_AHEAD_FRAMES = 40  # 0.8 s of reply audio queued: enough to synthesize the next clause meanwhile
 
 
 @dataclass(frozen=True)
@@ -439,9 +438,7 @@ class ConversationAgent:
             reply.is_bye = True
             return
         clauses: queue.Queue[str | None] = queue.Queue()
-        llm_may_run = threading.Event()
-        llm_may_run.set()
-        speaker = threading.Thread(target=self._speaker, args=(reply, clauses, llm_may_run), daemon=True,
+        speaker = threading.Thread(target=self._speaker, args=(reply, clauses), daemon=True,
                                    name=f"speaker-{reply.turn}")
         speaker.start()
         splitter = ClauseSplitter()
@@ -455,8 +452,6 @@ class ConversationAgent:
                     break
                 for clause in splitter.feed(piece):
                     clauses.put(clause)
-                while not llm_may_run.wait(0.05) and not reply.cancel.is_set():
-                    pass
             if not reply.cancel.is_set():
                 for clause in splitter.flush():
                     clauses.put(clause)
@@ -464,21 +459,15 @@ class ConversationAgent:
             clauses.put(None)
             speaker.join()
 
-    def _speaker(self, reply: _Reply, clauses: queue.Queue[str | None], llm_may_run: threading.Event) -> None:
-        """TTS each clause and queue it. On 2 cores, synthesis and generation slow each other
-        down; while the caller would otherwise wait for audio (less than `_AUDIO_AHEAD_FRAMES`
-        queued), the LLM is paused so the clause in hand comes out first."""
+    def _speaker(self, reply: _Reply, clauses: queue.Queue[str | None]) -> None:
+        """TTS each clause as soon as it is complete, while the LLM goes on with the next one.
+        (The models' compute gate lets a synthesis step go before the next LLM token: on 2 cores
+        running both at once would slow each of them down.)"""
         while True:
             clause = clauses.get()
             if clause is None or reply.cancel.is_set():
                 return
-            starving = self.playout.queued_frames(reply.turn) < _AUDIO_AHEAD_FRAMES
-            if starving:
-                llm_may_run.clear()
-            try:
-                audio = synthesize_line_audio(self.models.tts, clause, cancel=reply.cancel)
-            finally:
-                llm_may_run.set()
+            audio = synthesize_line_audio(self.models.tts, clause, cancel=reply.cancel)
             if reply.cancel.is_set():
                 return
             if reply.timings.first_tts_audio is None:

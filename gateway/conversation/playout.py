@@ -138,10 +138,6 @@ class Playout:
         with self._lock:
             return bool(self._frames) and self._frames[0][0].turn in self._released
 
-    def queued_frames(self, turn: int) -> int:
-        with self._lock:
-            return sum(1 for piece, _ in self._frames if piece.turn == turn)
-
     def has_audio(self, turn: int) -> bool:
         """Whether any audio of `turn` is still queued (played or not yet released)."""
         with self._lock:
