@@ -41,6 +41,7 @@ from rtp.resample import int16_to_float, resample
 
 _BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now)\b", re.IGNORECASE)
 _STT_RATE = 16000
+_REUSE_FRAMES = 5  # a transcript covering all but the last 100 ms (trailing silence) is reused
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,8 @@ class ConversationAgent:
         self._utterance: list[np.ndarray] | None = None  # media thread: frames of the current utterance
         # controller state
         self._history: list[ChatMessage] = [ChatMessage("system", settings.instructions)]
-        self._chunks: list[tuple[int, int, Future[str]]] = []
-        self._chunk_audio: list[np.ndarray] | None = None
+        self._transcripts: list[tuple[int, Future[str]]] = []  # (frames covered, transcript) of this utterance
+        self._transcribed_audio: list[np.ndarray] | None = None
         self._reply: _Reply | None = None
         self._spoken: list[_Reply] = []  # released replies whose heard text is not yet in the history
         self._to_log: list[_Reply] = []
@@ -262,8 +263,8 @@ class ConversationAgent:
         return True
 
     def _new_utterance(self) -> None:
-        self._chunks = []
-        self._chunk_audio = None
+        self._transcripts = []
+        self._transcribed_audio = None
         self._idle_since = self.clock()
         self._reprompted = False
 
@@ -302,15 +303,21 @@ class ConversationAgent:
             self._say(self.settings.goodbye, "caller_goodbye", ends_call=True)
         self._to_log.append(reply)
 
-    def _transcribe_upto(self, audio: list[np.ndarray], index: int) -> list[Future[str]]:
-        """Transcribe the utterance's audio up to `index` frames, reusing chunks already under way."""
-        if self._chunk_audio is not audio:
-            self._chunk_audio, self._chunks = audio, []
-        start = self._chunks[-1][1] if self._chunks else 0
-        if index > start:
-            pcm = np.concatenate(audio[start:index])
-            self._chunks.append((start, index, self.models.executor.submit(self._transcribe, pcm)))
-        return [future for _, _, future in self._chunks]
+    def _transcribe_upto(self, audio: list[np.ndarray], index: int) -> Future[str]:
+        """Transcribe the utterance from its start up to `index` frames (started at every pause).
+
+        Whole-utterance transcripts, not pieces cut at pauses: Whisper needs the context (pieces
+        split at 60 ms pauses came back as "How much you're not" + "cleaning cart?"), and on this
+        machine tiny.en takes ~85 ms for 1 s and ~125 ms for 3 s, so redoing the start is cheap. A
+        pause that adds no new speech reuses the transcript already under way.
+        """
+        if self._transcribed_audio is not audio:
+            self._transcribed_audio, self._transcripts = audio, []
+        if self._transcripts and self._transcripts[-1][0] >= index - _REUSE_FRAMES:
+            return self._transcripts[-1][1]
+        future = self.models.executor.submit(self._transcribe, np.concatenate(audio[:index]))
+        self._transcripts.append((index, future))
+        return future
 
     def _transcribe(self, pcm8k: np.ndarray) -> str:
         audio16k = int16_to_float(resample(pcm8k, 8000, _STT_RATE))
@@ -321,12 +328,12 @@ class ConversationAgent:
         if audio is None or index == 0:
             return None
         self._cancel_reply(drop_audio=True)
-        futures = self._transcribe_upto(audio, index)
+        transcript = self._transcribe_upto(audio, index)
         self._finalize_history()
         reply = _Reply(next(self._turns), audio, index, TurnTimings(speech_end, speculative))
         self._reply = reply
         history = list(self._history)
-        threading.Thread(target=self._reply_worker, args=(reply, futures, history), daemon=True,
+        threading.Thread(target=self._reply_worker, args=(reply, transcript, history), daemon=True,
                          name=f"reply-{reply.turn}").start()
         return reply
 
@@ -411,9 +418,9 @@ class ConversationAgent:
 
     # -- reply thread --------------------------------------------------------------------------
 
-    def _reply_worker(self, reply: _Reply, futures: list[Future[str]], history: list[ChatMessage]) -> None:
+    def _reply_worker(self, reply: _Reply, transcript: Future[str], history: list[ChatMessage]) -> None:
         try:
-            self._reply_pipeline(reply, futures, history)
+            self._reply_pipeline(reply, transcript, history)
         except ModelError as exc:
             reply.failed = True
             self.log.error("reply_failed", turn=reply.turn, error=str(exc))
@@ -424,11 +431,11 @@ class ConversationAgent:
             reply.done.set()
             self._post(_OTHER, ("reply_done", reply))
 
-    def _reply_pipeline(self, reply: _Reply, futures: list[Future[str]], history: list[ChatMessage]) -> None:
-        texts = [future.result() for future in futures]
+    def _reply_pipeline(self, reply: _Reply, transcript: Future[str], history: list[ChatMessage]) -> None:
+        text = transcript.result()
         if reply.cancel.is_set():
             return
-        reply.user_text = " ".join(t for t in texts if t).strip()
+        reply.user_text = text.strip()
         reply.timings.transcript_final = self.clock()
         if not _meaningful(reply.user_text):
             self.log.info("turn_ignored", turn=reply.turn, transcript=reply.user_text)

@@ -7,9 +7,10 @@ before it converges and whenever the echo delay moves (the jitter buffer adds or
 and silero's VAD calls that residue speech.
 
 So the guard asks the question directly: does this frame look like something the bot said in
-the last 400 ms? It takes the highest normalized cross-correlation between the received frame and
+the last 400 ms? It takes the normalized cross-correlation between the last 40 ms received and
 the bot's recent audio over every echo delay up to 400 ms. An echo is a delayed, filtered copy of
-our own audio and scores high; the caller's voice, alone or on top of the echo, does not. While
+our own audio and scores high at a delay that stays put; the caller's voice, alone or on top of
+the echo, does not. While
 the bot talks, frames that look like echo are not speech, whatever the VAD says; frames that do
 not are judged on the line as received, undistorted by the canceller.
 """
@@ -32,16 +33,21 @@ def level_db(rms: float) -> float:
 @dataclass
 class EchoGuard:
     history_ms: int = 400  # longest echo delay considered (line + network + jitter buffer)
-    echo_correlation: float = 0.5  # at or above: the frame is (mostly) our own echo
+    echo_correlation: float = 0.5  # at the line's known echo delay: the frame is (mostly) our own echo
+    strong_correlation: float = 0.8  # at any delay: so alike it can only be our echo
+    lag_tolerance: int = 8  # samples the echo delay may wander between frames
     far_active_db: float = -50.0
     noise_floor_db: float = -60.0
     last_correlation: float = 0.0
+    echo_delay: int | None = None  # lag index of the line's echo, once seen twice at the same place
     _far: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    _previous_near: np.ndarray = field(default_factory=lambda: np.zeros(FRAME, dtype=np.float32))
+    _candidate: int | None = None
 
     def __post_init__(self) -> None:
-        self._far = np.zeros(self.history_ms * 8, dtype=np.float32)
+        self._far = np.zeros(self.history_ms * 8 + FRAME, dtype=np.float32)
         n = 1
-        while n < len(self._far) + FRAME:
+        while n < len(self._far) + 2 * FRAME:
             n *= 2
         self._fft_size = n
 
@@ -55,19 +61,39 @@ class EchoGuard:
         return level_db(float(np.sqrt(np.mean(self._far ** 2)))) > self.far_active_db
 
     def echo_like(self, near: np.ndarray) -> bool:
-        """Whether `near` correlates with the bot's recent audio at some delay (see module doc)."""
-        x = near.astype(np.float32)
+        """Whether `near` is the bot's recent audio coming back (see module doc).
+
+        The last 40 ms received are compared with the bot's audio at every delay. Voiced speech
+        resembles other voiced speech at *some* delay by chance, so a moderate similarity only
+        counts at the delay where this line's echo has been seen before (an echo's delay is
+        stable from frame to frame; chance matches jump around); a very strong one counts
+        anywhere, and two matches in a row at the same delay teach the guard that delay.
+        """
+        x = np.concatenate([self._previous_near, near.astype(np.float32)])
+        self._previous_near = x[FRAME:]
         energy = float(np.dot(x, x))
         if energy <= 1e-3 or not self.far_active:
             self.last_correlation = 0.0
             return False
-        n = self._fft_size
-        far = self._far
-        corr = np.fft.irfft(np.fft.rfft(far, n) * np.conj(np.fft.rfft(x, n)), n)[: len(far) - FRAME + 1]
-        window = np.convolve(far * far, np.ones(FRAME, dtype=np.float32), mode="valid")
+        n, far, width = self._fft_size, self._far, len(x)
+        corr = np.fft.irfft(np.fft.rfft(far, n) * np.conj(np.fft.rfft(x, n)), n)[: len(far) - width + 1]
+        window = np.convolve(far * far, np.ones(width, dtype=np.float32), mode="valid")
         ncc = np.abs(corr) / np.sqrt(np.maximum(window, 1e-3) * energy)
-        self.last_correlation = float(ncc.max())
-        return self.last_correlation >= self.echo_correlation
+        best = int(ncc.argmax())
+        self.last_correlation = float(ncc[best])
+        if self.echo_delay is not None:
+            lo, hi = max(0, self.echo_delay - self.lag_tolerance), self.echo_delay + self.lag_tolerance + 1
+            local = lo + int(ncc[lo:hi].argmax())
+            if ncc[local] >= self.echo_correlation:
+                self.echo_delay = local
+                return True
+        if self.last_correlation >= self.echo_correlation:
+            if self._candidate is not None and abs(best - self._candidate) <= self.lag_tolerance:
+                self.echo_delay = best
+            self._candidate = best
+        else:
+            self._candidate = None
+        return self.last_correlation >= self.strong_correlation or self.echo_delay == best
 
     def track_noise(self, rms: float) -> None:
         """Minimum statistics of the line's level: quick to fall, slow (2.5 dB/s) to rise."""

@@ -78,8 +78,8 @@ def first_bot_onset(peer: RtpPeer, after_tick: int, until_tick: int) -> int | No
 
 def test_barge_in_silences_the_bot_and_the_next_reply_answers_the_new_question(conversation_gateway, tmp_path):
     gw = conversation_gateway
-    question = speech("Please tell me about your services.", tmp_path)
-    interruption = speech("Sorry, what are your opening hours?", tmp_path)
+    question = speech("Can you tell me everything about your clinic?", tmp_path)
+    interruption = speech("What time do you open?", tmp_path)
     state: dict[str, int] = {}
     ask_at = 150  # 3 s: after the greeting
 
@@ -111,9 +111,9 @@ def test_barge_in_silences_the_bot_and_the_next_reply_answers_the_new_question(c
     assert barge["onset_to_silence_ms"] <= 100
     turns = gw.find("turn")
     last = turns[-1]
-    assert "hour" in last["caller"].lower() or "open" in last["caller"].lower(), last
+    assert "open" in last["caller"].lower(), last
     # the reply is to the new question (the 0.5B model's wording varies; its subject does not)
-    assert any(word in last["bot"].lower() for word in ("monday", "friday", "8", "5 pm", "hour", "open")), last
+    assert any(word in last["bot"].lower() for word in ("monday", "friday", "8", "eight", "hour", "open")), last
     # the next reply was heard: bot audio after the interruption ended
     later = first_bot_onset(peer, onset_tick + len(interruption) // 160, max(peer.received))
     assert later is not None
@@ -121,7 +121,7 @@ def test_barge_in_silences_the_bot_and_the_next_reply_answers_the_new_question(c
 
 def test_the_bots_own_echo_does_not_interrupt_it(conversation_gateway, tmp_path):
     gw = conversation_gateway
-    question = speech("Please tell me about your services.", tmp_path)
+    question = speech("Can you tell me everything about your clinic?", tmp_path)
     peer = RtpPeer(free_port_pair(), echo_delay_s=0.06, echo_gain_db=-10)
     peer.play_at(150, question)
     call = start_call(gw, tmp_path, peer, seconds=20)

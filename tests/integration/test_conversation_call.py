@@ -51,7 +51,8 @@ def test_caller_question_is_answered_from_the_instructions(kamailio, gateway_fac
                                                            tmp_wav_dir, stt):
     gw = conversation_gateway(kamailio, gateway_factory)
     # greeting plays first (~3.5 s); then the question; then time for the answer
-    wav = make_speech_wav("How much does a cleaning cost?", tmp_wav_dir / "q.wav", pad_before_s=4.5,
+    # espeak-ng phrasing that whisper tiny.en transcribes reliably over G.711
+    wav = make_speech_wav("What time do you open?", tmp_wav_dir / "q.wav", pad_before_s=4.5,
                           total_s=14.0)
     caller = baresip_factory("2002", kamailio=kamailio, source_wav=wav, call_duration_s=14)
     caller.wait_registered()
@@ -65,9 +66,9 @@ def test_caller_question_is_answered_from_the_instructions(kamailio, gateway_fac
     greeting_text = transcribe(stt, received[: int(4.5 * rate)], rate).lower()
     assert "harbor" in greeting_text or "front desk" in greeting_text, greeting_text
     answer = transcribe(stt, received[int(5.0 * rate):], rate).lower()
-    assert re.search(r"\b(90|ninety)\b", answer), f"reply does not give the price: {answer!r}"
+    assert re.search(r"\b(8|eight)\b", answer), f"reply does not give the opening time: {answer!r}"
     turn = gw.wait_log("turn", timeout=5)
-    assert "clean" in turn["caller"].lower()
+    assert "open" in turn["caller"].lower()
     for key in ("turn_decision_ms", "transcript_final_ms", "llm_first_token_ms", "first_tts_audio_ms",
                 "first_rtp_ms"):
         assert turn[key] is not None, key

@@ -89,12 +89,20 @@ class FakeStt:
 
     def transcribe(self, audio16k: np.ndarray, prompt: str | None = None) -> Transcript:
         start = self.clock()
-        loud = audio16k[np.abs(audio16k) > 0.02]
-        text = ""
-        if len(loud) > 100:
-            rms = float(np.sqrt(np.mean((loud * 32768.0) ** 2)))
-            question = min(LEVELS, key=lambda q: abs(LEVELS[q] - rms))
-            text = QUESTIONS[question]
+        # each stretch of speech (split at 100 ms of silence) names one question by its level
+        frames = audio16k[: len(audio16k) // 320 * 320].reshape(-1, 320)
+        levels = np.sqrt(np.mean((frames * 32768.0) ** 2, axis=1))
+        words, run, gap = [], [], 0
+        for level in [*levels, 0.0, 0.0, 0.0, 0.0, 0.0]:
+            if level > 500:
+                run.append(level)
+                gap = 0
+                continue
+            gap += 1 if run else 0
+            if run and gap >= 5:
+                words.append(QUESTIONS[min(LEVELS, key=lambda q: abs(LEVELS[q] - float(np.median(run))))])
+                run = []
+        text = " ".join(words)
         self.clock.wait_until(start + self.seconds)
         self.calls.append(text)
         return Transcript(text=text, duration_s=len(audio16k) / 16000, elapsed_s=self.seconds)

@@ -233,18 +233,20 @@ def test_echo_guard_tells_the_bots_echo_from_the_caller():
     rng = np.random.default_rng(1)
     bot = (rng.standard_normal(160 * 40) * 3000).astype(np.int16)
     caller = (rng.standard_normal(160 * 40) * 3000).astype(np.int16)
-    guard = EchoGuard()
+    echo_only, double_talk = EchoGuard(), EchoGuard()
     delay = 7 * 160 + 37  # ~147 ms of echo delay, not frame aligned
     echo_flags, caller_flags = [], []
     for i in range(40):
-        guard.add_far(bot[i * 160:(i + 1) * 160])
-        if i * 160 >= delay + 160:
+        for guard in (echo_only, double_talk):
+            guard.add_far(bot[i * 160:(i + 1) * 160])
+        if i * 160 >= delay + 320:
             start = i * 160 - delay
             echo = (bot[start:start + 160] * 0.3).astype(np.int16)  # -10 dB echo
-            echo_flags.append(guard.echo_like(echo))
             mixed = np.clip(echo.astype(int) + caller[i * 160:(i + 1) * 160], -32767, 32767).astype(np.int16)
-            caller_flags.append(guard.echo_like(mixed))
-    assert all(echo_flags)  # the echo alone is recognised at any delay
+            echo_flags.append(echo_only.echo_like(echo))
+            caller_flags.append(double_talk.echo_like(mixed))
+    assert all(echo_flags[1:])  # the echo is recognised (from its second frame, when 40 ms are in)
+    assert echo_only.echo_delay is not None  # and its delay learnt
     assert not any(caller_flags)  # the caller talking over it is not mistaken for echo
     quiet = EchoGuard()
     assert not quiet.echo_like(caller[:160])  # the bot said nothing: nothing can be its echo
