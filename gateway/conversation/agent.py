@@ -9,10 +9,11 @@ Three kinds of threads, each with one job:
   never queued behind ordinary work), starts and cancels replies, runs the silence timers;
 * reply threads: transcript -> streamed LLM -> clause-by-clause TTS -> the playout queue.
 
-Replies start speculatively when the caller pauses; their audio is held until the turn is
-confirmed and dropped if the caller goes on. The transcript of an utterance is built from
-chunks cut at those pauses, each transcribed as soon as it closes, so little is left to
-transcribe when the caller stops.
+Replies start speculatively when the caller pauses: the utterance so far is transcribed at
+every pause while the caller is still speaking, so when they stop the transcript is usually
+already under way; the reply's audio is held until the turn is confirmed and dropped if the
+caller goes on. While the bot talks, the echo guard keeps its own voice coming back on the line
+from being taken for the caller (see echo_guard.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from rtp.resample import int16_to_float, resample
 
 _BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now)\b", re.IGNORECASE)
 _STT_RATE = 16000
+_SILENT_DB = -50.0  # below this the line carries nothing worth judging
 _REUSE_FRAMES = 5  # a transcript covering all but the last 100 ms (trailing silence) is reused
 
 
@@ -153,25 +155,26 @@ class ConversationAgent:
         now = self.clock()
         pcm = frame.pcm
         raw_rms = _rms(pcm)
+        level = level_db(raw_rms)
         guard = self._echo_guard
         bot_speaking = self.playout.speaking(now)
         probability = self._vad.process(pcm) if frame.type is not FrameType.EMPTY else 0.0
         loud = False
         if bot_speaking:
-            if level_db(raw_rms) < -50.0:
+            if level < _SILENT_DB:
                 probability = 0.0  # nothing on the line: a stale VAD window is no onset
-            elif guard.echo_like(pcm):
-                probability = 0.0  # our own voice coming back, whatever the VAD makes of it
             else:
-                loud = guard.loud(raw_rms)
-            if level_db(raw_rms) >= -50.0:
+                if guard.echo_like(pcm):
+                    probability = 0.0  # our own voice coming back, whatever the VAD makes of it
+                else:
+                    loud = guard.loud(raw_rms)
                 self._correlations.append(guard.last_correlation)
         elif not self.detector.in_speech:
             guard.track_noise(raw_rms)
         events = self.detector.update(now, probability, bot_speaking=bot_speaking, loud=loud)
         if events:
             self.log.debug("turn_levels", probability=round(probability, 2), loud=loud, bot_speaking=bot_speaking,
-                           raw_db=round(level_db(raw_rms), 1), echo_correlation=round(guard.last_correlation, 2))
+                           raw_db=round(level, 1), echo_correlation=round(guard.last_correlation, 2))
         if self._utterance is not None:
             self._utterance.append(pcm)
         else:

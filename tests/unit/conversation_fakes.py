@@ -27,9 +27,12 @@ LEVELS = {1: 3000.0, 2: 6000.0, 3: 9000.0}
 
 
 class FakeClock:
+    """Fake time that only moves when the driver says so, and waits for the threads it wakes."""
+
     def __init__(self, start: float = 1000.0):
         self.now = start
         self._lock = threading.Lock()
+        self._waiting: dict[object, float] = {}
 
     def __call__(self) -> float:
         return self.now
@@ -40,11 +43,28 @@ class FakeClock:
 
     def wait_until(self, deadline: float, cancel=None) -> bool:
         """Block (in real time) until fake time reaches `deadline`; False if cancelled first."""
-        while self.now < deadline:
-            if cancel is not None and cancel.is_set():
-                return False
+        token = object()
+        with self._lock:
+            self._waiting[token] = deadline
+        try:
+            while self.now < deadline:
+                if cancel is not None and cancel.is_set():
+                    return False
+                time.sleep(0.0002)
+            return True
+        finally:
+            with self._lock:
+                del self._waiting[token]
+
+    def settle(self, timeout_s: float = 0.2) -> None:
+        """Wait (real time) until every model step whose fake deadline has passed has woken up,
+        so a loaded machine slows the test down instead of stretching the scripted durations."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            with self._lock:
+                if not any(deadline <= self.now for deadline in self._waiting.values()):
+                    return
             time.sleep(0.0002)
-        return True
 
 
 def speech_frames(question: int, seconds: float, seed: int = 0) -> list[np.ndarray]:

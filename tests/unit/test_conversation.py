@@ -60,7 +60,8 @@ class Harness:
             frame = self.agent.next_frame()
             self.out.append((self.clock(), frame is not None))
             previous = frame if frame is not None else np.zeros(160, dtype=np.int16)
-            time.sleep(0.0015)  # real time for the agent's threads
+            self.clock.settle()
+            time.sleep(0.0015)  # real time for the agent's threads to act on what woke them
 
     def speaking_at(self, t: float) -> bool:
         return any(abs(when - t) < 0.011 and audio for when, audio in self.out)
