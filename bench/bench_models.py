@@ -49,22 +49,8 @@ from models.llama import LlamaConfig, LlamaCppLlm  # noqa: E402
 from models.piper import PiperTts  # noqa: E402
 from models.silero import SileroVad  # noqa: E402
 from models.whisper import WhisperConfig, WhisperStt  # noqa: E402
+from tests.unit.models.conftest import SYSTEM_PROMPT  # noqa: E402  (the same prompt the tests measure)
 
-SYSTEM_PROMPT = """You are Anna, the receptionist of Greenfield Dental Clinic, answering the phone.
-Rules:
-- Answer in one or two short sentences; this is a phone call.
-- Never use lists, markdown, emojis or abbreviations; spell out numbers as a person would say them.
-- If you do not know something, offer to take a message.
-Facts:
-- Address: 12 Oak Street, Springfield, next to the pharmacy.
-- Opening hours: Monday to Friday 8 am to 6 pm, Saturday 9 am to 1 pm, closed on Sunday.
-- Dentists: Dr. Maria Lopez (general dentistry), Dr. James Chen (orthodontics), Dr. Priya Patel (children).
-- A check-up costs 60 dollars; a cleaning costs 80 dollars; we accept most insurance plans.
-- Emergencies: call 555 0199 outside opening hours.
-- Parking is free behind the building.
-- New patients should arrive 15 minutes early to fill in a form.
-- Appointments can be booked, moved or cancelled by phone; cancellations need 24 hours notice.
-"""
 UTTERANCE = "Hello, I would like to book an appointment for next Tuesday morning please."
 QUESTIONS = [
     "What are your opening hours on Saturday?",
