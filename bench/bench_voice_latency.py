@@ -131,7 +131,7 @@ def main() -> None:
     print(__doc__.split("\n\n")[1].replace("\n", " "))
     print()
     print("| question | caller speech end → first bot audio (ms) | turn log: decision / transcript / "
-          "first token / first TTS audio / first frame (ms after speech end) | speculative | reply |")
+          "first token / first clause / first TTS audio / first frame (ms after speech end) | speculative | reply |")
     print("|---|---|---|---|---|")
     results = []
     for n, end in enumerate(ends):
@@ -140,7 +140,8 @@ def main() -> None:
         results.append(latency)
         turn = turns[n] if n < len(turns) else {}
         stages = " / ".join(str(turn.get(k)) for k in ("turn_decision_ms", "transcript_final_ms",
-                                                      "llm_first_token_ms", "first_tts_audio_ms", "first_rtp_ms"))
+                                                      "llm_first_token_ms", "first_clause_ms", "first_tts_audio_ms",
+                                                      "first_rtp_ms"))
         print(f"| {QUESTIONS[n]} | {latency:.0f} | {stages} | {turn.get('speculative')} | "
               f"{turn.get('caller', '')!r} → {turn.get('bot', '')!r} |")
     valid = [r for r in results if r == r]

@@ -74,6 +74,7 @@ class TurnTimings:
     turn_decision: float | None = None
     transcript_final: float | None = None
     llm_first_token: float | None = None
+    first_clause: float | None = None
     first_tts_audio: float | None = None
     first_rtp: float | None = None
 
@@ -85,6 +86,7 @@ class TurnTimings:
             "turn_decision_ms": rel(self.turn_decision),
             "transcript_final_ms": rel(self.transcript_final),
             "llm_first_token_ms": rel(self.llm_first_token),
+            "first_clause_ms": rel(self.first_clause),
             "first_tts_audio_ms": rel(self.first_tts_audio),
             "first_rtp_ms": rel(self.first_rtp),
         }
@@ -461,6 +463,8 @@ class ConversationAgent:
                 if reply.cancel.is_set():
                     break
                 for clause in splitter.feed(piece):
+                    if reply.timings.first_clause is None:
+                        reply.timings.first_clause = self.clock()
                     clauses.put(clause)
             if not reply.cancel.is_set():
                 for clause in splitter.flush():
