@@ -47,6 +47,7 @@ import structlog
 
 from models.base import CancelToken, ChatMessage, LlmError, is_cancelled
 from models.gate import ComputeGate, Priority, gated
+from models.pinned import PinnedThread
 from models.registry import resolve_llm
 
 __all__ = ["LlamaConfig", "LlamaCppLlm", "StreamStats"]
@@ -150,6 +151,7 @@ class LlamaCppLlm:
         self._formatter = Jinja2ChatFormatter(template=template, eos_token=self._eos_text, bos_token=bos_text)
         self._cond = threading.Condition()
         self.n_ctx = cfg.n_ctx
+        self._pinned = PinnedThread("llama")  # every llama.cpp compute call runs there (see models/pinned.py)
 
     # ------------------------------------------------------------------ prompt
 
@@ -213,7 +215,8 @@ class LlamaCppLlm:
                 if have < len(prefix):
                     with gated(self.gate, Priority.LLM):
                         slot.llama.n_tokens = have
-                        slot.llama.eval(prefix[have:])  # eval() first drops KV cells from n_tokens on
+                        # eval() first drops KV cells from n_tokens on
+                        self._pinned.call(slot.llama.eval, prefix[have:])
             finally:
                 self._release(slot)
         return time.perf_counter() - t0
@@ -269,7 +272,7 @@ class LlamaCppLlm:
             while True:
                 # One token per gate hold (the first one includes evaluating the new prompt tokens).
                 with gated(self.gate, Priority.LLM):
-                    chunk = next(stream, None)
+                    chunk = self._pinned.call(next, stream, None)
                 if chunk is None:
                     break
                 if is_cancelled(cancel):
@@ -292,7 +295,7 @@ class LlamaCppLlm:
         finally:
             if stream is not None:
                 with contextlib.suppress(Exception):
-                    stream.close()
+                    self._pinned.call(stream.close)
             stats.total_s = time.perf_counter() - t0
             self._release(slot)
 
@@ -305,3 +308,4 @@ class LlamaCppLlm:
         for slot in self._slots:
             with contextlib.suppress(Exception):
                 slot.llama.close()
+        self._pinned.close()

@@ -53,6 +53,7 @@ from faster_whisper.tokenizer import Tokenizer
 
 from models.base import Transcript, TranscriptSegment
 from models.gate import ComputeGate, Priority, gated
+from models.pinned import PinnedThread
 from models.registry import resolve_whisper
 
 __all__ = ["WhisperConfig", "WhisperStt"]
@@ -108,6 +109,7 @@ class WhisperStt:
         language = cfg.language if multilingual else "en"
         self.tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe", language=language)
         self.language = language
+        self._pinned = PinnedThread("whisper")  # CTranslate2 compute runs there (see models/pinned.py)
 
     # ------------------------------------------------------------------ public
 
@@ -120,11 +122,10 @@ class WhisperStt:
         duration = len(audio) / SAMPLE_RATE
         if len(audio) < SAMPLE_RATE // 10:  # < 100 ms: nothing Whisper can read, and it would invent text
             return Transcript("", duration, time.perf_counter() - t0, no_speech_prob=1.0)
+        full = self.config.window == "full" or duration > _MAX_FRAMES / _FRAMES_PER_S - self.config.pad_s
         with gated(self.gate, Priority.STT):
-            if self.config.window == "full" or duration > _MAX_FRAMES / _FRAMES_PER_S - self.config.pad_s:
-                text, segments, no_speech, logprob = self._transcribe_full(audio, prompt)
-            else:
-                text, segments, no_speech, logprob = self._transcribe_short(audio, prompt)
+            text, segments, no_speech, logprob = self._pinned.call(
+                self._transcribe_full if full else self._transcribe_short, audio, prompt)
         if not any(ch.isalnum() for ch in text):
             # On silence and noise Whisper emits "." or ". . . .": that is no transcript.
             text, segments = "", ()
@@ -218,3 +219,4 @@ class WhisperStt:
     def close(self) -> None:
         """Free the CTranslate2 model (the object is unusable afterwards)."""
         self.model.model.unload_model()
+        self._pinned.close()
