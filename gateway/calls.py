@@ -70,16 +70,6 @@ class ActiveCall:
     ended: bool = False
 
 
-@dataclass
-class CallSummary:
-    call_id: str
-    direction: str
-    agent: str
-    remote_uri: str
-    state: str
-    duration_s: float
-
-
 class CallManager:
     def __init__(self, config: Config, stack: SipStack, clock: MediaClock, ports: PortAllocator,
                  services: ConversationServices | None = None):
@@ -224,11 +214,6 @@ class CallManager:
     def hangup_all(self, reason: str) -> None:
         for call in list(self._calls.values()):
             self._hangup(call, reason)
-
-    def summaries(self) -> list[CallSummary]:
-        now = time.monotonic()
-        return [CallSummary(c.call_id, c.direction, c.agent_name, "", "confirmed" if c.confirmed else "early",
-                            now - c.created_at) for c in self._calls.values()]
 
     def close_all(self) -> None:
         """Last resort at shutdown: release what is left without signalling."""

@@ -59,10 +59,6 @@ class ConversationSettings:
     temperature: float = 0.3
     preroll_ms: int = 200
 
-    @property
-    def phrases(self) -> tuple[str, ...]:
-        """What is spoken without the LLM: synthesized once at start-up."""
-        return tuple(p for p in (self.greeting, self.reprompt, self.goodbye) if p)
 
 
 @dataclass
