@@ -20,7 +20,7 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 @dataclass
 class ClauseSplitter:
     first_min_words: int = 1  # the first piece: short, to start speaking early ...
-    first_max_words: int = 4  # ... and cut even without punctuation once it is this long
+    first_max_words: int = 2  # ... and cut even without punctuation once it is this long
     min_words: int = 6  # later pieces: at a sentence end, or a clause end once this long
     max_words: int = 28  # never hold more than this without speaking
 
