@@ -7,7 +7,7 @@ from concurrent.futures import Future
 
 import structlog
 
-from gateway.calls import ActiveCall, CallManager
+from gateway.calls import CallManager
 from gateway.config import Config
 from gateway.sip.account import GatewayAccount
 from gateway.sip.stack import SipStack, StackSettings
@@ -132,18 +132,6 @@ def load_conversation_services(config: Config):
                 services.cache_phrase(phrase)
     log.info("conversation_ready", agents=[a.name for a in conversation_agents])
     return services
-
-
-def on_call_ended(gateway: Gateway, call_id: str) -> threading.Event:
-    """An Event set when the call `call_id` ends (for `voicegate call`)."""
-    done = threading.Event()
-
-    def check(call: ActiveCall, code: int, reason: str) -> None:
-        if call.call_id == call_id:
-            done.set()
-
-    gateway.calls.on_ended(check)
-    return done
 
 
 def _target_uri(uri: str, account: GatewayAccount) -> str:

@@ -273,10 +273,7 @@ class RtpSession:
         elif remote.receive_event_pt is not None and packet.payload_type == remote.receive_event_pt:
             try:
                 digit = self._dtmf_rx.feed(packet)
-            except RtpError as exc:
-                self._malformed(exc, len(packet.payload))
-                return
-            except ValueError as exc:
+            except ValueError as exc:  # RtpError and DtmfError alike: count, never raise
                 self._malformed(exc, len(packet.payload))
                 return
             if digit is not None:

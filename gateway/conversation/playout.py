@@ -111,10 +111,6 @@ class Playout:
             self.speaking_until = 0.0
         return heard
 
-    def heard(self) -> dict[int, str]:
-        with self._lock:
-            return self._heard_locked()
-
     def forget_turn(self, turn: int) -> None:
         """Drop the bookkeeping of a turn whose heard text has been taken into the history."""
         with self._lock:
@@ -128,10 +124,6 @@ class Playout:
             if text:
                 out.setdefault(piece.turn, []).append(text)
         return {turn: " ".join(parts) for turn, parts in out.items()}
-
-    @property
-    def pending_frames(self) -> int:
-        return len(self._frames)
 
     def is_playing(self) -> bool:
         """True while released audio is queued at the head (it is going out tick by tick)."""

@@ -98,10 +98,6 @@ class SipStack:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    @property
-    def on_sip_thread(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def pump(self, duration_s: float) -> None:
         """Process SIP events for `duration_s` from within the SIP thread (used during shutdown)."""
         end = time.monotonic() + duration_s
