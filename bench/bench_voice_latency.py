@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.sample_business import GREETING, INSTRUCTIONS, QUESTIONS, last_active_end, speech  # noqa: E402
 from gateway.agents.base import CallContext  # noqa: E402
 from gateway.config import AgentConfig, ModelsConfig  # noqa: E402
 from gateway.conversation.agent import ConversationAgent  # noqa: E402
@@ -37,37 +35,6 @@ from gateway.conversation.speech import ConversationServices  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
 from models.loader import ModelSet  # noqa: E402
 from rtp.jitter import FrameType, JitterFrame  # noqa: E402
-
-INSTRUCTIONS = """You are the receptionist of Harbor Dental, answering the phone. Keep every answer to one
-or two short sentences. Facts:
-- Opening hours: Monday to Friday, 8 am to 5 pm. Closed on weekends.
-- Address: 12 Harbor Street, next to the ferry terminal.
-- A cleaning costs 90 dollars.
-- Dr. Smith and Dr. Patel are the dentists.
-If you do not know something, say so and offer to take a message."""
-GREETING = "Harbor Dental, this is the front desk. How can I help?"
-QUESTIONS = [
-    "What are your opening hours?",
-    "Where is your office?",
-    "How much does a cleaning cost?",
-    "Which dentists work there?",
-]
-
-
-def speech(text: str, workdir: Path) -> np.ndarray:
-    raw, out = workdir / "raw.wav", workdir / "out.wav"
-    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(out)], check=True)
-    with wave.open(str(out)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).copy()
-
-
-def last_active_end(pcm: np.ndarray) -> int:
-    frames = len(pcm) // 160
-    levels = [20 * np.log10(max(1e-9, float(np.sqrt(np.mean((pcm[i * 160:(i + 1) * 160] / 32768.0) ** 2)))))
-              for i in range(frames)]
-    active = [i for i, level in enumerate(levels) if level > -40]
-    return (active[-1] + 1) * 160 if active else 0
 
 
 def main() -> None:
@@ -101,15 +68,14 @@ def main() -> None:
     context = CallContext(call_id="bench", direction="inbound", local_uri="", remote_uri="", agent_name="bench",
                           hangup=lambda reason: None, send_dtmf=lambda d: None, log=Log())
     agent = ConversationAgent(context, conversation_settings(agent_config), services)
-    with tempfile.TemporaryDirectory() as tmp:
-        script: list[np.ndarray] = [np.zeros(8000 * 4, dtype=np.int16)]  # the greeting plays meanwhile
-        ends: list[int] = []
-        offset = len(script[0])
-        for question in QUESTIONS[: args.questions]:
-            pcm = speech(question, Path(tmp))
-            ends.append(offset + last_active_end(pcm))
-            script += [pcm, np.zeros(int(8000 * args.gap_s), dtype=np.int16)]
-            offset += len(pcm) + int(8000 * args.gap_s)
+    script: list[np.ndarray] = [np.zeros(8000 * 4, dtype=np.int16)]  # the greeting plays meanwhile
+    ends: list[int] = []
+    offset = len(script[0])
+    for question in QUESTIONS[: args.questions]:
+        pcm = speech(question)
+        ends.append(offset + last_active_end(pcm))
+        script += [pcm, np.zeros(int(8000 * args.gap_s), dtype=np.int16)]
+        offset += len(pcm) + int(8000 * args.gap_s)
     caller = np.concatenate(script)
     bot = np.zeros(len(caller), dtype=np.int16)
     agent.on_start()

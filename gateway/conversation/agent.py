@@ -34,7 +34,7 @@ from gateway.agents.base import CallContext
 from gateway.conversation.clauses import ClauseSplitter
 from gateway.conversation.echo_guard import EchoGuard, level_db
 from gateway.conversation.playout import Playout
-from gateway.conversation.speech import ConversationServices, synthesize_line_audio
+from gateway.conversation.speech import ConversationServices, clause_pause_ms, synthesize_line_audio, trim_silence
 from gateway.conversation.turns import Detected, TurnConfig, TurnDetector, TurnEvent
 from models.base import ChatMessage, ModelError
 from rtp.jitter import FrameType, JitterFrame
@@ -44,6 +44,9 @@ _BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now)\b", 
 _STT_RATE = 16000
 _SILENT_DB = -50.0  # below this the line carries nothing worth judging
 _REUSE_FRAMES = 5  # a transcript covering all but the last 100 ms (trailing silence) is reused
+_QUIET_BELOW_SPEECH_DB = 30.0  # a frame this far below the caller's speech peak is no speech
+_QUIET_ABOVE_NOISE_DB = 10.0  # ... unless it stands out of the line's noise by more than this
+_PEAK_DECAY_DB = 0.05  # per 20 ms frame: the speech peak follows a caller who gets quieter
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class _Reply:
     is_bye: bool = False
     failed: bool = False
     logged: bool = False
+    phrase: bool = False  # a fixed line (greeting, re-prompt, goodbye): kept out of the LLM's history
 
 
 # Event priorities: lower first. Stop and barge-in are "system" events and overtake the rest.
@@ -129,6 +133,7 @@ class ConversationAgent:
         self._turns = itertools.count(1)
         self._preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.preroll_ms // 20))
         self._utterance: list[np.ndarray] | None = None  # media thread: frames of the current utterance
+        self._speech_peak_db = level_db(0.0)  # media thread: loudest recent frame of the utterance
         # controller state
         self._history: list[ChatMessage] = [ChatMessage("system", settings.instructions)]
         self._transcripts: list[tuple[int, Future[str]]] = []  # (frames covered, transcript) of this utterance
@@ -169,7 +174,8 @@ class ConversationAgent:
                 self._correlations.append(guard.last_correlation)
         elif not self.detector.in_speech:
             guard.track_noise(raw_rms)
-        events = self.detector.update(now, probability, bot_speaking=bot_speaking, loud=loud)
+        quiet = self._quiet(level)
+        events = self.detector.update(now, probability, bot_speaking=bot_speaking, loud=loud, quiet=quiet)
         if events:
             self.log.debug("turn_levels", probability=round(probability, 2), loud=loud, bot_speaking=bot_speaking,
                            raw_db=round(level, 1), echo_correlation=round(guard.last_correlation, 2))
@@ -179,6 +185,18 @@ class ConversationAgent:
             self._preroll.append(pcm)
         for detected in events:
             self._on_turn_event(detected, now)
+
+    def _quiet(self, level: float) -> bool:
+        """Whether this frame is down at the line's noise, far below the caller's speech (see
+        TurnDetector.update: it lets the pause start when the voice stops, not when the VAD
+        catches up). Only judged inside an utterance, against that utterance's own peak."""
+        if not self.detector.in_speech:
+            self._speech_peak_db = level_db(0.0)
+            return False
+        self._speech_peak_db = max(level, self._speech_peak_db - _PEAK_DECAY_DB)
+        threshold = max(self._speech_peak_db - _QUIET_BELOW_SPEECH_DB,
+                        self._echo_guard.noise_floor_db + _QUIET_ABOVE_NOISE_DB)
+        return level < threshold
 
     def _on_turn_event(self, detected: Detected, now: float) -> None:
         event = detected.event
@@ -355,7 +373,7 @@ class ConversationAgent:
                 self._hangup_sent = True
                 self.context.hangup(why)
             return
-        reply = _Reply(next(self._turns), [], 0, TurnTimings(self.clock(), False), logged=True)
+        reply = _Reply(next(self._turns), [], 0, TurnTimings(self.clock(), False), logged=True, phrase=True)
         reply.bot_text = [text]
         reply.done.set()
         self.playout.push(reply.turn, self.services.phrase(text), text)
@@ -378,7 +396,9 @@ class ConversationAgent:
             said = interrupted.get(reply.turn, "") if interrupted is not None else " ".join(reply.bot_text)
             if reply.user_text:
                 self._history.append(ChatMessage("user", reply.user_text))
-            if said:
+            if said and not reply.phrase:
+                # Fixed lines stay out: the 0.5B model given its greeting as its own last turn
+                # repeated it word for word as the answer to the caller's first question.
                 self._history.append(ChatMessage("assistant", said))
             self.playout.forget_turn(reply.turn)
         self._spoken = keep
@@ -451,6 +471,7 @@ class ConversationAgent:
         speaker.start()
         splitter = ClauseSplitter()
         messages = [*history, ChatMessage("user", reply.user_text)]
+
         try:
             for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
                                                      temperature=self.settings.temperature, cancel=reply.cancel):
@@ -480,6 +501,7 @@ class ConversationAgent:
             audio = synthesize_line_audio(self.models.tts, clause, cancel=reply.cancel)
             if reply.cancel.is_set():
                 return
+            audio = trim_silence(audio, keep_lead_ms=5.0, keep_tail_ms=clause_pause_ms(clause))
             if reply.timings.first_tts_audio is None:
                 reply.timings.first_tts_audio = self.clock()
             reply.bot_text.append(clause)

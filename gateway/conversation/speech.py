@@ -19,6 +19,32 @@ from rtp.resample import resample
 log = structlog.get_logger("conversation")
 
 LINE_RATE = 8000
+_SILENCE = 180  # |sample| below this (-45 dBFS) is the voice's lead-in or tail, not speech
+
+
+def trim_silence(pcm: np.ndarray, keep_lead_ms: float, keep_tail_ms: float) -> np.ndarray:
+    """Cut Piper's silence around a clause down to what a speaker would leave.
+
+    Piper pads every chunk with 40-60 ms of silence before and 100-200 ms after. Before a
+    reply's first words that lead-in is pure latency; between clauses cut mid-sentence (the
+    first piece is two words long) the tail is an audible hiccup. Sentence ends keep a pause.
+    """
+    loud = np.nonzero(np.abs(pcm) > _SILENCE)[0]
+    if len(loud) == 0:
+        return pcm[:0]
+    start = max(0, int(loud[0]) - int(keep_lead_ms * LINE_RATE / 1000))
+    end = min(len(pcm), int(loud[-1]) + 1 + int(keep_tail_ms * LINE_RATE / 1000))
+    return pcm[start:end]
+
+
+def clause_pause_ms(clause: str) -> float:
+    """The pause a speaker leaves after `clause`: none mid-sentence, short at a comma."""
+    end = clause.rstrip()[-1:]
+    if end in ".!?":
+        return 250.0
+    if end in ",;:":
+        return 120.0
+    return 30.0
 
 
 def synthesize_line_audio(tts: Tts, text: str, cancel: CancelToken | None = None) -> np.ndarray:

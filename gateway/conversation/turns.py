@@ -49,15 +49,21 @@ class TurnDetector:
         self._onset: float | None = None
         self._last_voice: float | None = None
 
-    def update(self, now: float, probability: float, bot_speaking: bool = False, loud: bool = False) -> list[Detected]:
+    def update(self, now: float, probability: float, bot_speaking: bool = False, loud: bool = False,
+               quiet: bool = False) -> list[Detected]:
         """One tick: the VAD probability of the caller's latest audio; whether the bot is talking;
         `loud`: the caller's level jumped well above both the line's noise and the bot's echo. The
         VAD lags a word's start by a window or two, so while the bot talks a loud onset counts
-        too: stopping ~50 ms earlier is what keeps barge-in within a human's reaction time."""
+        too: stopping ~50 ms earlier is what keeps barge-in within a human's reaction time.
+        `quiet`: the frame's level fell to the line's noise, far below the caller's speech. The
+        VAD also lags a word's *end* (silero's probability stays up for ~100 ms of silence), and
+        every stage of the reply waits for that end: a quiet frame is unvoiced whatever the VAD
+        says, so the pause (and the speculative reply) starts ~100 ms sooner."""
         c = self.config
         events: list[Detected] = []
         if not self.in_speech or self.paused:
             voiced = probability >= c.barge_in_threshold or loud if bot_speaking else probability >= c.threshold
+            voiced = voiced and not quiet
             if voiced:
                 if self._onset is None:
                     self._onset = now
@@ -76,7 +82,7 @@ class TurnDetector:
             self._onset = None
         if not self.in_speech:
             return events
-        if probability >= c.off_threshold:
+        if probability >= c.off_threshold and not quiet:
             self._last_voice = now
             return events
         assert self._last_voice is not None

@@ -1,0 +1,190 @@
+"""Voice-to-voice latency on real calls, measured from outside the gateway.
+
+How it is measured: the real gateway runs as a subprocess (`voicegate run`) with the default
+models and a conversation agent for the sample business. SIPp places each call (its SDP points the
+gateway at a scripted RTP peer), and the peer plays the caller: real G.711 RTP on 127.0.0.1 every
+20 ms, recording what the gateway sends back by arrival time. The caller asks the scripted
+questions one after another, each one second after the bot's previous reply has ended, like a
+person would. Latency = first bot audio in the caller's recording (three 20 ms frames above
+-40 dBFS) minus the end of the caller's question (its last frame above -40 dBFS), both on the
+peer's clock. The jitter buffer, the network path and the media clock are all included. The
+per-stage breakdown comes from the gateway's own `turn` log lines (ms after the VAD's speech end).
+
+    .venv/bin/python bench/bench_call_latency.py [--calls 1] [--questions 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.sample_business import GREETING, INSTRUCTIONS, QUESTIONS, last_active_end, speech  # noqa: E402
+from tests.rig.gateway import GatewayProcess, gateway_config  # noqa: E402
+from tests.rig.ports import free_port_pair  # noqa: E402
+from tests.rig.rtp_peer import RtpPeer  # noqa: E402
+from tests.rig.sipp import run_sipp  # noqa: E402
+
+SCENARIO = ROOT / "tests" / "integration" / "scenarios" / "external_media.xml"
+ONSET_FRAMES = 3  # bot audio = three 20 ms frames above -40 dBFS in a row
+QUIET_AFTER_REPLY = 50  # ticks of bot silence that end its reply (1 s)
+NO_REPLY = 500  # ticks (10 s) after which the caller moves on anyway
+
+
+@dataclass
+class ScriptedCaller:
+    """Asks the questions in turn, each after the bot's reply; notes when each question ended."""
+
+    questions: list[np.ndarray]
+    asked_at: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)  # tick just after each question's speech
+    next_free: int = 0  # earliest tick for the next question
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def on_tick(self, peer: RtpPeer, tick: int) -> None:
+        if len(self.asked_at) == len(self.questions):
+            if tick > self.ends[-1] + NO_REPLY or self._reply_over(peer, tick, self.ends[-1]):
+                self.finished.set()
+            return
+        if tick < self.next_free:
+            return
+        since = self.ends[-1] if self.ends else 0
+        if tick - since < NO_REPLY and not self._reply_over(peer, tick, since):
+            return
+        pcm = self.questions[len(self.asked_at)]
+        peer.play_at(tick, pcm)
+        self.asked_at.append(tick)
+        self.ends.append(tick + last_active_end(pcm) // 160)
+        self.next_free = tick + len(pcm) // 160 + 1
+
+    @staticmethod
+    def _reply_over(peer: RtpPeer, tick: int, since: int) -> bool:
+        onset = bot_onset(peer, since, tick)
+        if onset is None:
+            return False
+        return not any(peer.bot_active(t) for t in range(tick - QUIET_AFTER_REPLY, tick))
+
+
+def bot_onset(peer: RtpPeer, after: int, until: int) -> int | None:
+    run = 0
+    for tick in range(after, until):
+        run = run + 1 if peer.bot_active(tick) else 0
+        if run == ONSET_FRAMES:
+            return tick - ONSET_FRAMES + 1
+    return None
+
+
+def run_call(gw: GatewayProcess, workdir: Path, caller: ScriptedCaller, max_s: float, results: dict) -> None:
+    peer = RtpPeer(free_port_pair(), on_tick=caller.on_tick)
+    scenario = SCENARIO.read_text().replace("[peer_port]", str(peer.port)).replace("[call_ms]", str(int(max_s * 1000)))
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "external_media.xml"
+    path.write_text(scenario)
+    started = threading.Event()
+
+    def sipp() -> None:
+        started.set()
+        results["sipp"] = run_sipp(path, f"127.0.0.1:{gw.sip_port}", workdir / "sipp", service="voicegate",
+                                   timeout=max_s + 30)
+
+    thread = threading.Thread(target=sipp, daemon=True)
+    thread.start()
+    started.wait()
+    seen = len(gw.find("call_media"))
+    deadline = time.monotonic() + 20
+    while len(gw.find("call_media")) <= seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # calls start half a second apart: each peer takes the first call no other peer took
+    with LOCK:
+        mine = next(m for m in gw.find("call_media") if m["call_id"] not in TAKEN)
+        TAKEN.add(mine["call_id"])
+    peer.start(mine["local_port"])
+    caller.finished.wait(max_s)
+    peer.stop()
+    results["call_id"] = mine["call_id"]
+    results["latencies"] = []
+    for end in caller.ends:
+        onset = bot_onset(peer, end, max(peer.received, default=end) + 1)
+        results["latencies"].append(None if onset is None or onset - end > NO_REPLY else (onset - end) * 20)
+    thread.join(max_s + 40)
+
+
+LOCK = threading.Lock()
+TAKEN: set[str] = set()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=1, help="simultaneous calls")
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
+    args = parser.parse_args()
+    questions = [speech(q) for q in QUESTIONS[: args.questions]]
+    agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS,
+                             "reprompt_after_s": 60, "hangup_after_s": 120}}
+    config = gateway_config(agents=agents, rtp={"inactivity_timeout_s": 60}, max_calls=args.calls + 1)
+    config["logging"] = {"level": "info"}
+    with tempfile.TemporaryDirectory() as tmp:
+        gw = GatewayProcess(Path(tmp) / "gateway", config).start()
+        t = time.monotonic()
+        gw.wait_log("gateway_ready", timeout=180)
+        print(f"gateway ready (models loaded and warmed up) in {time.monotonic() - t:.1f} s")
+        max_s = 15.0 * len(questions) + 20
+        callers = [ScriptedCaller(questions) for _ in range(args.calls)]
+        results: list[dict] = [{} for _ in callers]
+        threads = [threading.Thread(target=run_call, args=(gw, Path(tmp) / f"call{i}", c, max_s, r), daemon=True)
+                   for i, (c, r) in enumerate(zip(callers, results, strict=True))]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.5)
+        for thread in threads:
+            thread.join(max_s + 60)
+        turns = gw.find("turn")
+        gw.stop()
+
+    print(__doc__.split("\n\n")[1].replace("\n", " "))
+    print(f"\n{args.calls} simultaneous call(s), {len(questions)} questions each\n")
+    stages = ("turn_decision_ms", "transcript_final_ms", "llm_first_token_ms", "first_clause_ms",
+              "first_tts_audio_ms", "first_rtp_ms")
+    print("| call | question | speech end → first bot audio at the caller (ms) | turn log: "
+          + " / ".join(s.removesuffix("_ms") for s in stages) + " (ms after VAD speech end) | caller → bot |")
+    print("|---|---|---|---|---|")
+    latencies: list[float] = []
+    per_stage: dict[str, list[float]] = {s: [] for s in stages}
+    for n, result in enumerate(results):
+        mine = [t for t in turns if t.get("call_id") == result.get("call_id") and t.get("caller")
+                and not t.get("cancelled")]
+        for i, latency in enumerate(result.get("latencies", [])):
+            if latency is not None:
+                latencies.append(latency)
+            turn = mine[i] if i < len(mine) else {}
+            for s in stages:
+                if turn.get(s) is not None:
+                    per_stage[s].append(turn[s])
+            print(f"| {n} | {QUESTIONS[i]} | {latency} | " + " / ".join(str(turn.get(s)) for s in stages)
+                  + f" | {turn.get('caller', '')!r} → {turn.get('bot', '')!r} |")
+    print(f"\nvoice-to-voice over {len(latencies)} turns: p50 {percentile(latencies, 50):.0f} ms, "
+          f"p95 {percentile(latencies, 95):.0f} ms, max {max(latencies, default=float('nan')):.0f} ms; "
+          f"missing replies {sum(len(r.get('latencies', [])) for r in results) - len(latencies)}")
+    print("stage medians (ms after VAD speech end): " + ", ".join(
+        f"{s.removesuffix('_ms')} {statistics.median(v):.0f}" for s, v in per_stage.items() if v))
+    print(json.dumps({"calls": args.calls, "latencies_ms": latencies}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Trimming Piper's silence around clauses (gateway/conversation/speech.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.conversation.speech import clause_pause_ms, trim_silence
+
+
+def voiced(ms: float) -> np.ndarray:
+    t = np.arange(int(ms * 8)) / 8000
+    return (6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+
+
+def test_lead_in_is_cut_and_the_tail_kept_as_asked():
+    pcm = np.concatenate([np.zeros(400, np.int16), voiced(300), np.zeros(1600, np.int16)])  # 50 ms, 300, 200
+    out = trim_silence(pcm, keep_lead_ms=5, keep_tail_ms=30)
+    assert abs(len(out) - (40 + 2400 + 240)) <= 2
+    assert np.abs(out[:40]).max() <= 180  # the 5 ms kept before the voice
+
+
+def test_all_silence_gives_nothing_and_pauses_follow_punctuation():
+    assert len(trim_silence(np.zeros(800, np.int16), 5, 30)) == 0
+    assert clause_pause_ms("Sure,") > clause_pause_ms("Sure") < clause_pause_ms("Yes.")
+    assert clause_pause_ms("We open at") == 30.0
