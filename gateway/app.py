@@ -67,7 +67,7 @@ class Gateway:
         self.stack.stop()
         self.clock.stop()
         if self.services is not None:
-            self.services.models.close()
+            self.services.close()
         log.info("gateway_stopped")
 
     # -- SIP thread ----------------------------------------------------------------------------
@@ -117,19 +117,28 @@ class Gateway:
 
 
 def load_conversation_services(config: Config):
-    """Load and warm up every model before the first call, and cache the agents' fixed phrases."""
-    from gateway.conversation.settings import model_set_config
+    """Load and warm up every model before the first call; index each agent's knowledge, open the
+    caller-memory database, and cache the agents' fixed phrases."""
+    from gateway.conversation.settings import fixed_phrases, model_set_config
+    from gateway.conversation.skills import AgentSkills
     from gateway.conversation.speech import ConversationServices
+    from gateway.store import Store
     from models.loader import ModelSet
 
-    models = ModelSet.load(model_set_config(config.models))
     conversation_agents = [a for a in config.agents.values() if a.type == "conversation"]
-    models.warm_up(conversation_agents[0].instructions)
-    services = ConversationServices(models)
+    skills = {a.name: AgentSkills.build(a) for a in conversation_agents}
+    store = Store(config.memory.database)
+    purged = store.purge(config.memory.retention_days)
+    log.info("memory_ready", database=config.memory.database, remember_callers=config.memory.enabled,
+             retention_days=config.memory.retention_days, purged=purged)
+    models = ModelSet.load(model_set_config(config.models))
+    models.warm_up(skills[conversation_agents[0].name].system_prompt)
+    for agent in conversation_agents[1:]:
+        models.llm.warm_up(skills[agent.name].system_prompt)
+    services = ConversationServices(models, skills, store)
     for agent in conversation_agents:
-        for phrase in (agent.greeting, agent.reprompt, agent.goodbye):
-            if phrase:
-                services.cache_phrase(phrase)
+        for phrase in fixed_phrases(agent):
+            services.cache_phrase(phrase)
     log.info("conversation_ready", agents=[a.name for a in conversation_agents])
     return services
 

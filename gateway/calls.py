@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gateway.conversation.speech import ConversationServices
 
 log = structlog.get_logger("calls")
+TRANSFER_TIMEOUT_S = 30.0  # REFER accepted but no final NOTIFY: the transfer is taken as failed
 
 
 class _CallMedia:
@@ -68,6 +69,22 @@ class ActiveCall:
     confirmed: bool = False
     end_reason: str | None = None
     ended: bool = False
+    transfer: _Transfer | None = None
+
+
+@dataclass
+class _Transfer:
+    """A REFER in progress: where to, who to tell, and whether the transferee accepted it."""
+
+    target: str
+    on_result: Callable[[bool, str], None]
+    accepted: bool = False
+    done: bool = False
+
+    def finish(self, ok: bool, detail: str) -> None:
+        if not self.done:
+            self.done = True
+            self.on_result(ok, detail)
 
 
 class CallManager:
@@ -106,6 +123,11 @@ class CallManager:
 
         self.stack.submit(send)
 
+    def transfer(self, call_id: str, target: str, on_result: Callable[[bool, str], None]) -> None:
+        """Blind-transfer a call from any thread (REFER). `on_result(ok, detail)` runs on the SIP
+        thread once the transferee reports the new call's outcome or the REFER fails."""
+        self.stack.submit(lambda: self._transfer(call_id, target, on_result))
+
     def media_error(self, session: RtpSession, exc: BaseException) -> None:
         """The media clock dropped a session whose tick raised: end its call (media thread)."""
         for call in list(self._calls.values()):
@@ -124,15 +146,16 @@ class CallManager:
                              max_calls=self.config.sip.max_calls)
             self._reject(sip, pj_call_id, 486)
             return
+        agent_name = self._route(account, info.localUri)
         try:
-            call = self._create(sip, info.callIdString, "inbound", account.agent, info.localUri, info.remoteUri)
+            call = self._create(sip, info.callIdString, "inbound", agent_name, info.localUri, info.remoteUri)
         except PortsExhausted as exc:
             call_log.error("call_rejected_no_ports", error=str(exc))
             self._reject(sip, pj_call_id, 503)
             return
         call.log.info("call_incoming", remote=info.remoteUri, local=info.localUri, account=account.name,
-                      agent=account.agent)
-        answer_after = self.config.agents[account.agent].answer_after_s
+                      agent=agent_name)
+        answer_after = self.config.agents[agent_name].answer_after_s
         try:
             if answer_after > 0:
                 self._answer(call, 180)
@@ -142,6 +165,12 @@ class CallManager:
         except pj.Error as exc:
             call.log.error("call_answer_failed", error=exc.info())
             self._teardown(call, 500, "answer_failed")
+
+    def _route(self, account: GatewayAccount, local_uri: str) -> str:
+        """The agent for an incoming call: the dialled number's route if there is one (several
+        numbers can reach one account or the gateway directly), else the account's agent."""
+        dialled = _uri_user(local_uri)
+        return self.config.sip.routes.get(dialled, account.agent) if dialled else account.agent
 
     def outgoing(self, account: GatewayAccount, uri: str, agent_name: str) -> str:
         """Place a call to `uri` from `account` with agent `agent_name`; returns the Call-ID."""
@@ -230,9 +259,10 @@ class CallManager:
             call_id=call_id, direction=direction, local_uri=local_uri, remote_uri=remote_uri,
             agent_name=agent_name, hangup=lambda reason: self.hangup(call_id, reason),
             send_dtmf=lambda digits: self.send_dtmf(call_id, digits), log=call_log,
+            transfer=lambda target, done: self.transfer(call_id, target, done),
         )
         try:
-            agent = create_agent(self.config.agents[agent_name], context, self.services)
+            agent = create_agent(self.config.agents[agent_name], context, self.services, self.config.memory.enabled)
             listener = _CallMedia(agent, lambda idle: self._inactive(call_id, idle))
             session = RtpSession(
                 ports, listener,
@@ -301,6 +331,46 @@ class CallManager:
             call.log.warning("call_hangup_failed", error=exc.info())
             self._teardown(call, 0, reason)
 
+    def _transfer(self, call_id: str, target: str, on_result: Callable[[bool, str], None]) -> None:
+        call = next((c for c in self._calls.values() if c.call_id == call_id), None)
+        if call is None or call.ended:
+            on_result(False, "the call has ended")
+            return
+        if call.transfer is not None and not call.transfer.done:
+            on_result(False, "a transfer is already in progress")
+            return
+        call.transfer = transfer = _Transfer(target, on_result)
+        call.log.info("transfer_started", target=target)
+        try:
+            call.sip.xfer(target, pj.CallOpParam(True))
+        except pj.Error as exc:
+            call.log.warning("transfer_failed", target=target, error=exc.info())
+            transfer.finish(False, exc.reason or "REFER could not be sent")
+            return
+        self.stack.call_later(TRANSFER_TIMEOUT_S, lambda: self._transfer_timeout(call, transfer))
+
+    def on_transfer_status(self, sip: SipCall, code: int, reason: str, final: bool) -> None:
+        call = self._find(sip)
+        transfer = call.transfer if call is not None else None
+        if call is None or transfer is None or transfer.done:
+            return
+        call.log.info("transfer_status", target=transfer.target, code=code, reason=reason, final=final)
+        if code == 202:
+            transfer.accepted = True
+        if not final:
+            return
+        if 200 <= code < 300:
+            transfer.finish(True, f"{code} {reason}")
+            self._hangup(call, "transferred")
+        else:
+            transfer.finish(False, f"{code} {reason}")
+
+    def _transfer_timeout(self, call: ActiveCall, transfer: _Transfer) -> None:
+        if transfer.done or call.ended:
+            return
+        call.log.warning("transfer_timeout", target=transfer.target, accepted=transfer.accepted)
+        transfer.finish(False, "no answer from the transfer target")
+
     def _inactive(self, call_id: str, idle_s: float) -> None:
         self.hangup(call_id, f"rtp_timeout after {idle_s:.1f}s")
 
@@ -319,6 +389,8 @@ class CallManager:
             call.log.info("rtp_released", port=call.ports.rtp_port, ports_in_use=ports.in_use)
 
         self.clock.remove(session, then=release)
+        if call.transfer is not None and call.transfer.accepted and not call.transfer.done:
+            call.transfer.finish(True, "the transferee left the call")  # a PBX may BYE before the last NOTIFY
         try:
             call.agent.on_stop()
         except Exception:
@@ -336,6 +408,13 @@ class CallManager:
                 call.log.exception("call_end_callback_failed")
         sip = call.sip
         self.stack.call_later(0, lambda: _drop(sip))  # pjsua2: never delete a Call inside its own callback
+
+
+def _uri_user(uri: str) -> str:
+    """The user part of a SIP URI in a header value: `"Bob" <sip:2000@pbx;x=y>` -> `2000`."""
+    inner = uri[uri.find("<") + 1: uri.rfind(">")] if "<" in uri else uri
+    inner = inner.split(":", 1)[1] if ":" in inner else inner
+    return inner.split("@", 1)[0].split(";", 1)[0] if "@" in inner else ""
 
 
 def _drop(sip: SipCall) -> None:

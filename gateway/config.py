@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from gateway.tools import ToolError, ToolsConfig, load_tools
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _AGENT_TYPES = ("echo", "conversation")
 _CODECS = ("PCMU", "PCMA")
@@ -68,6 +70,7 @@ class SipConfig:
     default_agent: str
     accounts: tuple[AccountConfig, ...] = ()
     user_agent: str = "voicegate"
+    routes: Mapping[str, str] = field(default_factory=dict)  # dialled number (R-URI user) -> agent
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,24 @@ class RtpConfig:
     dtmf_payload_type: int = 101
     jitter_min_delay_ms: int = 20
     jitter_max_delay_ms: int = 300
+
+
+@dataclass(frozen=True)
+class DtmfAction:
+    """What a keypress does without asking the LLM: transfer to a target, hang up, or say a line."""
+
+    transfer: str | None = None
+    hangup: bool = False
+    say: str | None = None
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Caller memory and messages: where they are kept and for how long."""
+
+    database: str = str(Path.home() / ".local" / "share" / "voicegate" / "voicegate.db")
+    enabled: bool = True  # remember callers (name, last reason) by caller ID
+    retention_days: float = 365.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,14 @@ class AgentConfig:
     vad_threshold: float = 0.5
     max_reply_tokens: int = 120
     temperature: float = 0.3
+    knowledge: tuple[str, ...] = ()  # files or folders (Markdown, text) the agent answers from
+    tools: ToolsConfig = field(default_factory=lambda: ToolsConfig({}))
+    dtmf: Mapping[str, DtmfAction] = field(default_factory=dict)  # digit -> what pressing it does
+    returning_greeting: str = "Welcome back, {name}! How can I help you today?"
+    unknown_answer: str = ("I'm sorry, I don't have that information. I can take a message, "
+                           "or transfer you to someone who can help.")
+    acknowledgement: str = "One moment, please."
+    history_tokens: int = 1200  # per-call history budget; older turns are summarized beyond it
 
 
 @dataclass(frozen=True)
@@ -109,6 +138,7 @@ class ModelsConfig:
     llm_model: str | None = None  # a GGUF path (local) or the served model's name (openai)
     llm_threads: int = 2
     llm_context: int = 2048
+    llm_parallel: int = 2  # llama.cpp contexts: replies of that many calls stream at once, token by token
     llm_base_url: str = "http://127.0.0.1:8080/v1"
     llm_api_key: str | None = None
     llm_timeout_s: float = 30.0
@@ -129,6 +159,7 @@ class Config:
     agents: Mapping[str, AgentConfig]
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     @property
     def needs_models(self) -> bool:
@@ -176,6 +207,16 @@ class _Reader:
                             has_got=False)
 
         return _ENV_REF.sub(substitute, text)
+
+    def expand_tree(self, value: object, key: str) -> object:
+        """`${VAR}` replaced in every string of a nested YAML value (lists and mappings)."""
+        if isinstance(value, str):
+            return self.expand(value, key)
+        if isinstance(value, list):
+            return [self.expand_tree(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self.expand_tree(v, _join(key, str(k))) for k, v in value.items()}
+        return value
 
     def integer(self, value: object, key: str, lo: int, hi: int) -> int:
         if isinstance(value, str):
@@ -262,7 +303,9 @@ def _read_account(r: _Reader, raw: object, key: str, agents: Mapping[str, AgentC
 def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
     data = r.mapping(raw, key, {"type", "answer_after_s", "greeting", "instructions", "reprompt", "reprompt_after_s",
                                 "goodbye", "hangup_after_s", "end_of_turn_ms", "pause_ms", "vad_threshold",
-                                "max_reply_tokens", "temperature"}, {"type"})
+                                "max_reply_tokens", "temperature", "knowledge", "tools", "dtmf",
+                                "returning_greeting", "unknown_answer", "acknowledgement", "history_tokens"},
+                       {"type"})
     kind = r.string(data["type"], _join(key, "type"))
     if kind not in _AGENT_TYPES:
         raise r.fail(_join(key, "type"), f"one of {', '.join(_AGENT_TYPES)}", kind)
@@ -282,6 +325,7 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
     def integer(name: str, lo: int, hi: int, default: int) -> int:
         return r.optional(data, name, key, lambda v, k: r.integer(v, k, lo, hi), default)
 
+    tools = _read_tools(r, data.get("tools"), _join(key, "tools"))
     pause_ms = integer("pause_ms", 20, 2000, 60)
     end_of_turn_ms = integer("end_of_turn_ms", 100, 5000, 400)
     if end_of_turn_ms < pause_ms:
@@ -301,14 +345,81 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
         vad_threshold=number("vad_threshold", 0.05, 0.95, 0.5),
         max_reply_tokens=integer("max_reply_tokens", 8, 2048, 120),
         temperature=number("temperature", 0, 2, 0.3),
+        knowledge=_read_knowledge(r, data.get("knowledge"), _join(key, "knowledge")),
+        tools=tools,
+        dtmf=_read_dtmf(r, data.get("dtmf"), _join(key, "dtmf"), tools),
+        returning_greeting=text("returning_greeting", "Welcome back, {name}! How can I help you today?"),
+        unknown_answer=text("unknown_answer", AgentConfig.unknown_answer),
+        acknowledgement=text("acknowledgement", "One moment, please."),
+        history_tokens=integer("history_tokens", 200, 100000, 1200),
     )
+
+
+def _read_knowledge(r: _Reader, raw: object, key: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise r.fail(key, "a list of files or folders", raw)
+    paths = []
+    for i, item in enumerate(items):
+        path = r.string(item, f"{key}[{i}]")
+        if not Path(path).exists():
+            raise r.fail(f"{key}[{i}]", "an existing file or folder", path)
+        paths.append(path)
+    return tuple(paths)
+
+
+def _read_tools(r: _Reader, raw: object, key: str) -> ToolsConfig:
+    if raw is None:
+        return ToolsConfig({})
+    if not isinstance(raw, list):
+        raise r.fail(key, "a list of tools (transfer, hangup, send_dtmf, take_message, http)", raw)
+    try:
+        return load_tools(r.expand_tree(raw, key))  # type: ignore[arg-type]
+    except ToolError as exc:
+        text = str(exc)
+        where, _, why = text.partition(": ")
+        if where.startswith("tools["):
+            raise r.fail(key + where.removeprefix("tools"), why, has_got=False) from None
+        raise r.fail(key, text, has_got=False) from None
+
+
+def _read_dtmf(r: _Reader, raw: object, key: str, tools: ToolsConfig) -> dict[str, DtmfAction]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise r.fail(key, 'a mapping of keypad digits to actions, e.g. {"0": {transfer: operator}}', raw)
+    actions: dict[str, DtmfAction] = {}
+    for digit, action in raw.items():
+        digit_key = _join(key, str(digit))
+        digit = str(digit)
+        if not re.fullmatch(r"[0-9*#A-D]", digit):
+            raise r.fail(digit_key, "a single keypad key: 0-9, *, #, A-D", digit)
+        if action == "hangup":
+            actions[digit] = DtmfAction(hangup=True)
+            continue
+        body = r.mapping(action, digit_key, {"transfer", "hangup", "say"})
+        if len(body) != 1:
+            raise r.fail(digit_key, "exactly one action: transfer, hangup or say", body)
+        if "transfer" in body:
+            target = r.string(body["transfer"], _join(digit_key, "transfer"))
+            if target not in tools.transfer_targets:
+                known = ", ".join(tools.transfer_targets) or "none: add a transfer tool with targets"
+                raise r.fail(_join(digit_key, "transfer"), f"a transfer target of this agent ({known})", target)
+            actions[digit] = DtmfAction(transfer=target)
+        elif "say" in body:
+            actions[digit] = DtmfAction(say=r.string(body["say"], _join(digit_key, "say")))
+        else:
+            actions[digit] = DtmfAction(hangup=r.boolean(body["hangup"], _join(digit_key, "hangup")))
+    return actions
 
 
 def _read_models(r: _Reader, raw: object) -> ModelsConfig:
     data = r.mapping(raw, "models", {"stt", "llm", "tts"})
     stt = r.mapping(data.get("stt", {}), "models.stt", {"model", "threads"})
-    llm = r.mapping(data.get("llm", {}), "models.llm", {"engine", "model", "threads", "context", "base_url",
-                                                         "api_key", "timeout_s"})
+    llm = r.mapping(data.get("llm", {}), "models.llm", {"engine", "model", "threads", "context", "parallel",
+                                                         "base_url", "api_key", "timeout_s"})
     tts = r.mapping(data.get("tts", {}), "models.tts", {"voice"})
     engine = r.optional(llm, "engine", "models.llm", r.string, "local")
     if engine not in ("local", "openai"):
@@ -332,6 +443,7 @@ def _read_models(r: _Reader, raw: object) -> ModelsConfig:
         llm_model=paths.get("llm"),
         llm_threads=r.optional(llm, "threads", "models.llm", lambda v, k: r.integer(v, k, 1, 64), 2),
         llm_context=r.optional(llm, "context", "models.llm", lambda v, k: r.integer(v, k, 256, 131072), 2048),
+        llm_parallel=r.optional(llm, "parallel", "models.llm", lambda v, k: r.integer(v, k, 1, 16), 2),
         llm_base_url=r.optional(llm, "base_url", "models.llm", r.string, "http://127.0.0.1:8080/v1"),
         llm_api_key=r.optional(llm, "api_key", "models.llm", r.string, None),
         llm_timeout_s=r.optional(llm, "timeout_s", "models.llm", lambda v, k: r.number(v, k, 1, 600), 30.0),
@@ -378,7 +490,7 @@ def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
 
 def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> SipConfig:
     data = r.mapping(raw, "sip", {"listen", "public_address", "max_calls", "default_agent", "accounts",
-                                  "user_agent"}, {"listen"})
+                                  "user_agent", "routes"}, {"listen"})
     listen = r.host_port(data["listen"], "sip.listen")
     public = r.optional(data, "public_address", "sip", r.string, None)
     if public is None:
@@ -415,6 +527,35 @@ def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> Sip
         default_agent=default_agent,
         accounts=accounts,
         user_agent=r.optional(data, "user_agent", "sip", r.string, "voicegate"),
+        routes=_read_routes(r, data.get("routes"), agents),
+    )
+
+
+def _read_routes(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise r.fail("sip.routes", "a mapping of dialled numbers to agent names", raw)
+    routes = {}
+    for number, agent in raw.items():
+        key = _join("sip.routes", str(number))
+        name = r.string(agent, key)
+        if name not in agents:
+            raise r.fail(key, f"the name of an agent under `agents` ({', '.join(agents)})", name)
+        routes[str(number)] = name
+    return routes
+
+
+def _read_memory(r: _Reader, raw: object, database: object) -> MemoryConfig:
+    data = r.mapping(raw, "memory", {"enabled", "retention_days"})
+    default = MemoryConfig()
+    path = default.database if database is None else r.string(database, "database")
+    if "://" in path:
+        raise r.fail("database", "a SQLite file path (other databases are not supported yet)", path)
+    return MemoryConfig(
+        database=path,
+        enabled=r.optional(data, "enabled", "memory", r.boolean, True),
+        retention_days=r.optional(data, "retention_days", "memory", lambda v, k: r.number(v, k, 0.01, 36500), 365.0),
     )
 
 
@@ -437,7 +578,7 @@ def _read_logging(r: _Reader, raw: object) -> LoggingConfig:
 def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Validate an already-parsed YAML document."""
     r = _Reader(source, os.environ if env is None else env)
-    top = r.mapping(data, "", {"sip", "rtp", "agents", "logging", "models"}, {"sip", "agents"})
+    top = r.mapping(data, "", {"sip", "rtp", "agents", "logging", "models", "memory", "database"}, {"sip", "agents"})
     agents_raw = top["agents"]
     if not isinstance(agents_raw, dict) or not agents_raw:
         raise r.fail("agents", "at least one agent", agents_raw)
@@ -453,6 +594,7 @@ def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] 
         agents=agents,
         logging=_read_logging(r, top.get("logging", {})),
         models=_read_models(r, top.get("models", {})),
+        memory=_read_memory(r, top.get("memory", {}), top.get("database")),
     )
 
 

@@ -112,6 +112,7 @@ class LlamaCppLlm:
     gate: ComputeGate | None = None
     model_path: Path = field(init=False)
     last_stats: StreamStats = field(init=False, default_factory=StreamStats)
+    _local: threading.local = field(init=False, default_factory=threading.local, repr=False)
     load_s: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
@@ -244,7 +245,7 @@ class LlamaCppLlm:
             )
         max_tokens = min(max_tokens, room)
         stats = StreamStats(prompt_tokens=len(tokens))
-        self.last_stats = stats
+        self.last_stats = self._local.stats = stats
         slot = self._acquire(tokens, cancel)
         stats.wait_s = time.perf_counter() - t0
         if slot is None:
@@ -298,6 +299,11 @@ class LlamaCppLlm:
                     self._pinned.call(stream.close)
             stats.total_s = time.perf_counter() - t0
             self._release(slot)
+
+    @property
+    def thread_stats(self) -> StreamStats | None:
+        """Stats of the last stream consumed on the calling thread (`last_stats` is any thread's)."""
+        return getattr(self._local, "stats", None)
 
     @property
     def instances(self) -> int:

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from gateway.conversation.speech import ConversationServices
 
 
-def create_agent(config: AgentConfig, context: CallContext, services: ConversationServices | None = None) -> Agent:
+def create_agent(config: AgentConfig, context: CallContext, services: ConversationServices | None = None,
+                 remember_callers: bool = True) -> Agent:
     if config.type == "echo":
         return EchoAgent(context)
     if config.type == "conversation":
@@ -21,7 +22,7 @@ def create_agent(config: AgentConfig, context: CallContext, services: Conversati
 
         if services is None:
             raise RuntimeError(f"agent {config.name!r} needs the models, which are not loaded")
-        return ConversationAgent(context, conversation_settings(config), services)
+        return ConversationAgent(context, conversation_settings(config, remember_callers), services)
     raise ValueError(f"agent {config.name!r}: unknown type {config.type!r}")
 
 

@@ -27,6 +27,9 @@ class CallContext:
     agent_name: str
     hangup: Callable[[str], None]  # reason -> None; thread-safe
     send_dtmf: Callable[[str], None]  # digits -> None; thread-safe
+    # (target URI, on_result(ok, detail)) -> None; thread-safe. Blind transfer with REFER: on
+    # success the call is hung up for us; on failure it goes on and the agent is told why.
+    transfer: Callable[[str, Callable[[bool, str], None]], None] = lambda uri, done: done(False, "not supported")
     log: structlog.typing.FilteringBoundLogger = field(default_factory=lambda: structlog.get_logger("agent"))
 
 

@@ -24,18 +24,26 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gateway.agents.base import CallContext
+from gateway.config import DtmfAction
+from gateway.conversation.actions import CallFacts, ToolExecutor, ToolOutcome
+from gateway.conversation.caller_facts import call_reason, caller_name
 from gateway.conversation.clauses import ClauseSplitter
 from gateway.conversation.echo_guard import EchoGuard, level_db
+from gateway.conversation.history import approx_tokens, fit_history
+from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
 from gateway.conversation.playout import Playout
+from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speech import ConversationServices, clause_pause_ms, synthesize_line_audio, trim_silence
 from gateway.conversation.turns import Detected, TurnConfig, TurnDetector, TurnEvent
+from gateway.store import normalize_caller_id
+from gateway.tools import ToolCall, ToolCallDetector
 from models.base import ChatMessage, ModelError
 from rtp.jitter import FrameType, JitterFrame
 from rtp.resample import int16_to_float, resample
@@ -61,6 +69,18 @@ class ConversationSettings:
     max_reply_tokens: int = 120
     temperature: float = 0.3
     preroll_ms: int = 200
+    agent_name: str = ""
+    returning_greeting: str = "Welcome back, {name}! How can I help you today?"
+    unknown_answer: str = "I'm sorry, I don't have that information. I can take a message for you."
+    acknowledgement: str = "One moment, please."
+    history_tokens: int = 1200
+    dtmf: Mapping[str, DtmfAction] = field(default_factory=dict)
+    remember_callers: bool = True
+    transfer_notice: str = "Transferring you to {target} now."
+    transfer_failed: str = "I'm sorry, the transfer did not go through. Can I take a message instead?"
+    tool_failed: str = "I'm sorry, I couldn't get that information right now."
+    message_taken: str = "I have taken your message. Someone will get back to you soon."
+    dtmf_gap_s: float = 1.5  # keypresses not bound to an action are collected until this pause
 
 
 
@@ -106,6 +126,11 @@ class _Reply:
     failed: bool = False
     logged: bool = False
     phrase: bool = False  # a fixed line (greeting, re-prompt, goodbye): kept out of the LLM's history
+    prompt_note: str | None = None  # a follow-up (a tool's result): what the LLM is told instead of a caller turn
+    action: ToolCall | None = None  # run once the reply is released (and, for a transfer, has played)
+    released_event: threading.Event = field(default_factory=threading.Event)
+    retrieval_ms: float | None = None
+    llm_stats: object | None = None  # the engine's stream statistics, if it keeps any (models.llama.StreamStats)
 
 
 # Event priorities: lower first. Stop and barge-in are "system" events and overtake the rest.
@@ -134,8 +159,18 @@ class ConversationAgent:
         self._preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.preroll_ms // 20))
         self._utterance: list[np.ndarray] | None = None  # media thread: frames of the current utterance
         self._speech_peak_db = level_db(0.0)  # media thread: loudest recent frame of the utterance
+        self.skills = services.skills_for(settings.agent_name) or AgentSkills(settings.agent_name,
+                                                                              settings.instructions)
+        self.store = services.store if settings.remember_callers else None
+        self.caller_id = normalize_caller_id(context.remote_uri)
+        self._caller_lines: list[str] = []  # everything the caller said (memory, messages)
+        self._bot_lines: list[str] = []
+        self.call_facts = CallFacts(self.caller_id, transcript=self._transcript)
         # controller state
-        self._history: list[ChatMessage] = [ChatMessage("system", settings.instructions)]
+        self._history: list[ChatMessage] = [ChatMessage("system", self.skills.system_prompt)]
+        self._notes: list[str] = []  # tool results that arrived while the caller was talking
+        self._digits: list[str] = []
+        self._last_digit_at = 0.0
         self._transcripts: list[tuple[int, Future[str]]] = []  # (frames covered, transcript) of this utterance
         self._transcribed_audio: list[np.ndarray] | None = None
         self._reply: _Reply | None = None
@@ -147,6 +182,8 @@ class ConversationAgent:
         self._hangup_sent = False
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"call-{context.call_id[:12]}", daemon=True)
+        self.tools = ToolExecutor(context, self.skills.tools, services.store, settings.agent_name, self.call_facts,
+                                  lambda event: self._post(_OTHER, event), self._stopped)
 
     # -- media clock thread --------------------------------------------------------------------
 
@@ -254,13 +291,14 @@ class ConversationAgent:
                 self.log.exception("conversation_error", event=event[0])
             self._timers()
         self._cancel_reply()
+        self._remember_caller()
 
     def _handle(self, event: tuple) -> bool:
         kind = event[0]
         if kind == "stop":
             return False
         if kind == "start":
-            self._say(self.settings.greeting, "greeting")
+            self._greet()
         elif kind == "barge_in":
             _, onset, now, heard = event
             self._on_barge_in(onset, now, heard)
@@ -278,7 +316,9 @@ class ConversationAgent:
         elif kind == "reply_done":
             self._on_reply_done(event[1])
         elif kind == "dtmf":
-            self.log.info("caller_dtmf", digit=event[1])
+            self._on_dtmf(event[1])
+        elif kind == "tool_outcome":
+            self._on_tool_outcome(event[1])
         return True
 
     def _new_utterance(self) -> None:
@@ -304,6 +344,7 @@ class ConversationAgent:
     def _release(self, reply: _Reply) -> None:
         """The turn is confirmed: the reply's audio may play, and the caller may hear it."""
         reply.released = True
+        reply.released_event.set()
         self._spoken.append(reply)
 
         def first_frame(t: float) -> None:
@@ -364,15 +405,15 @@ class ConversationAgent:
         if drop_audio and not reply.released:
             self.playout.drop_turn(reply.turn)
 
-    def _say(self, text: str, why: str, ends_call: bool = False) -> None:
-        """Speak a cached phrase now (greeting, re-prompt, goodbye) without the LLM."""
+    def _say(self, text: str, why: str, ends_call: bool = False) -> _Reply | None:
+        """Speak a fixed line now (greeting, re-prompt, goodbye, a tool's outcome) without the LLM."""
         if ends_call:
             self._cancel_reply(drop_audio=True)
         if not text:
             if ends_call:
                 self._hangup_sent = True
                 self.context.hangup(why)
-            return
+            return None
         reply = _Reply(next(self._turns), [], 0, TurnTimings(self.clock(), False), logged=True, phrase=True)
         reply.bot_text = [text]
         reply.done.set()
@@ -380,7 +421,109 @@ class ConversationAgent:
         self._release(reply)
         if ends_call:
             self._ending = reply.turn
+        self._bot_lines.append(text)
         self.log.info("bot_phrase", why=why, text=text)
+        return reply
+
+    # -- memory, keypad and tools (controller thread) ----------------------------------------------
+
+    def _greet(self) -> None:
+        known = self.store.caller(self.caller_id) if self.store is not None and self.caller_id else None
+        if known is not None and known.name and self.settings.returning_greeting:
+            self.call_facts.caller_name = known.name
+            about = f" Last time they called about: {known.last_reason}." if known.last_reason else ""
+            requests = f" Open requests: {'; '.join(known.open_requests)}." if known.open_requests else ""
+            self._history.append(ChatMessage("system", f"The caller is {known.name}, a returning caller.{about}"
+                                                       f"{requests}"))
+            self.log.info("caller_recognised", caller_id=self.caller_id, calls=known.call_count)
+            self._say(self.settings.returning_greeting.format(name=known.name), "greeting_returning")
+        else:
+            self._say(self.settings.greeting, "greeting")
+
+    def _remember_caller(self) -> None:
+        if self.store is None or not self.caller_id or not self._caller_lines:
+            return
+        name = next((n for n in map(caller_name, self._caller_lines) if n), None)
+        reason = next((r for r in map(call_reason, self._caller_lines) if r), None)
+        try:
+            self.store.record_call(self.caller_id, name=name, reason=reason)
+        except Exception:
+            self.log.exception("caller_memory_failed")
+            return
+        self.log.info("caller_remembered", caller_id=self.caller_id, name=name, reason=reason)
+
+    def _transcript(self) -> str:
+        return "\n".join(self._caller_lines)
+
+    def _on_dtmf(self, digit: str) -> None:
+        self.log.info("caller_dtmf", digit=digit)
+        action = self.settings.dtmf.get(digit)
+        if action is None:
+            self._digits.append(digit)
+            self._last_digit_at = self.clock()
+            return
+        self._cancel_reply(drop_audio=True)
+        self.playout.flush()
+        if action.transfer:
+            self._transfer_now(action.transfer)
+        elif action.hangup:
+            self._say(self.settings.goodbye, "dtmf_hangup", ends_call=True)
+        elif action.say:
+            self._say(action.say, "dtmf")
+
+    def _transfer_now(self, target: str) -> None:
+        notice = self._say(self.settings.transfer_notice.format(target=target), "transfer")
+        call = ToolCall("transfer", {"target": target})
+        self.tools.start(call, wait=lambda: notice is None or self._played(notice))
+
+    def _played(self, reply: _Reply) -> bool:
+        """Wait (on a tool thread) until `reply` is released and its audio has gone out; False if
+        it was cancelled (the caller barged in) or the call ended meanwhile."""
+        while not reply.released_event.wait(0.05):
+            if reply.cancel.is_set() or self._stopped.is_set():
+                return False
+        while self.playout.has_audio(reply.turn):
+            if reply.cancel.is_set() or self._stopped.is_set():
+                return False
+            time.sleep(0.02)
+        return not reply.cancel.is_set() and not self._stopped.is_set()
+
+    def _on_tool_outcome(self, outcome: ToolOutcome) -> None:
+        self.log.info("tool_outcome", tool=outcome.name, ok=outcome.ok, text=outcome.text[:200])
+        if outcome.name == "hangup":
+            self._say(self.settings.goodbye, "tool_hangup", ends_call=True)
+        elif outcome.name == "transfer":
+            if not outcome.ok:
+                self._say(self.settings.transfer_failed, "transfer_failed")
+        elif outcome.name == "take_message":
+            if not outcome.ok:
+                self._say(self.settings.tool_failed, "message_failed")
+        elif outcome.name in self.skills.tools.http:
+            if not outcome.ok:
+                self._say(self.settings.tool_failed, "tool_failed")
+                return
+            note = (f"(The {outcome.name} lookup returned: {outcome.text}) "
+                    "Tell the caller the result in one short sentence.")
+            if self.detector.in_speech or (self._reply is not None and not self._reply.done.is_set()):
+                self._notes.append(note)  # the caller's next turn carries it
+            else:
+                self._start_followup(note)
+
+    def _start_followup(self, note: str) -> None:
+        """A reply nobody asked for just now: a tool's result, spoken as soon as it arrives."""
+        self._cancel_reply(drop_audio=True)
+        self._finalize_history()
+        reply = _Reply(next(self._turns), [], 0, TurnTimings(self.clock(), False), prompt_note=note)
+        self._reply = reply
+        done: Future[str] = Future()
+        done.set_result("")
+        threading.Thread(target=self._reply_worker, args=(reply, done, list(self._history)), daemon=True,
+                         name=f"reply-{reply.turn}").start()
+        self._release(reply)
+
+    def _keypad_turn(self) -> None:
+        digits, self._digits = " ".join(self._digits), []
+        self._start_followup(f"The caller pressed these keys on the keypad: {digits}. Respond briefly.")
 
     def _finalize_history(self, interrupted: dict[int, str] | None = None) -> None:
         """Move replies the caller has finished hearing (or cut short) into the history.
@@ -396,6 +539,7 @@ class ConversationAgent:
             said = interrupted.get(reply.turn, "") if interrupted is not None else " ".join(reply.bot_text)
             if reply.user_text:
                 self._history.append(ChatMessage("user", reply.user_text))
+                self._caller_lines.append(reply.user_text)
             if said and not reply.phrase:
                 # Fixed lines stay out: the 0.5B model given its greeting as its own last turn
                 # repeated it word for word as the answer to the caller's first question.
@@ -406,6 +550,8 @@ class ConversationAgent:
     def _timers(self) -> None:
         now = self.clock()
         self._log_turns()
+        if self._digits and now - self._last_digit_at >= self.settings.dtmf_gap_s:
+            self._keypad_turn()
         if self._hangup_sent:
             return
         if self._ending is not None:
@@ -434,7 +580,7 @@ class ConversationAgent:
                 continue
             self.log.info("turn", turn=reply.turn, speculative=reply.timings.speculative, caller=reply.user_text,
                           bot=" ".join(reply.bot_text), cancelled=reply.cancel.is_set(), failed=reply.failed,
-                          **reply.timings.as_ms())
+                          **reply.timings.as_ms(), **_llm_fields(reply.llm_stats))
         self._to_log = pending
 
     # -- reply thread --------------------------------------------------------------------------
@@ -453,59 +599,150 @@ class ConversationAgent:
             self._post(_OTHER, ("reply_done", reply))
 
     def _reply_pipeline(self, reply: _Reply, transcript: Future[str], history: list[ChatMessage]) -> None:
+        content = self._prepare_turn(reply, transcript)
+        if content is None:
+            return
+        clauses: queue.Queue[str | _Phrase | None] = queue.Queue()
+        speaker = threading.Thread(target=self._speaker, args=(reply, clauses), daemon=True,
+                                   name=f"speaker-{reply.turn}")
+        speaker.start()
+        try:
+            if isinstance(content, _Phrase):
+                clauses.put(content)
+            else:
+                self._stream_reply(reply, history, content, clauses)
+        finally:
+            clauses.put(None)
+            speaker.join()
+        if reply.action is not None and not reply.cancel.is_set():
+            action, wait = reply.action, (lambda: self._played(reply))
+            self.tools.start(action, wait=wait)
+
+    def _prepare_turn(self, reply: _Reply, transcript: Future[str]) -> str | _Phrase | None:
+        """What the LLM is asked this turn (or a fixed line to say instead; None: say nothing).
+
+        Plain transfer requests and questions the knowledge base cannot answer are handled here,
+        without the model: faster, and a small model cannot get them wrong.
+        """
+        if reply.prompt_note is not None:
+            return reply.prompt_note
         text = transcript.result()
         if reply.cancel.is_set():
-            return
+            return None
         reply.user_text = text.strip()
         reply.timings.transcript_final = self.clock()
         if not _meaningful(reply.user_text):
             self.log.info("turn_ignored", turn=reply.turn, transcript=reply.user_text)
             reply.user_text = ""
-            return
+            return None
         if _BYE.search(reply.user_text) and len(reply.user_text.split()) <= 8:
             reply.is_bye = True
-            return
-        clauses: queue.Queue[str | None] = queue.Queue()
-        speaker = threading.Thread(target=self._speaker, args=(reply, clauses), daemon=True,
-                                   name=f"speaker-{reply.turn}")
-        speaker.start()
+            return None
+        target = transfer_target(reply.user_text, self.skills.tools.transfer_targets)
+        if target is not None:
+            reply.action = ToolCall("transfer", {"target": target})
+            return _Phrase(self.settings.transfer_notice.format(target=target))
+        facts, reply.retrieval_ms = self.skills.facts_for(reply.user_text)
+        if facts is None and is_information_question(reply.user_text):
+            return _Phrase(self.settings.unknown_answer)
+        content = reply.user_text if not facts else f"Facts:\n{facts}\n\nCaller: {reply.user_text}"
+        if self._notes:
+            content = "\n".join([*self._notes, content])
+            self._notes = []
+        return content
+
+    def _stream_reply(self, reply: _Reply, history: list[ChatMessage], content: str,
+                      clauses: queue.Queue[str | _Phrase | None]) -> None:
+        """LLM -> spoken clauses as they complete; a tool call at the end becomes `reply.action`."""
+        messages = fit_history([*history, ChatMessage("user", content)], self.settings.history_tokens, approx_tokens)
         splitter = ClauseSplitter()
-        messages = [*history, ChatMessage("user", reply.user_text)]
-
-        try:
-            for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
-                                                     temperature=self.settings.temperature, cancel=reply.cancel):
-                if reply.timings.llm_first_token is None:
-                    reply.timings.llm_first_token = self.clock()
-                if reply.cancel.is_set():
-                    break
-                for clause in splitter.feed(piece):
-                    if reply.timings.first_clause is None:
-                        reply.timings.first_clause = self.clock()
-                    clauses.put(clause)
-            if not reply.cancel.is_set():
-                for clause in splitter.flush():
-                    clauses.put(clause)
-        finally:
-            clauses.put(None)
-            speaker.join()
-
-    def _speaker(self, reply: _Reply, clauses: queue.Queue[str | None]) -> None:
-        """TTS each clause as soon as it is complete, while the LLM goes on with the next one.
-        (The models' compute gate lets a synthesis step go before the next LLM token: on 2 cores
-        running both at once would slow each of them down.)"""
-        while True:
-            clause = clauses.get()
-            if clause is None or reply.cancel.is_set():
-                return
-            audio = synthesize_line_audio(self.models.tts, clause, cancel=reply.cancel)
+        detector = ToolCallDetector(self.skills.tools.specs) if self.skills.tools.specs else None
+        for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
+                                                 temperature=self.settings.temperature, cancel=reply.cancel):
+            if reply.timings.llm_first_token is None:
+                reply.timings.llm_first_token = self.clock()
+                reply.llm_stats = getattr(self.models.llm, "thread_stats", None)
             if reply.cancel.is_set():
                 return
-            audio = trim_silence(audio, keep_lead_ms=5.0, keep_tail_ms=clause_pause_ms(clause))
+            speech = detector.feed(piece) if detector is not None else piece
+            for clause in splitter.feed(speech):
+                if reply.timings.first_clause is None:
+                    reply.timings.first_clause = self.clock()
+                clauses.put(clause)
+        if reply.cancel.is_set():
+            return
+        spoke = bool(reply.bot_text) or not clauses.empty()
+        if detector is not None:
+            parsed = detector.finish()
+            for clause in splitter.feed(parsed.unspoken):
+                clauses.put(clause)
+            if parsed.error:
+                self.log.warning("tool_call_rejected", turn=reply.turn, error=parsed.error)
+            if parsed.call is not None:
+                spoke = spoke or bool(parsed.speech.strip())
+                self._accept_tool_call(reply, parsed.call, spoke, splitter, clauses)
+                return
+        for clause in splitter.flush():
+            clauses.put(clause)
+
+    def _accept_tool_call(self, reply: _Reply, call: ToolCall, spoke: bool, splitter: ClauseSplitter,
+                          clauses: queue.Queue[str | _Phrase | None]) -> None:
+        """Keep a valid call only if the caller's words support it: a small model sometimes
+        "transfers" or "hangs up" on a question. Whatever happens, the caller hears something."""
+        for clause in splitter.flush():
+            clauses.put(clause)
+        said = reply.user_text
+        if call.name == "transfer" and not asks_for_transfer(said, call.arguments["target"]):
+            self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name, error="the caller did not ask")
+            return
+        if call.name == "hangup" and not _BYE.search(said) and "that's all" not in said.lower():
+            self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name, error="the caller did not ask")
+            return
+        reply.action = call
+        self.log.info("tool_call_accepted", turn=reply.turn, tool=call.name, arguments=call.arguments)
+        if call.name == "transfer":
+            clauses.put(_Phrase(self.settings.transfer_notice.format(target=call.arguments["target"])))
+        elif call.name == "take_message":
+            clauses.put(_Phrase(self.settings.message_taken))
+        elif not spoke and call.name != "hangup":
+            clauses.put(_Phrase(self.settings.acknowledgement))
+
+    def _speaker(self, reply: _Reply, clauses: queue.Queue[str | _Phrase | None]) -> None:
+        """TTS each clause as soon as it is complete, while the LLM goes on with the next one.
+        (The models' compute gate lets a synthesis step go before the next LLM token: on 2 cores
+        running both at once would slow each of them down.) Fixed lines come from the cache."""
+        while True:
+            item = clauses.get()
+            if item is None or reply.cancel.is_set():
+                return
+            if isinstance(item, _Phrase):
+                clause, audio = item.text, self.services.phrase(item.text)
+            else:
+                clause = item
+                audio = synthesize_line_audio(self.models.tts, clause, cancel=reply.cancel)
+                if reply.cancel.is_set():
+                    return
+                audio = trim_silence(audio, keep_lead_ms=5.0, keep_tail_ms=clause_pause_ms(clause))
             if reply.timings.first_tts_audio is None:
                 reply.timings.first_tts_audio = self.clock()
             reply.bot_text.append(clause)
             self.playout.push(reply.turn, audio, clause)
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    """A fixed line to speak from the phrase cache (no TTS run) within a reply."""
+
+    text: str
+
+
+def _llm_fields(stats: object | None) -> dict[str, float]:
+    """Prompt size, KV-cache reuse and slot wait of the turn's LLM stream: why a first token was slow."""
+    if stats is None:
+        return {}
+    return {"llm_prompt_tokens": getattr(stats, "prompt_tokens", 0),
+            "llm_cached_tokens": getattr(stats, "cached_tokens", 0),
+            "llm_wait_ms": round(getattr(stats, "wait_s", 0.0) * 1000, 1)}
 
 
 def _rms(pcm: np.ndarray) -> float:

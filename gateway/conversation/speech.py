@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import structlog
 
+from gateway.conversation.skills import AgentSkills
+from gateway.store import Store
 from models.base import CancelToken, Tts
 from models.loader import ModelSet
 from rtp.resample import resample
@@ -56,10 +59,24 @@ def synthesize_line_audio(tts: Tts, text: str, cancel: CancelToken | None = None
 class ConversationServices:
     """What every conversation agent in the process shares."""
 
-    def __init__(self, models: ModelSet):
+    def __init__(self, models: ModelSet, skills: Mapping[str, AgentSkills] | None = None,
+                 store: Store | None = None):
         self.models = models
+        self.skills = dict(skills or {})
+        self.store = store
         self._phrases: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
+
+    def skills_for(self, agent_name: str) -> AgentSkills | None:
+        """The agent's knowledge, tools and system prompt (None: a bare agent, as in unit tests)."""
+        return self.skills.get(agent_name)
+
+    def close(self) -> None:
+        for skills in self.skills.values():
+            skills.close()
+        if self.store is not None:
+            self.store.close()
+        self.models.close()
 
     def cache_phrase(self, text: str) -> float:
         """Synthesize and keep `text`; returns the seconds it took."""

@@ -41,6 +41,8 @@ class CallEvents(Protocol):
 
     def on_media(self, call: SipCall, media: NegotiatedMedia | None) -> None: ...
 
+    def on_transfer_status(self, call: SipCall, code: int, reason: str, final: bool) -> None: ...
+
 
 _MEDIA_STATUS = {
     pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
@@ -70,6 +72,12 @@ class SipCall(pj.Call):
             self.call_id = info.callIdString
             self.log = log.bind(call_id=self.call_id)
         self.events.on_call_state(self, info)
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        """Progress of a REFER we sent: its own response, then the transferee's NOTIFYs (sipfrag)."""
+        final = bool(prm.finalNotify) or prm.statusCode >= 300
+        self.events.on_transfer_status(self, int(prm.statusCode), str(prm.reason), final)
+        prm.cont = not final
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         info = self.getInfo()  # keep alive while reading info.media

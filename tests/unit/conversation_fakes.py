@@ -22,8 +22,9 @@ import numpy as np
 
 from models.base import AudioChunk, ChatMessage, Transcript
 
-QUESTIONS = {1: "what are your opening hours", 2: "where is the office", 3: "okay thanks bye"}
-LEVELS = {1: 3000.0, 2: 6000.0, 3: 9000.0}
+QUESTIONS = {1: "what are your opening hours", 2: "where is the office", 3: "okay thanks bye",
+             4: "please transfer me to billing", 5: "do you sell car insurance?", 6: "what is the status of order 42"}
+LEVELS = {1: 3000.0, 2: 6000.0, 3: 9000.0, 4: 11000.0, 5: 13000.0, 6: 7500.0}  # noise std: no clipping
 
 
 class FakeClock:
@@ -135,6 +136,7 @@ class FakeLlm:
     token_s: float = 0.03
     reply_words: int = 8
     prompts: list[list[ChatMessage]] = field(default_factory=list)
+    script: dict[str, str] = field(default_factory=dict)  # phrase in the caller's message -> whole reply
 
     def warm_up(self, system_prompt: str) -> float:
         return 0.0
@@ -143,12 +145,16 @@ class FakeLlm:
                     stop: Sequence[str] = (), cancel=None) -> Iterator[str]:
         self.prompts.append(list(messages))
         question = messages[-1].content
-        words = f"You asked: {question}.".split() + [f"word{i}" for i in range(self.reply_words)]
+        scripted = next((reply for key, reply in self.script.items() if key in question), None)
+        if scripted is not None:
+            words = scripted.split(" ")
+        else:
+            words = f"You asked: {question}.".split() + [f"word{i}" for i in range(self.reply_words)]
         deadline = self.clock() + self.first_token_s
         for i, word in enumerate(words):
             if not self.clock.wait_until(deadline, cancel):
                 return
-            yield ("" if i == 0 else " ") + word + ("." if i == len(words) - 1 else "")
+            yield ("" if i == 0 else " ") + word + ("." if i == len(words) - 1 and scripted is None else "")
             deadline += self.token_s
 
 

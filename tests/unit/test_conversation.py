@@ -34,17 +34,26 @@ class Log:
 
 
 class Harness:
-    def __init__(self, settings: ConversationSettings | None = None, **model_kw):
+    def __init__(self, settings: ConversationSettings | None = None, skills=None, store=None,
+                 remote_uri: str = "", transfer_ok: bool = True, **model_kw):
         self.clock = FakeClock()
         self.models = FakeModels(self.clock, **model_kw)
         self.log = Log()
         self.hangups: list[tuple[float, str]] = []
-        context = CallContext(call_id="test", direction="inbound", local_uri="", remote_uri="", agent_name="t",
-                              hangup=lambda reason: self.hangups.append((self.clock(), reason)),
-                              send_dtmf=lambda d: None, log=self.log)
+        self.transfers: list[tuple[float, str]] = []
+        self.dtmf_sent: list[str] = []
+
+        def transfer(uri, done):
+            self.transfers.append((self.clock(), uri))
+            done(transfer_ok, "200 OK" if transfer_ok else "486 Busy Here")
+
+        context = CallContext(call_id="test", direction="inbound", local_uri="", remote_uri=remote_uri,
+                              agent_name="t", hangup=lambda reason: self.hangups.append((self.clock(), reason)),
+                              send_dtmf=self.dtmf_sent.append, log=self.log, transfer=transfer)
         self.settings = settings or ConversationSettings(greeting="Hello there.", instructions="Be brief.",
                                                          reprompt_after_s=60, hangup_after_s=120)
-        self.agent = ConversationAgent(context, self.settings, ConversationServices(self.models), clock=self.clock)
+        services = ConversationServices(self.models, {self.settings.agent_name: skills} if skills else None, store)
+        self.agent = ConversationAgent(context, self.settings, services, clock=self.clock)
         self.out: list[tuple[float, bool]] = []  # (time, bot frame was audio)
         self.agent.on_start()
 

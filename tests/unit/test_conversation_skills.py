@@ -1,0 +1,193 @@
+"""Knowledge, tools, keypad and caller memory in the conversation agent, on a fake clock."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.config import DtmfAction
+from gateway.conversation.agent import ConversationSettings
+from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
+from gateway.conversation.skills import AgentSkills
+from gateway.knowledge import KnowledgeBase
+from gateway.store import Store
+from gateway.tools import load_tools
+from tests.unit.conversation_fakes import silence_frames, speech_frames
+from tests.unit.test_conversation import Harness
+
+SETTINGS = ConversationSettings(greeting="Hello there.", instructions="Be brief.", reprompt_after_s=60,
+                                hangup_after_s=120, agent_name="desk")
+TARGETS = {"billing": "sip:2003@pbx.test", "operator": "sip:2000@pbx.test"}
+
+
+@pytest.fixture
+def harness():
+    made = []
+
+    def make(**kw):
+        h = Harness(**kw)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def skills(tmp_path: Path | None = None, tools: list | None = None) -> AgentSkills:
+    knowledge = None
+    if tmp_path is not None:
+        (tmp_path / "kb.md").write_text("# Harbor Dental\n\n## Hours\n\nWe are open Monday to Friday, 8 am to 5 pm.\n")
+        knowledge = KnowledgeBase([tmp_path / "kb.md"])
+        knowledge.build()
+    return AgentSkills("desk", "Be brief.", load_tools(tools or [{"transfer": {"targets": TARGETS}}]), knowledge)
+
+
+def phrases(h: Harness) -> list[str]:
+    return [f["text"] for f in h.log.find("bot_phrase")] + [t["bot"] for t in h.log.find("turn")]
+
+
+def test_a_plain_transfer_request_plays_the_notice_then_transfers_without_the_llm(harness):
+    h = harness(settings=SETTINGS, skills=skills())
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(4, 1.5))
+    end = h.clock()
+    h.run(silence_frames(4.0))
+    assert h.transfers and h.transfers[0][1] == TARGETS["billing"]
+    notice = h.first_audio_after(end)
+    assert notice is not None and notice < h.transfers[0][0]  # the caller heard the notice first
+    assert h.log.find("turn")[0]["bot"] == "Transferring you to billing now."
+    assert not any("transfer me" in m[-1].content for m in h.models.llm.prompts)  # no LLM turn
+
+
+def test_a_failed_transfer_is_spoken(harness):
+    h = harness(settings=SETTINGS, skills=skills(), transfer_ok=False)
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(4, 1.5))
+    h.run(silence_frames(6.0))
+    assert [f["why"] for f in h.log.find("bot_phrase")][-1] == "transfer_failed"
+    assert not h.hangups
+
+
+def test_a_question_the_knowledge_cannot_answer_gets_the_fixed_answer(harness, tmp_path):
+    h = harness(settings=SETTINGS, skills=skills(tmp_path))
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(5, 1.5))
+    h.run(silence_frames(3.0))
+    assert SETTINGS.unknown_answer in phrases(h)
+    assert not h.models.llm.prompts
+
+
+def test_retrieved_facts_go_with_the_callers_message_not_the_system_prompt(harness, tmp_path):
+    h = harness(settings=SETTINGS, skills=skills(tmp_path))
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.5))
+    h.run(silence_frames(3.0))
+    prompt = h.models.llm.prompts[-1]
+    assert "Monday to Friday" in prompt[-1].content and "what are your opening hours" in prompt[-1].content
+    assert "Monday" not in prompt[0].content
+    turn = h.log.find("turn")[0]
+    assert turn["caller"] == "what are your opening hours"  # the history keeps the caller's own words
+
+
+class SlowOrders(http.server.BaseHTTPRequestHandler):
+    delay_s = 0.3
+
+    def do_GET(self):  # noqa: N802
+        time.sleep(self.delay_s)
+        body = b'{"order": "42", "status": "shipped"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def orders_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowOrders)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_an_http_tool_is_acknowledged_at_once_and_its_result_spoken_after(harness, orders_server):
+    tools = [{"http": {"name": "order_status", "description": "Look up an order", "method": "GET",
+                       "url": orders_server + "/orders/{order_id}",
+                       "parameters": {"order_id": {"type": "string", "description": "order number"}}}}]
+    call = 'CALL {"tool": "order_status", "arguments": {"order_id": "42"}}'
+    h = harness(settings=SETTINGS, skills=skills(tools=tools),
+                llm={"script": {"order 42": call, "lookup returned": "Your order has shipped."}})
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(6, 1.5))
+    h.run(silence_frames(3.0))
+    assert SETTINGS.acknowledgement in phrases(h)  # the model said nothing before its call: we did
+    deadline = time.monotonic() + 5
+    while not h.log.find("tool_outcome") and time.monotonic() < deadline:
+        h.run(silence_frames(0.2))
+    h.run(silence_frames(2.0))
+    outcome = h.log.find("tool_outcome")[0]
+    assert outcome["ok"] and "shipped" in outcome["text"]
+    assert "shipped" in h.models.llm.prompts[-1][-1].content
+    assert any("Your order has shipped" in p for p in phrases(h))
+
+
+def test_an_llm_transfer_the_caller_did_not_ask_for_is_not_executed(harness):
+    call = 'Sure. CALL {"tool": "transfer", "arguments": {"target": "billing"}}'
+    h = harness(settings=SETTINGS, skills=skills(), llm={"script": {"opening hours": call}})
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.5))
+    h.run(silence_frames(4.0))
+    assert not h.transfers
+    assert h.log.find("tool_call_rejected")
+
+
+def test_a_keypad_action_transfers_without_the_llm(harness):
+    settings = replace(SETTINGS, dtmf={"0": DtmfAction(transfer="operator")})
+    h = harness(settings=settings, skills=skills())
+    h.run(silence_frames(2.0))
+    h.agent.on_dtmf("0")
+    h.run(silence_frames(3.0))
+    assert h.transfers and h.transfers[0][1] == TARGETS["operator"]
+
+
+def test_unbound_keys_become_one_turn_for_the_llm(harness):
+    h = harness(settings=SETTINGS, skills=skills())
+    h.run(silence_frames(2.0))
+    for digit in "123":
+        h.agent.on_dtmf(digit)
+        h.run(silence_frames(0.2))
+    h.run(silence_frames(3.0))
+    assert "1 2 3" in h.models.llm.prompts[-1][-1].content
+
+
+def test_a_returning_caller_is_greeted_by_name(harness, tmp_path):
+    store = Store(tmp_path / "memory.db")
+    h = harness(settings=SETTINGS, skills=skills(), store=store, remote_uri="<sip:+15551234@pbx.test>",
+                llm={"script": {}})
+    h.agent._caller_lines.append("hi my name is John Smith and I'm calling about a cleaning")
+    h.close()
+    assert store.caller("+15551234").name == "John Smith"
+    h2 = harness(settings=SETTINGS, skills=skills(), store=store, remote_uri="\"J\" <sip:+15551234@pbx.test>")
+    h2.run(silence_frames(1.0))
+    assert h2.log.find("bot_phrase")[0]["text"] == "Welcome back, John Smith! How can I help you today?"
+
+
+def test_intents():
+    assert transfer_target("could you put me through to billing please", TARGETS) == "billing"
+    assert transfer_target("I want to talk to a real person", TARGETS) == "operator"
+    assert transfer_target("what does billing do", TARGETS) is None
+    assert asks_for_transfer("I have a question about my bill, billing please", "billing")
+    assert not asks_for_transfer("what are your opening hours", "billing")
+    assert is_information_question("Do you sell car insurance?")
+    assert is_information_question("what time do you close")
+    assert not is_information_question("can you take a message for doctor smith")
+    assert not is_information_question("my name is John")
