@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     call.add_argument("--agent", help="agent to attach; default: the account's agent")
     call.add_argument("--listen", help="override sip.listen (host:port), e.g. beside a running gateway")
     call.add_argument("uri", help="SIP URI or extension to call")
+    forget = sub.add_parser("forget", help="delete everything remembered about a caller (memory and messages)")
+    forget.add_argument("--config", required=True, help="YAML configuration file (for the database)")
+    forget.add_argument("caller", help="the caller ID (number or SIP URI) to forget")
+    messages = sub.add_parser("messages", help="list the messages callers left (take_message)")
+    messages.add_argument("--config", required=True, help="YAML configuration file (for the database)")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -43,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"voicegate: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("forget", "messages"):
+        return _memory_command(config, args)
     configure_logging(config.logging.level)
     if args.command == "run":
         return _run(config)
@@ -56,6 +64,29 @@ def _check_config(path: str) -> int:
         print(f"voicegate: {exc}", file=sys.stderr)
         return 2
     print(f"{path}: OK ({len(config.sip.accounts)} account(s), agents: {', '.join(config.agents)})")
+    return 0
+
+
+def _memory_command(config, args) -> int:
+    from gateway.store import Store, StoreError, normalize_caller_id
+
+    try:
+        store = Store(config.memory.database)
+    except StoreError as exc:
+        print(f"voicegate: {exc}", file=sys.stderr)
+        return 1
+    with store:
+        if args.command == "messages":
+            for m in store.messages():
+                print(json.dumps({"id": m.id, "at": m.created_at, "caller_id": m.caller_id, "name": m.caller_name,
+                                  "callback": m.callback_number, "message": m.text, "call_id": m.call_id}))
+            return 0
+        caller = normalize_caller_id(args.caller)
+        if caller is None:
+            print(f"voicegate: {args.caller!r} is not a caller ID", file=sys.stderr)
+            return 2
+        deleted = store.forget(caller)
+    print(f"forgot {caller}: {deleted} record(s) deleted")
     return 0
 
 

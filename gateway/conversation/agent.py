@@ -19,6 +19,7 @@ from being taken for the caller (see echo_guard.py).
 from __future__ import annotations
 
 import itertools
+import json
 import queue
 import re
 import threading
@@ -43,7 +44,7 @@ from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speech import ConversationServices, clause_pause_ms, synthesize_line_audio, trim_silence
 from gateway.conversation.turns import Detected, TurnConfig, TurnDetector, TurnEvent
 from gateway.store import normalize_caller_id
-from gateway.tools import ToolCall, ToolCallDetector
+from gateway.tools import ToolCall, ToolCallDetector, parse_tool_call
 from models.base import ChatMessage, ModelError
 from rtp.jitter import FrameType, JitterFrame
 from rtp.resample import int16_to_float, resample
@@ -80,6 +81,7 @@ class ConversationSettings:
     transfer_failed: str = "I'm sorry, the transfer did not go through. Can I take a message instead?"
     tool_failed: str = "I'm sorry, I couldn't get that information right now."
     message_taken: str = "I have taken your message. Someone will get back to you soon."
+    not_understood: str = "Sorry, I didn't quite get that. Could you say it again?"
     dtmf_gap_s: float = 1.5  # keypresses not bound to an action are collected until this pause
 
 
@@ -130,6 +132,8 @@ class _Reply:
     action: ToolCall | None = None  # run once the reply is released (and, for a transfer, has played)
     released_event: threading.Event = field(default_factory=threading.Event)
     retrieval_ms: float | None = None
+    acknowledged: bool = False  # "one moment" already queued for a tool call
+    fallback: str | None = None
     llm_stats: object | None = None  # the engine's stream statistics, if it keeps any (models.llama.StreamStats)
 
 
@@ -166,6 +170,10 @@ class ConversationAgent:
         self._caller_lines: list[str] = []  # everything the caller said (memory, messages)
         self._bot_lines: list[str] = []
         self.call_facts = CallFacts(self.caller_id, transcript=self._transcript)
+        # Whisper is conditioned on the words this call is likely to use: the business's greeting
+        # and the names of transfer targets ("billing" came back as "the building" without it).
+        targets = ", ".join(self.skills.tools.transfer_targets)
+        self._stt_prompt = " ".join(p for p in (settings.greeting, targets and f"Departments: {targets}.") if p)
         # controller state
         self._history: list[ChatMessage] = [ChatMessage("system", self.skills.system_prompt)]
         self._notes: list[str] = []  # tool results that arrived while the caller was talking
@@ -381,7 +389,7 @@ class ConversationAgent:
 
     def _transcribe(self, pcm8k: np.ndarray) -> str:
         audio16k = int16_to_float(resample(pcm8k, 8000, _STT_RATE))
-        return self.models.stt.transcribe(audio16k).text.strip()
+        return self.models.stt.transcribe(audio16k, prompt=self._stt_prompt).text.strip()
 
     def _start_reply(self, audio: list[np.ndarray] | None, index: int, speech_end: float,
                      speculative: bool) -> _Reply | None:
@@ -441,10 +449,11 @@ class ConversationAgent:
             self._say(self.settings.greeting, "greeting")
 
     def _remember_caller(self) -> None:
-        if self.store is None or not self.caller_id or not self._caller_lines:
+        lines = self._caller_lines + [r.user_text for r in self._spoken if r.user_text]
+        if self.store is None or not self.caller_id or not lines:
             return
-        name = next((n for n in map(caller_name, self._caller_lines) if n), None)
-        reason = next((r for r in map(call_reason, self._caller_lines) if r), None)
+        name = next((n for n in map(caller_name, lines) if n), None)
+        reason = next((r for r in map(call_reason, lines) if r), None)
         try:
             self.store.record_call(self.caller_id, name=name, reason=reason)
         except Exception:
@@ -502,18 +511,22 @@ class ConversationAgent:
             if not outcome.ok:
                 self._say(self.settings.tool_failed, "tool_failed")
                 return
-            note = (f"(The {outcome.name} lookup returned: {outcome.text}) "
-                    "Tell the caller the result in one short sentence.")
+            result = speakable(outcome.text)
+            note = (f"The {outcome.name.replace('_', ' ')} lookup found: {result}. "
+                    "Tell the caller this in one short sentence of plain speech.")
             if self.detector.in_speech or (self._reply is not None and not self._reply.done.is_set()):
                 self._notes.append(note)  # the caller's next turn carries it
             else:
-                self._start_followup(note)
+                self._start_followup(note, fallback=f"Here is what I found: {result}.")
 
-    def _start_followup(self, note: str) -> None:
-        """A reply nobody asked for just now: a tool's result, spoken as soon as it arrives."""
+    def _start_followup(self, note: str, fallback: str | None = None) -> None:
+        """A reply nobody asked for just now: a tool's result, spoken as soon as it arrives.
+        `fallback` is said if the model gives nothing speakable (it sometimes answers a result
+        with another tool call)."""
         self._cancel_reply(drop_audio=True)
         self._finalize_history()
-        reply = _Reply(next(self._turns), [], 0, TurnTimings(self.clock(), False), prompt_note=note)
+        reply = _Reply(next(self._turns), [], 0, TurnTimings(self.clock(), False), prompt_note=note,
+                       fallback=fallback)
         self._reply = reply
         done: Future[str] = Future()
         done.set_result("")
@@ -580,6 +593,7 @@ class ConversationAgent:
                 continue
             self.log.info("turn", turn=reply.turn, speculative=reply.timings.speculative, caller=reply.user_text,
                           bot=" ".join(reply.bot_text), cancelled=reply.cancel.is_set(), failed=reply.failed,
+                          retrieval_ms=None if reply.retrieval_ms is None else round(reply.retrieval_ms, 2),
                           **reply.timings.as_ms(), **_llm_fields(reply.llm_stats))
         self._to_log = pending
 
@@ -625,6 +639,7 @@ class ConversationAgent:
         without the model: faster, and a small model cannot get them wrong.
         """
         if reply.prompt_note is not None:
+            self.log.info("follow_up", turn=reply.turn, note=reply.prompt_note[:200])
             return reply.prompt_note
         text = transcript.result()
         if reply.cancel.is_set():
@@ -655,6 +670,9 @@ class ConversationAgent:
                       clauses: queue.Queue[str | _Phrase | None]) -> None:
         """LLM -> spoken clauses as they complete; a tool call at the end becomes `reply.action`."""
         messages = fit_history([*history, ChatMessage("user", content)], self.settings.history_tokens, approx_tokens)
+        if reply.fallback is not None:
+            self._checked_followup(reply, messages, clauses)
+            return
         splitter = ClauseSplitter()
         detector = ToolCallDetector(self.skills.tools.specs) if self.skills.tools.specs else None
         for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
@@ -665,6 +683,12 @@ class ConversationAgent:
             if reply.cancel.is_set():
                 return
             speech = detector.feed(piece) if detector is not None else piece
+            if detector is not None and detector.holding and not reply.acknowledged and not reply.bot_text \
+                    and clauses.empty() and not speech.strip():
+                # The model opened with a tool call: say "one moment" now, not after the whole JSON
+                # (~25 tokens, 0.7 s) has been generated and parsed.
+                reply.acknowledged = True
+                clauses.put(_Phrase(self.settings.acknowledgement))
             for clause in splitter.feed(speech):
                 if reply.timings.first_clause is None:
                     reply.timings.first_clause = self.clock()
@@ -678,12 +702,40 @@ class ConversationAgent:
                 clauses.put(clause)
             if parsed.error:
                 self.log.warning("tool_call_rejected", turn=reply.turn, error=parsed.error)
+                if not spoke and not parsed.speech.strip():
+                    clauses.put(_Phrase(self.settings.not_understood))  # never silence after a bad call
             if parsed.call is not None:
                 spoke = spoke or bool(parsed.speech.strip())
                 self._accept_tool_call(reply, parsed.call, spoke, splitter, clauses)
                 return
         for clause in splitter.flush():
             clauses.put(clause)
+
+    def _checked_followup(self, reply: _Reply, messages: list[ChatMessage],
+                          clauses: queue.Queue[str | _Phrase | None]) -> None:
+        """Tell a tool's result. The whole answer is generated before any of it is spoken and kept
+        only if it is plain speech that mentions the result (the 0.5B model sometimes said "one
+        moment please" again and called the tool a second time); otherwise `reply.fallback` is
+        said. The caller has waited for the tool anyway; one more second buys a right answer."""
+        text = ""
+        for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
+                                                 temperature=self.settings.temperature, cancel=reply.cancel):
+            if reply.timings.llm_first_token is None:
+                reply.timings.llm_first_token = self.clock()
+            text += piece
+        if reply.cancel.is_set():
+            return
+        parsed = parse_tool_call(text, self.skills.tools.specs)
+        facts = re.findall(r"[a-z0-9]{3,}", (reply.fallback or "").split(": ", 1)[-1].lower())
+        words = set(re.findall(r"[a-z0-9]{3,}", parsed.speech.lower()))
+        if parsed.call is None and parsed.error is None and parsed.speech.strip() and words & set(facts):
+            splitter = ClauseSplitter()
+            for clause in [*splitter.feed(parsed.speech), *splitter.flush()]:
+                clauses.put(clause)
+        else:
+            self.log.info("follow_up_fallback", turn=reply.turn, model_said=text[:200])
+            assert reply.fallback is not None
+            clauses.put(reply.fallback)
 
     def _accept_tool_call(self, reply: _Reply, call: ToolCall, spoke: bool, splitter: ClauseSplitter,
                           clauses: queue.Queue[str | _Phrase | None]) -> None:
@@ -692,19 +744,22 @@ class ConversationAgent:
         for clause in splitter.flush():
             clauses.put(clause)
         said = reply.user_text
-        if call.name == "transfer" and not asks_for_transfer(said, call.arguments["target"]):
+        unasked = (call.name == "transfer" and not asks_for_transfer(said, call.arguments["target"])) or (
+            call.name == "hangup" and not _BYE.search(said) and "that's all" not in said.lower())
+        if unasked:
             self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name, error="the caller did not ask")
+            if not spoke:
+                clauses.put(_Phrase(self.settings.not_understood))
             return
-        if call.name == "hangup" and not _BYE.search(said) and "that's all" not in said.lower():
-            self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name, error="the caller did not ask")
-            return
+        if call.name == "take_message" and not _digits_in(call.arguments.get("callback_number"), said):
+            call = ToolCall(call.name, {k: v for k, v in call.arguments.items() if k != "callback_number"})
         reply.action = call
         self.log.info("tool_call_accepted", turn=reply.turn, tool=call.name, arguments=call.arguments)
         if call.name == "transfer":
             clauses.put(_Phrase(self.settings.transfer_notice.format(target=call.arguments["target"])))
         elif call.name == "take_message":
             clauses.put(_Phrase(self.settings.message_taken))
-        elif not spoke and call.name != "hangup":
+        elif not spoke and not reply.acknowledged and call.name != "hangup":
             clauses.put(_Phrase(self.settings.acknowledgement))
 
     def _speaker(self, reply: _Reply, clauses: queue.Queue[str | _Phrase | None]) -> None:
@@ -743,6 +798,26 @@ def _llm_fields(stats: object | None) -> dict[str, float]:
     return {"llm_prompt_tokens": getattr(stats, "prompt_tokens", 0),
             "llm_cached_tokens": getattr(stats, "cached_tokens", 0),
             "llm_wait_ms": round(getattr(stats, "wait_s", 0.0) * 1000, 1)}
+
+
+def speakable(text: str, limit: int = 200) -> str:
+    """A tool's result as words: JSON objects become "key value, key value" (never braces read out)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:limit]
+    if isinstance(data, dict):
+        parts = [f"{str(k).replace('_', ' ')} {v}" for k, v in data.items() if isinstance(v, str | int | float)]
+        return ", ".join(parts)[:limit]
+    if isinstance(data, list):
+        return ", ".join(speakable(json.dumps(item), limit) for item in data[:3])[:limit]
+    return str(data)[:limit]
+
+
+def _digits_in(number: object, text: str) -> bool:
+    """A number the model gives must be one the caller said (it invents plausible phone numbers)."""
+    digits = re.sub(r"\D", "", str(number or ""))
+    return bool(digits) and digits in re.sub(r"\D", "", text)
 
 
 def _rms(pcm: np.ndarray) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from difflib import SequenceMatcher
 
 _TRANSFER_VERB = re.compile(
     r"\b(transfer|connect|put\s+me\s+(through|on)|speak\s+(to|with)|talk\s+(to|with)|get\s+me|"
@@ -22,7 +23,14 @@ _QUESTION_START = re.compile(
     r"should|have|has|may)\b", re.IGNORECASE)
 _NOT_A_LOOKUP = re.compile(
     r"\b(message|transfer|connect|speak|talk|bye|goodbye|thank|thanks|hear\s+me|repeat|you\s+there|"
-    r"my\s+name|call\s+me\s+back|book|appointment|schedule|order)\b", re.IGNORECASE)
+    r"my\s+name|name\s+is|this\s+is|call\s+me\s+back|book|appointment|schedule|order|i\s+need|i\s+want|"
+    r"i'd\s+like|i\s+would\s+like|can\s+you|could\s+you|please)\b", re.IGNORECASE)
+
+
+_SMALL_TALK = re.compile(
+    r"^\W*(hi|hello|hey|yes|yeah|yep|no|nope|okay|ok|sure|great|fine|good|alright|all right|right|perfect|"
+    r"thanks|thank you|i see|got it|cool|wait|hold on|one moment|sorry|pardon|excuse me|uh|um|hmm)\b[\W\w]{0,12}$",
+    re.IGNORECASE)
 
 
 def transfer_target(text: str, targets: Iterable[str]) -> str | None:
@@ -30,10 +38,15 @@ def transfer_target(text: str, targets: Iterable[str]) -> str | None:
     if not _TRANSFER_VERB.search(text):
         return None
     words = text.lower()
+    spoken = re.findall(r"[a-z]+", words)
     for target in targets:
         name = target.lower().replace("_", " ").replace("-", " ")
         stem = name[:-1] if name.endswith("s") else name
         if re.search(rf"\b{re.escape(stem)}", words):
+            return target
+    for target in targets:  # speech-to-text near misses: "building" for "billing"
+        name = target.lower()
+        if len(name) >= 5 and any(SequenceMatcher(None, name, w).ratio() >= 0.75 for w in spoken if len(w) >= 4):
             return target
     if _HUMAN.search(text):
         for target in targets:
@@ -49,9 +62,11 @@ def asks_for_transfer(text: str, target: str) -> bool:
 
 
 def is_information_question(text: str) -> bool:
-    """A question asking the business for information (not a request, a goodbye or small talk):
-    the kind that must be answered from the knowledge base or not at all."""
+    """Whether the caller asks the business for information (not a request, their name, a goodbye
+    or small talk): what must be answered from the knowledge base or not at all. Speech-to-text
+    drops question marks and first words ("do you repair cars" came back as "You repair cars."),
+    so anything but small talk and requests counts."""
     stripped = text.strip()
-    if not stripped or _NOT_A_LOOKUP.search(stripped):
+    if not stripped or _NOT_A_LOOKUP.search(stripped) or _SMALL_TALK.match(stripped):
         return False
-    return stripped.endswith("?") or bool(_QUESTION_START.match(stripped))
+    return stripped.endswith("?") or bool(_QUESTION_START.match(stripped)) or len(stripped.split()) >= 3

@@ -38,7 +38,8 @@ def fixed_phrases(agent: AgentConfig) -> list[str]:
     """Every line the agent may speak without the LLM: synthesized once at start-up."""
     settings = conversation_settings(agent)
     phrases = [settings.greeting, settings.reprompt, settings.goodbye, settings.unknown_answer,
-               settings.acknowledgement, settings.transfer_failed, settings.tool_failed, settings.message_taken]
+               settings.acknowledgement, settings.transfer_failed, settings.tool_failed, settings.message_taken,
+               settings.not_understood]
     phrases += [settings.transfer_notice.format(target=t) for t in agent.tools.transfer_targets]
     phrases += [action.say for action in agent.dtmf.values() if action.say]
     return [p for p in dict.fromkeys(phrases) if p]

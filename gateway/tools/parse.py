@@ -109,6 +109,11 @@ class ToolCallDetector:
         """The reply so far, as generated."""
         return self._text
 
+    @property
+    def holding(self) -> bool:
+        """A call marker was seen: the rest is (probably) a tool call, not speech."""
+        return self._holding
+
     def feed(self, piece: str) -> str:
         if self._done:
             raise RuntimeError("feed() after finish()")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -41,9 +42,11 @@ def speech(text: str, workdir: Path) -> np.ndarray:
 def start_call(gw, tmp_path, peer: RtpPeer, seconds: float) -> threading.Thread:
     scenario = (SCENARIOS / "external_media.xml").read_text()
     scenario = scenario.replace("[peer_port]", str(peer.port)).replace("[call_ms]", str(int(seconds * 1000)))
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "external_media.xml"
     path.write_text(scenario)
     result = {}
+    seen = len(gw.find("call_media"))
 
     def run():
         result["sipp"] = run_sipp(path, f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp", service="voicegate",
@@ -52,7 +55,10 @@ def start_call(gw, tmp_path, peer: RtpPeer, seconds: float) -> threading.Thread:
     thread = threading.Thread(target=run, daemon=True)
     thread.result = result
     thread.start()
-    media = gw.wait_log("call_media", timeout=15)
+    deadline = time.monotonic() + 15
+    while len(gw.find("call_media")) <= seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    media = gw.find("call_media")[seen] if len(gw.find("call_media")) > seen else gw.wait_log("call_media", 0.1)
     peer.start(media["local_port"])
     return thread
 

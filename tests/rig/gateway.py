@@ -58,6 +58,9 @@ class GatewayProcess:
 
     def start(self) -> GatewayProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.command == "run" and "database" not in self.config:
+            # each test its own caller memory: a caller remembered by an earlier test would change the greeting
+            self.config["database"] = str(self.workdir / "voicegate.db")
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         args = [

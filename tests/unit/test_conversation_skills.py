@@ -125,7 +125,7 @@ def test_an_http_tool_is_acknowledged_at_once_and_its_result_spoken_after(harnes
                        "parameters": {"order_id": {"type": "string", "description": "order number"}}}}]
     call = 'CALL {"tool": "order_status", "arguments": {"order_id": "42"}}'
     h = harness(settings=SETTINGS, skills=skills(tools=tools),
-                llm={"script": {"order 42": call, "lookup returned": "Your order has shipped."}})
+                llm={"script": {"order 42": call, "lookup found": "Your order has shipped."}})
     h.run(silence_frames(2.0))
     h.run(speech_frames(6, 1.5))
     h.run(silence_frames(3.0))
@@ -137,7 +137,7 @@ def test_an_http_tool_is_acknowledged_at_once_and_its_result_spoken_after(harnes
     outcome = h.log.find("tool_outcome")[0]
     assert outcome["ok"] and "shipped" in outcome["text"]
     assert "shipped" in h.models.llm.prompts[-1][-1].content
-    assert any("Your order has shipped" in p for p in phrases(h))
+    assert any("shipped" in p for p in phrases(h))  # the model's sentence, or the result read out
 
 
 def test_an_llm_transfer_the_caller_did_not_ask_for_is_not_executed(harness):
