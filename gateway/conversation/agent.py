@@ -38,7 +38,7 @@ from gateway.conversation.caller_facts import call_reason, caller_name
 from gateway.conversation.clauses import ClauseSplitter
 from gateway.conversation.echo_guard import EchoGuard, level_db
 from gateway.conversation.history import approx_tokens, fit_history
-from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
+from gateway.conversation.planner import BYE, plan_turn, unasked_tool_call, without_invented_number
 from gateway.conversation.playout import Playout
 from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speech import ConversationServices, clause_pause_ms, synthesize_line_audio, trim_silence
@@ -49,7 +49,6 @@ from models.base import ChatMessage, ModelError
 from rtp.jitter import FrameType, JitterFrame
 from rtp.resample import int16_to_float, resample
 
-_BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now)\b", re.IGNORECASE)
 _STT_RATE = 16000
 _SILENT_DB = -50.0  # below this the line carries nothing worth judging
 _REUSE_FRAMES = 5  # a transcript covering all but the last 100 ms (trailing silence) is reused
@@ -650,17 +649,17 @@ class ConversationAgent:
             self.log.info("turn_ignored", turn=reply.turn, transcript=reply.user_text)
             reply.user_text = ""
             return None
-        if _BYE.search(reply.user_text) and len(reply.user_text.split()) <= 8:
+        if BYE.search(reply.user_text) and len(reply.user_text.split()) <= 8:
             reply.is_bye = True
             return None
-        target = transfer_target(reply.user_text, self.skills.tools.transfer_targets)
-        if target is not None:
-            reply.action = ToolCall("transfer", {"target": target})
-            return _Phrase(self.settings.transfer_notice.format(target=target))
-        facts, reply.retrieval_ms = self.skills.facts_for(reply.user_text)
-        if facts is None and is_information_question(reply.user_text):
-            return _Phrase(self.settings.unknown_answer)
-        content = reply.user_text if not facts else f"Facts:\n{facts}\n\nCaller: {reply.user_text}"
+        plan = plan_turn(self.skills, reply.user_text, transfer_notice=self.settings.transfer_notice,
+                         unknown_answer=self.settings.unknown_answer)
+        reply.retrieval_ms = plan.retrieval_ms
+        if plan.say is not None:
+            reply.action = plan.action
+            return _Phrase(plan.say)
+        assert plan.content is not None
+        content = plan.content
         if self._notes:
             content = "\n".join([*self._notes, content])
             self._notes = []
@@ -744,15 +743,12 @@ class ConversationAgent:
         for clause in splitter.flush():
             clauses.put(clause)
         said = reply.user_text
-        unasked = (call.name == "transfer" and not asks_for_transfer(said, call.arguments["target"])) or (
-            call.name == "hangup" and not _BYE.search(said) and "that's all" not in said.lower())
-        if unasked:
+        if unasked_tool_call(call, said):
             self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name, error="the caller did not ask")
             if not spoke:
                 clauses.put(_Phrase(self.settings.not_understood))
             return
-        if call.name == "take_message" and not _digits_in(call.arguments.get("callback_number"), said):
-            call = ToolCall(call.name, {k: v for k, v in call.arguments.items() if k != "callback_number"})
+        call = without_invented_number(call, said)
         reply.action = call
         self.log.info("tool_call_accepted", turn=reply.turn, tool=call.name, arguments=call.arguments)
         if call.name == "transfer":
@@ -812,12 +808,6 @@ def speakable(text: str, limit: int = 200) -> str:
     if isinstance(data, list):
         return ", ".join(speakable(json.dumps(item), limit) for item in data[:3])[:limit]
     return str(data)[:limit]
-
-
-def _digits_in(number: object, text: str) -> bool:
-    """A number the model gives must be one the caller said (it invents plausible phone numbers)."""
-    digits = re.sub(r"\D", "", str(number or ""))
-    return bool(digits) and digits in re.sub(r"\D", "", text)
 
 
 def _rms(pcm: np.ndarray) -> float:

@@ -1,0 +1,60 @@
+"""What to do with a caller's turn, decided without audio or threads.
+
+The agent and the quality benchmark both use these functions, so the benchmark measures the
+very prompts, retrieval and tool-call checks a caller meets.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
+from gateway.conversation.skills import AgentSkills
+from gateway.tools import ToolCall
+
+BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """Either a fixed line (`say`, maybe with an `action` to run after it) or the LLM's message."""
+
+    say: str | None = None
+    action: ToolCall | None = None
+    content: str | None = None  # the user message for the LLM (retrieved facts + the caller's words)
+    retrieval_ms: float | None = None
+    unknown: bool = False  # nothing in the knowledge answers this information question
+
+
+def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_answer: str) -> TurnPlan:
+    """Plain transfer requests and questions the knowledge cannot answer are settled here,
+    without the model: faster, and a small model cannot get them wrong."""
+    target = transfer_target(text, skills.tools.transfer_targets)
+    if target is not None:
+        return TurnPlan(say=transfer_notice.format(target=target), action=ToolCall("transfer", {"target": target}))
+    facts, retrieval_ms = skills.facts_for(text)
+    if facts is None and is_information_question(text):
+        return TurnPlan(say=unknown_answer, retrieval_ms=retrieval_ms, unknown=True)
+    content = text if not facts else f"Facts:\n{facts}\n\nCaller: {text}"
+    return TurnPlan(content=content, retrieval_ms=retrieval_ms)
+
+
+def unasked_tool_call(call: ToolCall, caller_said: str) -> bool:
+    """A transfer or hang-up the caller's words do not support: a small model sometimes
+    "transfers" or "hangs up" on a plain question. Such calls are never executed."""
+    if call.name == "transfer":
+        return not asks_for_transfer(caller_said, str(call.arguments.get("target", "")))
+    if call.name == "hangup":
+        return not BYE.search(caller_said) and "that's all" not in caller_said.lower()
+    return False
+
+
+def without_invented_number(call: ToolCall, caller_said: str) -> ToolCall:
+    """Drop a take_message callback number the caller never said (the model invents plausible ones)."""
+    if call.name != "take_message" or "callback_number" not in call.arguments:
+        return call
+    digits = re.sub(r"\D", "", str(call.arguments["callback_number"]))
+    if digits and digits in re.sub(r"\D", "", caller_said):
+        return call
+    return ToolCall(call.name, {k: v for k, v in call.arguments.items() if k != "callback_number"})
