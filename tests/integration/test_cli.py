@@ -54,3 +54,25 @@ def test_run_reports_a_busy_sip_port_and_exits_non_zero(tmp_path):
         done = voicegate("run", "--config", str(path))
     assert done.returncode == 1
     assert "gateway_start_failed" in done.stderr and str(port) in done.stderr
+
+
+def test_forget_deletes_a_callers_memory_and_messages(tmp_path):
+    from gateway.store import Store
+
+    database = tmp_path / "memory.db"
+    with Store(database) as store:
+        store.record_call("+15551234", name="John Smith", reason="a cleaning")
+        store.take_message("call me back", caller_id="+15551234", caller_name="John Smith")
+        store.record_call("+15559999", name="Ann")
+    config = gateway_config()
+    config["database"] = str(database)
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(config))
+    listed = voicegate("messages", "--config", str(path))
+    assert listed.returncode == 0 and "call me back" in listed.stdout
+    done = voicegate("forget", "--config", str(path), "sip:+15551234@pbx.example.com")
+    assert done.returncode == 0, done.stderr
+    assert "+15551234" in done.stdout
+    with Store(database) as store:
+        assert store.caller("+15551234") is None and not store.messages()
+        assert store.caller("+15559999").name == "Ann"  # nobody else forgotten

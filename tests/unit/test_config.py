@@ -153,3 +153,71 @@ def test_openai_compatible_llm(tmp_path):
     config = load_config(write(tmp_path, text), env={})
     assert config.models.llm_engine == "openai" and config.models.llm_base_url.endswith("/v1")
     assert config.models.llm_model == "qwen"
+
+
+SKILLS = """
+sip:
+  listen: "127.0.0.1:5080"
+  default_agent: front-desk
+  routes: {"2005": sales}
+agents:
+  front-desk:
+    type: conversation
+    greeting: "Hello"
+    instructions: "Be brief."
+    knowledge: ["KNOWLEDGE"]
+    tools:
+      - transfer: {targets: {billing: "sip:2003@pbx.example.com", operator: "sip:2000@pbx.example.com"}}
+      - hangup
+      - take_message
+      - http: {name: order_status, description: "Look up an order", method: GET,
+               url: "https://crm.local/orders/{order_id}", headers: {Authorization: "Bearer ${CRM_TOKEN}"},
+               parameters: {order_id: {type: string, description: "The order number"}}, timeout_s: 5}
+    dtmf: {"0": {transfer: operator}, "9": hangup}
+  sales:
+    type: conversation
+    instructions: "Sell."
+database: DATABASE
+memory: {retention_days: 30}
+"""
+
+
+def skills_config(tmp_path: Path, **replace: str) -> str:
+    (tmp_path / "kb").mkdir(exist_ok=True)
+    text = SKILLS.replace("KNOWLEDGE", str(tmp_path / "kb")).replace("DATABASE", str(tmp_path / "vg.db"))
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return text
+
+
+def test_issue_4_contract_loads(tmp_path):
+    config = load_config(write(tmp_path, skills_config(tmp_path)), env={"CRM_TOKEN": "t0k"})
+    agent = config.agents["front-desk"]
+    assert agent.knowledge == (str(tmp_path / "kb"),)
+    assert set(agent.tools.specs) == {"transfer", "hangup", "take_message", "order_status"}
+    assert agent.tools.transfer_targets["billing"] == "sip:2003@pbx.example.com"
+    assert agent.tools.http["order_status"].headers["Authorization"] == "Bearer t0k"
+    assert agent.dtmf["0"].transfer == "operator" and agent.dtmf["9"].hangup
+    assert config.sip.routes == {"2005": "sales"}
+    assert config.memory.database == str(tmp_path / "vg.db") and config.memory.retention_days == 30
+
+
+@pytest.mark.parametrize(("change", "key", "expected"), [
+    ({'"0": {transfer: operator}': '"0": {transfer: sales}'}, "agents.front-desk.dtmf.0.transfer",
+     "a transfer target of this agent"),
+    ({'"0": {transfer: operator}': '"12": {transfer: operator}'}, "agents.front-desk.dtmf.12", "a single keypad key"),
+    ({"      - hangup\n": "      - teleport\n"}, "agents.front-desk.tools[1]", "unknown tool"),
+    ({'knowledge: ["': 'knowledge: ["/nonexistent/'}, "agents.front-desk.knowledge[0]", "an existing file or folder"),
+    ({"routes: {\"2005\": sales}": "routes: {\"2005\": nobody}"}, "sip.routes.2005", "the name of an agent"),
+    ({"database: ": "database: postgresql://db/x #"}, "database", "a SQLite file path"),
+])
+def test_issue_4_config_errors_name_the_key(tmp_path, change, key, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, skills_config(tmp_path, **change)), env={"CRM_TOKEN": "t"})
+    assert err.value.key == key and expected in str(err.value), str(err.value)
+
+
+def test_a_missing_secret_for_a_tool_header_names_the_key(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, skills_config(tmp_path)), env={})
+    assert "CRM_TOKEN" in str(err.value) and "tools" in err.value.key
