@@ -54,6 +54,7 @@ _SILENT_DB = -50.0  # below this the line carries nothing worth judging
 _REUSE_FRAMES = 5  # a transcript covering all but the last 100 ms (trailing silence) is reused
 _QUIET_BELOW_SPEECH_DB = 30.0  # a frame this far below the caller's speech peak is no speech
 _QUIET_ABOVE_NOISE_DB = 10.0  # ... unless it stands out of the line's noise by more than this
+_FIRST_AUDIO_WAIT_S = 0.3  # longest the LLM pauses for the first clause's TTS
 _PEAK_DECAY_DB = 0.05  # per 20 ms frame: the speech peak follows a caller who gets quieter
 
 
@@ -133,6 +134,7 @@ class _Reply:
     retrieval_ms: float | None = None
     acknowledged: bool = False  # "one moment" already queued for a tool call
     fallback: str | None = None
+    first_audio: threading.Event = field(default_factory=threading.Event)  # the first clause is queued to play
     llm_stats: object | None = None  # the engine's stream statistics, if it keeps any (models.llama.StreamStats)
 
 
@@ -691,6 +693,12 @@ class ConversationAgent:
             for clause in splitter.feed(speech):
                 if reply.timings.first_clause is None:
                     reply.timings.first_clause = self.clock()
+                    clauses.put(clause)
+                    # Let the first clause's synthesis have both cores: the next tokens are not
+                    # needed until its audio has played, and on 2 cores a TTS run beside the token
+                    # loop took ~130 ms instead of ~50 (the engines' threads spin between steps).
+                    reply.first_audio.wait(_FIRST_AUDIO_WAIT_S)
+                    continue
                 clauses.put(clause)
         if reply.cancel.is_set():
             return
@@ -778,6 +786,7 @@ class ConversationAgent:
                 reply.timings.first_tts_audio = self.clock()
             reply.bot_text.append(clause)
             self.playout.push(reply.turn, audio, clause)
+            reply.first_audio.set()
 
 
 @dataclass(frozen=True)
