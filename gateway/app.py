@@ -47,6 +47,9 @@ class Gateway:
             raise
         log.info("gateway_ready", accounts=[a.name for a in self.accounts], max_calls=self.config.sip.max_calls,
                  rtp_ports=f"{self.ports.first}-{self.ports.last}")
+        if not self.config.sip.trusted_sources:
+            log.warning("sip_trusted_sources_unset",
+                        hint="INVITEs are accepted from any address; set sip.trusted_sources to the PBX's addresses")
 
     def originate(self, uri: str, account: str | None = None, agent: str | None = None) -> Future:
         """Place an outbound call (any thread); the Future gives its Call-ID."""

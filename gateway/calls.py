@@ -22,6 +22,7 @@ from gateway.config import Config
 from gateway.sdp import MediaAddress
 from gateway.sip.account import GatewayAccount
 from gateway.sip.call import NegotiatedMedia, SipCall
+from gateway.sip.guard import SourceGuard
 from gateway.sip.stack import SipStack
 from rtp.clock import MediaClock
 from rtp.g711 import codec_by_name
@@ -92,6 +93,9 @@ class CallManager:
                  services: ConversationServices | None = None):
         self.config = config
         self.services = services
+        self.guard = SourceGuard(config.sip.trusted_sources, config.sip.invites_per_source_per_s,
+                                 config.sip.invite_burst)
+        self.on_security_event: Callable[[str], None] = lambda kind: None
         self.stack = stack
         self.clock = clock
         self.ports = ports
@@ -137,10 +141,18 @@ class CallManager:
 
     # -- SIP thread ----------------------------------------------------------------------------
 
-    def incoming(self, account: GatewayAccount, pj_call_id: int) -> None:
+    def incoming(self, account: GatewayAccount, pj_call_id: int, source: str = "") -> None:
         sip = SipCall(account, self, pj_call_id)
         info = sip.getInfo()
         call_log = log.bind(call_id=info.callIdString)
+        verdict = self.guard.check_invite(source)
+        if not verdict.allowed:
+            # one line per event with src_ip: what fail2ban matches (docs/operations.md)
+            call_log.warning("sip_security_event", kind=verdict.kind, src_ip=verdict.src_ip, source=source,
+                             remote=info.remoteUri, response=verdict.code)
+            self.on_security_event(verdict.kind)
+            self._reject(sip, pj_call_id, verdict.code)
+            return
         if len(self._calls) >= self.config.sip.max_calls:
             call_log.warning("call_rejected_busy", remote=info.remoteUri, active=len(self._calls),
                              max_calls=self.config.sip.max_calls)

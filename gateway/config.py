@@ -71,6 +71,9 @@ class SipConfig:
     accounts: tuple[AccountConfig, ...] = ()
     user_agent: str = "voicegate"
     routes: Mapping[str, str] = field(default_factory=dict)  # dialled number (R-URI user) -> agent
+    trusted_sources: tuple[str, ...] = ()  # networks INVITEs may come from; empty: anywhere (a warning)
+    invites_per_source_per_s: float = 5.0
+    invite_burst: int = 20
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,21 @@ class MemoryConfig:
     database: str = str(Path.home() / ".local" / "share" / "voicegate" / "voicegate.db")
     enabled: bool = True  # remember callers (name, last reason) by caller ID
     retention_days: float = 365.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The operator's HTTP port: metrics, health, and the control API (bearer token)."""
+
+    listen: HostPort | None = None  # None: no HTTP server
+    token: str | None = None  # None: control API disabled (metrics and health still served)
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    directory: str | None = None  # None: no call records
+    audio: bool = False  # also a stereo WAV per call (caller left, bot right)
+    retention_days: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
 
     @property
     def needs_models(self) -> bool:
@@ -490,7 +510,8 @@ def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
 
 def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> SipConfig:
     data = r.mapping(raw, "sip", {"listen", "public_address", "max_calls", "default_agent", "accounts",
-                                  "user_agent", "routes"}, {"listen"})
+                                  "user_agent", "routes", "trusted_sources", "invites_per_source_per_s",
+                                  "invite_burst"}, {"listen"})
     listen = r.host_port(data["listen"], "sip.listen")
     public = r.optional(data, "public_address", "sip", r.string, None)
     if public is None:
@@ -528,6 +549,45 @@ def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> Sip
         accounts=accounts,
         user_agent=r.optional(data, "user_agent", "sip", r.string, "voicegate"),
         routes=_read_routes(r, data.get("routes"), agents),
+        trusted_sources=_read_networks(r, data.get("trusted_sources"), "sip.trusted_sources"),
+        invites_per_source_per_s=r.optional(data, "invites_per_source_per_s", "sip",
+                                            lambda v, k: r.number(v, k, 0.01, 10000), 5.0),
+        invite_burst=r.optional(data, "invite_burst", "sip", lambda v, k: r.integer(v, k, 1, 100000), 20),
+    )
+
+
+def _read_networks(r: _Reader, raw: object, key: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise r.fail(key, 'a list of addresses or networks, e.g. ["10.0.0.5/32"]', raw)
+    networks = []
+    for i, item in enumerate(raw):
+        text = r.string(item, f"{key}[{i}]")
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise r.fail(f"{key}[{i}]", "an IP address or network (CIDR)", text) from None
+    return tuple(networks)
+
+
+def _read_http(r: _Reader, raw: object) -> HttpConfig:
+    data = r.mapping(raw, "http", {"listen", "token"})
+    listen = r.host_port(data["listen"], "http.listen") if "listen" in data else None
+    token = r.optional(data, "token", "http", r.string, None)
+    if token is not None and len(token) < 16:
+        raise r.fail("http.token", "a token of at least 16 characters (e.g. from `openssl rand -hex 24`)",
+                     has_got=False)
+    return HttpConfig(listen=listen, token=token)
+
+
+def _read_recording(r: _Reader, raw: object) -> RecordingConfig:
+    data = r.mapping(raw, "recording", {"directory", "audio", "retention_days"})
+    return RecordingConfig(
+        directory=r.optional(data, "directory", "recording", r.string, None),
+        audio=r.optional(data, "audio", "recording", r.boolean, False),
+        retention_days=r.optional(data, "retention_days", "recording", lambda v, k: r.number(v, k, 0.01, 36500),
+                                  30.0),
     )
 
 
@@ -578,7 +638,8 @@ def _read_logging(r: _Reader, raw: object) -> LoggingConfig:
 def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Validate an already-parsed YAML document."""
     r = _Reader(source, os.environ if env is None else env)
-    top = r.mapping(data, "", {"sip", "rtp", "agents", "logging", "models", "memory", "database"}, {"sip", "agents"})
+    top = r.mapping(data, "", {"sip", "rtp", "agents", "logging", "models", "memory", "database", "http",
+                               "recording"}, {"sip", "agents"})
     agents_raw = top["agents"]
     if not isinstance(agents_raw, dict) or not agents_raw:
         raise r.fail("agents", "at least one agent", agents_raw)
@@ -595,6 +656,8 @@ def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] 
         logging=_read_logging(r, top.get("logging", {})),
         models=_read_models(r, top.get("models", {})),
         memory=_read_memory(r, top.get("memory", {}), top.get("database")),
+        http=_read_http(r, top.get("http", {})),
+        recording=_read_recording(r, top.get("recording", {})),
     )
 
 

@@ -41,7 +41,7 @@ class GatewayAccount(pj.Account):
     """One pjsua account; incoming calls on it go to `agent`."""
 
     def __init__(self, stack: SipStack, agent: str, name: str,
-                 on_incoming: Callable[[GatewayAccount, int], None],
+                 on_incoming: Callable[[GatewayAccount, int, str], None],
                  config: AccountConfig | None = None):
         super().__init__()
         self.stack = stack
@@ -91,7 +91,11 @@ class GatewayAccount(pj.Account):
     # -- callbacks (SIP thread) ----------------------------------------------------------------
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self._on_incoming(self, prm.callId)
+        try:
+            source = prm.rdata.srcAddress  # "ip:port" the INVITE came from (not its headers: those lie)
+        except Exception:
+            source = ""
+        self._on_incoming(self, prm.callId, source)
 
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         code, reason, expiration = prm.code, prm.reason, prm.expiration
