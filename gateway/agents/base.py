@@ -31,6 +31,10 @@ class CallContext:
     # success the call is hung up for us; on failure it goes on and the agent is told why.
     transfer: Callable[[str, Callable[[bool, str], None]], None] = lambda uri, done: done(False, "not supported")
     log: structlog.typing.FilteringBoundLogger = field(default_factory=lambda: structlog.get_logger("agent"))
+    # (kind, fields) -> None: what happened on the call, for its record and the metrics (see
+    # gateway/records.py for the kinds). Must return at once; called from the agent's threads.
+    record: Callable[..., None] = lambda kind, **fields: None
+    variables: dict[str, str] = field(default_factory=dict)  # originate variables ({name} in greeting/instructions)
 
 
 class Agent(Protocol):

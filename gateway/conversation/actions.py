@@ -9,6 +9,7 @@ the caller hears when an outcome arrives (a result, an apology, a goodbye).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class ToolOutcome:
     ok: bool
     text: str  # for the LLM (HTTP result) or the log
     arguments: dict
+    started: float = 0.0  # time.time() the action began
 
 
 @dataclass
@@ -47,6 +49,7 @@ class ToolExecutor:
         self._post = post
         self._stopped = stopped
         self.log = context.log
+        self._started: dict[int, float] = {}
 
     def start(self, call: ToolCall, wait: Callable[[], bool] = lambda: True) -> None:
         """Run `call` on its own thread once `wait()` returns True (e.g. after the bot's notice
@@ -60,6 +63,7 @@ class ToolExecutor:
                 self.log.info("tool_call_dropped", tool=call.name)
                 return
             self.log.info("tool_call", tool=call.name, arguments=call.arguments)
+            self._started[id(call)] = time.time()
             self._execute(call)
         except Exception as exc:
             self.log.exception("tool_call_failed", tool=call.name)
@@ -104,4 +108,5 @@ class ToolExecutor:
         self._done(call, True, f"message {message_id} saved")
 
     def _done(self, call: ToolCall, ok: bool, text: str) -> None:
-        self._post(("tool_outcome", ToolOutcome(call.name, ok, text, dict(call.arguments))))
+        started = self._started.pop(id(call), time.time())
+        self._post(("tool_outcome", ToolOutcome(call.name, ok, text, dict(call.arguments), started)))

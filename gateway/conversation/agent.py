@@ -134,6 +134,7 @@ class _Reply:
     retrieval_ms: float | None = None
     acknowledged: bool = False  # "one moment" already queued for a tool call
     fallback: str | None = None
+    audio_s: float = 0.0  # seconds of audio queued for this reply
     first_audio: threading.Event = field(default_factory=threading.Event)  # the first clause is queued to play
     llm_stats: object | None = None  # the engine's stream statistics, if it keeps any (models.llama.StreamStats)
 
@@ -177,6 +178,11 @@ class ConversationAgent:
         self._stt_prompt = " ".join(p for p in (settings.greeting, targets and f"Departments: {targets}.") if p)
         # controller state
         self._history: list[ChatMessage] = [ChatMessage("system", self.skills.system_prompt)]
+        self._greeting = _fill(settings.greeting, context.variables)
+        if context.variables:  # an originated call's details (a reminder's name and time): after the
+            # fixed system prompt, so its KV cache still serves this call
+            details = "; ".join(f"{k}: {v}" for k, v in context.variables.items())
+            self._history.append(ChatMessage("system", f"Details for this call: {details}."))
         self._notes: list[str] = []  # tool results that arrived while the caller was talking
         self._digits: list[str] = []
         self._last_digit_at = 0.0
@@ -339,6 +345,7 @@ class ConversationAgent:
     def _on_barge_in(self, onset: float, now: float, heard: dict[int, str]) -> None:
         self.log.info("barge_in", onset_to_silence_ms=round((now - onset) * 1000, 1),
                       heard=" | ".join(heard.values()))
+        self.context.record("barge_in", at=self._wall(onset), onset_to_silence_ms=round((now - onset) * 1000, 1))
         self._finalize_history(heard)
         self._cancel_reply()
 
@@ -432,6 +439,8 @@ class ConversationAgent:
             self._ending = reply.turn
         self._bot_lines.append(text)
         self.log.info("bot_phrase", why=why, text=text)
+        audio_s = len(self.services.phrase(text)) / 8000
+        self.context.record("bot_speech", start=time.time(), end=time.time() + audio_s, text=text, interrupted=False)
         return reply
 
     # -- memory, keypad and tools (controller thread) ----------------------------------------------
@@ -447,7 +456,7 @@ class ConversationAgent:
             self.log.info("caller_recognised", caller_id=self.caller_id, calls=known.call_count)
             self._say(self.settings.returning_greeting.format(name=known.name), "greeting_returning")
         else:
-            self._say(self.settings.greeting, "greeting")
+            self._say(self._greeting, "greeting")
 
     def _remember_caller(self) -> None:
         lines = self._caller_lines + [r.user_text for r in self._spoken if r.user_text]
@@ -500,6 +509,8 @@ class ConversationAgent:
 
     def _on_tool_outcome(self, outcome: ToolOutcome) -> None:
         self.log.info("tool_outcome", tool=outcome.name, ok=outcome.ok, text=outcome.text[:200])
+        self.context.record("tool_call", tool=outcome.name, arguments=outcome.arguments, start=outcome.started,
+                            end=time.time(), ok=outcome.ok)
         if outcome.name == "hangup":
             self._say(self.settings.goodbye, "tool_hangup", ends_call=True)
         elif outcome.name == "transfer":
@@ -596,7 +607,24 @@ class ConversationAgent:
                           bot=" ".join(reply.bot_text), cancelled=reply.cancel.is_set(), failed=reply.failed,
                           retrieval_ms=None if reply.retrieval_ms is None else round(reply.retrieval_ms, 2),
                           **reply.timings.as_ms(), **_llm_fields(reply.llm_stats))
+            self._record_turn(reply)
         self._to_log = pending
+
+    def _wall(self, t: float) -> float:
+        """A time on the agent's clock as Unix time (records are read by people and other tools)."""
+        return time.time() - (self.clock() - t)
+
+    def _record_turn(self, reply: _Reply) -> None:
+        end = self._wall(reply.timings.speech_end)
+        if reply.user_text:
+            start = end - max(0.0, reply.end_index * 0.02 - self.settings.preroll_ms / 1000)
+            self.context.record("caller_speech", start=start, end=end, text=reply.user_text)
+        self.context.record("turn", turn=reply.turn, caller=reply.user_text, bot=" ".join(reply.bot_text),
+                            speech_end=end, stages=reply.timings.as_ms(), cancelled=reply.cancel.is_set())
+        if reply.timings.first_rtp is not None:
+            start = self._wall(reply.timings.first_rtp)
+            self.context.record("bot_speech", start=start, end=start + reply.audio_s, text=" ".join(reply.bot_text),
+                                interrupted=reply.cancel.is_set())
 
     # -- reply thread --------------------------------------------------------------------------
 
@@ -785,6 +813,7 @@ class ConversationAgent:
             if reply.timings.first_tts_audio is None:
                 reply.timings.first_tts_audio = self.clock()
             reply.bot_text.append(clause)
+            reply.audio_s += len(audio) / 8000
             self.playout.push(reply.turn, audio, clause)
             reply.first_audio.set()
 
@@ -803,6 +832,11 @@ def _llm_fields(stats: object | None) -> dict[str, float]:
     return {"llm_prompt_tokens": getattr(stats, "prompt_tokens", 0),
             "llm_cached_tokens": getattr(stats, "cached_tokens", 0),
             "llm_wait_ms": round(getattr(stats, "wait_s", 0.0) * 1000, 1)}
+
+
+def _fill(template: str, variables: Mapping[str, str]) -> str:
+    """`{name}` placeholders filled from the call's variables; unknown ones are left as they are."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(variables.get(m.group(1), m.group(0))), template)
 
 
 def speakable(text: str, limit: int = 200) -> str:
