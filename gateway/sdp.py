@@ -76,8 +76,11 @@ def rewrite_local_sdp(sdp: str, media: MediaAddress) -> str:
 def parse_address(text: str) -> tuple[str, int]:
     """Parse pjsua's "host:port" / "[v6]:port" address string."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise SdpError(f"bad address {text!r}")
     host = host.strip("[]")
-    ipaddress.ip_address(host)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as exc:  # one error type for the caller, as for every other bad address
+        raise SdpError(f"bad address {text!r}") from exc
     return host, int(port)

@@ -38,13 +38,19 @@ from gateway.conversation.caller_facts import call_reason, caller_name
 from gateway.conversation.clauses import ClauseSplitter
 from gateway.conversation.echo_guard import EchoGuard, level_db
 from gateway.conversation.history import approx_tokens, fit_history
-from gateway.conversation.planner import BYE, plan_turn, unasked_tool_call, without_invented_number
+from gateway.conversation.planner import (
+    is_goodbye,
+    plan_turn,
+    unasked_tool_call,
+    ungrounded_arguments,
+    without_invented_number,
+)
 from gateway.conversation.playout import Playout
 from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speech import ConversationServices, clause_pause_ms, synthesize_line_audio, trim_silence
 from gateway.conversation.turns import Detected, TurnConfig, TurnDetector, TurnEvent
 from gateway.store import normalize_caller_id
-from gateway.tools import ToolCall, ToolCallDetector, parse_tool_call
+from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolCallDetector, parse_tool_call
 from models.base import ChatMessage, ModelError
 from rtp.jitter import FrameType, JitterFrame
 from rtp.resample import int16_to_float, resample
@@ -135,6 +141,7 @@ class _Reply:
     acknowledged: bool = False  # "one moment" already queued for a tool call
     fallback: str | None = None
     audio_s: float = 0.0  # seconds of audio queued for this reply
+    phrases: list[str] = field(default_factory=list)  # fixed lines in it ("one moment"): not for the history
     first_audio: threading.Event = field(default_factory=threading.Event)  # the first clause is queued to play
     llm_stats: object | None = None  # the engine's stream statistics, if it keeps any (models.llama.StreamStats)
 
@@ -561,7 +568,10 @@ class ConversationAgent:
             if interrupted is None and (self.playout.has_audio(reply.turn) or not reply.done.is_set()):
                 keep.append(reply)
                 continue
-            said = interrupted.get(reply.turn, "") if interrupted is not None else " ".join(reply.bot_text)
+            # Fixed lines stay out of the history: after a few "One moment, please." turns the 0.5B
+            # model answered everything with it.
+            said = interrupted.get(reply.turn, "") if interrupted is not None else " ".join(
+                c for c in reply.bot_text if c not in reply.phrases)
             if reply.user_text:
                 self._history.append(ChatMessage("user", reply.user_text))
                 self._caller_lines.append(reply.user_text)
@@ -679,7 +689,7 @@ class ConversationAgent:
             self.log.info("turn_ignored", turn=reply.turn, transcript=reply.user_text)
             reply.user_text = ""
             return None
-        if BYE.search(reply.user_text) and len(reply.user_text.split()) <= 8:
+        if is_goodbye(reply.user_text):
             reply.is_bye = True
             return None
         plan = plan_turn(self.skills, reply.user_text, transfer_notice=self.settings.transfer_notice,
@@ -779,6 +789,13 @@ class ConversationAgent:
         for clause in splitter.flush():
             clauses.put(clause)
         said = reply.user_text
+        ungrounded = ungrounded_arguments(call, said, frozenset(BUILTIN_TOOLS))
+        if ungrounded is not None:
+            self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name,
+                             error=f"argument {ungrounded!r} is not in what the caller said")
+            if not spoke:
+                clauses.put(_Phrase(self.settings.not_understood))
+            return
         if unasked_tool_call(call, said):
             self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name, error="the caller did not ask")
             if not spoke:
@@ -804,6 +821,7 @@ class ConversationAgent:
                 return
             if isinstance(item, _Phrase):
                 clause, audio = item.text, self.services.phrase(item.text)
+                reply.phrases.append(clause)
             else:
                 clause = item
                 audio = synthesize_line_audio(self.models.tts, clause, cancel=reply.cancel)

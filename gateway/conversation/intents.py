@@ -24,7 +24,7 @@ _QUESTION_START = re.compile(
 _NOT_A_LOOKUP = re.compile(
     r"\b(message|transfer|connect|speak|talk|bye|goodbye|thank|thanks|hear\s+me|repeat|you\s+there|"
     r"my\s+name|name\s+is|this\s+is|call\s+me\s+back|book|appointment|schedule|order|i\s+need|i\s+want|"
-    r"i'd\s+like|i\s+would\s+like|can\s+you|could\s+you|please)\b", re.IGNORECASE)
+    r"i'd\s+like|i\s+would\s+like)\b", re.IGNORECASE)
 
 
 _SMALL_TALK = re.compile(
@@ -43,6 +43,10 @@ def transfer_target(text: str, targets: Iterable[str]) -> str | None:
         name = target.lower().replace("_", " ").replace("-", " ")
         stem = name[:-1] if name.endswith("s") else name
         if re.search(rf"\b{re.escape(stem)}", words):
+            return target
+    for target in targets:  # the department's word stem: "my bill" for billing
+        stem = re.sub(r"(ing|er|s)$", "", target.lower())
+        if len(stem) >= 4 and any(w.startswith(stem) for w in spoken):
             return target
     for target in targets:  # speech-to-text near misses: "building" for "billing"
         name = target.lower()

@@ -13,7 +13,13 @@ from gateway.conversation.intents import asks_for_transfer, is_information_quest
 from gateway.conversation.skills import AgentSkills
 from gateway.tools import ToolCall
 
-BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now)\b", re.IGNORECASE)
+BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now|that'?s all|that is all|"
+                 r"nothing else)\b", re.IGNORECASE)
+
+
+def is_goodbye(text: str) -> bool:
+    """The caller ends the call ("okay thanks, bye", "that is all I needed, thank you")."""
+    return bool(BYE.search(text)) and len(text.split()) <= 8
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,8 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
     if target is not None:
         return TurnPlan(say=transfer_notice.format(target=target), action=ToolCall("transfer", {"target": target}))
     facts, retrieval_ms = skills.facts_for(text)
-    if facts is None and is_information_question(text):
+    names_a_target = transfer_target(f"transfer {text}", skills.tools.transfer_targets) is not None
+    if facts is None and is_information_question(text) and not names_a_target:
         return TurnPlan(say=unknown_answer, retrieval_ms=retrieval_ms, unknown=True)
     content = text if not facts else f"Facts:\n{facts}\n\nCaller: {text}"
     return TurnPlan(content=content, retrieval_ms=retrieval_ms)
@@ -46,8 +53,23 @@ def unasked_tool_call(call: ToolCall, caller_said: str) -> bool:
     if call.name == "transfer":
         return not asks_for_transfer(caller_said, str(call.arguments.get("target", "")))
     if call.name == "hangup":
-        return not BYE.search(caller_said) and "that's all" not in caller_said.lower()
+        return not BYE.search(caller_said)
     return False
+
+
+def ungrounded_arguments(call: ToolCall, caller_said: str, builtin: frozenset[str]) -> str | None:
+    """An HTTP tool's number-like argument the caller never said ("order 12345" invented for a
+    question about opening hours): the lookup must not run. Returns the offending argument."""
+    if call.name in builtin:
+        return None
+    said = re.sub(r"\D", "", caller_said)
+    for key, value in call.arguments.items():
+        digits = re.sub(r"\D", "", str(value))
+        if digits and digits not in said:
+            return key
+    if not said and call.arguments:
+        return next(iter(call.arguments))  # a lookup with arguments, on words that carry no number
+    return None
 
 
 def without_invented_number(call: ToolCall, caller_said: str) -> ToolCall:

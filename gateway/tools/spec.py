@@ -171,6 +171,8 @@ def validate_arguments(spec: ToolSpec, args: object) -> dict[str, Any]:
     if not isinstance(args, Mapping):
         raise ToolError(f"{spec.name}: arguments must be an object, got {type(args).__name__}")
     expected = ", ".join(spec.parameters) or "none"
+    # the prompt marks optional arguments "name?"; small models copy the mark into the key
+    args = {(str(k)[:-1] if str(k).endswith("?") and str(k)[:-1] in spec.parameters else k): v for k, v in args.items()}
     extra = [str(k) for k in args if k not in spec.parameters]
     if extra:
         raise ToolError(f"{spec.name}: unknown argument {', '.join(map(repr, extra))} (expected: {expected})")
