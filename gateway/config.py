@@ -382,8 +382,10 @@ def _read_knowledge(r: _Reader, raw: object, key: str) -> tuple[str, ...]:
     if not isinstance(items, list):
         raise r.fail(key, "a list of files or folders", raw)
     paths = []
+    base = Path(r.file).resolve().parent if not r.file.startswith("<") else Path.cwd()
     for i, item in enumerate(items):
         path = r.string(item, f"{key}[{i}]")
+        path = str(base / path) if not Path(path).is_absolute() else path  # relative to the config file
         if not Path(path).exists():
             raise r.fail(f"{key}[{i}]", "an existing file or folder", path)
         paths.append(path)

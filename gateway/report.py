@@ -254,9 +254,9 @@ def _draw_turns(ax: Axes, call: _Call, x_end: float) -> None:
         for seg in turn.segments:
             ax.barh(row, seg.width_s, left=seg.start_s, height=_BAR_HEIGHT, color=seg.colour)
         end = max([s.start_s + s.width_s for s in turn.segments], default=turn.speech_end_s)
-        right_side = end < 0.7 * x_end
+        right_side = end < 0.7 * x_end  # late turns: note left of the bar, so it stays inside the axes
         ax.text(
-            end + 0.01 * x_end if right_side else end - 0.01 * x_end,
+            end + 0.01 * x_end if right_side else turn.speech_end_s - 0.01 * x_end,
             row,
             _turn_note(turn),
             fontsize=7,
