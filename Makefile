@@ -65,6 +65,11 @@ bench: deps apt-deps
 	$(PY) bench/bench_jitter.py
 	$(PY) bench/bench_echo.py
 	$(PY) bench/bench_voice_latency.py
+	$(PY) bench/bench_call_latency.py
+	$(PY) bench/bench_call_latency.py --calls 2
+	$(PY) bench/bench_retrieval.py
+	$(PY) bench/bench_quality.py
+	$(PY) bench/bench_quality.py --smollm
 
 lint: deps
 	$(VENV)/bin/ruff check gateway rtp models tests bench

@@ -182,13 +182,13 @@ class Caller:
         route = "llm+facts" if plan.content.startswith("Facts:") else "llm"
         messages = fit_history([*history, ChatMessage("user", plan.content)], s.history_tokens, approx_tokens)
         try:
-            outcome = self._stream(turn, messages)
+            outcome = self._stream(turn, messages, plan.best_fact)
         except ModelError as exc:
             return Outcome(turn, "llm-error", f"<{exc}>", retrieval_ms=plan.retrieval_ms)
         outcome.route, outcome.retrieval_ms = route, plan.retrieval_ms
         return outcome
 
-    def _stream(self, turn: Turn, messages: list[ChatMessage]) -> Outcome:
+    def _stream(self, turn: Turn, messages: list[ChatMessage], best_fact: str | None) -> Outcome:
         """ConversationAgent._stream_reply without TTS: the spoken clauses and fixed lines, in order."""
         s, specs = self.settings, self.skills.tools.specs
         splitter, detector = ClauseSplitter(), ToolCallDetector(specs) if specs else None
@@ -210,23 +210,25 @@ class Caller:
             spoken += splitter.feed(parsed.unspoken)
             outcome.error = parsed.error
             if parsed.error and not spoke and not parsed.speech.strip():
-                spoken.append(s.not_understood)
+                spoken.append(best_fact or s.not_understood)
             if parsed.call is not None:
                 spoke = spoke or bool(parsed.speech.strip())
                 spoken += splitter.flush()
-                self._accept(outcome, parsed.call, spoke, acknowledged, spoken)
+                self._accept(outcome, parsed.call, spoke, acknowledged, spoken, best_fact)
         spoken += splitter.flush()
         outcome.reply = " ".join(spoken)
         outcome.spoken = spoken
         return outcome
 
-    def _accept(self, outcome: Outcome, call: ToolCall, spoke: bool, acknowledged: bool, spoken: list[str]) -> None:
-        """ConversationAgent._accept_tool_call: an unasked transfer or hang-up is refused."""
+    def _accept(self, outcome: Outcome, call: ToolCall, spoke: bool, acknowledged: bool, spoken: list[str],
+                best_fact: str | None) -> None:
+        """ConversationAgent._accept_tool_call: an unasked transfer or hang-up, or a lookup with
+        arguments the caller never said, is refused; the best retrieved fact is said instead."""
         s, said = self.settings, outcome.turn.said
         if unasked_tool_call(call, said) or ungrounded_arguments(call, said, frozenset(BUILTIN_TOOLS)):
             outcome.rejected = call
-            if not spoke:
-                spoken.append(s.not_understood)
+            if not spoke or acknowledged:
+                spoken.append(best_fact or s.not_understood)
             return
         call = outcome.call = without_invented_number(call, said)
         if call.name == "transfer":

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future
+from pathlib import Path
 
 import structlog
 
 from gateway.calls import CallManager
 from gateway.config import Config
+from gateway.http_api import HttpApi
+from gateway.metrics import Metrics
+from gateway.operations import GatewayOperations
+from gateway.records import purge_records
 from gateway.sip.account import GatewayAccount
 from gateway.sip.stack import SipStack, StackSettings
 from rtp.clock import MediaClock
@@ -33,7 +39,10 @@ class Gateway:
         self.ports = PortAllocator(config.sip.listen.host, *config.rtp.port_range)
         self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))
         self.services = load_conversation_services(config) if config.needs_models else None
-        self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services)
+        self.metrics = Metrics()
+        self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services, self.metrics)
+        self.started = threading.Event()
+        self.http: HttpApi | None = None
         self.accounts: list[GatewayAccount] = []
         self.local_account: GatewayAccount | None = None
         self._stopped = threading.Event()
@@ -45,19 +54,27 @@ class Gateway:
         except BaseException:
             self.clock.stop()
             raise
+        self.started.set()
+        self._start_http()
+        if self.config.recording.directory:
+            purged = purge_records(Path(self.config.recording.directory), self.config.recording.retention_days)
+            log.info("recording_ready", directory=self.config.recording.directory, audio=self.config.recording.audio,
+                     purged_files=purged)
         log.info("gateway_ready", accounts=[a.name for a in self.accounts], max_calls=self.config.sip.max_calls,
-                 rtp_ports=f"{self.ports.first}-{self.ports.last}")
+                 rtp_ports=f"{self.ports.first}-{self.ports.last}",
+                 http=None if self.http is None else f"{self.config.http.listen.host}:{self.http.port}")
         if not self.config.sip.trusted_sources:
             log.warning("sip_trusted_sources_unset",
                         hint="INVITEs are accepted from any address; set sip.trusted_sources to the PBX's addresses")
 
-    def originate(self, uri: str, account: str | None = None, agent: str | None = None) -> Future:
+    def originate(self, uri: str, account: str | None = None, agent: str | None = None,
+                  variables: Mapping[str, str] | None = None) -> Future:
         """Place an outbound call (any thread); the Future gives its Call-ID."""
 
         def place() -> str:
             acc = self._account_for(account)
             target = _target_uri(uri, acc)
-            return self.calls.outgoing(acc, target, agent or acc.agent)
+            return self.calls.outgoing(acc, target, agent or acc.agent, variables)
 
         return self.stack.submit(place)
 
@@ -67,11 +84,22 @@ class Gateway:
             return
         self._stopped.set()
         log.info("gateway_stopping", active_calls=self.calls.active_count)
+        if self.http is not None:
+            self.http.stop()
         self.stack.stop()
         self.clock.stop()
         if self.services is not None:
             self.services.close()
         log.info("gateway_stopped")
+
+    def _start_http(self) -> None:
+        listen = self.config.http.listen
+        if listen is None:
+            return
+        if self.config.http.token is None:
+            log.warning("http_control_api_disabled", hint="set http.token to enable the control API")
+        self.http = HttpApi((listen.host, listen.port), self.config.http.token, GatewayOperations(self), self.metrics)
+        self.http.start()
 
     # -- SIP thread ----------------------------------------------------------------------------
 
@@ -79,6 +107,7 @@ class Gateway:
         """Log the media clock's health every minute while calls are up (SIP thread timer)."""
         if self.calls.active_count:
             stats = self.clock.stats()
+            self.metrics.clock_lateness(stats.lateness_p99_ms)
             log.info("media_clock", calls=self.calls.active_count, ports_in_use=self.ports.in_use,
                      lateness_p50_ms=round(stats.lateness_p50_ms, 2), lateness_p99_ms=round(stats.lateness_p99_ms, 2),
                      lateness_max_ms=round(stats.lateness_max_ms, 2), work_p99_ms=round(stats.work_p99_ms, 2),

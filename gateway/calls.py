@@ -9,8 +9,9 @@ closes its ports and stops its agent exactly once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +20,8 @@ import structlog
 
 from gateway.agents import Agent, CallContext, create_agent
 from gateway.config import Config
+from gateway.metrics import Metrics
+from gateway.records import CallRecorder
 from gateway.sdp import MediaAddress
 from gateway.sip.account import GatewayAccount
 from gateway.sip.call import NegotiatedMedia, SipCall
@@ -40,13 +43,17 @@ TRANSFER_TIMEOUT_S = 30.0  # REFER accepted but no final NOTIFY: the transfer is
 class _CallMedia:
     """Adapts the RTP session's listener interface to the agent (media clock thread)."""
 
-    def __init__(self, agent: Agent, on_inactive: Callable[[float], None]):
+    def __init__(self, agent: Agent, on_inactive: Callable[[float], None], recorder: CallRecorder | None = None):
         self.agent = agent
         self._on_inactive = on_inactive
+        self._recorder = recorder
 
     def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
         self.agent.on_audio(frame, echo_cancelled)
-        return self.agent.next_frame()
+        out = self.agent.next_frame()
+        if self._recorder is not None:
+            self._recorder.audio(frame.pcm, out)  # queued for the recorder's writer thread: never blocks
+        return out
 
     def on_dtmf(self, digit: str) -> None:
         self.agent.on_dtmf(digit)
@@ -71,6 +78,9 @@ class ActiveCall:
     end_reason: str | None = None
     ended: bool = False
     transfer: _Transfer | None = None
+    recorder: CallRecorder | None = None
+    remote: str = ""
+    started_at: float = 0.0  # Unix time
 
 
 @dataclass
@@ -90,12 +100,13 @@ class _Transfer:
 
 class CallManager:
     def __init__(self, config: Config, stack: SipStack, clock: MediaClock, ports: PortAllocator,
-                 services: ConversationServices | None = None):
+                 services: ConversationServices | None = None, metrics: Metrics | None = None):
         self.config = config
         self.services = services
+        self.metrics = metrics or Metrics()
         self.guard = SourceGuard(config.sip.trusted_sources, config.sip.invites_per_source_per_s,
                                  config.sip.invite_burst)
-        self.on_security_event: Callable[[str], None] = lambda kind: None
+        self.on_security_event: Callable[[str], None] = self.metrics.security_event
         self.stack = stack
         self.clock = clock
         self.ports = ports
@@ -151,11 +162,13 @@ class CallManager:
             call_log.warning("sip_security_event", kind=verdict.kind, src_ip=verdict.src_ip, source=source,
                              remote=info.remoteUri, response=verdict.code)
             self.on_security_event(verdict.kind)
+            self.metrics.call_rejected("inbound", verdict.kind)
             self._reject(sip, pj_call_id, verdict.code)
             return
         if len(self._calls) >= self.config.sip.max_calls:
             call_log.warning("call_rejected_busy", remote=info.remoteUri, active=len(self._calls),
                              max_calls=self.config.sip.max_calls)
+            self.metrics.call_rejected("inbound", "busy")
             self._reject(sip, pj_call_id, 486)
             return
         agent_name = self._route(account, info.localUri)
@@ -163,6 +176,7 @@ class CallManager:
             call = self._create(sip, info.callIdString, "inbound", agent_name, info.localUri, info.remoteUri)
         except PortsExhausted as exc:
             call_log.error("call_rejected_no_ports", error=str(exc))
+            self.metrics.call_rejected("inbound", "no_ports")
             self._reject(sip, pj_call_id, 503)
             return
         call.log.info("call_incoming", remote=info.remoteUri, local=info.localUri, account=account.name,
@@ -184,7 +198,8 @@ class CallManager:
         dialled = _uri_user(local_uri)
         return self.config.sip.routes.get(dialled, account.agent) if dialled else account.agent
 
-    def outgoing(self, account: GatewayAccount, uri: str, agent_name: str) -> str:
+    def outgoing(self, account: GatewayAccount, uri: str, agent_name: str,
+                 variables: Mapping[str, str] | None = None) -> str:
         """Place a call to `uri` from `account` with agent `agent_name`; returns the Call-ID."""
         sip = SipCall(account, self)
         ports = self.ports.allocate()
@@ -196,7 +211,7 @@ class CallManager:
             ports.close()
             raise
         info = sip.getInfo()
-        call = self._create(sip, info.callIdString, "outbound", agent_name, info.localUri, uri, ports)
+        call = self._create(sip, info.callIdString, "outbound", agent_name, info.localUri, uri, ports, variables)
         call.log.info("call_outgoing", remote=uri, account=account.name, agent=agent_name)
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:  # failed inside makeCall
             self._teardown(call, info.lastStatusCode, f"failed: {info.lastReason}")
@@ -264,18 +279,22 @@ class CallManager:
     # -- internals -----------------------------------------------------------------------------
 
     def _create(self, sip: SipCall, call_id: str, direction: str, agent_name: str, local_uri: str,
-                remote_uri: str, ports: PortPair | None = None) -> ActiveCall:
+                remote_uri: str, ports: PortPair | None = None,
+                variables: Mapping[str, str] | None = None) -> ActiveCall:
         ports = ports or self.ports.allocate()
         call_log = log.bind(call_id=call_id)
+        recorder = self._recorder(call_id, direction, remote_uri, agent_name)
         context = CallContext(
             call_id=call_id, direction=direction, local_uri=local_uri, remote_uri=remote_uri,
             agent_name=agent_name, hangup=lambda reason: self.hangup(call_id, reason),
             send_dtmf=lambda digits: self.send_dtmf(call_id, digits), log=call_log,
             transfer=lambda target, done: self.transfer(call_id, target, done),
+            record=self._record_to(recorder),
+            variables=dict(variables or {}),
         )
         try:
             agent = create_agent(self.config.agents[agent_name], context, self.services, self.config.memory.enabled)
-            listener = _CallMedia(agent, lambda idle: self._inactive(call_id, idle))
+            listener = _CallMedia(agent, lambda idle: self._inactive(call_id, idle), recorder)
             session = RtpSession(
                 ports, listener,
                 inactivity_timeout_s=self.config.rtp.inactivity_timeout_s,
@@ -286,13 +305,52 @@ class CallManager:
             )
         except BaseException:
             ports.close()
+            if recorder is not None:
+                recorder.close()
             raise
         call = ActiveCall(sip=sip, call_id=call_id, direction=direction, agent_name=agent_name, ports=ports,
-                          session=session, agent=agent, log=call_log)
+                          session=session, agent=agent, log=call_log, recorder=recorder, remote=remote_uri,
+                          started_at=time.time())
+        self.metrics.call_started(direction)
         sip.log = call_log
         sip.call_id = call_id
         self._calls[sip.getId()] = call
         return call
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """The calls that are up, for the control API (SIP thread, or any thread for a rough view)."""
+        return [{"call_id": c.call_id, "direction": c.direction, "agent": c.agent_name, "remote": c.remote,
+                 "started_at": c.started_at, "state": "confirmed" if c.confirmed else "early"}
+                for c in list(self._calls.values())]
+
+    def _record_to(self, recorder: CallRecorder | None) -> Callable[..., None]:
+        """The agent's `record`: the call's record file, and the metrics that come from turns."""
+        metrics = self.metrics
+
+        def record(kind: str, **fields: object) -> None:
+            if recorder is not None:
+                recorder.event(kind, **fields)
+            if kind == "turn" and isinstance(fields.get("stages"), dict) and not fields.get("cancelled"):
+                stages = fields["stages"]
+                metrics.turn(stages)
+                if stages.get("first_rtp_ms") is not None:
+                    metrics.voice_to_voice(stages["first_rtp_ms"] / 1000)
+            elif kind == "barge_in":
+                metrics.barge_in()
+            elif kind == "tool_call":
+                metrics.tool_call(str(fields.get("tool")), bool(fields.get("ok")))
+            elif kind == "model_error":
+                metrics.model_error(str(fields.get("role", "unknown")))
+
+        return record
+
+    def _recorder(self, call_id: str, direction: str, remote: str, agent: str) -> CallRecorder | None:
+        settings = self.config.recording
+        if settings.directory is None:
+            return None
+        recorder = CallRecorder(Path(settings.directory), call_id, settings.audio)
+        recorder.event("call_start", call_id=call_id, direction=direction, remote=remote, agent=agent)
+        return recorder
 
     def _answer(self, call: ActiveCall, code: int) -> None:
         prm = pj.CallOpParam(True)
@@ -408,11 +466,19 @@ class CallManager:
         except Exception:
             call.log.exception("agent_stop_failed")
         stats = session.snapshot()
+        self.metrics.call_ended(call.direction, _outcome(reason))
+        jitter = stats.jitter or {}
+        self.metrics.jitter(float(jitter.get("target_delay_ms", 0.0)), int(jitter.get("lost", 0)),
+                            int(jitter.get("concealed", 0)), int(jitter.get("late", 0)))
         call.log.info(
             "call_ended", code=code, reason=reason, duration_s=round(time.monotonic() - call.created_at, 2),
             rtp_sent=stats.packets_sent, rtp_received=stats.packets_received, malformed=stats.malformed,
             foreign_dropped=stats.foreign_dropped, jitter=stats.jitter, reception=stats.reception,
         )
+        if call.recorder is not None:
+            call.recorder.event("call_end", reason=reason, code=code,
+                                duration_s=round(time.monotonic() - call.created_at, 2))
+            call.recorder.close()
         for callback in self._ended:
             try:
                 callback(call, code, reason)
@@ -420,6 +486,15 @@ class CallManager:
                 call.log.exception("call_end_callback_failed")
         sip = call.sip
         self.stack.call_later(0, lambda: _drop(sip))  # pjsua2: never delete a Call inside its own callback
+
+
+def _outcome(reason: str) -> str:
+    """A bounded label for the calls metric from a free-text end reason ("remote_bye: Normal call clearing")."""
+    head = reason.split(":", 1)[0].split(" ", 1)[0]
+    known = ("remote_bye", "goodbye", "caller_silent", "caller_goodbye", "transferred", "shutdown", "not_answered",
+             "rtp_timeout", "media_error", "answer_failed", "codec_unsupported", "failed", "tool_hangup",
+             "dtmf_hangup", "api")
+    return head if head in known else "other"
 
 
 def _uri_user(uri: str) -> str:

@@ -43,7 +43,7 @@ def parse_campaign_csv(text: str) -> list[dict[str, str]]:
         raise ValueError("campaign CSV is empty: expected a header line with a 'to' column")
     names = [h.strip() for h in header]
     number_index = _number_column(names)
-    if len(set(names)) != len(names):
+    if len({n.lower() for n in names}) != len(names):
         raise ValueError(f"campaign CSV header has duplicate columns: {names}")
     rows: list[dict[str, str]] = []
     for values in reader:

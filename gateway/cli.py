@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     forget.add_argument("caller", help="the caller ID (number or SIP URI) to forget")
     messages = sub.add_parser("messages", help="list the messages callers left (take_message)")
     messages.add_argument("--config", required=True, help="YAML configuration file (for the database)")
+    report = sub.add_parser("report", help="draw a call's timeline (speech, barge-ins, tools, stage latencies) as PNG")
+    report.add_argument("--config", required=True, help="YAML configuration file (for recording.directory)")
+    report.add_argument("--out", help="output PNG (default: ./<call id>.png)")
+    report.add_argument("call_id", help="the call's Call-ID (as in the logs)")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in ("forget", "messages"):
         return _memory_command(config, args)
+    if args.command == "report":
+        return _report_command(config, args)
     configure_logging(config.logging.level)
     if args.command == "run":
         return _run(config)
@@ -87,6 +93,24 @@ def _memory_command(config, args) -> int:
             return 2
         deleted = store.forget(caller)
     print(f"forgot {caller}: {deleted} record(s) deleted")
+    return 0
+
+
+def _report_command(config, args) -> int:
+    from pathlib import Path
+
+    from gateway.report import report_main  # matplotlib: imported only for this command
+
+    if config.recording.directory is None:
+        print(f"voicegate: {args.config}: recording.directory is not set, so there are no call records",
+              file=sys.stderr)
+        return 2
+    try:
+        out = report_main(args.call_id, Path(config.recording.directory), Path(args.out) if args.out else None)
+    except FileNotFoundError as exc:
+        print(f"voicegate: {exc}", file=sys.stderr)
+        return 1
+    print(out)
     return 0
 
 

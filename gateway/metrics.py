@@ -13,7 +13,7 @@ dict lookup plus one locked increment.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -33,6 +33,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._collectors: list[Callable[[], None]] = []
         r = self.registry
         self._active_calls = Gauge("voicegate_active_calls", "Calls currently up", registry=r)
         self._calls = Counter(
@@ -80,6 +81,10 @@ class Metrics:
     def call_started(self, direction: str) -> None:
         """A call was admitted (`direction` is "inbound" or "outbound")."""
         self._active_calls.inc()
+
+    def call_rejected(self, direction: str, outcome: str) -> None:
+        """A call refused before it started (busy, untrusted source, no ports): counted, never active."""
+        self._calls.labels(direction=direction, outcome=outcome).inc()
 
     def call_ended(self, direction: str, outcome: str) -> None:
         """A call left the gateway; `outcome` e.g. completed, transferred, busy, rtp_timeout, failed."""
@@ -156,6 +161,12 @@ class Metrics:
 
     # --- exposition -----------------------------------------------------------------------------
 
+    def on_collect(self, callback: Callable[[], None]) -> None:
+        """Run `callback` before every scrape (to refresh gauges read from elsewhere, e.g. registrations)."""
+        self._collectors.append(callback)
+
     def render(self) -> tuple[bytes, str]:
         """The text exposition of this registry and its Content-Type, for `GET /metrics`."""
+        for collect in list(self._collectors):
+            collect()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -140,6 +140,7 @@ class _Reply:
     retrieval_ms: float | None = None
     acknowledged: bool = False  # "one moment" already queued for a tool call
     fallback: str | None = None
+    best_fact: str | None = None  # said instead of a tool call the checks refused
     audio_s: float = 0.0  # seconds of audio queued for this reply
     phrases: list[str] = field(default_factory=list)  # fixed lines in it ("one moment"): not for the history
     first_audio: threading.Event = field(default_factory=threading.Event)  # the first clause is queued to play
@@ -644,6 +645,7 @@ class ConversationAgent:
         except ModelError as exc:
             reply.failed = True
             self.log.error("reply_failed", turn=reply.turn, error=str(exc))
+            self.context.record("model_error", role=type(exc).__name__.removesuffix("Error").lower() or "model")
         except Exception:
             reply.failed = True
             self.log.exception("reply_failed", turn=reply.turn)
@@ -699,6 +701,7 @@ class ConversationAgent:
             reply.action = plan.action
             return _Phrase(plan.say)
         assert plan.content is not None
+        reply.best_fact = plan.best_fact
         content = plan.content
         if self._notes:
             content = "\n".join([*self._notes, content])
@@ -748,7 +751,7 @@ class ConversationAgent:
             if parsed.error:
                 self.log.warning("tool_call_rejected", turn=reply.turn, error=parsed.error)
                 if not spoke and not parsed.speech.strip():
-                    clauses.put(_Phrase(self.settings.not_understood))  # never silence after a bad call
+                    self._instead_of_call(reply, clauses)  # never silence after a bad call
             if parsed.call is not None:
                 spoke = spoke or bool(parsed.speech.strip())
                 self._accept_tool_call(reply, parsed.call, spoke, splitter, clauses)
@@ -782,6 +785,14 @@ class ConversationAgent:
             assert reply.fallback is not None
             clauses.put(reply.fallback)
 
+    def _instead_of_call(self, reply: _Reply, clauses: queue.Queue[str | _Phrase | None]) -> None:
+        """The model answered a question with a tool call we refused: give the best retrieved fact
+        (the 0.5B model often "looks up an order" when asked for the opening hours), or ask again."""
+        if reply.best_fact:
+            clauses.put(reply.best_fact)
+        else:
+            clauses.put(_Phrase(self.settings.not_understood))
+
     def _accept_tool_call(self, reply: _Reply, call: ToolCall, spoke: bool, splitter: ClauseSplitter,
                           clauses: queue.Queue[str | _Phrase | None]) -> None:
         """Keep a valid call only if the caller's words support it: a small model sometimes
@@ -793,13 +804,13 @@ class ConversationAgent:
         if ungrounded is not None:
             self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name,
                              error=f"argument {ungrounded!r} is not in what the caller said")
-            if not spoke:
-                clauses.put(_Phrase(self.settings.not_understood))
+            if not spoke or reply.acknowledged:
+                self._instead_of_call(reply, clauses)
             return
         if unasked_tool_call(call, said):
             self.log.warning("tool_call_rejected", turn=reply.turn, tool=call.name, error="the caller did not ask")
-            if not spoke:
-                clauses.put(_Phrase(self.settings.not_understood))
+            if not spoke or reply.acknowledged:
+                self._instead_of_call(reply, clauses)
             return
         call = without_invented_number(call, said)
         reply.action = call

@@ -31,6 +31,7 @@ class TurnPlan:
     content: str | None = None  # the user message for the LLM (retrieved facts + the caller's words)
     retrieval_ms: float | None = None
     unknown: bool = False  # nothing in the knowledge answers this information question
+    best_fact: str | None = None  # the top retrieved fact as a sentence: said if the model's reply is unusable
 
 
 def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_answer: str) -> TurnPlan:
@@ -44,7 +45,16 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
     if facts is None and is_information_question(text) and not names_a_target:
         return TurnPlan(say=unknown_answer, retrieval_ms=retrieval_ms, unknown=True)
     content = text if not facts else f"Facts:\n{facts}\n\nCaller: {text}"
-    return TurnPlan(content=content, retrieval_ms=retrieval_ms)
+    return TurnPlan(content=content, retrieval_ms=retrieval_ms, best_fact=first_fact(facts))
+
+
+def first_fact(facts: str | None) -> str | None:
+    """The first bullet of `format_facts` without its heading path: "We are open Monday to Friday..."."""
+    if not facts:
+        return None
+    line = facts.strip().splitlines()[0].removeprefix("- ")
+    heading, sep, fact = line.partition(": ")
+    return fact.strip() if sep and ">" in heading else line.strip()
 
 
 def unasked_tool_call(call: ToolCall, caller_said: str) -> bool:

@@ -1,0 +1,289 @@
+"""HTTP API over real sockets on 127.0.0.1: probes, metrics, bearer auth, calls, campaigns, limits, logs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import pytest
+import structlog
+
+from gateway.http_api import MAX_BODY, HttpApi
+from gateway.metrics import Metrics
+
+TOKEN = "s3cret-token-never-logged"
+
+
+@dataclass
+class FakeControl:
+    ready: bool = True
+    calls: dict[str, dict[str, object]] = field(default_factory=dict)
+    originated: list[tuple[str, str | None, dict[str, str], str | None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def list_calls(self) -> list[dict[str, object]]:
+        with self.lock:
+            return list(self.calls.values())
+
+    def hangup(self, call_id: str) -> bool:
+        with self.lock:
+            return self.calls.pop(call_id, None) is not None
+
+    def originate(self, to: str, agent: str | None, variables: Mapping[str, str], account: str | None) -> str:
+        if agent == "nobody":
+            raise ValueError("unknown agent 'nobody'")
+        with self.lock:
+            self.originated.append((to, agent, dict(variables), account))
+            call_id = f"call-{len(self.originated)}@gw"
+            self.calls[call_id] = {"call_id": call_id, "direction": "outbound", "agent": agent, "remote": to,
+                                   "started_at": "2024-01-01T00:00:00Z", "state": "ringing"}
+            return call_id
+
+    def wait_ended(self, call_id: str, timeout: float) -> bool:
+        return True
+
+    def readiness(self) -> dict[str, object]:
+        return {"ready": self.ready, "models_loaded": self.ready, "registrations": {"sip:2001@pbx": "registered"}}
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, object]:
+        return json.loads(self.body)
+
+
+@pytest.fixture
+def control() -> FakeControl:
+    return FakeControl()
+
+
+def start_api(control: FakeControl, token: str | None = TOKEN) -> HttpApi:
+    api = HttpApi(("127.0.0.1", 0), token, control, Metrics())
+    api.start()
+    return api
+
+
+@pytest.fixture
+def api(control: FakeControl) -> Iterator[HttpApi]:
+    api = start_api(control)
+    yield api
+    api.stop()
+
+
+def request(api: HttpApi, method: str, path: str, payload: object = None, *, token: str | None = TOKEN,
+            data: bytes | None = None) -> Reply:
+    if payload is not None:
+        data = json.dumps(payload).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{api.port}{path}", data=data, method=method)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return Reply(resp.status, resp.headers, resp.read())
+    except urllib.error.HTTPError as err:
+        return Reply(err.code, err.headers, err.read())
+
+
+# --- probes and metrics -----------------------------------------------------------------------------
+
+
+def test_healthz_needs_no_auth(api: HttpApi) -> None:
+    reply = request(api, "GET", "/healthz", token=None)
+    assert reply.status == 200 and reply.json() == {"status": "ok"}
+
+
+def test_readyz_follows_readiness(api: HttpApi, control: FakeControl) -> None:
+    assert request(api, "GET", "/readyz", token=None).status == 200
+    control.ready = False
+    reply = request(api, "GET", "/readyz", token=None)
+    assert reply.status == 503
+    assert reply.json()["registrations"] == {"sip:2001@pbx": "registered"}
+
+
+def test_readyz_is_503_when_readiness_raises(api: HttpApi, control: FakeControl, monkeypatch) -> None:
+    monkeypatch.setattr(control, "readiness", lambda: 1 / 0)
+    reply = request(api, "GET", "/readyz", token=None)
+    assert reply.status == 503 and reply.json()["ready"] is False
+
+
+def test_metrics_exposition_after_calls(api: HttpApi) -> None:
+    api.metrics.call_started("inbound")
+    api.metrics.call_ended("inbound", "completed")
+    reply = request(api, "GET", "/metrics", token=None)
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    assert b"voicegate_active_calls" in reply.body
+    assert b'voicegate_calls_total{direction="inbound",outcome="completed"} 1.0' in reply.body
+
+
+# --- auth -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x", ""])
+def test_control_api_rejects_missing_or_wrong_token(api: HttpApi, token: str | None) -> None:
+    reply = request(api, "GET", "/calls", token=token)
+    assert reply.status == 401
+    assert reply.headers["WWW-Authenticate"] == "Bearer"
+    assert "error" in reply.json()
+
+
+def test_control_api_accepts_the_token(api: HttpApi, control: FakeControl) -> None:
+    control.originate("2001", "sales", {}, None)
+    reply = request(api, "GET", "/calls")
+    assert reply.status == 200
+    assert reply.json()["calls"][0]["call_id"] == "call-1@gw"
+
+
+def test_control_api_disabled_without_token(control: FakeControl) -> None:
+    api = start_api(control, token=None)
+    try:
+        reply = request(api, "GET", "/calls", token="anything")
+        assert reply.status == 403 and "http.token" in reply.json()["error"]
+        assert request(api, "GET", "/healthz", token=None).status == 200
+    finally:
+        api.stop()
+
+
+def test_empty_token_is_refused_at_construction(control: FakeControl) -> None:
+    with pytest.raises(ValueError, match="http.token"):
+        HttpApi(("127.0.0.1", 0), " ", control, Metrics())
+
+
+# --- calls ------------------------------------------------------------------------------------------
+
+
+def test_originate_passes_variables_agent_and_account(api: HttpApi, control: FakeControl) -> None:
+    reply = request(api, "POST", "/calls", {"to": "+4930123", "agent": "sales", "account": "trunk",
+                                            "variables": {"name": "Ada", "order": 42, "vip": True}})
+    assert reply.status == 201 and reply.json() == {"call_id": "call-1@gw"}
+    assert control.originated == [("+4930123", "sales", {"name": "Ada", "order": "42", "vip": "true"}, "trunk")]
+
+
+@pytest.mark.parametrize(
+    ("payload", "data", "message"),
+    [
+        ({"to": "2001", "agent": "nobody"}, None, "unknown agent 'nobody'"),
+        (None, b"{not json", "not valid JSON"),
+        (None, b"[1, 2]", "JSON object"),
+        ({"agent": "sales"}, None, "'to' is required"),
+        ({"to": "2001", "variables": {"x": {"nested": 1}}}, None, "variable 'x'"),
+        ({"to": "2001", "variables": ["a"]}, None, "'variables'"),
+    ],
+)
+def test_originate_bad_input_is_400(api: HttpApi, payload: object, data: bytes | None, message: str) -> None:
+    reply = request(api, "POST", "/calls", payload, data=data)
+    assert reply.status == 400
+    assert message in reply.json()["error"]
+
+
+def test_hangup_known_and_unknown_call(api: HttpApi, control: FakeControl) -> None:
+    call_id = control.originate("2001", None, {}, None)
+    assert request(api, "DELETE", "/calls/call-1%40gw").status == 200
+    assert call_id not in control.calls
+    reply = request(api, "DELETE", "/calls/nope")
+    assert reply.status == 404 and "nope" in reply.json()["error"]
+
+
+# --- routing and limits -----------------------------------------------------------------------------
+
+
+def test_unknown_path_404_and_wrong_method_405(api: HttpApi) -> None:
+    assert request(api, "GET", "/nothing-here").status == 404
+    reply = request(api, "PUT", "/calls", {"to": "1"})
+    assert reply.status == 405
+    assert reply.headers["Allow"] == "GET, POST"
+    assert request(api, "POST", "/healthz", {}, token=None).status == 405
+
+
+def test_body_over_one_mib_is_413(api: HttpApi, control: FakeControl) -> None:
+    reply = request(api, "POST", "/calls", data=b"x" * (MAX_BODY + 1))
+    assert reply.status == 413 and "error" in reply.json()
+    assert control.originated == []
+
+
+def test_connection_stays_usable_after_unread_body(api: HttpApi) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    try:
+        conn.request("POST", "/calls", body=b'{"to": "2001"}')  # no token: 401, body never parsed
+        first = conn.getresponse()
+        first.read()
+        conn.request("GET", "/healthz")
+        second = conn.getresponse()
+        assert (first.status, second.status) == (401, 200)
+        assert json.loads(second.read()) == {"status": "ok"}
+    finally:
+        conn.close()
+
+
+# --- campaigns --------------------------------------------------------------------------------------
+
+
+def test_campaign_lifecycle(api: HttpApi, control: FakeControl) -> None:
+    csv_text = "to,name\n2001,Ada\n2002,Bob\n2003,Cy\n"
+    reply = request(api, "POST", "/campaigns",
+                    {"agent": "sales", "csv": csv_text, "concurrency": 2, "calls_per_second": 50})
+    assert reply.status == 202
+    campaign_id = reply.json()["campaign_id"]
+    deadline = time.monotonic() + 5
+    while True:
+        status = request(api, "GET", f"/campaigns/{campaign_id}").json()
+        if not status["running"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert status["completed"] == 3 and status["total"] == 3
+    assert sorted(o[0] for o in control.originated) == ["2001", "2002", "2003"]
+    assert control.originated[0][1] == "sales" and control.originated[0][2] == {"name": "Ada"}
+    stopped = request(api, "DELETE", f"/campaigns/{campaign_id}")
+    assert stopped.status == 200 and stopped.json()["stopped"] is True
+    assert request(api, "GET", "/campaigns/unknown").status == 404
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"csv": "name\nAda\n"}, "'to'"),
+        ({"csv": ""}, "'csv' is required"),
+        ({"csv": "to\n2001\n", "concurrency": 0}, "'concurrency'"),
+        ({"csv": "to\n2001\n", "concurrency": 1.5}, "integer"),
+        ({"csv": "to\n2001\n", "calls_per_second": 0}, "'calls_per_second'"),
+    ],
+)
+def test_campaign_bad_input_is_400(api: HttpApi, payload: dict[str, object], message: str) -> None:
+    reply = request(api, "POST", "/campaigns", payload)
+    assert reply.status == 400 and message in reply.json()["error"]
+
+
+def test_campaign_needs_the_token(api: HttpApi) -> None:
+    assert request(api, "POST", "/campaigns", {"csv": "to\n1\n"}, token=None).status == 401
+
+
+# --- logging ----------------------------------------------------------------------------------------
+
+
+def test_token_never_appears_in_logs(api: HttpApi, capfd: pytest.CaptureFixture[str]) -> None:
+    with structlog.testing.capture_logs() as logs:
+        request(api, "GET", "/calls")
+        request(api, "GET", "/calls", token=TOKEN + "-wrong")
+        request(api, "POST", "/calls", {"to": "2001", "variables": {"x": "y"}})
+        request(api, "GET", f"/calls?token={TOKEN}")
+        request(api, "GET", "/healthz", token=None)
+    out, err = capfd.readouterr()
+    assert TOKEN not in repr(logs) and TOKEN not in out and TOKEN not in err
+    assert "Bearer" not in repr(logs)
+    requests = [e for e in logs if e["event"] == "http_request"]
+    assert [(e["method"], e["path"], e["status"]) for e in requests] == [
+        ("GET", "/calls", 200), ("GET", "/calls", 401), ("POST", "/calls", 201), ("GET", "/calls", 200),
+    ]
+    assert all(e["client"] == "127.0.0.1" for e in requests)
