@@ -133,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1, help="simultaneous calls")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS))
+    parser.add_argument("--keep-log", help="copy the gateway's JSON log here")
     args = parser.parse_args()
     questions = [speech(q) for q in QUESTIONS[: args.questions]]
     agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS,
@@ -156,6 +157,8 @@ def main() -> None:
             thread.join(max_s + 60)
         turns = gw.find("turn")
         gw.stop()
+        if args.keep_log:
+            Path(args.keep_log).write_text(gw.log_path.read_text())
 
     print(__doc__.split("\n\n")[1].replace("\n", " "))
     print(f"\n{args.calls} simultaneous call(s), {len(questions)} questions each\n")
@@ -176,8 +179,9 @@ def main() -> None:
             for s in stages:
                 if turn.get(s) is not None:
                     per_stage[s].append(turn[s])
+            llm = f" (LLM prompt {turn.get('llm_prompt_tokens')} tokens, {turn.get('llm_cached_tokens')} cached)"
             print(f"| {n} | {QUESTIONS[i]} | {latency} | " + " / ".join(str(turn.get(s)) for s in stages)
-                  + f" | {turn.get('caller', '')!r} → {turn.get('bot', '')!r} |")
+                  + llm + f" | {turn.get('caller', '')!r} → {turn.get('bot', '')!r} |")
     print(f"\nvoice-to-voice over {len(latencies)} turns: p50 {percentile(latencies, 50):.0f} ms, "
           f"p95 {percentile(latencies, 95):.0f} ms, max {max(latencies, default=float('nan')):.0f} ms; "
           f"missing replies {sum(len(r.get('latencies', [])) for r in results) - len(latencies)}")

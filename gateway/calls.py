@@ -217,11 +217,13 @@ class CallManager:
             self._teardown(call, info.lastStatusCode, f"failed: {info.lastReason}")
         return call.call_id
 
-    def media_address(self, sip: SipCall) -> MediaAddress:
+    def media_address(self, sip: SipCall) -> MediaAddress | None:
+        """Where our RTP lives, for the SDP; None for a call being refused (it has no ports, and
+        pjsua still builds an SDP for it: raising here left the call without its 486)."""
         call = self._find(sip)
         ports = call.ports if call is not None else getattr(sip, "pending_ports", None)
         if ports is None:
-            raise RuntimeError("SDP requested for a call without RTP ports")
+            return None
         return MediaAddress(self.config.sip.public_address, ports.rtp_port)
 
     def on_call_state(self, sip: SipCall, info: pj.CallInfo) -> None:

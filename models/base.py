@@ -186,6 +186,7 @@ class Llm(Protocol):
         temperature: float = 0.7,
         stop: Sequence[str] = (),
         cancel: CancelToken | None = None,
+        affinity: str | None = None,
     ) -> Iterator[str]: ...
 
     def warm_up(self, system_prompt: str) -> float:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ __all__ = ["LlamaConfig", "LlamaCppLlm", "StreamStats"]
 log = structlog.get_logger("models")
 
 _SLOT_WAIT_POLL_S = 0.02  # how often a waiting request re-checks its cancel token
+_AFFINITY_WAIT_S = 0.3  # longest wait for a call's own busy slot
+_AFFINITY_KEPT = 256  # calls remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ class LlamaCppLlm:
         self._cond = threading.Condition()
         self.n_ctx = cfg.n_ctx
         self._pinned = PinnedThread("llama")  # every llama.cpp compute call runs there (see models/pinned.py)
+        self._affinity: OrderedDict[str, _Slot] = OrderedDict()  # call id -> the slot holding its history
 
     # ------------------------------------------------------------------ prompt
 
@@ -177,14 +181,31 @@ class LlamaCppLlm:
 
     # ------------------------------------------------------------------ slots
 
-    def _acquire(self, tokens: Sequence[int], cancel: CancelToken | None) -> _Slot | None:
-        """Take the free slot with the longest cached prefix of ``tokens``; None if cancelled while waiting."""
+    def _acquire(self, tokens: Sequence[int], cancel: CancelToken | None, affinity: str | None = None) -> _Slot | None:
+        """Take the free slot with the longest cached prefix of ``tokens``; None if cancelled while waiting.
+
+        ``affinity`` (a call's id) keeps a conversation on one slot: its KV cache holds that call's
+        history. When that slot is still busy (the call's speculative reply being cancelled, which
+        takes at most one token) it is worth waiting for: another slot would re-evaluate the whole
+        history, measured at 1.1-1.6 s instead of ~0.15 s.
+        """
+        own = self._affinity.get(affinity) if affinity is not None else None
+        patience = time.monotonic() + _AFFINITY_WAIT_S
         with self._cond:
             while True:
+                if own is not None and own.busy and time.monotonic() < patience and not is_cancelled(cancel):
+                    self._cond.wait(0.005)
+                    continue
                 free = [s for s in self._slots if not s.busy]
                 if free:
-                    best = max(free, key=lambda s: (s.cached_prefix(tokens), -s.index))
+                    best = own if own is not None and not own.busy else max(
+                        free, key=lambda s: (s.cached_prefix(tokens), -s.index))
                     best.busy = True
+                    if affinity is not None:
+                        self._affinity[affinity] = best
+                        self._affinity.move_to_end(affinity)
+                        while len(self._affinity) > _AFFINITY_KEPT:
+                            self._affinity.popitem(last=False)
                     return best
                 if is_cancelled(cancel):
                     return None
@@ -230,6 +251,7 @@ class LlamaCppLlm:
         temperature: float = 0.7,
         stop: Sequence[str] = (),
         cancel: CancelToken | None = None,
+        affinity: str | None = None,
     ) -> Generator[str, None, None]:
         """Yield the answer's text pieces (about one token each) as they are generated.
 
@@ -246,7 +268,7 @@ class LlamaCppLlm:
         max_tokens = min(max_tokens, room)
         stats = StreamStats(prompt_tokens=len(tokens))
         self.last_stats = self._local.stats = stats
-        slot = self._acquire(tokens, cancel)
+        slot = self._acquire(tokens, cancel, affinity)
         stats.wait_s = time.perf_counter() - t0
         if slot is None:
             stats.cancelled = True

@@ -110,6 +110,7 @@ class OpenAiCompatibleLlm:
         temperature: float = 0.7,
         stop: Sequence[str] = (),
         cancel: CancelToken | None = None,
+        affinity: str | None = None,  # unused: the server keeps its own caches
     ) -> Generator[str, None, None]:
         """Yield ``delta.content`` pieces as the server sends them; end promptly when ``cancel`` is set."""
         cfg = self.config

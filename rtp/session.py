@@ -85,6 +85,7 @@ class SessionStats:
     malformed: int = 0
     foreign_dropped: int = 0
     unknown_payload: int = 0
+    empty_payload: int = 0  # audio packets with a header and no samples (ignored)
     ssrc_changes: int = 0
     dtmf_received: int = 0
     dtmf_sent: int = 0
@@ -268,6 +269,9 @@ class RtpSession:
         self._inactive_reported = False
         self._reception.update(packet.sequence, packet.timestamp, arrival)
         if packet.payload_type == remote.codec.payload_type:
+            if not packet.payload:  # a valid RTP header with no audio: nothing to play, nothing to break
+                self.stats.empty_payload += 1
+                return
             self._jitter.put(packet.sequence, packet.timestamp, remote.codec.decode(packet.payload), arrival,
                              marker=packet.marker)
         elif remote.receive_event_pt is not None and packet.payload_type == remote.receive_event_pt:

@@ -180,10 +180,11 @@ class ConversationAgent:
         self._caller_lines: list[str] = []  # everything the caller said (memory, messages)
         self._bot_lines: list[str] = []
         self.call_facts = CallFacts(self.caller_id, transcript=self._transcript)
-        # Whisper is conditioned on the words this call is likely to use: the business's greeting
-        # and the names of transfer targets ("billing" came back as "the building" without it).
+        # Whisper is conditioned on the names of transfer targets ("billing" came back as "the
+        # building" without it). Only those: with the greeting as its prompt, tiny.en repeated
+        # whole utterances ("Where is your office? Where is your office?").
         targets = ", ".join(self.skills.tools.transfer_targets)
-        self._stt_prompt = " ".join(p for p in (settings.greeting, targets and f"Departments: {targets}.") if p)
+        self._stt_prompt = f"Departments: {targets}." if targets else None
         # controller state
         self._history: list[ChatMessage] = [ChatMessage("system", self.skills.system_prompt)]
         self._greeting = _fill(settings.greeting, context.variables)
@@ -718,7 +719,8 @@ class ConversationAgent:
         splitter = ClauseSplitter()
         detector = ToolCallDetector(self.skills.tools.specs) if self.skills.tools.specs else None
         for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
-                                                 temperature=self.settings.temperature, cancel=reply.cancel):
+                                                 temperature=self.settings.temperature, cancel=reply.cancel,
+                                                 affinity=self.context.call_id):
             if reply.timings.llm_first_token is None:
                 reply.timings.llm_first_token = self.clock()
                 reply.llm_stats = getattr(self.models.llm, "thread_stats", None)

@@ -14,7 +14,7 @@ from gateway.conversation.skills import AgentSkills
 from gateway.tools import ToolCall
 
 BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now|that'?s all|that is all|"
-                 r"nothing else)\b", re.IGNORECASE)
+                 r"nothing else|nothing more)\b", re.IGNORECASE)
 
 
 def is_goodbye(text: str) -> bool:

@@ -35,7 +35,7 @@ class NegotiatedMedia:
 
 
 class CallEvents(Protocol):
-    def media_address(self, call: SipCall) -> MediaAddress: ...
+    def media_address(self, call: SipCall) -> MediaAddress | None: ...
 
     def on_call_state(self, call: SipCall, info: pj.CallInfo) -> None: ...
 
@@ -60,8 +60,11 @@ class SipCall(pj.Call):
         self.log = log
 
     def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
+        address = self.events.media_address(self)
+        if address is None:
+            return  # a call we are refusing (486/403/503): no media, and the answer carries no SDP
         try:
-            prm.sdp.wholeSdp = rewrite_local_sdp(prm.sdp.wholeSdp, self.events.media_address(self))
+            prm.sdp.wholeSdp = rewrite_local_sdp(prm.sdp.wholeSdp, address)
         except SdpError as exc:
             # Leaving pjsua's SDP would point the peer at pjmedia (which sends nothing): log it.
             self.log.error("sdp_rewrite_failed", error=str(exc))

@@ -142,7 +142,7 @@ class FakeLlm:
         return 0.0
 
     def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.7,
-                    stop: Sequence[str] = (), cancel=None) -> Iterator[str]:
+                    stop: Sequence[str] = (), cancel=None, affinity=None) -> Iterator[str]:
         self.prompts.append(list(messages))
         question = messages[-1].content
         scripted = next((reply for key, reply in self.script.items() if key in question), None)
