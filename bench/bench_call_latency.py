@@ -134,10 +134,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1, help="simultaneous calls")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS))
     parser.add_argument("--keep-log", help="copy the gateway's JSON log here")
+    parser.add_argument("--end-of-turn-ms", type=int, default=400, help="the agent's end_of_turn_ms")
     args = parser.parse_args()
     questions = [speech(q) for q in QUESTIONS[: args.questions]]
     agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS,
-                             "reprompt_after_s": 60, "hangup_after_s": 120}}
+                             "reprompt_after_s": 60, "hangup_after_s": 120, "end_of_turn_ms": args.end_of_turn_ms}}
     config = gateway_config(agents=agents, rtp={"inactivity_timeout_s": 60}, max_calls=args.calls + 1)
     config["logging"] = {"level": "info"}
     with tempfile.TemporaryDirectory() as tmp:
