@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 import structlog
 
-from models.base import Llm, Stt, Timing, Tts, Vad
+from models.base import Llm, ModelError, Stt, Timing, Tts, Vad
 from models.gate import ComputeGate
 from models.llama import LlamaConfig, LlamaCppLlm
 from models.openai_compat import OpenAiCompatibleLlm, OpenAiConfig
@@ -138,8 +138,14 @@ class ModelSet:
         self.stt.transcribe(noise)
         report.add("stt", time.perf_counter() - t, "1 s of noise")
         t = time.perf_counter()
-        self.llm.warm_up(system_prompt)
-        report.add("llm", time.perf_counter() - t, "system prompt prefix")
+        try:
+            self.llm.warm_up(system_prompt)
+            report.add("llm", time.perf_counter() - t, "system prompt prefix")
+        except ModelError as exc:
+            # An LLM server that is down at start-up must not keep the gateway from answering:
+            # calls get an apology until it is back (and /readyz says so meanwhile).
+            log.error("llm_warm_up_failed", error=str(exc))
+            report.add("llm", time.perf_counter() - t, f"failed: {exc}")
         t = time.perf_counter()
         for _ in self.tts.synthesize("Hello, how can I help you?"):
             pass

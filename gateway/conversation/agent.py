@@ -88,6 +88,8 @@ class ConversationSettings:
     tool_failed: str = "I'm sorry, I couldn't get that information right now."
     message_taken: str = "I have taken your message. Someone will get back to you soon."
     not_understood: str = "Sorry, I didn't quite get that. Could you say it again?"
+    apology: str = "I'm sorry, I'm having a technical problem. Could you say that again?"
+    model_timeout_s: float = 8.0  # a reply with no audio this long after the turn: the models are stuck
     dtmf_gap_s: float = 1.5  # keypresses not bound to an action are collected until this pause
 
 
@@ -386,6 +388,8 @@ class ConversationAgent:
         if reply.is_bye:
             self.log.info("caller_said_goodbye", transcript=reply.user_text)
             self._say(self.settings.goodbye, "caller_goodbye", ends_call=True)
+        elif reply.failed and not reply.bot_text:
+            self._say(self.settings.apology, "model_error")  # a model failed: the caller hears why, not silence
         self._to_log.append(reply)
 
     def _transcribe_upto(self, audio: list[np.ndarray], index: int) -> Future[str]:
@@ -584,11 +588,26 @@ class ConversationAgent:
             self.playout.forget_turn(reply.turn)
         self._spoken = keep
 
+    def _watchdog(self, now: float) -> None:
+        """A released reply with no audio after `model_timeout_s`: a model hangs (or a server is
+        gone). Cancel it and apologize; the call goes on and the caller can ask again."""
+        reply = self._reply
+        decided = reply.timings.turn_decision if reply is not None else None
+        if reply is None or not reply.released or decided is None or reply.bot_text or reply.cancel.is_set():
+            return
+        if now - decided < self.settings.model_timeout_s or reply.done.is_set():
+            return
+        self.log.error("reply_timeout", turn=reply.turn, waited_s=round(now - decided, 1))
+        self.context.record("model_error", role="timeout")
+        self._cancel_reply(drop_audio=True)
+        self._say(self.settings.apology, "model_timeout")
+
     def _timers(self) -> None:
         now = self.clock()
         self._log_turns()
         if self._digits and now - self._last_digit_at >= self.settings.dtmf_gap_s:
             self._keypad_turn()
+        self._watchdog(now)
         if self._hangup_sent:
             return
         if self._ending is not None:

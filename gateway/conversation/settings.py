@@ -39,7 +39,7 @@ def fixed_phrases(agent: AgentConfig) -> list[str]:
     settings = conversation_settings(agent)
     phrases = [settings.greeting, settings.reprompt, settings.goodbye, settings.unknown_answer,
                settings.acknowledgement, settings.transfer_failed, settings.tool_failed, settings.message_taken,
-               settings.not_understood]
+               settings.not_understood, settings.apology]
     phrases += [settings.transfer_notice.format(target=t) for t in agent.tools.transfer_targets]
     phrases += [action.say for action in agent.dtmf.values() if action.say]
     return [p for p in dict.fromkeys(phrases) if p]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.base import AudioChunk, ChatMessage, Transcript
+from models.base import AudioChunk, ChatMessage, ModelError, Transcript
 
 QUESTIONS = {1: "what are your opening hours", 2: "where is the office", 3: "okay thanks bye",
              4: "please transfer me to billing", 5: "do you sell car insurance?", 6: "what is the status of order 42"}
@@ -137,6 +137,7 @@ class FakeLlm:
     reply_words: int = 8
     prompts: list[list[ChatMessage]] = field(default_factory=list)
     script: dict[str, str] = field(default_factory=dict)  # phrase in the caller's message -> whole reply
+    fail: bool = False  # raise ModelError on every request
 
     def warm_up(self, system_prompt: str) -> float:
         return 0.0
@@ -144,6 +145,8 @@ class FakeLlm:
     def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.7,
                     stop: Sequence[str] = (), cancel=None, affinity=None) -> Iterator[str]:
         self.prompts.append(list(messages))
+        if self.fail:
+            raise ModelError("llama.cpp generation failed: scripted failure")
         question = messages[-1].content
         scripted = next((reply for key, reply in self.script.items() if key in question), None)
         if scripted is not None:

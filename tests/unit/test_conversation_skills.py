@@ -191,3 +191,22 @@ def test_intents():
     assert is_information_question("what time do you close")
     assert not is_information_question("can you take a message for doctor smith")
     assert not is_information_question("my name is John")
+
+
+def test_a_failing_model_costs_an_apology_not_the_call(harness):
+    h = harness(settings=SETTINGS, skills=skills(), llm={"fail": True})
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.5))
+    h.run(silence_frames(3.0))
+    assert [f["why"] for f in h.log.find("bot_phrase")][-1] == "model_error"
+    assert not h.hangups  # the call goes on
+
+
+def test_a_hanging_model_is_cut_off_with_an_apology(harness):
+    h = harness(settings=replace(SETTINGS, model_timeout_s=2.0), skills=skills(), llm={"first_token_s": 60.0})
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.5))
+    h.run(silence_frames(4.0))
+    assert h.log.find("reply_timeout")
+    assert [f["why"] for f in h.log.find("bot_phrase")][-1] == "model_timeout"
+    assert not h.hangups
