@@ -92,3 +92,14 @@ def test_options_is_answered(gateway_factory):
     gw = gateway_factory(gateway_config())
     done = subprocess.run(["sipsak", "-s", gw.uri], capture_output=True, timeout=10)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+
+
+def test_the_dialled_number_picks_the_agent(gateway_factory, tmp_path):
+    config = gateway_config(agents={"front-desk": {"type": "echo"}, "sales": {"type": "echo"}})
+    config["sip"]["routes"] = {"2005": "sales"}
+    gw = gateway_factory(config)
+    for number in ("2005", "2001"):
+        result = run_sipp_uac_pcap(f"127.0.0.1:{gw.sip_port}", number, tmp_path / f"sipp{number}", timeout=30)
+        assert result.ok, result.describe()
+    agents = [e["agent"] for e in gw.find("call_incoming")]
+    assert agents == ["sales", "front-desk"]
