@@ -1102,8 +1102,12 @@ def test_torture_batch_leaves_the_gateway_working(batch: str, gateway_factory, t
     finally:
         peer.close()
     assert_echo_call_works(gw, tmp_path / "echo")
-    deadline = time.monotonic() + 10
-    while gw.find("rtp_released") and gw.find("rtp_released")[-1]["ports_in_use"] and time.monotonic() < deadline:
+    # a torture INVITE answered as a call (no ACK, no RTP) ends on the ACK or RTP timeout: wait for
+    # every answered call's ports, not just the last release seen so far
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and not (
+            len(gw.find("rtp_released")) == len(gw.find("call_incoming"))
+            and gw.find("rtp_released") and gw.find("rtp_released")[-1]["ports_in_use"] == 0):
         time.sleep(0.1)
     incoming, released = gw.find("call_incoming"), gw.find("rtp_released")
     assert len(released) == len(incoming) and released[-1]["ports_in_use"] == 0, (incoming, released)

