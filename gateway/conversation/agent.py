@@ -60,6 +60,8 @@ _SILENT_DB = -50.0  # below this the line carries nothing worth judging
 _REUSE_FRAMES = 5  # a transcript covering all but the last 100 ms (trailing silence) is reused
 _QUIET_BELOW_SPEECH_DB = 30.0  # a frame this far below the caller's speech peak is no speech
 _QUIET_ABOVE_NOISE_DB = 10.0  # ... unless it stands out of the line's noise by more than this
+_HISTORY_KEPT = 80  # messages stored per call before the oldest are summarized away
+_CALLER_LINES_KEPT = 300
 _FIRST_AUDIO_WAIT_S = 0.3  # longest the LLM pauses for the first clause's TTS
 _PEAK_DECAY_DB = 0.05  # per 20 ms frame: the speech peak follows a caller who gets quieter
 
@@ -587,6 +589,16 @@ class ConversationAgent:
                 self._history.append(ChatMessage("assistant", said))
             self.playout.forget_turn(reply.turn)
         self._spoken = keep
+        self._bound_history()
+
+    def _bound_history(self) -> None:
+        """Keep a long call's stored history bounded, not just the prompt cut from it: measured over
+        a simulated hour, `fit_history` re-read every dropped exchange each turn (5 ms per turn
+        after an hour, on the way to the first token) and the lists grew without end."""
+        if len(self._history) > _HISTORY_KEPT:
+            self._history = fit_history(self._history, 2 * self.settings.history_tokens, approx_tokens)
+        if len(self._caller_lines) > _CALLER_LINES_KEPT:  # the first lines carry name and reason
+            self._caller_lines = self._caller_lines[:20] + self._caller_lines[-(_CALLER_LINES_KEPT - 40):]
 
     def _watchdog(self, now: float) -> None:
         """A released reply with no audio after `model_timeout_s`: a model hangs (or a server is
