@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -740,6 +740,22 @@ class ConversationAgent:
             self._notes = []
         return content
 
+    def _llm_pieces(self, reply: _Reply, messages: list[ChatMessage]) -> Iterator[str]:
+        """The model's reply, streamed; an empty one is asked again once, then a fixed line.
+        (A shared llama.cpp server answered one of two concurrent requests with nothing, right
+        after another client had dropped its stream.)"""
+        for attempt in range(2):
+            got = False
+            for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
+                                                     temperature=self.settings.temperature, cancel=reply.cancel,
+                                                     affinity=self.context.call_id):
+                got = True
+                yield piece
+            if got or reply.cancel.is_set():
+                return
+            self.log.warning("llm_empty_reply", turn=reply.turn, attempt=attempt + 1)
+        yield self.settings.not_understood
+
     def _stream_reply(self, reply: _Reply, history: list[ChatMessage], content: str,
                       clauses: queue.Queue[str | _Phrase | None]) -> None:
         """LLM -> spoken clauses as they complete; a tool call at the end becomes `reply.action`."""
@@ -749,9 +765,7 @@ class ConversationAgent:
             return
         splitter = ClauseSplitter()
         detector = ToolCallDetector(self.skills.tools.specs) if self.skills.tools.specs else None
-        for piece in self.models.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
-                                                 temperature=self.settings.temperature, cancel=reply.cancel,
-                                                 affinity=self.context.call_id):
+        for piece in self._llm_pieces(reply, messages):
             if reply.timings.llm_first_token is None:
                 reply.timings.llm_first_token = self.clock()
                 reply.llm_stats = getattr(self.models.llm, "thread_stats", None)
