@@ -448,14 +448,15 @@ class ConversationAgent:
         reply = _Reply(next(self._turns), [], 0, TurnTimings(self.clock(), False), logged=True, phrase=True)
         reply.bot_text = [text]
         reply.done.set()
-        self.playout.push(reply.turn, self.services.phrase(text), text)
+        audio = self.services.phrase(text)
+        self.playout.push(reply.turn, audio, text)
         self._release(reply)
         if ends_call:
             self._ending = reply.turn
         self._bot_lines.append(text)
         self.log.info("bot_phrase", why=why, text=text)
-        audio_s = len(self.services.phrase(text)) / 8000
-        self.context.record("bot_speech", start=time.time(), end=time.time() + audio_s, text=text, interrupted=False)
+        start = time.time()
+        self.context.record("bot_speech", start=start, end=start + len(audio) / 8000, text=text, interrupted=False)
         return reply
 
     # -- memory, keypad and tools (controller thread) ----------------------------------------------

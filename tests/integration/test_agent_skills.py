@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.test_barge_in_echo import first_bot_onset, start_call
+from tests.integration.test_barge_in_echo import first_bot_onset, run_call
 from tests.rig.audio import make_speech_wav
 from tests.rig.gateway import gateway_config
 from tests.rig.ports import free_port_pair
@@ -91,10 +91,7 @@ def test_knowledge_answers_a_fact_and_does_not_invent_one(knowledge_gateway, tmp
     peer = RtpPeer(free_port_pair())
     peer.play_at(ASK_AT, covered)
     peer.play_at(ASK_AT + 500, uncovered)
-    call = start_call(gw, tmp_path, peer, seconds=22)
-    call.join(60)
-    peer.stop()
-    assert call.result["sipp"].ok, call.result["sipp"].describe()
+    run_call(gw, tmp_path, peer, seconds=22)
     turns = [t for t in gw.find("turn") if t["caller"] and not t["cancelled"]]
     assert len(turns) >= 2, turns
     first, second = turns[0], turns[-1]
@@ -143,10 +140,7 @@ def test_a_slow_http_tool_is_acknowledged_at_once_and_rtp_never_starves(gateway_
     question = speech("Can you check my order 1234?", tmp_path)
     peer = RtpPeer(free_port_pair())
     peer.play_at(ASK_AT, question)
-    call = start_call(gw, tmp_path, peer, seconds=20)
-    call.join(60)
-    peer.stop()
-    assert call.result["sipp"].ok, call.result["sipp"].describe()
+    run_call(gw, tmp_path, peer, seconds=20)
     assert SlowOrderService.requests and SlowOrderService.requests[0].startswith("/orders/1234")
     end = speech_end_tick(ASK_AT, question)
     ack = first_bot_onset(peer, end, end + 100)
@@ -172,16 +166,11 @@ def test_a_returning_caller_is_greeted_by_name(gateway_factory, tmp_path):
     intro = speech("Hello, my name is John Smith.", tmp_path)
     peer = RtpPeer(free_port_pair())
     peer.play_at(ASK_AT, intro)
-    first = start_call(gw, tmp_path, peer, seconds=10)
-    first.join(40)
-    peer.stop()
-    assert first.result["sipp"].ok, first.result["sipp"].describe()
+    run_call(gw, tmp_path, peer, seconds=10, timeout=40)
     remembered = gw.wait_log("caller_remembered", timeout=10)
     assert remembered["name"] == "John Smith", remembered
     peer2 = RtpPeer(free_port_pair())
-    second = start_call(gw, tmp_path / "second", peer2, seconds=6)
-    second.join(40)
-    peer2.stop()
+    run_call(gw, tmp_path / "second", peer2, seconds=6, timeout=40)
     greeting = gw.wait_log("bot_phrase", why="greeting_returning", timeout=5)
     assert "John Smith" in greeting["text"]
     onset = first_bot_onset(peer2, 0, max(peer2.received))

@@ -63,6 +63,14 @@ def start_call(gw, tmp_path, peer: RtpPeer, seconds: float) -> threading.Thread:
     return thread
 
 
+def run_call(gw, tmp_path, peer: RtpPeer, seconds: float, timeout: float = 60.0) -> None:
+    """One whole call: SIPp signals and hangs up after `seconds`; `peer` plays and records the media."""
+    call = start_call(gw, tmp_path, peer, seconds)
+    call.join(timeout)
+    peer.stop()
+    assert call.result["sipp"].ok, call.result["sipp"].describe()
+
+
 @pytest.fixture
 def conversation_gateway(gateway_factory):
     agents = {"front-desk": {"type": "conversation", "greeting": "Harbor Dental, how can I help?",
@@ -99,10 +107,7 @@ def test_barge_in_silences_the_bot_and_the_next_reply_answers_the_new_question(c
 
     peer = RtpPeer(free_port_pair(), on_tick=react)
     peer.play_at(ask_at, question)
-    call = start_call(gw, tmp_path, peer, seconds=22)
-    call.join(60)
-    peer.stop()
-    assert call.result["sipp"].ok, call.result["sipp"].describe()
+    run_call(gw, tmp_path, peer, seconds=22)
     assert "interrupt" in state, "the bot never started its reply"
     # the caller's actual onset: first loud frame of the interruption
     loud = [i for i in range(len(interruption) // 160) if rms_dbfs(interruption[i * 160:(i + 1) * 160]) > -40]
@@ -130,10 +135,7 @@ def test_the_bots_own_echo_does_not_interrupt_it(conversation_gateway, tmp_path)
     question = speech("Can you tell me everything about your clinic?", tmp_path)
     peer = RtpPeer(free_port_pair(), echo_delay_s=0.06, echo_gain_db=-10)
     peer.play_at(150, question)
-    call = start_call(gw, tmp_path, peer, seconds=20)
-    call.join(60)
-    peer.stop()
-    assert call.result["sipp"].ok, call.result["sipp"].describe()
+    run_call(gw, tmp_path, peer, seconds=20)
     assert not gw.find("barge_in"), gw.find("barge_in")
     turns = [t for t in gw.find("turn") if t["caller"]]
     assert turns and not turns[0]["cancelled"]

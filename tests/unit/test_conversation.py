@@ -87,20 +87,6 @@ class Harness:
         self.models.close()
 
 
-@pytest.fixture
-def harness():
-    made = []
-
-    def make(**kw):
-        h = Harness(**kw)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
-
-
 def test_greeting_plays_at_once(harness):
     h = harness()
     h.run(silence_frames(1.0))

@@ -25,20 +25,6 @@ SETTINGS = ConversationSettings(greeting="Hello there.", instructions="Be brief.
 TARGETS = {"billing": "sip:2003@pbx.test", "operator": "sip:2000@pbx.test"}
 
 
-@pytest.fixture
-def harness():
-    made = []
-
-    def make(**kw):
-        h = Harness(**kw)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
-
-
 def skills(tmp_path: Path | None = None, tools: list | None = None) -> AgentSkills:
     knowledge = None
     if tmp_path is not None:
