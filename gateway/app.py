@@ -10,13 +10,13 @@ from pathlib import Path
 import structlog
 
 from gateway.calls import CallManager
-from gateway.config import Config
+from gateway.config import Config, TlsConfig
 from gateway.http_api import HttpApi
 from gateway.metrics import Metrics
 from gateway.operations import GatewayOperations
 from gateway.records import purge_records
 from gateway.sip.account import GatewayAccount
-from gateway.sip.stack import SipStack, StackSettings
+from gateway.sip.stack import SipStack, StackSettings, TlsSettings
 from rtp.clock import MediaClock
 from rtp.ports import PortAllocator
 
@@ -35,6 +35,8 @@ class Gateway:
             codecs=config.rtp.codecs,
             user_agent=config.sip.user_agent,
             sip_trace=config.logging.sip_trace,
+            tls=_tls_settings(config.sip.tls),
+            srtp=config.rtp.srtp,
         ))
         self.ports = PortAllocator(config.sip.listen.host, *config.rtp.port_range)
         self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))
@@ -66,6 +68,10 @@ class Gateway:
         if not self.config.sip.trusted_sources:
             log.warning("sip_trusted_sources_unset",
                         hint="INVITEs are accepted from any address; set sip.trusted_sources to the PBX's addresses")
+        if self.config.rtp.srtp != "off" and self.config.sip.tls is None:
+            log.warning("srtp_keys_in_clear", srtp=self.config.rtp.srtp,
+                        hint="SDES keys travel in the SIP messages: without sip.tls anyone who sees the "
+                             "signalling can decrypt the media")
 
     def originate(self, uri: str, account: str | None = None, agent: str | None = None,
                   variables: Mapping[str, str] | None = None) -> Future:
@@ -146,6 +152,13 @@ class Gateway:
                 acc.shutdown()
         self.accounts.clear()
         self.local_account = None
+
+
+def _tls_settings(tls: TlsConfig | None) -> TlsSettings | None:
+    if tls is None:
+        return None
+    return TlsSettings(listen_host=tls.listen.host, listen_port=tls.listen.port, certificate=tls.certificate,
+                       private_key=tls.private_key, ca_list=tls.ca_list, verify_peer=tls.verify_peer)
 
 
 def load_conversation_services(config: Config):

@@ -252,6 +252,11 @@ class CallManager:
             call.log.error("call_codec_unsupported", codec=media.codec)
             self._hangup(call, "codec_unsupported")
             return
+        if media.srtp is None and self.config.rtp.srtp == "required":
+            # pjsua refuses plain offers when SRTP is required; this guards the keys we read back.
+            call.log.error("call_srtp_missing", hint="rtp.srtp is required but no SDES keys were agreed")
+            self._hangup(call, "srtp_required")
+            return
         call.session.configure(RemoteMedia(
             rtp_address=media.remote_rtp,
             rtcp_address=media.remote_rtcp,
@@ -260,14 +265,21 @@ class CallManager:
             receive_event_pt=media.rx_event_pt,
             send=media.send,
             receive=media.receive,
+            srtp=media.srtp,
         ))
         call.log.info("call_media", codec=media.codec, status=media.status, send=media.send,
+                      srtp=media.srtp.suite if media.srtp else None,
                       receive=media.receive, remote=f"{media.remote_rtp[0]}:{media.remote_rtp[1]}",
                       local_port=call.ports.rtp_port)
         if not call.media_started:
             call.media_started = True
             self.clock.add(call.session)
             call.agent.on_start()
+
+    def on_media_failed(self, sip: SipCall, reason: str) -> None:
+        call = self._find(sip)
+        if call is not None and not call.ended:
+            self._hangup(call, reason)
 
     def hangup_all(self, reason: str) -> None:
         for call in list(self._calls.values()):

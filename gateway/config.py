@@ -63,6 +63,17 @@ class AccountConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """SIP over TLS: where to listen and the certificate to present (files, never inline secrets)."""
+
+    listen: HostPort
+    certificate: str  # PEM certificate (chain) file
+    private_key: str  # PEM private key file: readable by its owner only
+    ca_list: str | None = None  # PEM CAs that verify peers (client certificates, servers we call)
+    verify_peer: bool = False  # require a valid certificate from the peer (mutual TLS with the PBX)
+
+
+@dataclass(frozen=True)
 class SipConfig:
     listen: HostPort
     public_address: str
@@ -74,6 +85,10 @@ class SipConfig:
     trusted_sources: tuple[str, ...] = ()  # networks INVITEs may come from; empty: anywhere (a warning)
     invites_per_source_per_s: float = 5.0
     invite_burst: int = 20
+    tls: TlsConfig | None = None
+
+
+SRTP_MODES = ("off", "optional", "required")
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,7 @@ class RtpConfig:
     dtmf_payload_type: int = 101
     jitter_min_delay_ms: int = 20
     jitter_max_delay_ms: int = 300
+    srtp: str = "off"  # off | optional (SRTP when the peer offers or accepts it) | required (488 otherwise)
 
 
 @dataclass(frozen=True)
@@ -267,6 +283,38 @@ class _Reader:
         host = host.strip("[]")
         _check_host(self, host, key)
         return HostPort(host, self.integer(port, key, 1, 65535))
+
+    def choice(self, value: object, key: str, choices: tuple[str, ...]) -> str:
+        if value is False and "off" in choices:  # YAML 1.1 reads a bare `off` (or `no`) as false
+            return "off"
+        text = self.string(value, key) if not isinstance(value, bool) else value
+        if text not in choices:
+            raise self.fail(key, f"one of {', '.join(choices)}", value)
+        return str(text)
+
+    def path(self, value: object, key: str) -> Path:
+        """A file path; a relative one is relative to the config file, not to the working directory."""
+        path = Path(self.string(value, key)).expanduser()
+        if not path.is_absolute():
+            path = (Path(self.file).resolve().parent if not self.file.startswith("<") else Path.cwd()) / path
+        return path
+
+    def readable_file(self, value: object, key: str) -> str:
+        path = self.path(value, key)
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise self.fail(key, f"a readable file ({exc.strerror})", str(path)) from None
+        return str(path)
+
+    def secret_file(self, value: object, key: str) -> str:
+        """A readable file that only its owner can read: a key readable by others is a leaked key."""
+        text = self.readable_file(value, key)
+        mode = Path(text).stat().st_mode
+        if mode & 0o077:
+            raise self.fail(key, f"a file only its owner can access (mode is {mode & 0o777:o}; chmod 600 it)", text)
+        return text
 
     def optional(self, data: Mapping, name: str, key: str, read: Callable[[object, str], Any], default: Any):
         return read(data[name], _join(key, name)) if name in data else default
@@ -475,7 +523,7 @@ def _read_models(r: _Reader, raw: object) -> ModelsConfig:
 
 def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
     data = r.mapping(raw, "rtp", {"port_range", "inactivity_timeout_s", "codecs", "dtmf_payload_type",
-                                  "jitter_min_delay_ms", "jitter_max_delay_ms"})
+                                  "jitter_min_delay_ms", "jitter_max_delay_ms", "srtp"})
     port_range = RtpConfig.port_range
     if "port_range" in data:
         value = data["port_range"]
@@ -507,13 +555,14 @@ def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
         dtmf_payload_type=r.optional(data, "dtmf_payload_type", "rtp", lambda v, k: r.integer(v, k, 96, 127), 101),
         jitter_min_delay_ms=min_delay,
         jitter_max_delay_ms=max_delay,
+        srtp=r.optional(data, "srtp", "rtp", lambda v, k: r.choice(v, k, SRTP_MODES), "off"),
     )
 
 
 def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> SipConfig:
     data = r.mapping(raw, "sip", {"listen", "public_address", "max_calls", "default_agent", "accounts",
                                   "user_agent", "routes", "trusted_sources", "invites_per_source_per_s",
-                                  "invite_burst"}, {"listen"})
+                                  "invite_burst", "tls"}, {"listen"})
     listen = r.host_port(data["listen"], "sip.listen")
     public = r.optional(data, "public_address", "sip", r.string, None)
     if public is None:
@@ -555,6 +604,24 @@ def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> Sip
         invites_per_source_per_s=r.optional(data, "invites_per_source_per_s", "sip",
                                             lambda v, k: r.number(v, k, 0.01, 10000), 5.0),
         invite_burst=r.optional(data, "invite_burst", "sip", lambda v, k: r.integer(v, k, 1, 100000), 20),
+        tls=_read_tls(r, data["tls"]) if "tls" in data else None,
+    )
+
+
+def _read_tls(r: _Reader, raw: object) -> TlsConfig:
+    data = r.mapping(raw, "sip.tls", {"listen", "certificate", "private_key", "ca_list", "verify_peer"},
+                     {"listen", "certificate", "private_key"})
+    listen = r.host_port(data["listen"], "sip.tls.listen")
+    verify = r.optional(data, "verify_peer", "sip.tls", r.boolean, False)
+    ca_list = r.optional(data, "ca_list", "sip.tls", lambda v, k: r.readable_file(v, k), None)
+    if verify and ca_list is None:
+        raise r.fail("sip.tls.ca_list", "the CA file to verify peers with (verify_peer is true)", has_got=False)
+    return TlsConfig(
+        listen=listen,
+        certificate=r.readable_file(data["certificate"], "sip.tls.certificate"),
+        private_key=r.secret_file(data["private_key"], "sip.tls.private_key"),
+        ca_list=ca_list,
+        verify_peer=verify,
     )
 
 

@@ -5,6 +5,11 @@ only change *where* the media goes: the connection and origin addresses, the m= 
 port, and we drop pjsua's `a=ssrc` lines because they describe pjmedia's idle stream, not ours.
 This runs on every SDP pjsua creates, re-INVITEs included, so a re-offer never points the peer
 back at pjmedia.
+
+SRTP (SDES, RFC 4568): pjsua negotiates the ``a=crypto`` lines (suite and tag) like any other
+attribute, but the keys must be the ones *our* RTP engine uses, so the rewrite puts the call's
+own key in every ``inline:`` of our SDP, and :func:`sdes_keys` reads the agreed suite and both
+keys back from our SDP and the peer's once the offer/answer is done.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+
+from rtp.srtp import SUITES, SrtpError, SrtpKeys, decode_inline_key, encode_inline_key
 
 _DROP_ATTRIBUTES = ("a=ssrc:", "a=ssrc-group:", "a=rtcp-mux", "a=rtcp-fb:", "a=msid", "a=mid:")
 
@@ -30,8 +37,13 @@ class MediaAddress:
         return "IP6" if ":" in self.address else "IP4"
 
 
-def rewrite_local_sdp(sdp: str, media: MediaAddress) -> str:
-    """Return `sdp` with the first audio stream pointed at `media` (other streams disabled)."""
+def rewrite_local_sdp(sdp: str, media: MediaAddress, srtp_key: bytes | None = None) -> str:
+    """Return `sdp` with the first audio stream pointed at `media` (other streams disabled).
+
+    With ``srtp_key`` (the call's SDES master key||salt) every ``a=crypto`` line of the audio
+    stream carries that key, and lines whose suite our engine lacks are dropped; without it,
+    crypto lines are left as pjsua wrote them (it writes none when SRTP is off).
+    """
     lines = [line for line in re.split(r"\r?\n", sdp) if line]
     if not lines or not lines[0].startswith("v="):
         raise SdpError("SDP does not start with a v= line")
@@ -67,6 +79,11 @@ def rewrite_local_sdp(sdp: str, media: MediaAddress) -> str:
             continue
         if line.startswith(_DROP_ATTRIBUTES):
             continue
+        if section == "audio" and srtp_key is not None and line.startswith("a=crypto:"):
+            keyed = _with_key(line, srtp_key)
+            if keyed is not None:
+                out.append(keyed)
+            continue
         out.append(line)
     if not audio_done:
         raise SdpError("SDP has no audio stream")
@@ -84,3 +101,85 @@ def parse_address(text: str) -> tuple[str, int]:
     except ValueError as exc:  # one error type for the caller, as for every other bad address
         raise SdpError(f"bad address {text!r}") from exc
     return host, int(port)
+
+
+# --------------------------------------------------------------------------- SDES (RFC 4568)
+
+_CRYPTO = re.compile(r"a=crypto:(\d{1,9})[ \t]+(\S+)[ \t]+(\S+)(?:[ \t]+(.*))?$")
+
+
+@dataclass(frozen=True)
+class CryptoLine:
+    """One ``a=crypto`` attribute: tag, suite, the raw key parameter(s) and any session parameters."""
+
+    tag: int
+    suite: str
+    key_params: str
+    session_params: str
+
+    def key(self) -> bytes:
+        """The master key||salt, strictly: one ``inline:`` key, no MKI, no session parameters."""
+        if self.session_params:
+            raise SdpError(f"crypto tag {self.tag}: session parameters {self.session_params!r} are not supported")
+        if ";" in self.key_params:
+            raise SdpError(f"crypto tag {self.tag}: several keys in one line are not supported")
+        method, _, info = self.key_params.partition(":")
+        if method != "inline" or not info:
+            raise SdpError(f"crypto tag {self.tag}: key method {method!r} (expected inline:)")
+        key_text, *extra = info.split("|")
+        for part in extra:
+            if ":" in part:
+                raise SdpError(f"crypto tag {self.tag}: an MKI ({part}) is not supported")
+        try:
+            return decode_inline_key(key_text, self.suite)
+        except SrtpError as exc:
+            raise SdpError(f"crypto tag {self.tag}: {exc}") from None
+
+
+def _crypto_line(line: str) -> CryptoLine:
+    match = _CRYPTO.match(line.strip())
+    if match is None:
+        raise SdpError(f"malformed crypto attribute {line!r}")
+    tag, suite, key_params, session = match.groups()
+    return CryptoLine(int(tag), suite, key_params, (session or "").strip())
+
+
+def _with_key(line: str, key: bytes) -> str | None:
+    crypto = _crypto_line(line)
+    if crypto.suite not in SUITES:
+        return None
+    return f"a=crypto:{crypto.tag} {crypto.suite} inline:{encode_inline_key(key)}"
+
+
+def audio_crypto_lines(sdp: str) -> list[CryptoLine]:
+    """The ``a=crypto`` lines of the first audio stream (empty if there is none, or no audio)."""
+    lines: list[CryptoLine] = []
+    section = "session"
+    for line in re.split(r"\r?\n", sdp):
+        if line.startswith("m="):
+            if section == "audio":
+                break
+            section = "audio" if line[2:].startswith("audio ") else "other"
+        elif section == "audio" and line.startswith("a=crypto:"):
+            lines.append(_crypto_line(line))
+    return lines
+
+
+def sdes_keys(local_sdp: str, remote_sdp: str) -> SrtpKeys | None:
+    """The SRTP keys an SDES offer/answer agreed on, or None when the call's media is plain RTP.
+
+    The answer carries one crypto line, whose tag picks one of the offer's; that works the same
+    whichever side offered.  No common tag (an optional-SRTP offer answered in plain RTP) means
+    plain media.  An agreed line whose key we cannot use raises :class:`SdpError`: sending
+    plain RTP where the peer expects SRTP would only be noise to it.
+    """
+    ours = {c.tag: c for c in audio_crypto_lines(local_sdp)}
+    theirs = {c.tag: c for c in audio_crypto_lines(remote_sdp)}
+    common = [tag for tag in ours if tag in theirs and ours[tag].suite == theirs[tag].suite]
+    if not common:
+        return None
+    tag = common[0]
+    suite = ours[tag].suite
+    if suite not in SUITES:
+        raise SdpError(f"crypto tag {tag}: suite {suite} is not supported (supported: {', '.join(SUITES)})")
+    return SrtpKeys(suite, tx_key=ours[tag].key(), rx_key=theirs[tag].key())

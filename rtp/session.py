@@ -40,6 +40,7 @@ from rtp.rtcp import (
     ntp_timestamp,
     parse_compound,
 )
+from rtp.srtp import SrtpContext, SrtpError, SrtpKeys
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESTAMP_CMSG = struct.Struct("@qq")
@@ -75,6 +76,7 @@ class RemoteMedia:
     receive_event_pt: int | None = 101
     send: bool = True  # the SDP direction allows us to send
     receive: bool = True  # the SDP direction says the far end sends to us
+    srtp: SrtpKeys | None = None  # SDES keys when the call negotiated SRTP; None: plain RTP
 
 
 @dataclass
@@ -92,6 +94,7 @@ class SessionStats:
     rtcp_sent: int = 0
     rtcp_received: int = 0
     rtcp_malformed: int = 0
+    srtp_rejected: int = 0  # SRTP/SRTCP packets that failed authentication or replay checks (dropped)
     remote_fraction_lost: float = 0.0
     remote_cumulative_lost: int = 0
     remote_jitter_ms: float = 0.0
@@ -127,6 +130,7 @@ class RtpSession:
         self._first_packet = True
         self._pending: RemoteMedia | None = None
         self.remote: RemoteMedia | None = None
+        self._srtp: SrtpContext | None = None
         self._jitter = JitterBuffer(
             clock_rate=8000, frame_ms=20, min_delay_ms=jitter_min_delay_ms, max_delay_ms=jitter_max_delay_ms
         )
@@ -195,6 +199,7 @@ class RtpSession:
     def _apply(self, remote: RemoteMedia, now: float) -> None:
         previous = self.remote
         self.remote = remote
+        self._apply_srtp(remote.srtp)
         if previous is None or previous.rtp_address != remote.rtp_address or previous.codec != remote.codec:
             self.log.info(
                 "rtp_remote",
@@ -208,6 +213,32 @@ class RtpSession:
             self._jitter.reset()
         self._last_rx = now  # a new negotiation (e.g. unhold) restarts the inactivity window
         self._inactive_reported = False
+
+    def _apply_srtp(self, keys: SrtpKeys | None) -> None:
+        if keys is None:
+            if self._srtp is not None:
+                self.log.warning("srtp_off", reason="re-negotiated without SRTP")
+            self._srtp = None
+        elif self._srtp is None:
+            self._srtp = SrtpContext(keys)
+            self.log.info("srtp_on", suite=keys.suite)
+        elif keys != self._srtp.keys:
+            self._srtp.rekey(keys)
+            self.log.info("srtp_rekeyed", suite=keys.suite)
+
+    def _decrypt(self, data: bytes, rtcp: bool) -> bytes | None:
+        """The plain packet, or None (counted, logged now and then) when SRTP rejects it."""
+        srtp = self._srtp
+        if srtp is None:
+            return data
+        try:
+            return srtp.unprotect_rtcp(data) if rtcp else srtp.unprotect(data)
+        except SrtpError as exc:
+            self.stats.srtp_rejected += 1
+            if self.stats.srtp_rejected in (1, 10, 100) or self.stats.srtp_rejected % 1000 == 0:
+                self.log.warning("srtp_rejected", error=str(exc), rtcp=rtcp, size=len(data),
+                                 total=self.stats.srtp_rejected)
+            return None
 
     def _read(self, sock: socket.socket, now: float):
         """Yield (data, source, arrival time) for every datagram waiting on `sock`."""
@@ -242,8 +273,14 @@ class RtpSession:
             if is_rtcp(data):
                 self._handle_rtcp(data, arrival)  # RFC 5761 rtcp-mux
                 continue
+            if len(data) < 12:  # not even a header: no need to ask libsrtp
+                self._malformed(RtpError(f"packet of {len(data)} bytes is shorter than an RTP header"), len(data))
+                continue
+            plain = self._decrypt(data, rtcp=False)
+            if plain is None:
+                continue
             try:
-                packet = RtpPacket.parse(data)
+                packet = RtpPacket.parse(plain)
             except RtpError as exc:
                 self._malformed(exc, len(data))
                 continue
@@ -302,8 +339,11 @@ class RtpSession:
             self._last_sent = pcm
         packet = RtpPacket(payload_type=payload_type, sequence=self._sequence, timestamp=timestamp,
                            ssrc=self.ssrc, payload=payload, marker=marker)
+        wire = packet.serialize()
+        if self._srtp is not None:
+            wire = self._srtp.protect(wire)
         try:
-            self.ports.rtp_socket.sendto(packet.serialize(), remote.rtp_address)
+            self.ports.rtp_socket.sendto(wire, remote.rtp_address)
         except OSError as exc:
             self.log.debug("rtp_send_error", error=str(exc))
         self._first_packet = False
@@ -349,6 +389,10 @@ class RtpSession:
             self._handle_rtcp(data, arrival)
 
     def _handle_rtcp(self, data: bytes, arrival: float) -> None:
+        plain = self._decrypt(data, rtcp=True)
+        if plain is None:
+            return
+        data = plain
         try:
             packets = parse_compound(data)
         except RtcpError as exc:
@@ -395,8 +439,11 @@ class RtpSession:
         packets: list = [report, SourceDescription.with_cname(self.ssrc, self.cname)]
         if bye:
             packets.append(Bye(ssrcs=(self.ssrc,)))
+        wire = build_compound(packets)
+        if self._srtp is not None:
+            wire = self._srtp.protect_rtcp(wire)
         try:
-            self.ports.rtcp_socket.sendto(build_compound(packets), remote.rtcp_address)
+            self.ports.rtcp_socket.sendto(wire, remote.rtcp_address)
             self.stats.rtcp_sent += 1
         except OSError as exc:
             self.log.debug("rtcp_send_error", error=str(exc))

@@ -133,6 +133,7 @@ def baresip_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
         answermode: str = "auto",
         regint: int = 300,
         audio_codecs: str = "PCMU,PCMA",
+        account_extra: str = "",
         **kwargs: Any,
     ) -> Baresip:
         account = BaresipAccount(
@@ -142,6 +143,7 @@ def baresip_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
             regint=regint,
             answermode=answermode,
             audio_codecs=audio_codecs,
+            extra=account_extra,
         )
         ua = Baresip(tmp_path / f"baresip-{user}-{len(started)}", account, **kwargs)
         started.append(ua)

@@ -18,6 +18,7 @@ import pjsua2 as pj
 import structlog
 
 from gateway.config import AccountConfig
+from rtp.srtp import SUITES
 
 if TYPE_CHECKING:
     from gateway.sip.stack import SipStack
@@ -63,7 +64,7 @@ class GatewayAccount(pj.Account):
         account = cls(stack, agent, "local", on_incoming)
         cfg = pj.AccountConfig()
         cfg.idUri = f"sip:voicegate@{_host(s.public_address)}:{s.listen_port}"
-        _media_config(cfg, s.public_address)
+        _media_config(cfg, s.public_address, s.srtp)
         account.create(cfg, True)
         return account
 
@@ -83,7 +84,7 @@ class GatewayAccount(pj.Account):
                                      else config.registrar)
         cred = pj.AuthCredInfo("digest", "*", config.auth_username or config.username, 0, config.password)
         cfg.sipConfig.authCreds.append(cred)
-        _media_config(cfg, stack.settings.public_address)
+        _media_config(cfg, stack.settings.public_address, stack.settings.srtp)
         account.create(cfg)
         account.log.info("sip_registering", registrar=config.registrar, expires_s=config.register_expires_s)
         return account
@@ -160,10 +161,32 @@ def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def _media_config(cfg: pj.AccountConfig, public_address: str) -> None:
-    """pjmedia must never send media: the loop transport opens no socket at all."""
+_SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+             "required": pj.PJMEDIA_SRTP_MANDATORY}
+
+
+def _media_config(cfg: pj.AccountConfig, public_address: str, srtp: str = "off") -> None:
+    """pjmedia must never send media: the loop transport opens no socket at all.
+
+    SRTP is negotiated by pjsua (SDES only, and only the suites our RTP engine has), so it
+    answers ``RTP/SAVP`` offers and, when required, refuses plain ones with 488; the keys it
+    writes are replaced by the call's own (see :mod:`gateway.sdp`).
+    """
     cfg.mediaConfig.useLoopMedTp = True
     cfg.mediaConfig.enableLoopback = False
     cfg.mediaConfig.lockCodecEnabled = False
     cfg.mediaConfig.transportConfig.boundAddress = public_address
     cfg.mediaConfig.transportConfig.publicAddress = public_address
+    cfg.mediaConfig.srtpUse = _SRTP_USE[srtp]
+    # 0: SDES over any signalling transport.  Keys sent over plain UDP SIP can be read off the
+    # wire, so the gateway warns at start when SRTP is on without a TLS listener.
+    cfg.mediaConfig.srtpSecureSignaling = 0
+    if srtp != "off":
+        opt = cfg.mediaConfig.srtpOpt
+        opt.keyings = pj.IntVector([pj.PJMEDIA_SRTP_KEYING_SDES])
+        cryptos = pj.SrtpCryptoVector()
+        for name in SUITES:
+            crypto = pj.SrtpCrypto()
+            crypto.name = name
+            cryptos.append(crypto)
+        opt.cryptos = cryptos

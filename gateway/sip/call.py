@@ -3,17 +3,31 @@
 The only media work done here is telling pjsua where our media lives (SDP rewrite, on every
 SDP it creates) and reading back what it negotiated (`getStreamInfo`) after every offer/answer,
 re-INVITEs included; everything else is forwarded to the call manager.
+
+SRTP (SDES): each call has its own random master key, written into every SDP we send; the peer's
+SDP is kept from whichever callback carried it (the offer we answer, the answer to our offer,
+a re-INVITE), and once pjsua reports the media, both are read for the agreed suite and keys.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import secrets
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import pjsua2 as pj
 import structlog
 
-from gateway.sdp import MediaAddress, SdpError, parse_address, rewrite_local_sdp
+from gateway.sdp import (
+    MediaAddress,
+    SdpError,
+    audio_crypto_lines,
+    parse_address,
+    rewrite_local_sdp,
+    sdes_keys,
+)
+from rtp.srtp import SrtpKeys
 
 log = structlog.get_logger("sip")
 
@@ -32,6 +46,7 @@ class NegotiatedMedia:
     send: bool
     receive: bool
     status: str  # active, local_hold, remote_hold
+    srtp: SrtpKeys | None = None  # SDES keys when SRTP was agreed; None: plain RTP
 
 
 class CallEvents(Protocol):
@@ -42,6 +57,8 @@ class CallEvents(Protocol):
     def on_media(self, call: SipCall, media: NegotiatedMedia | None) -> None: ...
 
     def on_transfer_status(self, call: SipCall, code: int, reason: str, final: bool) -> None: ...
+
+    def on_media_failed(self, call: SipCall, reason: str) -> None: ...
 
 
 _MEDIA_STATUS = {
@@ -58,13 +75,22 @@ class SipCall(pj.Call):
         self.account = account
         self.call_id: str = ""  # the SIP Call-ID, filled on the first state callback
         self.log = log
+        self.srtp_key = secrets.token_bytes(30)  # SDES master key||salt of what we send (if SRTP)
+        self.local_sdp = ""  # the last SDP we sent
+        self.remote_sdp = ""  # the last SDP the peer sent
+        self._offer_pending = False  # our last SDP was an offer not yet answered
 
     def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
         address = self.events.media_address(self)
         if address is None:
             return  # a call we are refusing (486/403/503): no media, and the answer carries no SDP
+        remote = prm.remSdp.wholeSdp
+        if remote:  # we are answering this offer
+            self.remote_sdp = remote
+        self._offer_pending = not remote
         try:
-            prm.sdp.wholeSdp = rewrite_local_sdp(prm.sdp.wholeSdp, address)
+            self.local_sdp = rewrite_local_sdp(prm.sdp.wholeSdp, address, self.srtp_key)
+            prm.sdp.wholeSdp = self.local_sdp
         except SdpError as exc:
             # Leaving pjsua's SDP would point the peer at pjmedia (which sends nothing): log it.
             self.log.error("sdp_rewrite_failed", error=str(exc))
@@ -75,6 +101,13 @@ class SipCall(pj.Call):
             self.call_id = info.callIdString
             self.log = log.bind(call_id=self.call_id)
         self.events.on_call_state(self, info)
+
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
+        """Keep the SDP of any message the peer sends us (the answer to our offer arrives here)."""
+        body = _received_sdp(prm.e)
+        if body:
+            self.remote_sdp = body
+            self._offer_pending = False
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
         """Progress of a REFER we sent: its own response, then the transferee's NOTIFYs (sipfrag)."""
@@ -114,5 +147,34 @@ class SipCall(pj.Call):
                 self.log.error("sip_stream_info_unusable", error=str(exc))
                 self.events.on_media(self, None)
                 return
-            self.events.on_media(self, negotiated)
+            if self._offer_pending and audio_crypto_lines(self.local_sdp):
+                # pjsua reports the media of an answer to our offer before the callback that
+                # carries the answer's SDP (onCallTsxState): read the keys once it has run.
+                self.account.stack.call_later(0.0, functools.partial(self._media_with_keys, negotiated))
+            else:
+                self._media_with_keys(negotiated)
             return
+
+    def _media_with_keys(self, negotiated: NegotiatedMedia) -> None:
+        try:
+            keys = sdes_keys(self.local_sdp, self.remote_sdp)
+        except SdpError as exc:
+            self.log.error("sip_srtp_unusable", error=str(exc))
+            self.events.on_media_failed(self, "srtp_unusable")
+            return
+        self.events.on_media(self, replace(negotiated, srtp=keys))
+
+
+def _received_sdp(event: pj.SipEvent) -> str:
+    """The SDP body of the message a transaction event received, or "" (no message, or no SDP)."""
+    if event.type != pj.PJSIP_EVENT_TSX_STATE or event.body.tsxState.type != pj.PJSIP_EVENT_RX_MSG:
+        return ""
+    message = event.body.tsxState.src.rdata.wholeMsg
+    head, sep, body = message.partition("\r\n\r\n")
+    if not sep or not body.startswith("v="):
+        return ""
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() in ("content-type", "c"):
+            return body if value.strip().lower().startswith("application/sdp") else ""
+    return ""

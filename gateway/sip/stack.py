@@ -28,6 +28,26 @@ import structlog
 log = structlog.get_logger("sip")
 
 
+# TLS 1.2 with forward secrecy and AEAD only.  The pjsua2 wheel links OpenSSL 1.0.2k, which has
+# no TLS 1.3; within 1.2 these are the suites current guidance keeps (ECDHE + AES-GCM).
+TLS_CIPHERS = (
+    0xC02F,  # ECDHE-RSA-AES128-GCM-SHA256
+    0xC030,  # ECDHE-RSA-AES256-GCM-SHA384
+    0xC02B,  # ECDHE-ECDSA-AES128-GCM-SHA256
+    0xC02C,  # ECDHE-ECDSA-AES256-GCM-SHA384
+)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    listen_host: str
+    listen_port: int
+    certificate: str
+    private_key: str
+    ca_list: str | None = None
+    verify_peer: bool = False
+
+
 @dataclass(frozen=True)
 class StackSettings:
     listen_host: str
@@ -37,6 +57,8 @@ class StackSettings:
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     user_agent: str = "voicegate"
     sip_trace: bool = False
+    tls: TlsSettings | None = None
+    srtp: str = "off"  # off | optional | required
 
 
 class _PjLogWriter(pj.LogWriter):
@@ -184,11 +206,43 @@ class SipStack:
             ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         except pj.Error as exc:
             raise OSError(f"cannot listen for SIP on {s.listen_host}:{s.listen_port}/udp: {exc.reason}") from None
+        if s.tls is not None:
+            self._create_tls(ep, s.tls)
         ep.libStart()
         # No sound device: nothing may run pjmedia's conference clock (it would send RTP).
         ep.audDevManager().setNoDev()
         self._set_codec_priorities(ep)
         log.info("sip_listening", address=f"{s.listen_host}:{s.listen_port}", public=s.public_address)
+
+    def _create_tls(self, ep: pj.Endpoint, tls: TlsSettings) -> None:
+        """A TLS listener (and client transport for sips:/;transport=tls calls): TLS 1.2, strong suites."""
+        s = self.settings
+        tcfg = pj.TransportConfig()
+        tcfg.port = tls.listen_port
+        tcfg.boundAddress = tls.listen_host
+        tcfg.publicAddress = s.public_address
+        t = tcfg.tlsConfig
+        t.certFile = tls.certificate
+        t.privKeyFile = tls.private_key
+        # Without a CA list pjsip tries an empty CA buffer and logs an error on every handshake.
+        t.CaListFile = tls.ca_list or tls.certificate
+        t.proto = pj.PJ_SSL_SOCK_PROTO_TLS1_2
+        available = set(ep.utilSslGetAvailableCiphers())
+        ciphers = pj.IntVector([c for c in TLS_CIPHERS if c in available])
+        if not ciphers:
+            raise OSError("the SSL library offers none of the TLS 1.2 ECDHE-AES-GCM cipher suites")
+        t.ciphers = ciphers
+        t.verifyClient = tls.verify_peer
+        t.requireClientCert = tls.verify_peer
+        t.verifyServer = tls.verify_peer
+        t.msecTimeout = 5000  # a peer that stalls the handshake does not hold a socket for long
+        try:
+            ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
+        except pj.Error as exc:
+            raise OSError(f"cannot listen for SIP over TLS on {tls.listen_host}:{tls.listen_port}: "
+                          f"{exc.reason} (check sip.tls.certificate and sip.tls.private_key)") from None
+        log.info("sip_tls_listening", address=f"{tls.listen_host}:{tls.listen_port}", verify_peer=tls.verify_peer,
+                 protocol="TLSv1.2", ciphers=len(ciphers))
 
     def _set_codec_priorities(self, ep: pj.Endpoint) -> None:
         """Offer and accept only the codecs our RTP engine implements, in the configured order."""

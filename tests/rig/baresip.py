@@ -139,6 +139,8 @@ class Baresip(StartStop):
     rtp_ports: tuple[int, int] = (20000, 32000)
     sip_trace: bool = False
     start_timeout: float = 10.0
+    modules: tuple[str, ...] = ()  # more modules to load, e.g. ("srtp.so",)
+    extra_config: str = ""  # more config lines, e.g. "sip_certificate /path/cert-and-key.pem"
     _proc: ManagedProcess | None = field(default=None, init=False, repr=False)
     _sock: socket.socket | None = field(default=None, init=False, repr=False)
     _reader: threading.Thread | None = field(default=None, init=False, repr=False)
@@ -220,6 +222,8 @@ module_app		ctrl_tcp.so
 ctrl_tcp_listen		{HOST}:{self.ctrl_port}
 snd_path		{self.snd_dir.resolve()}
 """
+        config += "".join(f"module\t\t\t{m}\n" for m in self.modules)
+        config += self.extra_config.strip() + "\n" if self.extra_config.strip() else ""
         (self.config_dir / "config").write_text(config)
         (self.config_dir / "accounts").write_text(self.account.line(self.sip_port) + "\n")
         (self.config_dir / "contacts").write_text("")

@@ -221,3 +221,59 @@ def test_a_missing_secret_for_a_tool_header_names_the_key(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, skills_config(tmp_path)), env={})
     assert "CRM_TOKEN" in str(err.value) and "tools" in err.value.key
+
+
+# --------------------------------------------------------------------------- TLS and SRTP
+
+
+def _tls_files(tmp_path: Path, key_mode: int = 0o600) -> None:
+    (tmp_path / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    key = tmp_path / "key.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(key_mode)
+
+
+TLS = """  tls:
+    listen: "127.0.0.1:5061"
+    certificate: cert.pem
+    private_key: key.pem
+"""
+
+
+def test_tls_and_srtp_load_with_files_relative_to_the_config(tmp_path):
+    _tls_files(tmp_path)
+    text = CONTRACT.replace("  max_calls: 4\n", "  max_calls: 4\n" + TLS).replace(
+        "  port_range: [31000, 31999]\n", "  port_range: [31000, 31999]\n  srtp: required\n")
+    config = load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"})
+    tls = config.sip.tls
+    assert tls is not None and tls.listen.port == 5061 and not tls.verify_peer
+    assert tls.certificate == str(tmp_path / "cert.pem") and tls.private_key == str(tmp_path / "key.pem")
+    assert config.rtp.srtp == "required"
+
+
+def test_srtp_defaults_off_and_a_bare_yaml_off_means_off(tmp_path):
+    config = load_config(write(tmp_path, CONTRACT), env={"FRONT_DESK_PASSWORD": "x"})
+    assert config.sip.tls is None and config.rtp.srtp == "off"
+    text = CONTRACT.replace("  port_range: [31000, 31999]\n", "  port_range: [31000, 31999]\n  srtp: off\n")
+    assert load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"}).rtp.srtp == "off"
+
+
+@pytest.mark.parametrize(("mode", "edit", "key", "expected"), [
+    (0o644, lambda t: t, "sip.tls.private_key", "only its owner can access (mode is 644"),
+    (0o600, lambda t: t.replace("key.pem", "missing.pem"), "sip.tls.private_key", "a readable file"),
+    (0o600, lambda t: t.replace("    certificate: cert.pem\n", ""), "sip.tls.certificate", "this key to be set"),
+    (0o600, lambda t: t + "    verify_peer: true\n", "sip.tls.ca_list", "the CA file"),
+    (0o600, lambda t: t.replace('"127.0.0.1:5061"', '"5061"'), "sip.tls.listen", "host:port"),
+])
+def test_tls_errors_name_the_key(tmp_path, mode, edit, key, expected):
+    _tls_files(tmp_path, mode)
+    text = CONTRACT.replace("  max_calls: 4\n", "  max_calls: 4\n" + edit(TLS))
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"})
+    assert err.value.key == key and expected in str(err.value) and str(tmp_path / "gw.yaml") in str(err.value)
+
+
+def test_srtp_mode_is_checked(tmp_path):
+    text = CONTRACT.replace("  port_range: [31000, 31999]\n", "  port_range: [31000, 31999]\n  srtp: on\n")
+    with pytest.raises(ConfigError, match="rtp.srtp: expected one of off, optional, required"):
+        load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"})

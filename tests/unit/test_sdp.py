@@ -1,8 +1,10 @@
 """The SDP rewrite that points the peer at our RTP engine instead of pjmedia."""
 
+import base64
+
 import pytest
 
-from gateway.sdp import MediaAddress, SdpError, parse_address, rewrite_local_sdp
+from gateway.sdp import MediaAddress, SdpError, audio_crypto_lines, parse_address, rewrite_local_sdp, sdes_keys
 
 PJSUA_ANSWER = (
     "v=0\r\n"
@@ -55,3 +57,61 @@ def test_parse_address():
     assert parse_address("[::1]:4000") == ("::1", 4000)
     with pytest.raises(SdpError):
         parse_address("127.0.0.1")
+
+
+# --------------------------------------------------------------------------- SDES
+
+
+def _sdp(profile: str, *crypto: str) -> str:
+    lines = ["v=0", "o=- 1 2 IN IP4 10.0.0.1", "s=-", "c=IN IP4 10.0.0.1", "t=0 0",
+             f"m=audio 4000 {profile} 0 101", *crypto, "a=sendrecv", "m=video 0 RTP/AVP 96"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+KEY_A = bytes(range(30))
+KEY_B = bytes(range(100, 130))
+INLINE_A = base64.b64encode(KEY_A).decode()
+INLINE_B = base64.b64encode(KEY_B).decode()
+
+
+def test_rewrite_puts_our_key_in_every_supported_crypto_line_and_drops_the_rest():
+    offer = _sdp("RTP/SAVP", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_B}|2^20",
+                 "a=crypto:2 AES_256_CM_HMAC_SHA1_80 inline:" + "A" * 64,
+                 f"a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:{INLINE_B}")
+    out = rewrite_local_sdp(offer, MediaAddress("127.0.0.1", 31000), srtp_key=KEY_A)
+    crypto = audio_crypto_lines(out)
+    assert [(c.tag, c.suite) for c in crypto] == [(1, "AES_CM_128_HMAC_SHA1_80"), (3, "AES_CM_128_HMAC_SHA1_32")]
+    assert all(c.key() == KEY_A for c in crypto)
+    assert INLINE_B not in out and "m=audio 31000 RTP/SAVP 0 101" in out
+
+
+@pytest.mark.parametrize("local_offers", [True, False])
+def test_sdes_keys_from_offer_and_answer_either_way_round(local_offers):
+    offer = _sdp("RTP/SAVP", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_A}",
+                 f"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{INLINE_A}")
+    answer = _sdp("RTP/SAVP", f"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{INLINE_B}|2^31")
+    local, remote = (offer, answer) if local_offers else (answer, offer)
+    keys = sdes_keys(local, remote)
+    assert keys is not None and keys.suite == "AES_CM_128_HMAC_SHA1_32"
+    assert keys.tx_key == (KEY_A if local_offers else KEY_B)
+    assert keys.rx_key == (KEY_B if local_offers else KEY_A)
+
+
+def test_plain_answer_to_an_optional_offer_means_plain_rtp():
+    offer = _sdp("RTP/AVP", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_A}")
+    assert sdes_keys(offer, _sdp("RTP/AVP")) is None
+    assert sdes_keys(_sdp("RTP/AVP"), _sdp("RTP/AVP")) is None
+
+
+@pytest.mark.parametrize("line,why", [
+    (f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_B}|2^20|1:4", "MKI"),
+    (f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_B} UNENCRYPTED_SRTP", "session parameters"),
+    (f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_B};inline:{INLINE_A}", "several keys"),
+    ("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=", "30-byte"),
+    ("a=crypto:1 AES_CM_128_HMAC_SHA1_80 uri:https://keys", "key method"),
+    ("a=crypto:x AES_CM_128_HMAC_SHA1_80", "malformed"),
+])
+def test_an_agreed_key_we_cannot_use_is_an_error(line, why):
+    ours = _sdp("RTP/SAVP", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_A}")
+    with pytest.raises(SdpError, match=why):
+        sdes_keys(ours, _sdp("RTP/SAVP", line))
