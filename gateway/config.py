@@ -232,6 +232,24 @@ class _Reader:
             raise self.fail(key, "a non-empty string", text)
         return text
 
+    def secret(self, value: object, key: str, *, allow_empty: bool = False) -> str:
+        """A password or token: from the environment (``${VAR}``), or written in a file only its owner reads.
+
+        A secret typed into a config file that other users can read is a leaked secret, so that
+        is an error naming the key, not a warning scrolled past at start-up.
+        """
+        text = self.string(value, key, allow_empty=allow_empty)
+        literal = _ENV_REF.sub("", str(value)) if isinstance(value, str | int) else ""
+        if literal and not self.file.startswith("<"):
+            try:
+                mode = Path(self.file).stat().st_mode
+            except OSError:
+                mode = 0
+            if mode & 0o077:
+                raise self.fail(key, "a secret from the environment (\"${VAR}\") or a config file only its owner "
+                                f"can read (the file's mode is {mode & 0o777:o}; chmod 600 it)", has_got=False)
+        return text
+
     def expand(self, text: str, key: str) -> str:
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -358,7 +376,7 @@ def _read_account(r: _Reader, raw: object, key: str, agents: Mapping[str, AgentC
         raise r.fail(_join(key, "username"), "a SIP user part (letters, digits, . _ - + etc.)", username)
     return AccountConfig(
         username=username,
-        password=r.string(data["password"], _join(key, "password"), allow_empty=True),
+        password=r.secret(data["password"], _join(key, "password"), allow_empty=True),
         registrar=registrar,
         domain=r.optional(data, "domain", key, r.string, registrar_host),
         agent=agent,
@@ -643,7 +661,7 @@ def _read_networks(r: _Reader, raw: object, key: str) -> tuple[str, ...]:
 def _read_http(r: _Reader, raw: object) -> HttpConfig:
     data = r.mapping(raw, "http", {"listen", "token"})
     listen = r.host_port(data["listen"], "http.listen") if "listen" in data else None
-    token = r.optional(data, "token", "http", r.string, None)
+    token = r.optional(data, "token", "http", r.secret, None)
     if token is not None and len(token) < 16:
         raise r.fail("http.token", "a token of at least 16 characters (e.g. from `openssl rand -hex 24`)",
                      has_got=False)

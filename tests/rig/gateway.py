@@ -62,6 +62,7 @@ class GatewayProcess:
             # each test its own caller memory: a caller remembered by an earlier test would change the greeting
             self.config["database"] = str(self.workdir / "voicegate.db")
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.config_path.chmod(0o600)  # it may hold a password: the gateway refuses it readable by others
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         args = [
             sys.executable,
