@@ -154,14 +154,14 @@ def load_conversation_services(config: Config):
     from gateway.conversation.settings import fixed_phrases, model_set_config
     from gateway.conversation.skills import AgentSkills
     from gateway.conversation.speech import ConversationServices
-    from gateway.store import Store
+    from gateway.store import open_store
     from models.loader import ModelSet
 
     conversation_agents = [a for a in config.agents.values() if a.type == "conversation"]
     skills = {a.name: AgentSkills.build(a) for a in conversation_agents}
-    store = Store(config.memory.database)
+    store = open_store(config.memory.database)
     purged = store.purge(config.memory.retention_days)
-    log.info("memory_ready", database=config.memory.database, remember_callers=config.memory.enabled,
+    log.info("memory_ready", database=store.where, remember_callers=config.memory.enabled,
              retention_days=config.memory.retention_days, purged=purged)
     models = ModelSet.load(model_set_config(config.models))
     models.warm_up(skills[conversation_agents[0].name].system_prompt)

@@ -74,10 +74,10 @@ def _check_config(path: str) -> int:
 
 
 def _memory_command(config, args) -> int:
-    from gateway.store import Store, StoreError, normalize_caller_id
+    from gateway.store import StoreError, normalize_caller_id, open_store
 
     try:
-        store = Store(config.memory.database)
+        store = open_store(config.memory.database)
     except StoreError as exc:
         print(f"voicegate: {exc}", file=sys.stderr)
         return 1

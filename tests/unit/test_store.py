@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import MAX_OPEN_REQUESTS, SCHEMA_VERSION, Store, StoreError, normalize_caller_id
+from gateway.store import MAX_OPEN_REQUESTS, SCHEMA_VERSION, SqliteStore, Store, StoreError, normalize_caller_id
 
 DAY = 86_400.0
 
 
 @pytest.fixture
 def store(tmp_path: Path):
-    with Store(tmp_path / "data" / "voicegate.db") as s:
+    with SqliteStore(tmp_path / "data" / "voicegate.db") as s:
         yield s
 
 
@@ -52,7 +52,7 @@ def test_normalize_caller_id(raw: str | None, key: str | None):
 
 def test_creates_parent_dirs_schema_and_wal(tmp_path: Path):
     path = tmp_path / "a" / "b" / "store.db"
-    Store(path).close()
+    SqliteStore(path).close()
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -65,9 +65,9 @@ def test_creates_parent_dirs_schema_and_wal(tmp_path: Path):
 
 def test_reopening_keeps_data_and_does_not_migrate_twice(tmp_path: Path):
     path = tmp_path / "store.db"
-    with Store(path) as s:
+    with SqliteStore(path) as s:
         s.record_call("+15551234", name="Alice")
-    with Store(path) as s:
+    with SqliteStore(path) as s:
         record = s.caller("+15551234")
     assert record is not None and record.name == "Alice"
 
@@ -189,7 +189,7 @@ def test_forget_deletes_caller_and_their_messages(store: Store):
 
 def test_forget_leaves_no_copy_in_the_file(tmp_path: Path):
     path = tmp_path / "store.db"
-    with Store(path) as s:
+    with SqliteStore(path) as s:
         s.record_call("+15551234", name="Zebediah Quuxworth")
         s.take_message("secret-marker-text", caller_id="+15551234")
         s.forget("+15551234")
@@ -251,7 +251,7 @@ def test_concurrent_record_calls_stay_consistent(store: Store):
 
 def test_directory_path_raises_store_error(tmp_path: Path):
     with pytest.raises(StoreError) as info:
-        Store(tmp_path)
+        SqliteStore(tmp_path)
     assert str(tmp_path) in str(info.value)
 
 
@@ -259,18 +259,18 @@ def test_not_a_database_raises_store_error(tmp_path: Path):
     path = tmp_path / "garbage.db"
     path.write_bytes(b"this is not a sqlite database" * 100)
     with pytest.raises(StoreError, match="cannot open store"):
-        Store(path)
+        SqliteStore(path)
 
 
 def test_newer_schema_is_refused(tmp_path: Path):
     path = tmp_path / "store.db"
-    Store(path).close()
+    SqliteStore(path).close()
     db = sqlite3.connect(path)
     db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     db.commit()
     db.close()
     with pytest.raises(StoreError, match="newer"):
-        Store(path)
+        SqliteStore(path)
 
 
 def test_store_error_is_a_runtime_error():
