@@ -1,4 +1,8 @@
-"""The embedded store: caller memory, messages, forgetting, retention, and sharing across threads."""
+"""The store: caller memory, messages, forgetting, retention, sharing across threads and processes.
+
+The behaviour tests run against both backends (``store`` is parametrized over SQLite and a real
+PostgreSQL started by the session fixture in tests/conftest.py); file-level checks are SQLite's.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,30 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import MAX_OPEN_REQUESTS, SCHEMA_VERSION, SqliteStore, Store, StoreError, normalize_caller_id
+from gateway.store import (
+    MAX_OPEN_REQUESTS,
+    SCHEMA_VERSION,
+    SqliteStore,
+    Store,
+    StoreError,
+    normalize_caller_id,
+    open_store,
+)
 
 DAY = 86_400.0
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each backend: a SQLite path, or a PostgreSQL DSN (with a password)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_dsn")
+    return str(tmp_path / "data" / "voicegate.db")
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    with SqliteStore(tmp_path / "data" / "voicegate.db") as s:
+def store(database: str):
+    with open_store(database) as s:
         yield s
 
 
@@ -63,11 +83,10 @@ def test_creates_parent_dirs_schema_and_wal(tmp_path: Path):
         db.close()
 
 
-def test_reopening_keeps_data_and_does_not_migrate_twice(tmp_path: Path):
-    path = tmp_path / "store.db"
-    with SqliteStore(path) as s:
+def test_reopening_keeps_data_and_does_not_migrate_twice(database: str):
+    with open_store(database) as s:
         s.record_call("+15551234", name="Alice")
-    with SqliteStore(path) as s:
+    with open_store(database) as s:
         record = s.caller("+15551234")
     assert record is not None and record.name == "Alice"
 
