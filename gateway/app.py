@@ -40,7 +40,9 @@ class Gateway:
         self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))
         self.services = load_conversation_services(config) if config.needs_models else None
         self.metrics = Metrics()
-        self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services, self.metrics)
+        self.call_events = _call_event_writer(config)
+        self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services, self.metrics,
+                                 call_events=self.call_events)
         self.started = threading.Event()
         self.http: HttpApi | None = None
         self.accounts: list[GatewayAccount] = []
@@ -88,6 +90,8 @@ class Gateway:
             self.http.stop()
         self.stack.stop()
         self.clock.stop()
+        if self.call_events is not None:
+            self.call_events.close()  # after the calls: their last events (call_end) are queued by now
         if self.services is not None:
             self.services.close()
         log.info("gateway_stopped")
@@ -173,6 +177,21 @@ def load_conversation_services(config: Config):
             services.cache_phrase(phrase)
     log.info("conversation_ready", agents=[a.name for a in conversation_agents])
     return services
+
+
+def _call_event_writer(config: Config):
+    """With call records on and a PostgreSQL database, every call's events are copied there too
+    (so any gateway's call can be drawn from one place); None otherwise."""
+    from gateway.store import is_postgres_dsn, redact_dsn
+
+    database = config.memory.database
+    if config.recording.directory is None or not is_postgres_dsn(database):
+        return None
+    from gateway.store.call_events import CallEventWriter
+    from gateway.store.postgres import PostgresStore
+
+    log.info("call_events_shared", database=redact_dsn(database))
+    return CallEventWriter(lambda: PostgresStore(database), purge_days=config.recording.retention_days)
 
 
 def _target_uri(uri: str, account: GatewayAccount) -> str:
