@@ -8,7 +8,7 @@ CONFIG ?= configs/default.yaml
 # Wheels built from source (sdists) are kept here so each machine builds them once.
 WHEELHOUSE ?= $(HOME)/.cache/voicegate/wheels
 
-APT_PACKAGES := kamailio kamailio-extra-modules sip-tester baresip sipsak tshark espeak-ng sox openssl
+APT_PACKAGES := kamailio kamailio-extra-modules sip-tester baresip sipsak tshark espeak-ng sox openssl postgresql
 AEC_PACKAGE := aec-audio-processing==1.0.1
 # llama-cpp-python has no binary wheel: build it once per machine (~8 min on 2 cores) into the wheelhouse.
 LLAMA_PACKAGE := llama-cpp-python==0.3.36
@@ -35,7 +35,8 @@ $(VENV)/.deps-stamp: pyproject.toml Makefile | $(VENV)/bin/activate
 
 deps: $(VENV)/.deps-stamp
 
-# Debian packages: the real SIP peers the tests use (installed only when one is missing).
+# Debian packages: the real SIP peers the tests use, and the PostgreSQL server the shared-state tests
+# start (its binaries only: the tests run their own throwaway cluster) (installed only when one is missing).
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

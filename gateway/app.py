@@ -42,7 +42,9 @@ class Gateway:
         self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))
         self.services = load_conversation_services(config) if config.needs_models else None
         self.metrics = Metrics()
-        self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services, self.metrics)
+        self.call_events = _call_event_writer(config)
+        self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services, self.metrics,
+                                 call_events=self.call_events)
         self.started = threading.Event()
         self.http: HttpApi | None = None
         self.accounts: list[GatewayAccount] = []
@@ -94,6 +96,8 @@ class Gateway:
             self.http.stop()
         self.stack.stop()
         self.clock.stop()
+        if self.call_events is not None:
+            self.call_events.close()  # after the calls: their last events (call_end) are queued by now
         if self.services is not None:
             self.services.close()
         log.info("gateway_stopped")
@@ -167,14 +171,14 @@ def load_conversation_services(config: Config):
     from gateway.conversation.settings import fixed_phrases, model_set_config
     from gateway.conversation.skills import AgentSkills
     from gateway.conversation.speech import ConversationServices
-    from gateway.store import Store
+    from gateway.store import open_store
     from models.loader import ModelSet
 
     conversation_agents = [a for a in config.agents.values() if a.type == "conversation"]
     skills = {a.name: AgentSkills.build(a) for a in conversation_agents}
-    store = Store(config.memory.database)
+    store = open_store(config.memory.database)
     purged = store.purge(config.memory.retention_days)
-    log.info("memory_ready", database=config.memory.database, remember_callers=config.memory.enabled,
+    log.info("memory_ready", database=store.where, remember_callers=config.memory.enabled,
              retention_days=config.memory.retention_days, purged=purged)
     models = ModelSet.load(model_set_config(config.models))
     models.warm_up(skills[conversation_agents[0].name].system_prompt)
@@ -186,6 +190,21 @@ def load_conversation_services(config: Config):
             services.cache_phrase(phrase)
     log.info("conversation_ready", agents=[a.name for a in conversation_agents])
     return services
+
+
+def _call_event_writer(config: Config):
+    """With call records on and a PostgreSQL database, every call's events are copied there too
+    (so any gateway's call can be drawn from one place); None otherwise."""
+    from gateway.store import is_postgres_dsn, redact_dsn
+
+    database = config.memory.database
+    if config.recording.directory is None or not is_postgres_dsn(database):
+        return None
+    from gateway.store.call_events import CallEventWriter
+    from gateway.store.postgres import PostgresStore
+
+    log.info("call_events_shared", database=redact_dsn(database))
+    return CallEventWriter(lambda: PostgresStore(database), purge_days=config.recording.retention_days)
 
 
 def _target_uri(uri: str, account: GatewayAccount) -> str:

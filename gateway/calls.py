@@ -35,6 +35,7 @@ from rtp.session import RemoteMedia, RtpSession
 
 if TYPE_CHECKING:
     from gateway.conversation.speech import ConversationServices
+    from gateway.store.call_events import CallEventWriter
 
 log = structlog.get_logger("calls")
 TRANSFER_TIMEOUT_S = 30.0  # REFER accepted but no final NOTIFY: the transfer is taken as failed
@@ -100,8 +101,10 @@ class _Transfer:
 
 class CallManager:
     def __init__(self, config: Config, stack: SipStack, clock: MediaClock, ports: PortAllocator,
-                 services: ConversationServices | None = None, metrics: Metrics | None = None):
+                 services: ConversationServices | None = None, metrics: Metrics | None = None,
+                 call_events: CallEventWriter | None = None):
         self.config = config
+        self.call_events = call_events  # a shared copy of every call's record events (PostgreSQL), or None
         self.services = services
         self.metrics = metrics or Metrics()
         self.guard = SourceGuard(config.sip.trusted_sources, config.sip.invites_per_source_per_s,
@@ -362,7 +365,8 @@ class CallManager:
         settings = self.config.recording
         if settings.directory is None:
             return None
-        recorder = CallRecorder(Path(settings.directory), call_id, settings.audio)
+        sink = self.call_events.put if self.call_events is not None else None
+        recorder = CallRecorder(Path(settings.directory), call_id, settings.audio, sink=sink)
         recorder.event("call_start", call_id=call_id, direction=direction, remote=remote, agent=agent)
         return recorder
 

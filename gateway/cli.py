@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     messages = sub.add_parser("messages", help="list the messages callers left (take_message)")
     messages.add_argument("--config", required=True, help="YAML configuration file (for the database)")
     report = sub.add_parser("report", help="draw a call's timeline (speech, barge-ins, tools, stage latencies) as PNG")
-    report.add_argument("--config", required=True, help="YAML configuration file (for recording.directory)")
+    report.add_argument("--config", required=True,
+                        help="YAML configuration file (recording.directory, and a PostgreSQL database: all gateways)")
     report.add_argument("--out", help="output PNG (default: ./<call id>.png)")
     report.add_argument("call_id", help="the call's Call-ID (as in the logs)")
     args = parser.parse_args(argv)
@@ -74,10 +75,10 @@ def _check_config(path: str) -> int:
 
 
 def _memory_command(config, args) -> int:
-    from gateway.store import Store, StoreError, normalize_caller_id
+    from gateway.store import StoreError, normalize_caller_id, open_store
 
     try:
-        store = Store(config.memory.database)
+        store = open_store(config.memory.database)
     except StoreError as exc:
         print(f"voicegate: {exc}", file=sys.stderr)
         return 1
@@ -100,14 +101,17 @@ def _report_command(config, args) -> int:
     from pathlib import Path
 
     from gateway.report import report_main  # matplotlib: imported only for this command
+    from gateway.store import StoreError, is_postgres_dsn
 
-    if config.recording.directory is None:
+    shared = config.memory.database if is_postgres_dsn(config.memory.database) else None
+    if config.recording.directory is None and shared is None:
         print(f"voicegate: {args.config}: recording.directory is not set, so there are no call records",
               file=sys.stderr)
         return 2
+    directory = Path(config.recording.directory) if config.recording.directory else None
     try:
-        out = report_main(args.call_id, Path(config.recording.directory), Path(args.out) if args.out else None)
-    except FileNotFoundError as exc:
+        out = report_main(args.call_id, directory, Path(args.out) if args.out else None, shared)
+    except (FileNotFoundError, StoreError) as exc:
         print(f"voicegate: {exc}", file=sys.stderr)
         return 1
     print(out)

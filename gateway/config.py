@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from gateway.store.dsn import is_postgres_dsn, redact_dsn
 from gateway.tools import ToolError, ToolsConfig, load_tools
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -113,7 +114,12 @@ class DtmfAction:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    """Caller memory and messages: where they are kept and for how long."""
+    """Caller memory and messages: where they are kept and for how long.
+
+    ``database`` is a SQLite file path (one gateway) or a PostgreSQL URI ``postgresql://...``
+    (several gateways sharing callers, messages and call events); ``${VAR}`` keeps a password
+    out of the file, or libpq's PGPASSWORD / ~/.pgpass supply it.
+    """
 
     database: str = str(Path.home() / ".local" / "share" / "voicegate" / "voicegate.db")
     enabled: bool = True  # remember callers (name, last reason) by caller ID
@@ -697,8 +703,9 @@ def _read_memory(r: _Reader, raw: object, database: object) -> MemoryConfig:
     data = r.mapping(raw, "memory", {"enabled", "retention_days"})
     default = MemoryConfig()
     path = default.database if database is None else r.string(database, "database")
-    if "://" in path:
-        raise r.fail("database", "a SQLite file path (other databases are not supported yet)", path)
+    if "://" in path and not is_postgres_dsn(path):  # shown redacted: a refused URI may carry a password
+        raise r.fail("database", "a SQLite file path or a PostgreSQL URI (postgresql://user@host/db)",
+                     redact_dsn(path))
     return MemoryConfig(
         database=path,
         enabled=r.optional(data, "enabled", "memory", r.boolean, True),

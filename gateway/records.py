@@ -31,6 +31,13 @@ seconds); non-finite floats are written as ``null``.  The gateway writes these k
 Readers (:func:`load_record`, :mod:`gateway.report`) must tolerate missing kinds and fields: a
 crashed call has no ``call_end``, and a future gateway may add kinds.
 
+Shared copy
+-----------
+With a PostgreSQL ``database`` the same events also go to its ``call_events`` table (through the
+recorder's ``sink``, a :class:`gateway.store.call_events.CallEventWriter` that never blocks), so
+:func:`load_record` finds a call taken by any gateway.  The WAV stays a local file only: audio
+is large, and the place for it is the gateway's disk (or a file share), not the database.
+
 Durability
 ----------
 Each event line is flushed to the OS as it is written (not fsync'ed), so a crash of the gateway
@@ -203,8 +210,11 @@ class CallRecorder:
         *,
         queue_frames: int = _DEFAULT_QUEUE_FRAMES,
         clock: Callable[[], float] = time.time,
+        sink: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        """``sink(call_id, event)`` also gets every event (JSON-ready); it must not block."""
         self.call_id = call_id
+        self._sink = sink
         self._clock = clock
         self._log = log.bind(call_id=call_id)
         self._lock = threading.Lock()
@@ -246,7 +256,11 @@ class CallRecorder:
         except (TypeError, ValueError) as exc:  # e.g. a circular structure: lose the event, not the call
             self._log.error("call_record_event_unserializable", kind=kind, error=str(exc))
             return
-        with self._lock:
+        with self._lock:  # the sink sees the events in file order
+            if self._closed:
+                return
+            if self._sink is not None:
+                self._to_sink(line)
             if self._events is None:
                 return
             try:
@@ -254,6 +268,13 @@ class CallRecorder:
                 self._events.flush()
             except OSError as exc:
                 self._log.error("call_record_event_failed", kind=kind, error=str(exc))
+
+    def _to_sink(self, line: str) -> None:
+        try:
+            assert self._sink is not None
+            self._sink(self.call_id, json.loads(line))  # the line's values: what the file holds, no numpy
+        except Exception as exc:  # the shared copy is a convenience: never lose the call for it
+            self._log.error("call_record_sink_failed", error=str(exc))
 
     # ---------------------------------------------------------------- audio (media thread)
 
@@ -421,18 +442,36 @@ def _purge_folder(folder: Path, *, expired: bool, cutoff: float) -> int:
 # --------------------------------------------------------------------------- reading
 
 
-def load_record(directory: Path, call_id: str) -> list[dict[str, Any]]:
-    """The events of ``call_id``, read from whichever day folder holds them.
+def load_record(directory: Path | None, call_id: str, database: str | None = None) -> list[dict[str, Any]]:
+    """The events of ``call_id``, read from whichever day folder holds them, else from ``database``.
 
     A line that is not valid JSON (the half-written last line of a crashed gateway) is skipped.
-    If the same Call-ID was recorded on several days, the most recent record is returned.
+    If the same Call-ID was recorded on several days, the most recent record is returned.  When
+    this gateway has no file of the call and ``database`` is a PostgreSQL URI, the events come
+    from its ``call_events`` table: a call taken by another gateway of the cluster.  Raises
+    FileNotFoundError if neither has it, :class:`gateway.store.StoreError` if the database
+    cannot be read.
     """
-    root = Path(directory)
     name = f"{safe_call_id(call_id)}.jsonl"
-    matches = sorted(p for p in root.glob(f"*/{name}") if _parse_day(p.parent.name) is not None)
-    if not matches:
-        raise FileNotFoundError(f"no record of call {call_id!r} ({name}) in any day folder of {root}")
-    return _read_events(matches[-1])
+    places = []
+    if directory is not None:
+        root = Path(directory)
+        matches = sorted(p for p in root.glob(f"*/{name}") if _parse_day(p.parent.name) is not None)
+        if matches:
+            return _read_events(matches[-1])
+        places.append(f"in any day folder of {root}")
+    if database is not None:
+        from gateway.store import is_postgres_dsn  # the store is only needed for a shared record
+
+        if is_postgres_dsn(database):
+            from gateway.store.postgres import PostgresStore
+
+            with PostgresStore(database) as store:
+                events = store.call_events(call_id)
+            if events:
+                return events
+            places.append(f"in the database {store.where}")
+    raise FileNotFoundError(f"no record of call {call_id!r} ({name}) {' nor '.join(places) or 'anywhere'}")
 
 
 def _read_events(path: Path) -> list[dict[str, Any]]:

@@ -297,11 +297,12 @@ def render_report(events: list[dict[str, Any]], out: Path) -> Path:
     return out
 
 
-def report_main(call_id: str, directory: Path, out: Path | None = None) -> Path:
-    """`voicegate report CALL_ID`: find the call's record under ``directory`` and draw it.
+def report_main(call_id: str, directory: Path | None, out: Path | None = None, database: str | None = None) -> Path:
+    """`voicegate report CALL_ID`: find the call's record under ``directory`` (else in a PostgreSQL
+    ``database``, where every gateway of a cluster copies its calls' events) and draw it.
 
     The default output is ``./<safe call id>.png``.  Raises FileNotFoundError if the call has no
-    record, ValueError if the record is empty.
+    record, ValueError if the record is empty, StoreError if the database cannot be read.
     """
-    events = load_record(directory, call_id)
+    events = load_record(directory, call_id, database)
     return render_report(events, out if out is not None else Path(f"{safe_call_id(call_id)}.png"))

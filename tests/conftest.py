@@ -21,6 +21,7 @@ import pytest
 from tests.rig.baresip import Baresip, BaresipAccount
 from tests.rig.capture import Capture
 from tests.rig.kamailio import DEFAULT_USERS, Kamailio
+from tests.rig.postgres import PostgresServer, missing_postgres
 from tests.rig.proc import tail
 from tests.rig.sipp import SippUas
 
@@ -191,3 +192,29 @@ def capture_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
     yield make
     for cap in reversed(started):
         cap.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run (see tests/rig/postgres.py).
+
+    Skipped when the server binaries are missing on a developer machine; fails under CI, where
+    ``make apt-deps`` installs Debian's ``postgresql``.
+    """
+    reason = missing_postgres()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI is set: the Makefile should have installed it)", pytrace=False)
+        pytest.skip(reason)
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database for this test (CREATE DATABASE ... TEMPLATE template0); its DSN has a password."""
+    return postgres_server.create_database()

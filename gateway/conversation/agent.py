@@ -49,7 +49,7 @@ from gateway.conversation.playout import Playout
 from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speech import ConversationServices, clause_pause_ms, synthesize_line_audio, trim_silence
 from gateway.conversation.turns import Detected, TurnConfig, TurnDetector, TurnEvent
-from gateway.store import normalize_caller_id
+from gateway.store import StoreError, normalize_caller_id
 from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolCallDetector, parse_tool_call
 from models.base import ChatMessage, ModelError
 from rtp.jitter import FrameType, JitterFrame
@@ -462,7 +462,12 @@ class ConversationAgent:
     # -- memory, keypad and tools (controller thread) ----------------------------------------------
 
     def _greet(self) -> None:
-        known = self.store.caller(self.caller_id) if self.store is not None and self.caller_id else None
+        known = None
+        if self.store is not None and self.caller_id:
+            try:
+                known = self.store.caller(self.caller_id)
+            except StoreError as exc:  # a database that is down (restarting) costs the memory, not the call
+                self.log.error("caller_memory_unavailable", error=str(exc))
         if known is not None and known.name and self.settings.returning_greeting:
             self.call_facts.caller_name = known.name
             about = f" Last time they called about: {known.last_reason}." if known.last_reason else ""

@@ -57,10 +57,10 @@ def test_run_reports_a_busy_sip_port_and_exits_non_zero(tmp_path):
 
 
 def test_forget_deletes_a_callers_memory_and_messages(tmp_path):
-    from gateway.store import Store
+    from gateway.store import open_store
 
     database = tmp_path / "memory.db"
-    with Store(database) as store:
+    with open_store(database) as store:
         store.record_call("+15551234", name="John Smith", reason="a cleaning")
         store.take_message("call me back", caller_id="+15551234", caller_name="John Smith")
         store.record_call("+15559999", name="Ann")
@@ -73,6 +73,6 @@ def test_forget_deletes_a_callers_memory_and_messages(tmp_path):
     done = voicegate("forget", "--config", str(path), "sip:+15551234@pbx.example.com")
     assert done.returncode == 0, done.stderr
     assert "+15551234" in done.stdout
-    with Store(database) as store:
+    with open_store(database) as store:
         assert store.caller("+15551234") is None and not store.messages()
         assert store.caller("+15559999").name == "Ann"  # nobody else forgotten

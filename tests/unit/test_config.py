@@ -209,12 +209,41 @@ def test_issue_4_contract_loads(tmp_path):
     ({"      - hangup\n": "      - teleport\n"}, "agents.front-desk.tools[1]", "unknown tool"),
     ({'knowledge: ["': 'knowledge: ["/nonexistent/'}, "agents.front-desk.knowledge[0]", "an existing file or folder"),
     ({"routes: {\"2005\": sales}": "routes: {\"2005\": nobody}"}, "sip.routes.2005", "the name of an agent"),
-    ({"database: ": "database: postgresql://db/x #"}, "database", "a SQLite file path"),
+    ({"database: ": "database: mysql://db/x #"}, "database", "a SQLite file path or a PostgreSQL URI"),
 ])
 def test_issue_4_config_errors_name_the_key(tmp_path, change, key, expected):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, skills_config(tmp_path, **change)), env={"CRM_TOKEN": "t"})
     assert err.value.key == key and expected in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("database", [
+    "postgresql://voicegate:${PG_PASSWORD}@db.example:5432/voicegate",
+    "postgres://voicegate:${PG_PASSWORD}@db.example/voicegate?sslmode=require",
+    "postgresql://voicegate@db.example/voicegate",  # password from PGPASSWORD or ~/.pgpass
+])
+def test_database_accepts_a_postgresql_uri_with_the_password_from_the_environment(tmp_path, database):
+    config = load_config(write(tmp_path, skills_config(tmp_path, **{"database: ": f"database: {database} #"})),
+                         env={"CRM_TOKEN": "t", "PG_PASSWORD": "s3cret"})
+    assert config.memory.database == database.replace("${PG_PASSWORD}", "s3cret")
+
+
+@pytest.mark.parametrize("database", ["mysql://root:s3cret@db/voicegate", "sqlite://vg.db", "redis://:s3cret@db"])
+def test_database_refuses_other_uris_naming_file_key_and_expected_without_the_password(tmp_path, database):
+    path = write(tmp_path, skills_config(tmp_path, **{"database: ": f"database: {database} #"}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={"CRM_TOKEN": "t"})
+    message = str(err.value)
+    assert err.value.key == "database" and err.value.file == str(path) and str(path) in message
+    assert "a SQLite file path or a PostgreSQL URI (postgresql://" in message
+    assert "s3cret" not in message
+
+
+def test_database_password_variable_must_be_set(tmp_path):
+    text = skills_config(tmp_path, **{"database: ": "database: postgresql://vg:${PG_PASSWORD}@db/vg #"})
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), env={"CRM_TOKEN": "t"})
+    assert err.value.key == "database" and "PG_PASSWORD" in str(err.value)
 
 
 def test_a_missing_secret_for_a_tool_header_names_the_key(tmp_path):

@@ -15,7 +15,7 @@ from gateway.conversation.agent import ConversationSettings
 from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
 from gateway.conversation.skills import AgentSkills
 from gateway.knowledge import KnowledgeBase
-from gateway.store import Store
+from gateway.store import open_store
 from gateway.tools import load_tools
 from tests.unit.conversation_fakes import silence_frames, speech_frames
 from tests.unit.test_conversation import Harness
@@ -156,7 +156,7 @@ def test_unbound_keys_become_one_turn_for_the_llm(harness):
 
 
 def test_a_returning_caller_is_greeted_by_name(harness, tmp_path):
-    store = Store(tmp_path / "memory.db")
+    store = open_store(tmp_path / "memory.db")
     h = harness(settings=SETTINGS, skills=skills(), store=store, remote_uri="<sip:+15551234@pbx.test>",
                 llm={"script": {}})
     h.agent._caller_lines.append("hi my name is John Smith and I'm calling about a cleaning")

@@ -1,4 +1,8 @@
-"""The embedded store: caller memory, messages, forgetting, retention, and sharing across threads."""
+"""The store: caller memory, messages, forgetting, retention, sharing across threads and processes.
+
+The behaviour tests run against both backends (``store`` is parametrized over SQLite and a real
+PostgreSQL started by the session fixture in tests/conftest.py); file-level checks are SQLite's.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,30 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import MAX_OPEN_REQUESTS, SCHEMA_VERSION, Store, StoreError, normalize_caller_id
+from gateway.store import (
+    MAX_OPEN_REQUESTS,
+    SCHEMA_VERSION,
+    SqliteStore,
+    Store,
+    StoreError,
+    normalize_caller_id,
+    open_store,
+)
 
 DAY = 86_400.0
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each backend: a SQLite path, or a PostgreSQL DSN (with a password)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_dsn")
+    return str(tmp_path / "data" / "voicegate.db")
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "data" / "voicegate.db") as s:
+def store(database: str):
+    with open_store(database) as s:
         yield s
 
 
@@ -52,7 +72,7 @@ def test_normalize_caller_id(raw: str | None, key: str | None):
 
 def test_creates_parent_dirs_schema_and_wal(tmp_path: Path):
     path = tmp_path / "a" / "b" / "store.db"
-    Store(path).close()
+    SqliteStore(path).close()
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -63,11 +83,10 @@ def test_creates_parent_dirs_schema_and_wal(tmp_path: Path):
         db.close()
 
 
-def test_reopening_keeps_data_and_does_not_migrate_twice(tmp_path: Path):
-    path = tmp_path / "store.db"
-    with Store(path) as s:
+def test_reopening_keeps_data_and_does_not_migrate_twice(database: str):
+    with open_store(database) as s:
         s.record_call("+15551234", name="Alice")
-    with Store(path) as s:
+    with open_store(database) as s:
         record = s.caller("+15551234")
     assert record is not None and record.name == "Alice"
 
@@ -189,7 +208,7 @@ def test_forget_deletes_caller_and_their_messages(store: Store):
 
 def test_forget_leaves_no_copy_in_the_file(tmp_path: Path):
     path = tmp_path / "store.db"
-    with Store(path) as s:
+    with SqliteStore(path) as s:
         s.record_call("+15551234", name="Zebediah Quuxworth")
         s.take_message("secret-marker-text", caller_id="+15551234")
         s.forget("+15551234")
@@ -251,7 +270,7 @@ def test_concurrent_record_calls_stay_consistent(store: Store):
 
 def test_directory_path_raises_store_error(tmp_path: Path):
     with pytest.raises(StoreError) as info:
-        Store(tmp_path)
+        SqliteStore(tmp_path)
     assert str(tmp_path) in str(info.value)
 
 
@@ -259,18 +278,18 @@ def test_not_a_database_raises_store_error(tmp_path: Path):
     path = tmp_path / "garbage.db"
     path.write_bytes(b"this is not a sqlite database" * 100)
     with pytest.raises(StoreError, match="cannot open store"):
-        Store(path)
+        SqliteStore(path)
 
 
 def test_newer_schema_is_refused(tmp_path: Path):
     path = tmp_path / "store.db"
-    Store(path).close()
+    SqliteStore(path).close()
     db = sqlite3.connect(path)
     db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     db.commit()
     db.close()
     with pytest.raises(StoreError, match="newer"):
-        Store(path)
+        SqliteStore(path)
 
 
 def test_store_error_is_a_runtime_error():

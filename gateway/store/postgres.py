@@ -1,0 +1,330 @@
+"""The shared backend: caller memory, messages and call events in PostgreSQL, for several gateways.
+
+Why PostgreSQL: gateways behind one dispatcher must know the same callers; a SQLite file cannot
+be shared between hosts.  The semantics are those of :class:`gateway.store.base.Store`; only the
+SQL differs (``GREATEST`` for SQLite's scalar ``MAX``, identity columns, ``DOUBLE PRECISION``,
+``RETURNING``, and row locks where SQLite's ``BEGIN IMMEDIATE`` serialized everything).
+
+Connections: one connection behind one lock per store.  Every operation is one short
+transaction on a handful of rows (about a millisecond on a LAN), run from call-control and
+agent threads, never from the 20 ms media clock, so a pool would only add a dependency, more
+server connections per gateway and more reconnect states for no measured gain.  The call-event
+writer (:mod:`gateway.store.call_events`) opens its own store, so its batches never queue behind
+a caller lookup.
+
+Failures: a lost connection (the server restarted, a failover) is noticed by the next
+operation, which reconnects and runs again once if its transaction had not reached COMMIT
+(the server rolled it back, so running it again cannot count a call twice).  When the server
+cannot be reached, the operation raises :class:`StoreError`, which the call path treats as
+"no memory this time", never as a reason to drop the call.  ``statement_timeout`` bounds a
+statement stuck behind a lock, so a call thread never waits on the database for long.
+
+Secrets: the DSN may carry a password; it is shown only through :func:`redact_dsn`, and driver
+messages are scrubbed of it.  libpq's own ``PGPASSWORD`` and ``~/.pgpass`` work too, since the
+DSN goes to libpq unchanged.
+
+Migrations run under ``pg_advisory_xact_lock`` in the same transaction as the version check, so
+two gateways starting at the same moment do not both create the tables: the second waits, then
+finds the schema current.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import structlog
+from psycopg.types.json import Jsonb
+
+from gateway.store.base import (
+    CALLER_COLUMNS,
+    MESSAGE_COLUMNS,
+    MESSAGE_INSERT_COLUMNS,
+    RequestChange,
+    Store,
+    StoreError,
+    load_requests,
+    retention_cutoff,
+)
+from gateway.store.dsn import dsn_password, redact_dsn
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+log = structlog.get_logger("store")
+T = TypeVar("T")
+
+_CONNECT_TIMEOUT_S = 5
+_STATEMENT_TIMEOUT_MS = 10_000
+_MIGRATION_LOCK = 0x766F_6963_6567  # "voiceg": one advisory lock id for this application's migrations
+
+# MIGRATIONS[n] takes the schema from version n to n + 1.  Append only: never edit a released one.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE callers (
+            caller_id     TEXT PRIMARY KEY,
+            name          TEXT,
+            last_reason   TEXT,
+            last_call_at  DOUBLE PRECISION,
+            call_count    INTEGER NOT NULL DEFAULT 0,
+            open_requests TEXT NOT NULL DEFAULT '[]',
+            last_seen_at  DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX callers_last_seen ON callers (last_seen_at)",
+        """CREATE TABLE messages (
+            id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            created_at      DOUBLE PRECISION NOT NULL,
+            caller_id       TEXT,
+            caller_name     TEXT,
+            callback_number TEXT,
+            text            TEXT NOT NULL,
+            call_id         TEXT,
+            transcript      TEXT,
+            agent           TEXT
+        )""",
+        "CREATE INDEX messages_created ON messages (created_at)",
+        "CREATE INDEX messages_caller ON messages (caller_id)",
+        # the events of gateway.records, one row per JSONL line: {"t", "kind", **fields}
+        """CREATE TABLE call_events (
+            id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            t       DOUBLE PRECISION NOT NULL,
+            kind    TEXT NOT NULL,
+            fields  JSONB NOT NULL
+        )""",
+        "CREATE INDEX call_events_call ON call_events (call_id, id)",
+        "CREATE INDEX call_events_t ON call_events (t)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+CallEventRow = tuple[str, float, str, dict[str, Any]]  # call_id, t, kind, other fields
+
+
+class PostgresStore(Store):
+    """Caller memory, messages and call events in PostgreSQL; safe to share between threads."""
+
+    def __init__(self, dsn: str, *, connect_timeout_s: int = _CONNECT_TIMEOUT_S) -> None:
+        self.where = redact_dsn(dsn)
+        self._dsn = dsn
+        self._secret = dsn_password(dsn)
+        self._connect_timeout_s = connect_timeout_s
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+        try:
+            self._run(self._migrate)
+        except StoreError as exc:
+            self.close()
+            raise StoreError(f"cannot open store {exc}") from None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()
+
+    def _message(self, exc: BaseException) -> str:
+        """The driver's message without the password (a malformed DSN is echoed back by libpq)."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return text.replace(self._dsn, self.where)
+
+    def _open(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(
+                self._dsn,
+                connect_timeout=self._connect_timeout_s,
+                application_name="voicegate",
+                options=f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}",
+            )
+        except (psycopg.Error, ValueError) as exc:
+            raise StoreError(f"{self.where}: cannot connect: {self._message(exc)}") from None
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def _run(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """``work`` in one transaction under the lock; reconnect and run again once if the connection
+        was lost before COMMIT (the server rolled the transaction back, so nothing is counted twice)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{self.where}: store is closed")
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._drop()
+                    self._conn = self._open()
+                conn = self._conn
+                committing = False
+                try:
+                    with conn.cursor() as cursor:
+                        result = work(cursor)
+                    committing = True
+                    conn.commit()
+                    return result
+                except psycopg.OperationalError as exc:  # connection lost, server shutting down, deadlock
+                    self._rollback_or_drop(conn)
+                    if attempt == 1 and not committing:
+                        log.warning("store_retrying", database=self.where, error=self._message(exc))
+                        continue
+                    raise StoreError(f"{self.where}: {self._message(exc)}") from None
+                except psycopg.Error as exc:
+                    self._rollback_or_drop(conn)
+                    raise StoreError(f"{self.where}: {self._message(exc)}") from None
+                except BaseException:
+                    self._rollback_or_drop(conn)
+                    raise
+            raise AssertionError("unreachable")
+
+    def _rollback_or_drop(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.closed or conn.broken:
+            self._drop()
+            return
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            self._drop()
+
+    def _migrate(self, cur: psycopg.Cursor[Any]) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))  # held until COMMIT
+        cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = cur.execute("SELECT version FROM schema_version").fetchone()
+        version = row[0] if row else 0
+        if row is None:
+            cur.execute("INSERT INTO schema_version (version) VALUES (0)")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.where}: schema version {version} is newer than this gateway's ({SCHEMA_VERSION}); "
+                "upgrade the gateway"
+            )
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                cur.execute(statement)
+        cur.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+
+    # ------------------------------------------------------------------ backend
+
+    def _caller(self, key: str) -> Sequence[object] | None:
+        return self._run(
+            lambda cur: cur.execute(f"SELECT {CALLER_COLUMNS} FROM callers WHERE caller_id = %s", (key,)).fetchone()
+        )
+
+    def _record_call(self, key: str, name: str | None, reason: str | None, at: float) -> Sequence[object]:
+        def work(cur: psycopg.Cursor[Any]) -> Sequence[object]:
+            row = cur.execute(
+                f"""INSERT INTO callers (caller_id, name, last_reason, last_call_at, call_count, last_seen_at)
+                    VALUES (%s, %s, %s, %s, 1, %s)
+                    ON CONFLICT (caller_id) DO UPDATE SET
+                        name = COALESCE(EXCLUDED.name, callers.name),
+                        last_reason = COALESCE(EXCLUDED.last_reason, callers.last_reason),
+                        last_call_at = GREATEST(callers.last_call_at, EXCLUDED.last_call_at),
+                        call_count = callers.call_count + 1,
+                        last_seen_at = GREATEST(callers.last_seen_at, EXCLUDED.last_seen_at)
+                    RETURNING {CALLER_COLUMNS}""",
+                (key, name, reason, at, at),
+            ).fetchone()
+            assert row is not None  # an upsert with RETURNING always returns its row
+            return row
+
+        return self._run(work)
+
+    def _change_requests(self, key: str, change: RequestChange, now: float, *, create: bool) -> list[str] | None:
+        def work(cur: psycopg.Cursor[Any]) -> list[str] | None:
+            if create:  # the upsert locks the row, so a second gateway's change waits for this one
+                cur.execute(
+                    """INSERT INTO callers (caller_id, last_seen_at) VALUES (%s, %s)
+                       ON CONFLICT (caller_id) DO UPDATE SET
+                           last_seen_at = GREATEST(callers.last_seen_at, EXCLUDED.last_seen_at)""",
+                    (key, now),
+                )
+            row = cur.execute("SELECT open_requests FROM callers WHERE caller_id = %s FOR UPDATE", (key,)).fetchone()
+            if row is None:
+                return None
+            before = load_requests(row[0])
+            payload = json.dumps(change(before))
+            cur.execute("UPDATE callers SET open_requests = %s WHERE caller_id = %s", (payload, key))
+            return before
+
+        return self._run(work)
+
+    def _insert_message(self, values: tuple[object, ...]) -> int:
+        row = self._run(lambda cur: cur.execute(
+            f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            values,
+        ).fetchone())
+        if row is None:
+            raise StoreError(f"{self.where}: message was not stored")
+        return int(row[0])
+
+    def _messages(self, since: float | None) -> list[Sequence[object]]:
+        where, args = ("", ()) if since is None else ("WHERE created_at >= %s", (since,))
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages {where} ORDER BY created_at, id"
+        return self._run(lambda cur: cur.execute(sql, args).fetchall())
+
+    def _forget(self, key: str) -> int:
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            deleted = cur.execute("DELETE FROM callers WHERE caller_id = %s", (key,)).rowcount
+            cur.execute("DELETE FROM messages WHERE caller_id = %s OR callback_number = %s", (key, key))
+            return deleted + cur.rowcount
+
+        return self._run(work)
+
+    def _purge(self, cutoff: float) -> int:
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            deleted = cur.execute("DELETE FROM callers WHERE last_seen_at < %s", (cutoff,)).rowcount
+            cur.execute("DELETE FROM messages WHERE created_at < %s", (cutoff,))
+            return deleted + cur.rowcount
+
+        return self._run(work)
+
+    # ------------------------------------------------------------------ call events
+
+    def add_call_events(self, rows: Iterable[CallEventRow]) -> int:
+        """Insert call record events (one transaction); returns how many."""
+        batch = [(call_id, float(t), kind, Jsonb(_without_nul(fields))) for call_id, t, kind, fields in rows]
+        if not batch:
+            return 0
+
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            cur.executemany("INSERT INTO call_events (call_id, t, kind, fields) VALUES (%s, %s, %s, %s)", batch)
+            return len(batch)
+
+        return self._run(work)
+
+    def call_events(self, call_id: str) -> list[dict[str, Any]]:
+        """The events of ``call_id`` as :func:`gateway.records.load_record` returns them, in write order."""
+        rows = self._run(lambda cur: cur.execute(
+            "SELECT t, kind, fields FROM call_events WHERE call_id = %s ORDER BY id", (call_id,)
+        ).fetchall())
+        return [{"t": t, "kind": kind, **(fields if isinstance(fields, dict) else {})} for t, kind, fields in rows]
+
+    def purge_call_events(self, retention_days: float, now: float | None = None) -> int:
+        """Delete the events of calls whose last event is older than ``retention_days``: a whole call
+        goes at once, as its JSONL file does, never half of it.  Returns rows deleted."""
+        cutoff = retention_cutoff(retention_days, now)
+        if cutoff is None:
+            return 0
+        return self._run(lambda cur: cur.execute(
+            """DELETE FROM call_events WHERE call_id IN
+                   (SELECT call_id FROM call_events GROUP BY call_id HAVING MAX(t) < %s)""",
+            (cutoff,),
+        ).rowcount)
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with NUL characters removed from its strings: JSONB cannot hold U+0000."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value

@@ -1,0 +1,195 @@
+"""PostgreSQL-only behaviour of the store: several processes on one database, a server that goes
+away and comes back, secrets kept out of messages and logs, and the call-event table.
+
+The shared semantics (upserts, messages, forgetting, retention) are in test_store.py, which
+runs against both backends.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import psycopg
+import pytest
+from structlog.testing import capture_logs
+
+from gateway.store import StoreError, is_postgres_dsn, open_store, redact_dsn
+from gateway.store.postgres import SCHEMA_VERSION, PostgresStore
+from tests.rig.postgres import PASSWORD, PostgresServer
+
+DAY = 86_400.0
+CALLS_PER_PROCESS = 60
+
+
+# --------------------------------------------------------------------------- DSNs
+
+
+@pytest.mark.parametrize(("dsn", "shown"), [
+    ("postgresql://vg:s3cret@db.example:5432/voicegate", "postgresql://vg:***@db.example:5432/voicegate"),
+    ("postgres://vg:s3cret@db/voicegate?sslmode=require", "postgres://vg:***@db/voicegate?sslmode=require"),
+    ("postgresql://vg@db/voicegate?password=s3cret&sslmode=require",
+     "postgresql://vg@db/voicegate?password=***&sslmode=require"),
+    ("postgresql://db/voicegate", "postgresql://db/voicegate"),
+    ("mysql://root:s3cret@db/x", "mysql://root:***@db/x"),
+])
+def test_redact_dsn(dsn: str, shown: str):
+    assert redact_dsn(dsn) == shown
+
+
+@pytest.mark.parametrize(("database", "postgres"), [
+    ("postgresql://db/x", True), ("postgres://db/x", True), ("PostgreSQL://db/x", True),
+    ("/var/lib/voicegate/vg.db", False), ("vg.db", False), ("postgresql.db", False),
+])
+def test_backend_is_chosen_by_the_scheme(database: str, postgres: bool):
+    assert is_postgres_dsn(database) is postgres
+
+
+def test_open_store_picks_postgres(postgres_dsn: str):
+    with open_store(postgres_dsn) as store:
+        assert isinstance(store, PostgresStore)
+        assert store.where == postgres_dsn.replace(PASSWORD, "***")
+
+
+# --------------------------------------------------------------------------- failures, without secrets
+
+
+def test_wrong_password_is_a_store_error_without_the_password(postgres_server: PostgresServer):
+    dsn = postgres_server.dsn("postgres", password=PASSWORD + "-wrong")
+    with pytest.raises(StoreError) as info:
+        PostgresStore(dsn)
+    message = str(info.value)
+    assert PASSWORD not in message and "cannot open store" in message and ":***@" in message, message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no driver text in a traceback
+
+
+def test_unreachable_server_is_a_store_error_without_the_password(postgres_server: PostgresServer):
+    dsn = f"postgresql://voicegate:{PASSWORD}@127.0.0.1:1/nowhere"
+    with pytest.raises(StoreError) as info:
+        PostgresStore(dsn, connect_timeout_s=2)
+    assert PASSWORD not in str(info.value) and "127.0.0.1:1" in str(info.value)
+
+
+def test_password_from_pgpassword(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch):
+    """libpq's own PGPASSWORD (or ~/.pgpass) is enough: the DSN in the config needs no secret."""
+    database = postgres_server.create_database().rsplit("/", 1)[1]
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    with PostgresStore(postgres_server.dsn(database, password=None)) as store:
+        assert store.record_call("1001", name="Ann") is not None
+
+
+def test_a_restarted_server_is_reconnected_on_the_next_operation(
+        postgres_server: PostgresServer, postgres_dsn: str):
+    with PostgresStore(postgres_dsn, connect_timeout_s=2) as store, capture_logs() as logs:
+        store.record_call("+15551234", name="Alice")
+        postgres_server.restart()
+        record = store.record_call("+15551234")  # the old connection is dead: reconnect, run once more
+        assert record is not None and record.call_count == 2 and record.name == "Alice"
+
+        postgres_server.stop()
+        try:
+            with pytest.raises(StoreError) as info:
+                store.caller("+15551234")
+            assert PASSWORD not in str(info.value) and ":***@" in str(info.value)
+        finally:
+            postgres_server.start()
+        caller = store.caller("+15551234")  # back: the next operation works again
+        assert caller is not None and caller.call_count == 2
+    assert any(e["event"] == "store_retrying" for e in logs)
+    assert all(PASSWORD not in repr(e) for e in logs)
+
+
+def test_newer_schema_is_refused(postgres_dsn: str):
+    PostgresStore(postgres_dsn).close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer"):
+        PostgresStore(postgres_dsn)
+
+
+# --------------------------------------------------------------------------- several gateways
+
+
+def _record_calls(dsn: str, start: multiprocessing.synchronize.Barrier, worker: int) -> None:
+    """One 'gateway': opens (and so migrates) the store when the others do, then records calls."""
+    start.wait(timeout=30)
+    with open_store(dsn) as store:
+        for i in range(CALLS_PER_PROCESS):
+            store.record_call("+15551234", name=f"gateway-{worker}", at=1000.0 + i)
+            store.add_open_request("+15551234", f"request from {worker}-{i % 3}")
+
+
+def test_two_processes_migrate_and_record_the_same_caller_at_once(postgres_dsn: str):
+    """Two gateways start on an empty database at the same moment (one migrates, the other waits
+    on the advisory lock) and count calls of one caller concurrently: no error, no lost update."""
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter, as a second gateway would be
+    start = ctx.Barrier(2)
+    workers = [ctx.Process(target=_record_calls, args=(postgres_dsn, start, n)) for n in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    with open_store(postgres_dsn) as store:
+        record = store.caller("+15551234")
+    assert record is not None
+    assert record.call_count == 2 * CALLS_PER_PROCESS
+    assert record.last_call_at == 1000.0 + CALLS_PER_PROCESS - 1
+    assert sorted(record.open_requests) == sorted(f"request from {w}-{i}" for w in range(2) for i in range(3))
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+# --------------------------------------------------------------------------- call events
+
+
+def test_call_events_round_trip_in_write_order(postgres_dsn: str):
+    with PostgresStore(postgres_dsn) as store:
+        assert store.add_call_events([
+            ("call-a", 10.0, "call_start", {"call_id": "call-a", "remote": "sip:1@x"}),
+            ("call-b", 11.0, "call_start", {"call_id": "call-b"}),
+            ("call-a", 9.5, "turn", {"turn": 1, "stages": {"first_rtp_ms": 812.5, "llm_first_token_ms": None},
+                                     "caller": "nul\x00byte"}),
+            ("call-a", 12.0, "call_end", {"reason": "remote_bye"}),
+        ]) == 4
+        events = store.call_events("call-a")
+        assert [e["kind"] for e in events] == ["call_start", "turn", "call_end"]  # write order, not t order
+        assert events[1] == {"t": 9.5, "kind": "turn", "turn": 1, "caller": "nulbyte",
+                             "stages": {"first_rtp_ms": 812.5, "llm_first_token_ms": None}}
+        assert store.call_events("no-such-call") == []
+        assert store.add_call_events([]) == 0
+
+
+def test_call_events_are_purged_a_whole_call_at_a_time(postgres_dsn: str):
+    now = 100 * DAY
+    with PostgresStore(postgres_dsn) as store:
+        store.add_call_events([
+            ("old", now - 40 * DAY, "call_start", {}), ("old", now - 40 * DAY + 60, "call_end", {}),
+            ("spans", now - 31 * DAY, "call_start", {}), ("spans", now - 29 * DAY, "call_end", {}),
+            ("new", now - DAY, "call_start", {}),
+        ])
+        assert store.purge_call_events(30, now=now) == 2
+        assert store.call_events("old") == []
+        assert len(store.call_events("spans")) == 2  # its last event is recent: the whole call stays
+        assert store.purge_call_events(float("inf"), now=now) == 0
+        with pytest.raises(ValueError):
+            store.purge_call_events(-1)
+
+
+def test_operations_after_close_raise_store_error(postgres_dsn: str):
+    store = PostgresStore(postgres_dsn)
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.caller("1001")
+
+
+def test_a_statement_error_rolls_back_and_the_store_goes_on(postgres_dsn: str):
+    with PostgresStore(postgres_dsn) as store:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute("ALTER TABLE messages ADD CONSTRAINT short CHECK (length(text) < 10)")
+        with pytest.raises(StoreError, match="short"):
+            store.take_message("this message is far too long")
+        assert store.take_message("fits") > 0
+        t0 = time.monotonic()
+        assert [m.text for m in store.messages()] == ["fits"]
+        assert time.monotonic() - t0 < 1.0
