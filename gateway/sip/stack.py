@@ -14,6 +14,7 @@ import heapq
 import itertools
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -61,11 +62,19 @@ class StackSettings:
     srtp: str = "off"  # off | optional | required
 
 
+_SDES_KEY = re.compile(r"inline:[A-Za-z0-9+/=]+")
+
+
+def redact(text: str) -> str:
+    """A SIP message fit for a log: SRTP keys (SDES ``inline:``) replaced, since a key in a log decrypts the call."""
+    return _SDES_KEY.sub("inline:<redacted>", text)
+
+
 class _PjLogWriter(pj.LogWriter):
     """Route pjsip's own log lines into our JSON log (warnings and errors only, unless tracing)."""
 
     def write(self, entry: pj.LogEntry) -> None:  # noqa: D401 - pjsua2 callback
-        text = entry.msg.rstrip()
+        text = redact(entry.msg.rstrip())
         if entry.level <= 1:
             log.error("pjsip", msg=text)
         elif entry.level == 2:

@@ -9,6 +9,7 @@ be TLS: the gateway's TLS port is a TCP port where nothing else listens.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -45,8 +46,9 @@ def tls_config(certificate, srtp: str = "required", **rtp) -> tuple[dict, int]:
     return cfg, tls_port
 
 
-def tls_gateway(gateway_factory, certificate, srtp: str = "required", **rtp):
+def tls_gateway(gateway_factory, certificate, srtp: str = "required", sip_trace: bool = False, **rtp):
     cfg, tls_port = tls_config(certificate, srtp, **rtp)
+    cfg["logging"]["sip_trace"] = sip_trace
     gw = gateway_factory(cfg)
     gw.wait_log("sip_tls_listening")
     return gw, tls_port
@@ -54,7 +56,7 @@ def tls_gateway(gateway_factory, certificate, srtp: str = "required", **rtp):
 
 def test_baresip_calls_over_tls_with_srtp_and_hears_its_echo(gateway_factory, baresip_factory, capture_factory,
                                                              certificate, tmp_wav_dir):
-    gw, tls_port = tls_gateway(gateway_factory, certificate)
+    gw, tls_port = tls_gateway(gateway_factory, certificate, sip_trace=True)
     assert not gw.find("srtp_keys_in_clear")
     wav = make_speech_wav(SPEECH, tmp_wav_dir / "speech.wav", pad_before_s=0.5, pad_after_s=1.0)
     capture = capture_factory()
@@ -79,6 +81,9 @@ def test_baresip_calls_over_tls_with_srtp_and_hears_its_echo(gateway_factory, ba
         rtp = [p for p in direction if p.is_rtp and p.rtp_payload_type == 0]
         assert len(rtp) > 300
         assert {len(p.payload) for p in rtp} == {12 + 160 + SRTP_TAG}, "plain RTP on the wire"
+    trace = gw.log_path.read_text()  # SIP tracing is on: every SDP is in the log, without its keys
+    assert "a=crypto:" in trace and "inline:<redacted>" in trace
+    assert re.search(r"inline:(?!<redacted>)", trace) is None
     assert not gw.errors()
 
 

@@ -115,3 +115,11 @@ def test_an_agreed_key_we_cannot_use_is_an_error(line, why):
     ours = _sdp("RTP/SAVP", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_A}")
     with pytest.raises(SdpError, match=why):
         sdes_keys(ours, _sdp("RTP/SAVP", line))
+
+
+def test_sip_traces_never_carry_srtp_keys():
+    from gateway.sip.stack import redact
+
+    line = f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_A}|2^20\r\na=crypto:2 X inline:{INLINE_B}"
+    out = redact(line)
+    assert INLINE_A not in out and INLINE_B not in out and out.count("inline:<redacted>") == 2
