@@ -491,7 +491,8 @@ class CallManager:
         call.log.info(
             "call_ended", code=code, reason=reason, duration_s=round(time.monotonic() - call.created_at, 2),
             rtp_sent=stats.packets_sent, rtp_received=stats.packets_received, malformed=stats.malformed,
-            foreign_dropped=stats.foreign_dropped, jitter=stats.jitter, reception=stats.reception,
+            foreign_dropped=stats.foreign_dropped, srtp_rejected=stats.srtp_rejected, jitter=stats.jitter,
+            reception=stats.reception,
         )
         if call.recorder is not None:
             call.recorder.event("call_end", reason=reason, code=code,
