@@ -114,6 +114,27 @@ def test_srtp_survives_a_re_invite_from_the_caller(gateway_factory, baresip_fact
     assert not gw.errors()
 
 
+def test_mutual_tls_admits_only_peers_with_a_certificate_from_ca_list(gateway_factory, baresip_factory,
+                                                                      certificate):
+    cert, key = certificate
+    cfg, tls_port = tls_config(certificate)
+    cfg["sip"]["tls"].update(ca_list=str(cert), verify_peer=True)  # the self-signed cert is its own CA
+    gw = gateway_factory(cfg)
+    gw.wait_log("sip_tls_listening", verify_peer=True)
+    bundle = cert.parent / "client.pem"
+    bundle.write_text(cert.read_text() + key.read_text())
+    target = f"sip:voicegate@127.0.0.1:{tls_port};transport=tls"
+    common = dict(password=None, call_duration_s=3, account_extra="mediaenc=srtp-mand", modules=("srtp.so",))
+    stranger = baresip_factory("mallory", extra_config=f"sip_cafile\t\t{cert}", **common)
+    stranger.dial(target)
+    stranger.wait_call_closed(timeout=15)  # no client certificate: the handshake fails, no INVITE arrives
+    assert "CALL_ESTABLISHED" not in stranger.event_types() and not gw.find("call_incoming")
+    friend = baresip_factory("pbx", extra_config=f"sip_certificate\t{bundle}\nsip_cafile\t\t{cert}", **common)
+    friend.dial(target)
+    friend.wait_call_established(timeout=10)
+    assert gw.wait_log("call_media", timeout=5)["srtp"] == "AES_CM_128_HMAC_SHA1_80"
+
+
 def test_plain_offer_is_refused_with_488_when_srtp_is_required(gateway_factory, certificate, tmp_path):
     gw, _ = tls_gateway(gateway_factory, certificate)
     result = run_sipp(SCENARIOS / "expect_not_acceptable.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
