@@ -488,6 +488,7 @@ class CallManager:
         jitter = stats.jitter or {}
         self.metrics.jitter(float(jitter.get("target_delay_ms", 0.0)), int(jitter.get("lost", 0)),
                             int(jitter.get("concealed", 0)), int(jitter.get("late", 0)))
+        self.metrics.security_event("srtp_rejected", stats.srtp_rejected)  # forged or replayed media
         call.log.info(
             "call_ended", code=code, reason=reason, duration_s=round(time.monotonic() - call.created_at, 2),
             rtp_sent=stats.packets_sent, rtp_received=stats.packets_received, malformed=stats.malformed,

@@ -155,9 +155,10 @@ class Metrics:
 
     # --- security -------------------------------------------------------------------------------
 
-    def security_event(self, kind: str) -> None:
-        """Rejected traffic (e.g. foreign RTP source, auth failure, flood) by a code-chosen `kind`."""
-        self._security.labels(kind=kind).inc()
+    def security_event(self, kind: str, count: int = 1) -> None:
+        """Rejected traffic (e.g. foreign RTP source, SRTP that fails authentication, flood) by a code-chosen `kind`."""
+        if count > 0:
+            self._security.labels(kind=kind).inc(count)
 
     # --- exposition -----------------------------------------------------------------------------
 

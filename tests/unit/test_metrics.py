@@ -55,6 +55,8 @@ def test_media_security_and_tool_metrics() -> None:
     m.barge_in()
     m.model_error("llm")
     m.security_event("foreign_rtp_source")
+    m.security_event("srtp_rejected", 3)
+    m.security_event("srtp_rejected", 0)
     m.tool_call("transfer", ok=True)
     m.tool_call("http", ok=False)
     assert value(m, "voicegate_jitter_buffer_delay_seconds") == pytest.approx(0.04)
@@ -65,6 +67,7 @@ def test_media_security_and_tool_metrics() -> None:
     assert value(m, "voicegate_barge_ins_total") == 1
     assert value(m, "voicegate_model_errors_total", role="llm") == 1
     assert value(m, "voicegate_security_events_total", kind="foreign_rtp_source") == 1
+    assert value(m, "voicegate_security_events_total", kind="srtp_rejected") == 3
     assert value(m, "voicegate_tool_calls_total", tool="http", outcome="error") == 1
 
 
