@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.calls import _uri_user
-from gateway.sdp import MediaAddress, SdpError, parse_address, rewrite_local_sdp
+from gateway.sdp import MediaAddress, SdpError, parse_address, rewrite_local_sdp, sdes_keys
 from rtp.dtmf import EVENT_TO_DIGIT, DtmfError, DtmfReceiver, TelephoneEvent
 from rtp.g711 import PCMU
 from rtp.packet import RtpError, RtpExtension, RtpPacket, is_rtcp
@@ -50,6 +50,7 @@ from rtp.rtcp import (
     parse_compound,
 )
 from rtp.session import RemoteMedia, RtpSession
+from rtp.srtp import SrtpContext, SrtpKeys
 
 FUZZ = settings(max_examples=300, deadline=None)
 
@@ -362,12 +363,12 @@ class _Listener:
 class _Harness:
     """A session whose remote is a local socket, so every datagram we send passes the source check."""
 
-    def __init__(self) -> None:
+    def __init__(self, srtp: SrtpKeys | None = None) -> None:
         self.far = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.far.bind(("127.0.0.1", 0))
         self.listener = _Listener()
         self.session = RtpSession(PortAllocator("127.0.0.1", 47600, 47699).allocate(), self.listener)
-        self.session.configure(RemoteMedia(self.far.getsockname(), self.far.getsockname(), PCMU))
+        self.session.configure(RemoteMedia(self.far.getsockname(), self.far.getsockname(), PCMU, srtp=srtp))
         self.now = 1000.0
         self.session.tick(self.now)
 
@@ -401,6 +402,29 @@ def test_session_receive_path_survives_mutated_rtp_rtcp_and_dtmf() -> None:
         harness.close()
 
 
+def test_srtp_session_receive_path_survives_forged_and_mangled_packets() -> None:
+    """Plain packets on an SRTP call, and genuine SRTP packets mangled: dropped and counted, never raised."""
+    keys = SrtpKeys("AES_CM_128_HMAC_SHA1_80", bytes(range(30)), bytes(range(30, 60)))
+    peer = SrtpContext(SrtpKeys(keys.suite, keys.rx_key, keys.tx_key))
+    harness = _Harness(keys)
+    sequence = iter(range(1, 1 << 16))
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.sampled_from(RTP_SEEDS + RTCP_SEEDS), mutations), min_size=1, max_size=6))
+    def run(batch: list[tuple[bytes, list[Mutation]]]) -> None:
+        datagrams = []
+        for seed, ops in batch:
+            fresh = RtpPacket(payload_type=0, sequence=next(sequence), timestamp=0, ssrc=9, payload=b"\xff" * 160)
+            datagrams += [mutate(seed, ops), mutate(peer.protect(fresh.serialize()), ops)]
+        harness.deliver(datagrams)
+
+    try:
+        run()
+        assert harness.session.stats.srtp_rejected > 0
+    finally:
+        harness.close()
+
+
 def test_session_survives_an_rtp_packet_with_an_empty_audio_payload() -> None:
     """A 12-byte RTP packet in the call's codec (some endpoints send these as keepalives) must not end the call."""
     harness = _Harness()
@@ -408,3 +432,23 @@ def test_session_survives_an_rtp_packet_with_an_empty_audio_payload() -> None:
         harness.deliver([RtpPacket(payload_type=0, sequence=1, timestamp=160, ssrc=5).serialize()])
     finally:
         harness.close()
+
+
+SDES_SDP = ("v=0\r\no=- 1 2 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+            "m=audio 4000 RTP/SAVP 0 101\r\n"
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|2^20\r\n"
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4A=\r\n"
+            "a=sendrecv\r\n")
+
+
+@FUZZ
+@given(st.integers(0, len(SDES_SDP)), st.integers(0, 40), nasty_text)
+def test_sdes_keys_from_a_mangled_peer_sdp_raise_only_sdp_error(at: int, cut: int, junk: str) -> None:
+    """The peer's a=crypto lines, damaged anywhere: either keys of the right size, None, or SdpError."""
+    remote = SDES_SDP[:at] + junk + SDES_SDP[at + cut:]
+    for local in (SDES_SDP, SDES_SDP.replace("a=crypto:1 ", "a=crypto:7 ")):
+        try:
+            keys = sdes_keys(local, remote)
+        except SdpError:
+            continue
+        assert keys is None or (len(keys.tx_key) == 30 and len(keys.rx_key) == 30)
