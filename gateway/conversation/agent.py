@@ -26,7 +26,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,8 @@ _QUIET_ABOVE_NOISE_DB = 10.0  # ... unless it stands out of the line's noise by 
 _HISTORY_KEPT = 80  # messages stored per call before the oldest are summarized away
 _CALLER_LINES_KEPT = 300
 _FIRST_AUDIO_WAIT_S = 0.3  # longest the LLM pauses for the first clause's TTS
+_MEMORY_LOOKUP_WAIT_S = 0.5  # longest the greeting waits for the caller's record (a shared database may be slow)
+_MEMORY_LOOKUPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory")
 _PEAK_DECAY_DB = 0.05  # per 20 ms frame: the speech peak follows a caller who gets quieter
 
 
@@ -464,10 +467,13 @@ class ConversationAgent:
     def _greet(self) -> None:
         known = None
         if self.store is not None and self.caller_id:
+            lookup = _MEMORY_LOOKUPS.submit(self.store.caller, self.caller_id)
             try:
-                known = self.store.caller(self.caller_id)
+                known = lookup.result(timeout=_MEMORY_LOOKUP_WAIT_S)
             except StoreError as exc:  # a database that is down (restarting) costs the memory, not the call
                 self.log.error("caller_memory_unavailable", error=str(exc))
+            except FutureTimeout:  # nor does a slow one cost the caller a silent start
+                self.log.warning("caller_memory_slow", waited_s=_MEMORY_LOOKUP_WAIT_S)
         if known is not None and known.name and self.settings.returning_greeting:
             self.call_facts.caller_name = known.name
             about = f" Last time they called about: {known.last_reason}." if known.last_reason else ""

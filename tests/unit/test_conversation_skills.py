@@ -167,6 +167,32 @@ def test_a_returning_caller_is_greeted_by_name(harness, tmp_path):
     assert h2.log.find("bot_phrase")[0]["text"] == "Welcome back, John Smith! How can I help you today?"
 
 
+class _StuckStore:
+    """A caller store whose server does not answer (a shared database under a lock, a dead link)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def caller(self, caller_id):
+        self.release.wait(5)
+        return None
+
+    def record_call(self, *args, **kwargs):
+        return None
+
+
+def test_a_database_that_does_not_answer_never_delays_the_greeting_past_half_a_second(harness):
+    store = _StuckStore()
+    h = harness(settings=SETTINGS, skills=skills(), store=store, remote_uri="<sip:+15551234@pbx.test>")
+    h.run(silence_frames(0.2))
+    time.sleep(0.8)  # real time: the lookup is real work on a real thread, only the media clock is fake
+    h.run(silence_frames(1.0))
+    assert not store.release.is_set()  # the database still has not answered ...
+    assert h.log.find("bot_phrase")[0]["why"] == "greeting"  # ... and the caller was greeted all the same
+    assert h.log.find("caller_memory_slow")
+    store.release.set()
+
+
 def test_intents():
     assert transfer_target("could you put me through to billing please", TARGETS) == "billing"
     assert transfer_target("I want to talk to a real person", TARGETS) == "operator"
