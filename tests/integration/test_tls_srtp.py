@@ -135,6 +135,32 @@ def test_mutual_tls_admits_only_peers_with_a_certificate_from_ca_list(gateway_fa
     assert gw.wait_log("call_media", timeout=5)["srtp"] == "AES_CM_128_HMAC_SHA1_80"
 
 
+def test_gateway_registers_over_tls_and_takes_an_srtp_call_the_pbx_routes_over_tls(
+        kamailio_factory, gateway_factory, baresip_factory, certificate, tmp_wav_dir):
+    require_binaries("kamailio")
+    kamailio = kamailio_factory(tls=certificate)
+    cfg, _ = tls_config(certificate)
+    cfg["sip"]["accounts"] = [{"username": "2001", "password": "secret", "registrar": kamailio.tls_uri,
+                               "domain": kamailio.domain, "agent": "front-desk"}]
+    gw = gateway_factory(cfg)
+    gw.wait_log("sip_registered")
+    contacts = kamailio.wait_registered("2001")
+    assert contacts and all("transport=tls" in c.lower() for c in contacts), contacts
+    wav = make_speech_wav(SPEECH, tmp_wav_dir / "speech.wav", pad_before_s=0.5, pad_after_s=1.0)
+    caller = baresip_factory("2002", kamailio=kamailio, source_wav=wav, call_duration_s=8,
+                             account_extra="mediaenc=srtp-mand", modules=("srtp.so",))
+    caller.wait_registered()
+    caller.dial(kamailio.uri("2001"))  # UDP to the PBX, TLS from the PBX to the gateway
+    caller.wait_call_established(timeout=10)
+    assert gw.wait_log("call_media", timeout=5)["srtp"] == "AES_CM_128_HMAC_SHA1_80"
+    caller.wait_call_closed(timeout=30)
+    sent, rate = read_wav(caller.recordings()[0])
+    received, _ = read_wav(caller.recordings()[1])
+    score, _ = best_correlation(sent, received, rate, max_lag_s=1.0)
+    assert score > 0.8, f"no echo through the PBX (correlation {score:.2f})"
+    assert not gw.errors()
+
+
 def test_plain_offer_is_refused_with_488_when_srtp_is_required(gateway_factory, certificate, tmp_path):
     gw, _ = tls_gateway(gateway_factory, certificate)
     result = run_sipp(SCENARIOS / "expect_not_acceptable.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",

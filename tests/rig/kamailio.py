@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.rig.ports import HOST, free_sip_port
+from tests.rig.ports import HOST, free_sip_port, free_tcp_port
 from tests.rig.proc import ManagedProcess, RigError, require_binary, tail, wait_until
 
 MODULE_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
@@ -46,8 +46,7 @@ children=2
 auto_aliases=no
 dns=no
 rev_dns=no
-disable_tcp=yes
-listen=udp:{host}:{port}
+{transport_block}listen=udp:{host}:{port}
 run_dir="{rundir}"
 mpath="{mpath}"
 
@@ -68,7 +67,7 @@ loadmodule "registrar.so"
 loadmodule "db_text.so"
 loadmodule "auth.so"
 loadmodule "auth_db.so"
-
+{tls_module}
 modparam("jsonrpcs", "transport", 4)
 modparam("jsonrpcs", "dgram_socket", "{rpc_sock}")
 modparam("jsonrpcs", "dgram_mode", 0666)
@@ -251,6 +250,8 @@ class Kamailio:
     port: int = 0
     host: str = HOST
     require_invite_auth: bool = False
+    tls: tuple[Path, Path] | None = None  # (certificate, key): also listen for SIP over TLS on tls_port
+    tls_port: int = 0
     debug: int = 2
     start_timeout: float = 10.0
     _proc: ManagedProcess | None = field(default=None, init=False, repr=False)
@@ -260,6 +261,8 @@ class Kamailio:
         self.workdir = Path(self.workdir)
         if not self.port:
             self.port = free_sip_port(self.host)
+        if self.tls is not None and not self.tls_port:
+            self.tls_port = free_tcp_port(self.host)
 
     # ----------------------------------------------------------------- paths
     @property
@@ -318,8 +321,33 @@ class Kamailio:
             rpc_sock=self._rundir / "rpc.sock",
             dbdir=self.db_dir.resolve(),
             auth_block=_AUTH_INVITE_BLOCK if self.require_invite_auth else "",
+            transport_block=self._transport_block(),
+            tls_module=self._tls_module(),
         )
         self.cfg_path.write_text(cfg)
+
+    def _transport_block(self) -> str:
+        if self.tls is None:
+            return "disable_tcp=yes\n"
+        return f"enable_tls=yes\nlisten=tls:{self.host}:{self.tls_port}\n"
+
+    def _tls_module(self) -> str:
+        """Kamailio's tls module with a test server certificate; peers' certificates are not checked."""
+        if self.tls is None:
+            return ""
+        cert, key = self.tls
+        tls_cfg = self.workdir / "tls.cfg"
+        tls_cfg.write_text(
+            f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
+            f"certificate = {Path(cert).resolve()}\nprivate_key = {Path(key).resolve()}\n\n"
+            "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
+        )
+        return f'loadmodule "tls.so"\nmodparam("tls", "config", "{tls_cfg}")\n'
+
+    @property
+    def tls_uri(self) -> str:
+        """The registrar URI over TLS (only with ``tls``)."""
+        return f"sip:{self.host}:{self.tls_port};transport=tls"
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> Kamailio:
