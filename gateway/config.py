@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from gateway.store.dsn import is_postgres_dsn, redact_dsn
+from gateway.store.dsn import dsn_password, is_postgres_dsn, redact_dsn
 from gateway.tools import ToolError, ToolsConfig, load_tools
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -245,16 +245,21 @@ class _Reader:
         is an error naming the key, not a warning scrolled past at start-up.
         """
         text = self.string(value, key, allow_empty=allow_empty)
-        literal = _ENV_REF.sub("", str(value)) if isinstance(value, str | int) else ""
-        if literal and not self.file.startswith("<"):
-            try:
-                mode = Path(self.file).stat().st_mode
-            except OSError:
-                mode = 0
-            if mode & 0o077:
-                raise self.fail(key, "a secret from the environment (\"${VAR}\") or a config file only its owner "
-                                f"can read (the file's mode is {mode & 0o777:o}; chmod 600 it)", has_got=False)
+        if isinstance(value, str | int) and _ENV_REF.sub("", str(value)):
+            self.require_private_file(key)
         return text
+
+    def require_private_file(self, key: str) -> None:
+        """The config file holds a secret at ``key``: refuse it if users other than its owner can read it."""
+        if self.file.startswith("<"):
+            return
+        try:
+            mode = Path(self.file).stat().st_mode
+        except OSError:
+            return
+        if mode & 0o077:
+            raise self.fail(key, "a secret from the environment (\"${VAR}\") or a config file only its owner "
+                            f"can read (the file's mode is {mode & 0o777:o}; chmod 600 it)", has_got=False)
 
     def expand(self, text: str, key: str) -> str:
         def substitute(match: re.Match[str]) -> str:
@@ -706,6 +711,8 @@ def _read_memory(r: _Reader, raw: object, database: object) -> MemoryConfig:
     if "://" in path and not is_postgres_dsn(path):  # shown redacted: a refused URI may carry a password
         raise r.fail("database", "a SQLite file path or a PostgreSQL URI (postgresql://user@host/db)",
                      redact_dsn(path))
+    if isinstance(database, str) and is_postgres_dsn(path) and dsn_password(_ENV_REF.sub("", database)):
+        r.require_private_file("database")  # a password typed into the URI, not from ${VAR}
     return MemoryConfig(
         database=path,
         enabled=r.optional(data, "enabled", "memory", r.boolean, True),

@@ -306,3 +306,37 @@ def test_srtp_mode_is_checked(tmp_path):
     text = CONTRACT.replace("  port_range: [31000, 31999]\n", "  port_range: [31000, 31999]\n  srtp: on\n")
     with pytest.raises(ConfigError, match="rtp.srtp: expected one of off, optional, required"):
         load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"})
+
+
+def test_secrets_typed_into_a_readable_config_are_refused(tmp_path):
+    inline = CONTRACT.replace('"${FRONT_DESK_PASSWORD}"', '"s3cret"')
+    path = write(tmp_path, inline)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert err.value.key == "sip.accounts[0].password" and "chmod 600" in str(err.value)
+    assert "s3cret" not in str(err.value)
+    path.chmod(0o600)
+    assert load_config(path, env={}).sip.accounts[0].password == "s3cret"
+    # from the environment, a readable file is fine: the secret is not in it
+    readable = write(tmp_path, CONTRACT)
+    readable.chmod(0o644)
+    assert load_config(readable, env={"FRONT_DESK_PASSWORD": "x"}).sip.accounts[0].password == "x"
+
+
+@pytest.mark.parametrize(("database", "refused"), [
+    ("postgresql://vg:hunter2@db.example/vg", True),
+    ("postgresql://vg:${PGPW}@db.example/vg", False),
+    ("postgresql://vg@db.example/vg", False),
+    ("/var/lib/voicegate/vg.db", False),
+])
+def test_a_database_password_typed_into_a_readable_config_is_refused(tmp_path, database, refused):
+    path = write(tmp_path, CONTRACT + f'database: "{database}"\n')
+    path.chmod(0o644)
+    env = {"FRONT_DESK_PASSWORD": "x", "PGPW": "pw"}
+    if refused:
+        with pytest.raises(ConfigError) as err:
+            load_config(path, env=env)
+        assert err.value.key == "database" and "hunter2" not in str(err.value)
+    else:
+        assert load_config(path, env=env).memory.database
