@@ -43,6 +43,9 @@ class Gateway:
         self.services = load_conversation_services(config) if config.needs_models else None
         self.metrics = Metrics()
         self.call_events = _call_event_writer(config)
+        if self.call_events is not None:
+            writer = self.call_events
+            self.metrics.on_collect(lambda: self.metrics.record_events(writer.written, writer.dropped, writer.failed))
         self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services, self.metrics,
                                  call_events=self.call_events)
         self.started = threading.Event()

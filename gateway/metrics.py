@@ -36,6 +36,10 @@ class Metrics:
         self._collectors: list[Callable[[], None]] = []
         r = self.registry
         self._active_calls = Gauge("voicegate_active_calls", "Calls currently up", registry=r)
+        self._record_events = Gauge(
+            "voicegate_call_record_events", "Call-record events copied to the shared database since start, by outcome",
+            ["outcome"], registry=r,
+        )
         self._calls = Counter(
             "voicegate_calls", "Calls that ended, by direction and outcome", ["direction", "outcome"], registry=r
         )
@@ -103,6 +107,11 @@ class Metrics:
             if previous is not None:
                 self._registrations.labels(state=previous).dec()
             self._registrations.labels(state=state).inc()
+
+    def record_events(self, written: int, dropped: int, failed: int) -> None:
+        """The shared database's copy of call records: written, dropped (queue full), failed (batch lost)."""
+        for outcome, value in (("written", written), ("dropped", dropped), ("failed", failed)):
+            self._record_events.labels(outcome=outcome).set(value)
 
     # --- conversation ---------------------------------------------------------------------------
 

@@ -99,3 +99,11 @@ def test_instances_do_not_clash_and_counts_are_thread_safe() -> None:
         t.join()
     assert value(a, "voicegate_active_calls") == 4000
     assert value(b, "voicegate_active_calls") == 0
+
+
+def test_record_events_copied_to_the_database_are_exported():
+    m = Metrics()
+    m.record_events(written=10, dropped=2, failed=1)
+    m.record_events(written=12, dropped=2, failed=1)
+    assert value(m, "voicegate_call_record_events", outcome="written") == 12
+    assert value(m, "voicegate_call_record_events", outcome="dropped") == 2
