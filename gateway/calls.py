@@ -513,7 +513,7 @@ def _outcome(reason: str) -> str:
     head = reason.split(":", 1)[0].split(" ", 1)[0]
     known = ("remote_bye", "goodbye", "caller_silent", "caller_goodbye", "transferred", "shutdown", "not_answered",
              "rtp_timeout", "media_error", "answer_failed", "codec_unsupported", "failed", "tool_hangup",
-             "dtmf_hangup", "api")
+             "dtmf_hangup", "api", "srtp_required", "srtp_unusable")
     return head if head in known else "other"
 
 
