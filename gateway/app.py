@@ -89,6 +89,23 @@ class Gateway:
 
         return self.stack.submit(place)
 
+    def drain(self) -> None:
+        """Take no new calls (INVITEs get 503, originate is refused) and let the calls up finish.
+
+        For upgrades and certificate renewals without cutting anyone off: behind a dispatcher or
+        a PBX with several gateways, the 503 sends new calls elsewhere; the process exits once
+        the last call has ended (see `drained`). Any thread; idempotent.
+        """
+        if self.calls.draining:
+            return
+        self.calls.draining = True
+        log.info("gateway_draining", active_calls=self.calls.active_count)
+
+    @property
+    def drained(self) -> bool:
+        """Draining, and no call is left."""
+        return self.calls.draining and self.calls.active_count == 0
+
     def stop(self) -> None:
         """Hang up every call with BYE, unregister, and release everything. Idempotent."""
         if self._stopped.is_set():

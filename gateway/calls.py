@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from gateway.store.call_events import CallEventWriter
 
 log = structlog.get_logger("calls")
+
+
+class GatewayDraining(RuntimeError):
+    """A new call was asked of a gateway that is draining (finishing its calls before it stops)."""
 TRANSFER_TIMEOUT_S = 30.0  # REFER accepted but no final NOTIFY: the transfer is taken as failed
 
 
@@ -107,6 +111,7 @@ class CallManager:
         self.call_events = call_events  # a shared copy of every call's record events (PostgreSQL), or None
         self.services = services
         self.metrics = metrics or Metrics()
+        self.draining = False  # set by Gateway.drain(): new INVITEs get 503, calls up finish
         self.guard = SourceGuard(config.sip.trusted_sources, config.sip.invites_per_source_per_s,
                                  config.sip.invite_burst)
         self.on_security_event: Callable[[str], None] = self.metrics.security_event
@@ -168,6 +173,11 @@ class CallManager:
             self.metrics.call_rejected("inbound", verdict.kind)
             self._reject(sip, pj_call_id, verdict.code)
             return
+        if self.draining:  # 503: a dispatcher (or the PBX) retries the call on another gateway
+            call_log.info("call_rejected_draining", remote=info.remoteUri, active=len(self._calls))
+            self.metrics.call_rejected("inbound", "draining")
+            self._reject(sip, pj_call_id, 503)
+            return
         if len(self._calls) >= self.config.sip.max_calls:
             call_log.warning("call_rejected_busy", remote=info.remoteUri, active=len(self._calls),
                              max_calls=self.config.sip.max_calls)
@@ -204,6 +214,8 @@ class CallManager:
     def outgoing(self, account: GatewayAccount, uri: str, agent_name: str,
                  variables: Mapping[str, str] | None = None) -> str:
         """Place a call to `uri` from `account` with agent `agent_name`; returns the Call-ID."""
+        if self.draining:
+            raise GatewayDraining("the gateway is draining: it places no new calls")
         sip = SipCall(account, self)
         ports = self.ports.allocate()
         try:

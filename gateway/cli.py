@@ -130,6 +130,18 @@ def _stop_event() -> threading.Event:
     return stop
 
 
+def _drain_event() -> threading.Event:
+    """SIGUSR1: drain (no new calls, exit 0 once the calls up have ended); SIGTERM still stops at once."""
+    drain = threading.Event()
+
+    def handler(signum: int, _frame) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        drain.set()
+
+    signal.signal(signal.SIGUSR1, handler)
+    return drain
+
+
 def _start(config):
     from gateway.app import Gateway  # imports pjsua2: keep check-config light
 
@@ -144,12 +156,17 @@ def _start(config):
 
 def _run(config) -> int:
     stop = _stop_event()
+    drain = _drain_event()
     gateway = _start(config)
     if gateway is None:
         return 1
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stop.wait(0.2):
+            if drain.is_set():
+                gateway.drain()
+            if gateway.drained:
+                log.info("gateway_drained")
+                break
     finally:
         gateway.stop()
     return 0

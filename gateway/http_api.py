@@ -62,8 +62,15 @@ class GatewayControl(Protocol):
         ...
 
     def readiness(self) -> dict[str, object]:
-        """{"ready": bool, "models_loaded": bool, "registrations": {aor: state}}."""
+        """{"ready": bool, "models_loaded": bool, "registrations": {aor: state}, "draining": bool}."""
         ...
+
+    def drain(self) -> int:
+        """Stop taking new calls and let the calls up finish; returns how many are up."""
+        ...
+
+    @property
+    def draining(self) -> bool: ...
 
 
 @dataclass
@@ -151,6 +158,7 @@ class HttpApi:
             Route(re.compile(r"/calls"), {"GET": self._list_calls, "POST": self._originate}, control=True),
             Route(re.compile(r"/calls/([^/]+)"), {"DELETE": self._hangup}, control=True),
             Route(re.compile(r"/campaigns"), {"POST": self._start_campaign}, control=True),
+            Route(re.compile(r"/drain"), {"POST": self._drain}, control=True),
             Route(
                 re.compile(r"/campaigns/([^/]+)"),
                 {"GET": self._campaign_status, "DELETE": self._stop_campaign}, control=True,
@@ -254,6 +262,8 @@ class HttpApi:
         return json_response(HTTPStatus.OK, {"call_id": call_id, "status": "hanging_up"})
 
     def _originate(self, params: tuple[str, ...], body: Body) -> Response:
+        if self.control.draining:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the gateway is draining: it places no new calls")
         data = body.json_object()
         to = _required_str(data, "to")
         agent = _optional_str(data, "agent")
@@ -264,6 +274,10 @@ class HttpApi:
         except ValueError as exc:
             raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
         return json_response(HTTPStatus.CREATED, {"call_id": call_id})
+
+    def _drain(self, params: tuple[str, ...], body: Body) -> Response:
+        active = self.control.drain()
+        return json_response(HTTPStatus.ACCEPTED, {"draining": True, "active_calls": active})
 
     # --- campaigns ------------------------------------------------------------------------------
 

@@ -61,9 +61,19 @@ class GatewayOperations:
         gw = self.gateway
         models_loaded = gw.services is not None or not gw.config.needs_models
         registrations = {a.name: _state(a) for a in list(gw.accounts)}
-        ready = models_loaded and gw.started.is_set() and all(s == "registered" for s in registrations.values())
+        draining = gw.calls.draining
+        ready = (models_loaded and gw.started.is_set() and not draining
+                 and all(s == "registered" for s in registrations.values()))
         return {"ready": ready, "models_loaded": models_loaded, "registrations": registrations,
-                "active_calls": gw.calls.active_count}
+                "active_calls": gw.calls.active_count, "draining": draining}
+
+    def drain(self) -> int:
+        self.gateway.drain()
+        return self.gateway.calls.active_count
+
+    @property
+    def draining(self) -> bool:
+        return self.gateway.calls.draining
 
     def _call_ended(self, call, code: int, reason: str) -> None:
         with self._cond:

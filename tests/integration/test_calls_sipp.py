@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 
@@ -103,3 +104,28 @@ def test_the_dialled_number_picks_the_agent(gateway_factory, tmp_path):
         assert result.ok, result.describe()
     agents = [e["agent"] for e in gw.find("call_incoming")]
     assert agents == ["sales", "front-desk"]
+
+
+def test_sigusr1_drains_new_calls_get_503_and_the_gateway_exits_after_the_last_call(gateway_factory, tmp_path):
+    gw = gateway_factory(gateway_config())
+    results = {}
+
+    def first_call():
+        results["first"] = run_sipp_uac_pcap(f"127.0.0.1:{gw.sip_port}", "voicegate", tmp_path / "sipp1",
+                                             timeout=30)
+
+    t = threading.Thread(target=first_call)
+    t.start()
+    gw.wait_log("call_confirmed", timeout=10)
+    gw.process.send_signal(signal.SIGUSR1)
+    assert gw.wait_log("gateway_draining", timeout=5)["active_calls"] == 1
+    refused = run_sipp(SCENARIOS / "expect_unavailable.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp2",
+                       service="voicegate", timeout=10)
+    assert refused.ok, refused.describe()
+    assert gw.find("call_rejected_draining")
+    assert gw.process.poll() is None  # still up: a call is not finished
+    t.join(40)
+    assert results["first"].ok, results["first"].describe()  # the call up ended normally, by its own BYE
+    assert gw.wait_exit(15) == 0
+    assert gw.find("gateway_drained")
+    assert gw.find("call_ended")[0]["reason"].startswith("remote_bye")

@@ -49,7 +49,14 @@ class FakeControl:
         return True
 
     def readiness(self) -> dict[str, object]:
-        return {"ready": self.ready, "models_loaded": self.ready, "registrations": {"sip:2001@pbx": "registered"}}
+        return {"ready": self.ready and not self.draining, "models_loaded": self.ready,
+                "registrations": {"sip:2001@pbx": "registered"}, "draining": self.draining}
+
+    draining: bool = False
+
+    def drain(self) -> int:
+        self.draining = True
+        return len(self.calls)
 
 
 @dataclass
@@ -110,6 +117,19 @@ def test_readyz_follows_readiness(api: HttpApi, control: FakeControl) -> None:
     reply = request(api, "GET", "/readyz", token=None)
     assert reply.status == 503
     assert reply.json()["registrations"] == {"sip:2001@pbx": "registered"}
+
+
+def test_drain_needs_the_token_then_readyz_and_originate_say_503(api: HttpApi, control: FakeControl) -> None:
+    control.originate("2002", None, {}, None)
+    assert request(api, "POST", "/drain", token=None).status == 401
+    assert not control.draining
+    reply = request(api, "POST", "/drain")
+    assert reply.status == 202 and reply.json() == {"draining": True, "active_calls": 1}
+    ready = request(api, "GET", "/readyz", token=None)
+    assert ready.status == 503 and ready.json()["draining"] is True
+    refused = request(api, "POST", "/calls", {"to": "2003"})
+    assert refused.status == 503 and "draining" in refused.json()["error"]
+    assert request(api, "GET", "/calls").status == 200  # the calls still up can be listed (and hung up)
 
 
 def test_readyz_is_503_when_readiness_raises(api: HttpApi, control: FakeControl, monkeypatch) -> None:
