@@ -136,10 +136,18 @@ class CryptoLine:
             raise SdpError(f"crypto tag {self.tag}: {exc}") from None
 
 
+_SDES_KEY = re.compile(r"inline:[A-Za-z0-9+/=]+")
+
+
+def redact_keys(text: str) -> str:
+    """SDP or a SIP message fit for a log: SDES keys (``inline:``) replaced; a key in a log decrypts the call."""
+    return _SDES_KEY.sub("inline:<redacted>", text)
+
+
 def _crypto_line(line: str) -> CryptoLine:
     match = _CRYPTO.match(line.strip())
     if match is None:
-        raise SdpError(f"malformed crypto attribute {line!r}")
+        raise SdpError(f"malformed crypto attribute {redact_keys(line)!r}")
     tag, suite, key_params, session = match.groups()
     return CryptoLine(int(tag), suite, key_params, (session or "").strip())
 

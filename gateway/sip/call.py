@@ -86,6 +86,7 @@ class SipCall(pj.Call):
             return  # a call we are refusing (486/403/503): no media, and the answer carries no SDP
         remote = prm.remSdp.wholeSdp
         if remote:  # we are answering this offer
+            self._rotate_key_if_peer_rekeyed(remote)
             self.remote_sdp = remote
         self._offer_pending = not remote
         try:
@@ -100,14 +101,34 @@ class SipCall(pj.Call):
         if not self.call_id:
             self.call_id = info.callIdString
             self.log = log.bind(call_id=self.call_id)
+        self._remote_sdp_from(prm.e)  # the ACK of a late-offer INVITE carries the answer
         self.events.on_call_state(self, info)
 
     def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
         """Keep the SDP of any message the peer sends us (the answer to our offer arrives here)."""
-        body = _received_sdp(prm.e)
+        self._remote_sdp_from(prm.e)
+
+    def _remote_sdp_from(self, event: pj.SipEvent) -> None:
+        body = _received_sdp(event)
         if body:
             self.remote_sdp = body
             self._offer_pending = False
+
+    def _rotate_key_if_peer_rekeyed(self, offer: str) -> None:
+        """A re-offer with new peer keys (often a new device behind the PBX) gets a new key from us too.
+
+        The party that now receives our SRTP starts a fresh context at rollover counter 0: our
+        old outbound session, past a sequence-number wrap, would be rejected by it. A new key
+        makes both ends start afresh, and never reuses a keystream under another suite.
+        """
+        try:
+            new = {(c.suite, c.key_params) for c in audio_crypto_lines(offer)}
+            old = {(c.suite, c.key_params) for c in audio_crypto_lines(self.remote_sdp)} if self.remote_sdp else set()
+        except SdpError:
+            return  # judged (and refused) when the keys are read
+        if old and new and new != old:
+            self.srtp_key = secrets.token_bytes(30)
+            self.log.info("srtp_local_rekey", reason="the peer offered new keys")
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
         """Progress of a REFER we sent: its own response, then the transferee's NOTIFYs (sipfrag)."""
@@ -147,15 +168,22 @@ class SipCall(pj.Call):
                 self.log.error("sip_stream_info_unusable", error=str(exc))
                 self.events.on_media(self, None)
                 return
-            if self._offer_pending and audio_crypto_lines(self.local_sdp):
-                # pjsua reports the media of an answer to our offer before the callback that
-                # carries the answer's SDP (onCallTsxState): read the keys once it has run.
+            if audio_crypto_lines(self.local_sdp):
+                # pjsua reports the media of an answer before the callback that carries the
+                # answer's SDP (onCallTsxState for a 200, onCallState for an ACK; a session
+                # refresh re-uses our SDP without onCallSdpCreated): read the keys once it has run.
                 self.account.stack.call_later(0.0, functools.partial(self._media_with_keys, negotiated))
             else:
                 self._media_with_keys(negotiated)
             return
 
     def _media_with_keys(self, negotiated: NegotiatedMedia) -> None:
+        if self._offer_pending and audio_crypto_lines(self.local_sdp):
+            # we offered SRTP and never saw the answer's SDP: guessing keys, or plain RTP, would
+            # be noise to the peer
+            self.log.error("sip_srtp_answer_missing")
+            self.events.on_media_failed(self, "srtp_unusable")
+            return
         try:
             keys = sdes_keys(self.local_sdp, self.remote_sdp)
         except SdpError as exc:
@@ -166,10 +194,13 @@ class SipCall(pj.Call):
 
 
 def _received_sdp(event: pj.SipEvent) -> str:
-    """The SDP body of the message a transaction event received, or "" (no message, or no SDP)."""
-    if event.type != pj.PJSIP_EVENT_TSX_STATE or event.body.tsxState.type != pj.PJSIP_EVENT_RX_MSG:
+    """The SDP body of the message an event received, or "" (no message, or no SDP)."""
+    if event.type == pj.PJSIP_EVENT_RX_MSG:
+        message = event.body.rxMsg.rdata.wholeMsg
+    elif event.type == pj.PJSIP_EVENT_TSX_STATE and event.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
+        message = event.body.tsxState.src.rdata.wholeMsg
+    else:
         return ""
-    message = event.body.tsxState.src.rdata.wholeMsg
     head, sep, body = message.partition("\r\n\r\n")
     if not sep or not body.startswith("v="):
         return ""

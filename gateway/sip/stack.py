@@ -14,7 +14,6 @@ import heapq
 import itertools
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -25,6 +24,8 @@ from typing import Any
 
 import pjsua2 as pj
 import structlog
+
+from gateway.sdp import redact_keys
 
 log = structlog.get_logger("sip")
 
@@ -62,19 +63,11 @@ class StackSettings:
     srtp: str = "off"  # off | optional | required
 
 
-_SDES_KEY = re.compile(r"inline:[A-Za-z0-9+/=]+")
-
-
-def redact(text: str) -> str:
-    """A SIP message fit for a log: SRTP keys (SDES ``inline:``) replaced, since a key in a log decrypts the call."""
-    return _SDES_KEY.sub("inline:<redacted>", text)
-
-
 class _PjLogWriter(pj.LogWriter):
     """Route pjsip's own log lines into our JSON log (warnings and errors only, unless tracing)."""
 
     def write(self, entry: pj.LogEntry) -> None:  # noqa: D401 - pjsua2 callback
-        text = redact(entry.msg.rstrip())
+        text = redact_keys(entry.msg.rstrip())
         if entry.level <= 1:
             log.error("pjsip", msg=text)
         elif entry.level == 2:

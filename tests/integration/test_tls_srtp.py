@@ -169,6 +169,22 @@ def test_plain_offer_is_refused_with_488_when_srtp_is_required(gateway_factory, 
     assert not gw.find("call_media")
 
 
+def test_late_offer_reads_the_srtp_key_from_the_ack(gateway_factory, capture_factory, certificate, tmp_path):
+    """An INVITE without SDP: our offer goes in the 200, the peer's key comes in the ACK."""
+    gw, _ = tls_gateway(gateway_factory, certificate)
+    capture = capture_factory()
+    result = run_sipp(SCENARIOS / "late_offer_srtp.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
+                      service="voicegate", timeout=15)
+    assert result.ok, result.describe()
+    media = gw.wait_log("call_media", timeout=5)
+    assert media["srtp"] == "AES_CM_128_HMAC_SHA1_80"
+    assert not gw.find("sip_srtp_answer_missing") and not gw.find("call_srtp_missing")
+    gw.wait_log("call_ended", timeout=5)
+    capture.stop()
+    sent = [p for p in capture.media_from(media["local_port"]) if p.is_rtp and p.rtp_payload_type == 0]
+    assert len(sent) > 50 and {len(p.payload) for p in sent} == {12 + 160 + SRTP_TAG}
+
+
 def test_optional_srtp_still_takes_a_plain_call(gateway_factory, certificate, tmp_path):
     gw, _ = tls_gateway(gateway_factory, certificate, srtp="optional", inactivity_timeout_s=2)
     result = run_sipp(SCENARIOS / "wait_for_bye.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",

@@ -4,7 +4,15 @@ import base64
 
 import pytest
 
-from gateway.sdp import MediaAddress, SdpError, audio_crypto_lines, parse_address, rewrite_local_sdp, sdes_keys
+from gateway.sdp import (
+    MediaAddress,
+    SdpError,
+    audio_crypto_lines,
+    parse_address,
+    redact_keys,
+    rewrite_local_sdp,
+    sdes_keys,
+)
 
 PJSUA_ANSWER = (
     "v=0\r\n"
@@ -117,9 +125,11 @@ def test_an_agreed_key_we_cannot_use_is_an_error(line, why):
         sdes_keys(ours, _sdp("RTP/SAVP", line))
 
 
-def test_sip_traces_never_carry_srtp_keys():
-    from gateway.sip.stack import redact
-
+def test_sip_traces_and_sdp_errors_never_carry_srtp_keys():
     line = f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_A}|2^20\r\na=crypto:2 X inline:{INLINE_B}"
-    out = redact(line)
+    out = redact_keys(line)
     assert INLINE_A not in out and INLINE_B not in out and out.count("inline:<redacted>") == 2
+    with pytest.raises(SdpError) as err:
+        sdes_keys(_sdp("RTP/SAVP", f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{INLINE_A}"),
+                  _sdp("RTP/SAVP", f"a=crypto:1x AES_CM_128_HMAC_SHA1_80 inline:{INLINE_B}"))
+    assert INLINE_B not in str(err.value) and "inline:<redacted>" in str(err.value)
