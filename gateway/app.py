@@ -182,7 +182,8 @@ def _tls_settings(tls: TlsConfig | None) -> TlsSettings | None:
     if tls is None:
         return None
     return TlsSettings(listen_host=tls.listen.host, listen_port=tls.listen.port, certificate=tls.certificate,
-                       private_key=tls.private_key, ca_list=tls.ca_list, verify_peer=tls.verify_peer)
+                       private_key=tls.private_key, ca_list=tls.ca_list, verify_server=tls.verify_server,
+                       verify_peer=tls.verify_peer)
 
 
 def load_conversation_services(config: Config):

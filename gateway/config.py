@@ -70,8 +70,9 @@ class TlsConfig:
     listen: HostPort
     certificate: str  # PEM certificate (chain) file
     private_key: str  # PEM private key file: readable by its owner only
-    ca_list: str | None = None  # PEM CAs that verify peers (client certificates, servers we call)
-    verify_peer: bool = False  # require a valid certificate from the peer (mutual TLS with the PBX)
+    ca_list: str | None = None  # PEM CAs that verify peers (servers we connect to, client certificates)
+    verify_server: bool = False  # check the certificate of a server we connect to (registrar, sips: calls)
+    verify_peer: bool = False  # require a valid client certificate from peers that connect to us (mutual TLS)
 
 
 @dataclass(frozen=True)
@@ -638,18 +639,22 @@ def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> Sip
 
 
 def _read_tls(r: _Reader, raw: object) -> TlsConfig:
-    data = r.mapping(raw, "sip.tls", {"listen", "certificate", "private_key", "ca_list", "verify_peer"},
-                     {"listen", "certificate", "private_key"})
+    data = r.mapping(raw, "sip.tls", {"listen", "certificate", "private_key", "ca_list", "verify_server",
+                                      "verify_peer"}, {"listen", "certificate", "private_key"})
     listen = r.host_port(data["listen"], "sip.tls.listen")
-    verify = r.optional(data, "verify_peer", "sip.tls", r.boolean, False)
     ca_list = r.optional(data, "ca_list", "sip.tls", lambda v, k: r.readable_file(v, k), None)
-    if verify and ca_list is None:
-        raise r.fail("sip.tls.ca_list", "the CA file to verify peers with (verify_peer is true)", has_got=False)
+    verify = r.optional(data, "verify_peer", "sip.tls", r.boolean, False)
+    verify_server = r.optional(data, "verify_server", "sip.tls", r.boolean, ca_list is not None)
+    for name, on in (("verify_peer", verify), ("verify_server", verify_server)):
+        if on and ca_list is None:
+            raise r.fail("sip.tls.ca_list", f"the CA file to verify certificates with ({name} is true)",
+                         has_got=False)
     return TlsConfig(
         listen=listen,
         certificate=r.readable_file(data["certificate"], "sip.tls.certificate"),
         private_key=r.secret_file(data["private_key"], "sip.tls.private_key"),
         ca_list=ca_list,
+        verify_server=verify_server,
         verify_peer=verify,
     )
 

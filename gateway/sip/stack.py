@@ -47,6 +47,7 @@ class TlsSettings:
     certificate: str
     private_key: str
     ca_list: str | None = None
+    verify_server: bool = False
     verify_peer: bool = False
 
 
@@ -236,14 +237,21 @@ class SipStack:
         t.ciphers = ciphers
         t.verifyClient = tls.verify_peer
         t.requireClientCert = tls.verify_peer
-        t.verifyServer = tls.verify_peer
+        # Without it pjsip connects whatever the server presents: a man in the middle of the
+        # registrar connection would read every SDES key.
+        t.verifyServer = tls.verify_server
         t.msecTimeout = 5000  # a peer that stalls the handshake does not hold a socket for long
         try:
             ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
         except pj.Error as exc:
             raise OSError(f"cannot listen for SIP over TLS on {tls.listen_host}:{tls.listen_port}: "
                           f"{exc.reason} (check sip.tls.certificate and sip.tls.private_key)") from None
+        if not tls.verify_server:
+            log.warning("sip_tls_server_unverified",
+                        hint="set sip.tls.ca_list to the CA of the PBX's certificate: without it, TLS "
+                             "connections the gateway opens accept any certificate")
         log.info("sip_tls_listening", address=f"{tls.listen_host}:{tls.listen_port}", verify_peer=tls.verify_peer,
+                 verify_server=tls.verify_server,
                  protocol="TLSv1.2", ciphers=len(ciphers))
 
     def _set_codec_priorities(self, ep: pj.Endpoint) -> None:

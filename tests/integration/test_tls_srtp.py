@@ -140,6 +140,7 @@ def test_gateway_registers_over_tls_and_takes_an_srtp_call_the_pbx_routes_over_t
     require_binaries("kamailio")
     kamailio = kamailio_factory(tls=certificate)
     cfg, _ = tls_config(certificate)
+    cfg["sip"]["tls"]["ca_list"] = str(certificate[0])  # Kamailio's certificate is checked (verify_server)
     cfg["sip"]["accounts"] = [{"username": "2001", "password": "secret", "registrar": kamailio.tls_uri,
                                "domain": kamailio.domain, "agent": "front-desk"}]
     gw = gateway_factory(cfg)
@@ -159,6 +160,25 @@ def test_gateway_registers_over_tls_and_takes_an_srtp_call_the_pbx_routes_over_t
     score, _ = best_correlation(sent, received, rate, max_lag_s=1.0)
     assert score > 0.8, f"no echo through the PBX (correlation {score:.2f})"
     assert not gw.errors()
+
+
+def test_a_registrar_whose_certificate_the_ca_list_does_not_vouch_for_is_not_registered_with(
+        kamailio_factory, gateway_factory, certificate, tmp_path):
+    require_binaries("kamailio")
+    kamailio = kamailio_factory(tls=certificate)
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(other / "key.pem"),
+                    "-out", str(other / "ca.pem"), "-days", "2", "-subj", "/CN=someone else"],
+                   check=True, capture_output=True, timeout=60)
+    cfg, _ = tls_config(certificate)
+    cfg["sip"]["tls"]["ca_list"] = str(other / "ca.pem")
+    cfg["sip"]["accounts"] = [{"username": "2001", "password": "secret", "registrar": kamailio.tls_uri,
+                               "domain": kamailio.domain, "agent": "front-desk"}]
+    gw = gateway_factory(cfg)
+    assert wait_until(lambda: gw.find("sip_registrar_unreachable"), 15)
+    assert "verification" in gw.find("sip_registrar_unreachable")[0]["reason"]  # PJSIP_TLS_ECERTVERIF
+    assert not gw.find("sip_registered") and not kamailio.is_registered("2001")
 
 
 def test_plain_offer_is_refused_with_488_when_srtp_is_required(gateway_factory, certificate, tmp_path):

@@ -275,7 +275,7 @@ def test_tls_and_srtp_load_with_files_relative_to_the_config(tmp_path):
         "  port_range: [31000, 31999]\n", "  port_range: [31000, 31999]\n  srtp: required\n")
     config = load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"})
     tls = config.sip.tls
-    assert tls is not None and tls.listen.port == 5061 and not tls.verify_peer
+    assert tls is not None and tls.listen.port == 5061 and not tls.verify_peer and not tls.verify_server
     assert tls.certificate == str(tmp_path / "cert.pem") and tls.private_key == str(tmp_path / "key.pem")
     assert config.rtp.srtp == "required"
 
@@ -292,6 +292,7 @@ def test_srtp_defaults_off_and_a_bare_yaml_off_means_off(tmp_path):
     (0o600, lambda t: t.replace("key.pem", "missing.pem"), "sip.tls.private_key", "a readable file"),
     (0o600, lambda t: t.replace("    certificate: cert.pem\n", ""), "sip.tls.certificate", "this key to be set"),
     (0o600, lambda t: t + "    verify_peer: true\n", "sip.tls.ca_list", "the CA file"),
+    (0o600, lambda t: t + "    verify_server: true\n", "sip.tls.ca_list", "verify_server is true"),
     (0o600, lambda t: t.replace('"127.0.0.1:5061"', '"5061"'), "sip.tls.listen", "host:port"),
 ])
 def test_tls_errors_name_the_key(tmp_path, mode, edit, key, expected):
@@ -340,3 +341,15 @@ def test_a_database_password_typed_into_a_readable_config_is_refused(tmp_path, d
         assert err.value.key == "database" and "hunter2" not in str(err.value)
     else:
         assert load_config(path, env=env).memory.database
+
+
+def test_a_ca_list_turns_server_verification_on_unless_said_otherwise(tmp_path):
+    _tls_files(tmp_path)
+    with_ca = TLS + "    ca_list: cert.pem\n"
+    config = load_config(write(tmp_path, CONTRACT.replace("  max_calls: 4\n", "  max_calls: 4\n" + with_ca)),
+                         env={"FRONT_DESK_PASSWORD": "x"})
+    assert config.sip.tls.verify_server and not config.sip.tls.verify_peer
+    off = with_ca + "    verify_server: false\n"
+    config = load_config(write(tmp_path, CONTRACT.replace("  max_calls: 4\n", "  max_calls: 4\n" + off)),
+                         env={"FRONT_DESK_PASSWORD": "x"})
+    assert not config.sip.tls.verify_server
