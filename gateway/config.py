@@ -246,7 +246,7 @@ class _Reader:
         is an error naming the key, not a warning scrolled past at start-up.
         """
         text = self.string(value, key, allow_empty=allow_empty)
-        if isinstance(value, str | int) and _ENV_REF.sub("", str(value)):
+        if isinstance(value, str | int) and _written_in_file(str(value)):
             self.require_private_file(key)
         return text
 
@@ -348,6 +348,11 @@ class _Reader:
 
     def optional(self, data: Mapping, name: str, key: str, read: Callable[[object, str], Any], default: Any):
         return read(data[name], _join(key, name)) if name in data else default
+
+
+def _written_in_file(text: str) -> str:
+    """What of ``text`` is typed into the file itself: ``${VAR}`` comes from outside, ``${VAR:-default}``'s default does not."""
+    return _ENV_REF.sub(lambda m: m.group(2) or "", text)
 
 
 def _join(key: str, name: str) -> str:
@@ -716,7 +721,7 @@ def _read_memory(r: _Reader, raw: object, database: object) -> MemoryConfig:
     if "://" in path and not is_postgres_dsn(path):  # shown redacted: a refused URI may carry a password
         raise r.fail("database", "a SQLite file path or a PostgreSQL URI (postgresql://user@host/db)",
                      redact_dsn(path))
-    if isinstance(database, str) and is_postgres_dsn(path) and dsn_password(_ENV_REF.sub("", database)):
+    if isinstance(database, str) and is_postgres_dsn(path) and dsn_password(_written_in_file(database)):
         r.require_private_file("database")  # a password typed into the URI, not from ${VAR}
     return MemoryConfig(
         database=path,

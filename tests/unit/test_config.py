@@ -353,3 +353,10 @@ def test_a_ca_list_turns_server_verification_on_unless_said_otherwise(tmp_path):
     config = load_config(write(tmp_path, CONTRACT.replace("  max_calls: 4\n", "  max_calls: 4\n" + off)),
                          env={"FRONT_DESK_PASSWORD": "x"})
     assert not config.sip.tls.verify_server
+
+
+def test_a_secret_default_typed_into_a_readable_config_is_refused(tmp_path):
+    path = write(tmp_path, CONTRACT.replace('"${FRONT_DESK_PASSWORD}"', '"${FRONT_DESK_PASSWORD:-s3cret}"'))
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_config(path, env={"FRONT_DESK_PASSWORD": "x"})
