@@ -351,7 +351,7 @@ class _Reader:
 
 
 def _written_in_file(text: str) -> str:
-    """What of ``text`` is typed into the file itself: ``${VAR}`` comes from outside, ``${VAR:-default}``'s default does not."""
+    """What of ``text`` is typed into the file: ``${VAR}`` comes from outside, a ``${VAR:-default}``'s default not."""
     return _ENV_REF.sub(lambda m: m.group(2) or "", text)
 
 
