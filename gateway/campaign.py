@@ -138,6 +138,7 @@ class Campaign:
                 "active": len(self._active),
                 "running": self._running,
                 "stopped": self._stop.is_set(),
+                "not_attempted": len(self.rows) - self._next_row,
             }
 
     def run(self) -> None:
@@ -158,6 +159,10 @@ class Campaign:
                 now = self.clock()
                 if now < next_start:
                     self._wait(min(self.poll_interval, next_start - now))
+                    continue
+                if self.control.draining:  # the gateway is going away: keep the rest of the list, unfailed
+                    log.info("campaign_stopped", reason="draining", left=len(self.rows) - self._next_row)
+                    self._stop.set()
                     continue
                 next_start = max(next_start, now) + 1.0 / self.calls_per_second
                 self._originate(self.rows[self._next_row])

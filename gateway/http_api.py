@@ -282,6 +282,8 @@ class HttpApi:
     # --- campaigns ------------------------------------------------------------------------------
 
     def _start_campaign(self, params: tuple[str, ...], body: Body) -> Response:
+        if self.control.draining:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the gateway is draining: it starts no campaign")
         data = body.json_object()
         csv_text = _required_str(data, "csv")
         concurrency = _number(data, "concurrency", 1, int, 1, MAX_CONCURRENCY)

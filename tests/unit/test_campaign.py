@@ -77,6 +77,7 @@ class TimedControl:
     originated: list[tuple[str, str | None, dict[str, str], str | None]] = field(default_factory=list)
     ends: dict[str, float] = field(default_factory=dict)
     max_active: int = 0
+    draining: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def originate(self, to: str, agent: str | None, variables: Mapping[str, str], account: str | None) -> str:
@@ -122,6 +123,7 @@ def test_never_more_than_concurrency_calls_up() -> None:
     assert control.max_active == 2
     assert campaign.status() == {
         "total": 10, "started": 10, "completed": 10, "failed": 0, "active": 0, "running": False, "stopped": False,
+        "not_attempted": 0,
     }
     assert control.originated[0] == ("2000", "sales", {"name": "caller 0"}, None)
 
@@ -153,6 +155,17 @@ def test_stop_starts_no_more_calls_but_waits_for_active_ones() -> None:
     assert len(control.starts) == 3
     assert status["completed"] == 3 and status["active"] == 0
     assert status["stopped"] is True and status["running"] is False
+
+
+def test_a_draining_gateway_stops_the_campaign_and_leaves_the_rest_of_the_list_unfailed() -> None:
+    clock = FakeClock()
+    control = TimedControl(clock, duration=1.0)
+    campaign = Campaign(rows(10), None, 2, 10.0, control, clock=clock, sleep=clock.sleep, poll_interval=0.05)
+    clock.on_sleep = lambda: setattr(control, "draining", True) if len(control.starts) >= 4 else None
+    campaign.run()
+    status = campaign.status()
+    assert len(control.starts) == 4 and status["failed"] == 0
+    assert status["not_attempted"] == 6 and status["stopped"] is True and status["completed"] == 4
 
 
 def test_invalid_settings_are_rejected() -> None:

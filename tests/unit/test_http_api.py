@@ -129,6 +129,8 @@ def test_drain_needs_the_token_then_readyz_and_originate_say_503(api: HttpApi, c
     assert ready.status == 503 and ready.json()["draining"] is True
     refused = request(api, "POST", "/calls", {"to": "2003"})
     assert refused.status == 503 and "draining" in refused.json()["error"]
+    refused = request(api, "POST", "/campaigns", {"csv": "to\n2004\n"})
+    assert refused.status == 503 and "draining" in refused.json()["error"]
     assert request(api, "GET", "/calls").status == 200  # the calls still up can be listed (and hung up)
 
 
