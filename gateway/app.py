@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -49,6 +50,7 @@ class Gateway:
         self.calls = CallManager(config, self.stack, self.clock, self.ports, self.services, self.metrics,
                                  call_events=self.call_events)
         self.started = threading.Event()
+        self._drain_deadline: float | None = None
         self.http: HttpApi | None = None
         self.accounts: list[GatewayAccount] = []
         self.local_account: GatewayAccount | None = None
@@ -98,13 +100,21 @@ class Gateway:
         """
         if self.calls.draining:
             return
+        self._drain_deadline = time.monotonic() + self.config.sip.drain_timeout_s
         self.calls.draining = True
-        log.info("gateway_draining", active_calls=self.calls.active_count)
+        log.info("gateway_draining", active_calls=self.calls.active_count,
+                 timeout_s=self.config.sip.drain_timeout_s)
 
     @property
     def drained(self) -> bool:
         """Draining, and no call is left."""
         return self.calls.draining and self.calls.active_count == 0
+
+    @property
+    def drain_expired(self) -> bool:
+        """Draining for longer than `sip.drain_timeout_s`: a call whose BYE was lost must not keep the old
+        process (and its 503s) alive forever; stopping hangs the rest up."""
+        return self._drain_deadline is not None and time.monotonic() > self._drain_deadline
 
     def stop(self) -> None:
         """Hang up every call with BYE, unregister, and release everything. Idempotent."""

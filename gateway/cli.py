@@ -167,6 +167,9 @@ def _run(config) -> int:
             if gateway.drained:
                 log.info("gateway_drained")
                 break
+            if gateway.drain_expired:
+                log.warning("gateway_drain_timeout", active_calls=gateway.calls.active_count)
+                break
     finally:
         gateway.stop()
     return 0

@@ -88,6 +88,7 @@ class SipConfig:
     invites_per_source_per_s: float = 5.0
     invite_burst: int = 20
     tls: TlsConfig | None = None
+    drain_timeout_s: float = 3600.0  # a drain hangs up the calls still up after this long, then exits
 
 
 SRTP_MODES = ("off", "optional", "required")
@@ -597,7 +598,7 @@ def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
 def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> SipConfig:
     data = r.mapping(raw, "sip", {"listen", "public_address", "max_calls", "default_agent", "accounts",
                                   "user_agent", "routes", "trusted_sources", "invites_per_source_per_s",
-                                  "invite_burst", "tls"}, {"listen"})
+                                  "invite_burst", "tls", "drain_timeout_s"}, {"listen"})
     listen = r.host_port(data["listen"], "sip.listen")
     public = r.optional(data, "public_address", "sip", r.string, None)
     if public is None:
@@ -640,6 +641,7 @@ def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> Sip
                                             lambda v, k: r.number(v, k, 0.01, 10000), 5.0),
         invite_burst=r.optional(data, "invite_burst", "sip", lambda v, k: r.integer(v, k, 1, 100000), 20),
         tls=_read_tls(r, data["tls"]) if "tls" in data else None,
+        drain_timeout_s=r.optional(data, "drain_timeout_s", "sip", lambda v, k: r.number(v, k, 1, 7 * 86400), 3600.0),
     )
 
 

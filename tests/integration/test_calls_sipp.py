@@ -129,3 +129,19 @@ def test_sigusr1_drains_new_calls_get_503_and_the_gateway_exits_after_the_last_c
     assert gw.wait_exit(15) == 0
     assert gw.find("gateway_drained")
     assert gw.find("call_ended")[0]["reason"].startswith("remote_bye")
+
+
+def test_a_drain_that_outlasts_drain_timeout_s_hangs_up_the_rest_and_exits(gateway_factory, tmp_path):
+    config = gateway_config()
+    config["sip"]["drain_timeout_s"] = 2
+    gw = gateway_factory(config)
+    t = threading.Thread(target=run_sipp_uac_pcap, args=(f"127.0.0.1:{gw.sip_port}", "voicegate", tmp_path / "sipp"),
+                         kwargs={"timeout": 30})
+    t.start()
+    gw.wait_log("call_confirmed", timeout=10)
+    gw.process.send_signal(signal.SIGUSR1)
+    assert gw.wait_log("gateway_draining", timeout=5)["timeout_s"] == 2
+    assert gw.wait_exit(15) == 0  # well before SIPp's ~9.5 s call would have ended
+    assert gw.find("gateway_drain_timeout")[0]["active_calls"] == 1
+    assert gw.find("call_hangup", reason="shutdown")  # the remaining call got a BYE
+    t.join(30)
