@@ -64,8 +64,11 @@ _QUIET_ABOVE_NOISE_DB = 10.0  # ... unless it stands out of the line's noise by 
 _HISTORY_KEPT = 80  # messages stored per call before the oldest are summarized away
 _CALLER_LINES_KEPT = 300
 _FIRST_AUDIO_WAIT_S = 0.3  # longest the LLM pauses for the first clause's TTS
-_MEMORY_LOOKUP_WAIT_S = 0.5  # longest the greeting waits for the caller's record (a shared database may be slow)
-_MEMORY_LOOKUPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory")
+# Caller memory may live in a shared database that is slow or away: the greeting waits at most
+# this long for the caller's record, and the end of a call at most this long for its write
+# (which goes on in the background), so neither the caller nor the SIP thread's teardown waits on it.
+_MEMORY_WAIT_S = 0.5
+_MEMORY_IO = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory")
 _PEAK_DECAY_DB = 0.05  # per 20 ms frame: the speech peak follows a caller who gets quieter
 
 
@@ -467,13 +470,13 @@ class ConversationAgent:
     def _greet(self) -> None:
         known = None
         if self.store is not None and self.caller_id:
-            lookup = _MEMORY_LOOKUPS.submit(self.store.caller, self.caller_id)
+            lookup = _MEMORY_IO.submit(self.store.caller, self.caller_id)
             try:
-                known = lookup.result(timeout=_MEMORY_LOOKUP_WAIT_S)
+                known = lookup.result(timeout=_MEMORY_WAIT_S)
             except StoreError as exc:  # a database that is down (restarting) costs the memory, not the call
                 self.log.error("caller_memory_unavailable", error=str(exc))
             except FutureTimeout:  # nor does a slow one cost the caller a silent start
-                self.log.warning("caller_memory_slow", waited_s=_MEMORY_LOOKUP_WAIT_S)
+                self.log.warning("caller_memory_slow", waited_s=_MEMORY_WAIT_S, on="lookup")
         if known is not None and known.name and self.settings.returning_greeting:
             self.call_facts.caller_name = known.name
             about = f" Last time they called about: {known.last_reason}." if known.last_reason else ""
@@ -491,8 +494,12 @@ class ConversationAgent:
             return
         name = next((n for n in map(caller_name, lines) if n), None)
         reason = next((r for r in map(call_reason, lines) if r), None)
+        write = _MEMORY_IO.submit(self.store.record_call, self.caller_id, name=name, reason=reason)
         try:
-            self.store.record_call(self.caller_id, name=name, reason=reason)
+            write.result(timeout=_MEMORY_WAIT_S)
+        except FutureTimeout:
+            self.log.warning("caller_memory_slow", waited_s=_MEMORY_WAIT_S, on="write")
+            return
         except Exception:
             self.log.exception("caller_memory_failed")
             return
