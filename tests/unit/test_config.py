@@ -340,3 +340,12 @@ def test_a_database_password_typed_into_a_readable_config_is_refused(tmp_path, d
         assert err.value.key == "database" and "hunter2" not in str(err.value)
     else:
         assert load_config(path, env=env).memory.database
+
+
+def test_a_database_password_with_a_slash_typed_into_a_readable_config_is_refused(tmp_path):
+    """A password typed as is (not percent-encoded) with "/" in it is still seen as a password."""
+    path = write(tmp_path, CONTRACT + 'database: "postgresql://vg:hun/ter#2@db.example/vg"\n')
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={"FRONT_DESK_PASSWORD": "x"})
+    assert err.value.key == "database" and "hun/ter" not in str(err.value) and "chmod 600" in str(err.value)

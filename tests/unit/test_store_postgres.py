@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.store import StoreError, is_postgres_dsn, open_store, redact_dsn
+from gateway.store.dsn import dsn_password
 from gateway.store.postgres import SCHEMA_VERSION, PostgresStore
 from tests.rig.postgres import PASSWORD, PostgresServer
 
@@ -35,6 +36,28 @@ CALLS_PER_PROCESS = 60
 ])
 def test_redact_dsn(dsn: str, shown: str):
     assert redact_dsn(dsn) == shown
+
+
+@pytest.mark.parametrize(("dsn", "shown", "password"), [
+    # typed as is: "/", "#", "?" or "@" end a URL's authority early, so a URL parser misses the password
+    ("postgresql://voice:ab/cd@db/voice", "postgresql://voice:***@db/voice", "ab/cd"),
+    ("postgresql://voice:ab#cd@db:5432/voice", "postgresql://voice:***@db:5432/voice", "ab#cd"),
+    ("postgresql://voice:ab?cd@db/voice?sslmode=require", "postgresql://voice:***@db/voice?sslmode=require", "ab?cd"),
+    ("postgresql://voice:a@b@db/voice", "postgresql://voice:***@db/voice", "a@b"),
+    # percent-encoded, as libpq wants it: shown encoded, returned decoded
+    ("postgresql://voice:a%40b%2Fc@db/voice", "postgresql://voice:***@db/voice", "a@b/c"),
+    ("postgresql://:s3cret@db/voice", "postgresql://:***@db/voice", "s3cret"),
+    # in the query: libpq splits parameters only at "&", so a "#" belongs to the password
+    ("postgresql://voice@db/voice?password=ab#cd&sslmode=require",
+     "postgresql://voice@db/voice?password=***&sslmode=require", "ab#cd"),
+    # none
+    ("postgresql://voice@db/voice", "postgresql://voice@db/voice", None),
+    ("postgresql://voice:@db/voice", "postgresql://voice:***@db/voice", None),
+    ("postgresql://db:5432/voice?sslmode=require", "postgresql://db:5432/voice?sslmode=require", None),
+])
+def test_passwords_with_special_characters_are_found_and_hidden(dsn: str, shown: str, password: str | None):
+    assert redact_dsn(dsn) == shown
+    assert dsn_password(dsn) == password
 
 
 @pytest.mark.parametrize(("database", "postgres"), [
