@@ -23,9 +23,11 @@ Secrets: the DSN may carry a password; it is shown only through :func:`redact_ds
 messages are scrubbed of it.  libpq's own ``PGPASSWORD`` and ``~/.pgpass`` work too, since the
 DSN goes to libpq unchanged.
 
-Migrations run under ``pg_advisory_xact_lock`` in the same transaction as the version check, so
-two gateways starting at the same moment do not both create the tables: the second waits, then
-finds the schema current.
+Opening reads the schema version with a plain SELECT; only a schema that is behind is migrated,
+so a role with only row rights (SELECT, INSERT, UPDATE, DELETE) can open a store that the tables'
+owner has migrated.  Migrations run under ``pg_advisory_xact_lock`` in the same transaction as a
+second version check, so two gateways starting at the same moment do not both create the tables:
+the second waits, then finds the schema current.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class PostgresStore(Store):
         self._conn: psycopg.Connection[Any] | None = None
         self._closed = False
         try:
-            self._run(self._migrate)
+            self._open_schema()
         except StoreError as exc:
             self.close()
             raise StoreError(f"cannot open store {exc}") from None
@@ -193,22 +195,60 @@ class PostgresStore(Store):
         except psycopg.Error:
             self._drop()
 
+    def _open_schema(self) -> None:
+        """Check the schema version and migrate only when it is behind.
+
+        Why a plain read first: every open (the gateway, ``voicegate report``, the call-event
+        writer) comes here, and the role they log in as may have no DDL rights (on PostgreSQL 15+
+        even ``CREATE TABLE IF NOT EXISTS`` of an existing table needs CREATE on the schema).  A
+        current schema needs only SELECT on ``schema_version``; the lock and the DDL are taken only
+        when there is something to do, which the role that owns the tables does once per upgrade.
+        """
+        version = self._run(self._schema_version)
+        self._check_not_newer(version)
+        if version < SCHEMA_VERSION:
+            self._run(self._migrate)
+
+    def _schema_version(self, cur: psycopg.Cursor[Any]) -> int:
+        """The schema version, 0 for an empty database; no lock, no write.
+
+        ``to_regclass`` is NULL for a missing table instead of an error, so no failed statement has
+        to be rolled back and no "relation does not exist" lands in the server log at each start.
+        """
+        if cur.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone() != (True,):
+            return 0
+        row = cur.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    def _check_not_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.where}: schema version {version} is newer than this gateway's ({SCHEMA_VERSION}); "
+                "upgrade the gateway"
+            )
+
     def _migrate(self, cur: psycopg.Cursor[Any]) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION` under the advisory lock, in one transaction.
+
+        The version is read again after the lock: a second gateway that started at the same moment
+        waits here and then finds the first one's work committed.  READ COMMITTED (whatever the
+        server's default) so that read sees it: each statement then takes a fresh snapshot.
+        """
+        cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")  # first statement of the transaction
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))  # held until COMMIT
         cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = cur.execute("SELECT version FROM schema_version").fetchone()
         version = row[0] if row else 0
         if row is None:
             cur.execute("INSERT INTO schema_version (version) VALUES (0)")
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.where}: schema version {version} is newer than this gateway's ({SCHEMA_VERSION}); "
-                "upgrade the gateway"
-            )
+        self._check_not_newer(version)
+        if version == SCHEMA_VERSION:
+            return
         for statements in _MIGRATIONS[version:]:
             for statement in statements:
                 cur.execute(statement)
         cur.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+        log.info("store_migrated", database=self.where, version_from=version, version_to=SCHEMA_VERSION)
 
     # ------------------------------------------------------------------ backend
 

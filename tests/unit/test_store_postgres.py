@@ -130,6 +130,32 @@ def test_newer_schema_is_refused(postgres_dsn: str):
         PostgresStore(postgres_dsn)
 
 
+def test_a_role_without_ddl_rights_opens_a_migrated_store(postgres_server: PostgresServer, postgres_dsn: str):
+    """The gateway, `voicegate report` and the call-event writer may log in as a role that can only
+    read and write rows (PostgreSQL 15 gives no CREATE on schema public by default): opening a
+    store whose schema is current must need no DDL, no UPDATE of schema_version."""
+    PostgresStore(postgres_dsn).close()  # migrated by the owner
+    database = postgres_dsn.rsplit("/", 1)[1]
+    role, password = f"{database}_dml", "dml-Pw7"
+    postgres_server.admin(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    postgres_server.admin("; ".join([
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON callers, messages, call_events TO {role}",
+        f"GRANT SELECT ON schema_version TO {role}",
+    ]), database)
+    dsn = postgres_dsn.replace(f"voicegate:{PASSWORD}@", f"{role}:{password}@")
+    with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CREATE TABLE t (x INTEGER)")  # the role really has no DDL rights
+
+    with PostgresStore(dsn) as store:
+        record = store.record_call("+15551234", name="Ann")
+        assert record is not None and record.call_count == 1
+        assert store.add_call_events([("call-a", 1.0, "call_start", {})]) == 1
+        assert store.take_message("call back", caller_id="+15551234") > 0  # identity columns: no sequence grant
+    with PostgresStore(dsn) as store:  # and again: still nothing to migrate
+        assert store.caller("+15551234") is not None
+
+
 # --------------------------------------------------------------------------- several gateways
 
 
