@@ -723,6 +723,12 @@ def _read_memory(r: _Reader, raw: object, database: object) -> MemoryConfig:
     if "://" in path and not is_postgres_dsn(path):  # shown redacted: a refused URI may carry a password
         raise r.fail("database", "a SQLite file path or a PostgreSQL URI (postgresql://user@host/db)",
                      redact_dsn(path))
+    # libpq's other form ("host=db dbname=voice user=vg") would become a SQLite file of that name in
+    # the working directory; the value is not shown, since it may hold password=...
+    if not is_postgres_dsn(path) and re.search(r"(?:^|\s)(?:host|hostaddr|dbname|user|port|password|sslmode)\s*=",
+                                                path, re.IGNORECASE):
+        raise r.fail("database", "a PostgreSQL URI (postgresql://user@host/db), not libpq key=value settings, "
+                     "or a SQLite file path", has_got=False)
     if isinstance(database, str) and is_postgres_dsn(path) and dsn_password(_written_in_file(database)):
         r.require_private_file("database")  # a password typed into the URI, not from ${VAR}
     return MemoryConfig(

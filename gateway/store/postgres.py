@@ -16,16 +16,31 @@ Failures: a lost connection (the server restarted, a failover) is noticed by the
 operation, which reconnects and runs again once if its transaction had not reached COMMIT
 (the server rolled it back, so running it again cannot count a call twice).  When the server
 cannot be reached, the operation raises :class:`StoreError`, which the call path treats as
-"no memory this time", never as a reason to drop the call.  ``statement_timeout`` bounds a
-statement stuck behind a lock, so a call thread never waits on the database for long.
+"no memory this time", never as a reason to drop the call.
+
+Slow or unreachable database: a call thread must not wait on it for long, and one stuck operation
+must not queue every other call thread behind the store's lock.  So:
+
+* ``statement_timeout`` (5 s) bounds a statement stuck behind a row lock; its cancellation
+  (``QueryCanceled``) is raised at once, never retried (a retry would hold the lock another 5 s
+  for a statement that is likely to be stuck again);
+* the lock is taken with a timeout (5 s): a thread that cannot get it gets :class:`StoreError`
+  ("database busy") instead of waiting for every operation queued before it;
+* a dead link (a network partition: no RST, the server never answers) is noticed by TCP
+  keepalives and ``tcp_user_timeout`` within about 10 s instead of the kernel's 15 minutes;
+  ``connect_timeout`` bounds a connect.  These are defaults: the same parameter in the DSN wins.
+* the start-up purges, which may have much to delete, run with a longer timeout, and the
+  call-event purge deletes in bounded batches.
 
 Secrets: the DSN may carry a password; it is shown only through :func:`redact_dsn`, and driver
 messages are scrubbed of it.  libpq's own ``PGPASSWORD`` and ``~/.pgpass`` work too, since the
 DSN goes to libpq unchanged.
 
-Migrations run under ``pg_advisory_xact_lock`` in the same transaction as the version check, so
-two gateways starting at the same moment do not both create the tables: the second waits, then
-finds the schema current.
+Opening reads the schema version with a plain SELECT; only a schema that is behind is migrated,
+so a role with only row rights (SELECT, INSERT, UPDATE, DELETE) can open a store that the tables'
+owner has migrated.  Migrations run under ``pg_advisory_xact_lock`` in the same transaction as a
+second version check, so two gateways starting at the same moment do not both create the tables:
+the second waits, then finds the schema current.
 """
 
 from __future__ import annotations
@@ -33,11 +48,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 import structlog
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.errors import QueryCanceled
 from psycopg.types.json import Jsonb
 
 from gateway.store.base import (
@@ -58,7 +76,19 @@ log = structlog.get_logger("store")
 T = TypeVar("T")
 
 _CONNECT_TIMEOUT_S = 5
-_STATEMENT_TIMEOUT_MS = 10_000
+_STATEMENT_TIMEOUT_MS = 5_000  # a call-path operation: a caller lookup, a call count, a message
+_MAINTENANCE_TIMEOUT_MS = 60_000  # a migration, a purge batch: at start-up, before the first call
+_LOCK_TIMEOUT_S = 5.0
+# libpq parameters that bound a dead link (see the module docstring); a DSN's own value wins
+_LINK_DEFAULTS = {
+    "keepalives": "1",
+    "keepalives_idle": "5",  # seconds idle before the first probe
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "5000",  # ms that sent data (or a probe) may stay unacknowledged
+}
+_PURGE_BATCH_EVENTS = 5_000  # old events looked at per purge transaction
+_PURGE_BUDGET_S = 120.0  # the rest waits for the next start
 _MIGRATION_LOCK = 0x766F_6963_6567  # "voiceg": one advisory lock id for this application's migrations
 
 # MIGRATIONS[n] takes the schema from version n to n + 1.  Append only: never edit a released one.
@@ -107,16 +137,25 @@ CallEventRow = tuple[str, float, str, dict[str, Any]]  # call_id, t, kind, other
 class PostgresStore(Store):
     """Caller memory, messages and call events in PostgreSQL; safe to share between threads."""
 
-    def __init__(self, dsn: str, *, connect_timeout_s: int = _CONNECT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout_s: int = _CONNECT_TIMEOUT_S,
+        lock_timeout_s: float = _LOCK_TIMEOUT_S,
+    ) -> None:
+        """``connect_timeout_s`` applies unless the DSN has its own ``connect_timeout``;
+        ``lock_timeout_s`` is how long an operation waits for one already running."""
         self.where = redact_dsn(dsn)
         self._dsn = dsn
         self._secret = dsn_password(dsn)
         self._connect_timeout_s = connect_timeout_s
+        self._lock_timeout_s = lock_timeout_s
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._closed = False
         try:
-            self._run(self._migrate)
+            self._open_schema()
         except StoreError as exc:
             self.close()
             raise StoreError(f"cannot open store {exc}") from None
@@ -124,9 +163,16 @@ class PostgresStore(Store):
     # ------------------------------------------------------------------ plumbing
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
+        """Close the connection; if an operation still holds it (a stuck statement), do not wait
+        for it past the lock timeout: that operation drops the connection when it ends."""
+        self._closed = True
+        if not self._lock.acquire(timeout=self._lock_timeout_s):
+            log.warning("store_close_busy", database=self.where)
+            return
+        try:
             self._drop()
+        finally:
+            self._lock.release()
 
     def _message(self, exc: BaseException) -> str:
         """The driver's message without the password (a malformed DSN is echoed back by libpq)."""
@@ -137,14 +183,23 @@ class PostgresStore(Store):
 
     def _open(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(
-                self._dsn,
-                connect_timeout=self._connect_timeout_s,
-                application_name="voicegate",
-                options=f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}",
-            )
+            return psycopg.connect(self._dsn, **self._connect_args())
         except (psycopg.Error, ValueError) as exc:
             raise StoreError(f"{self.where}: cannot connect: {self._message(exc)}") from None
+
+    def _connect_args(self) -> dict[str, str]:
+        """Our libpq defaults for the parameters the DSN does not set.
+
+        psycopg's keyword arguments override the DSN, so only the missing ones are passed: an
+        operator's ``?connect_timeout=`` or ``?keepalives_idle=`` is honoured.  ``options`` is
+        merged instead, ours first, so a DSN's ``-c statement_timeout=...`` wins and its other
+        options (``-c search_path=...``) are kept.
+        """
+        given = conninfo_to_dict(self._dsn)
+        defaults = {**_LINK_DEFAULTS, "connect_timeout": str(self._connect_timeout_s), "application_name": "voicegate"}
+        args = {key: value for key, value in defaults.items() if key not in given}
+        args["options"] = f"-c statement_timeout={_STATEMENT_TIMEOUT_MS} {given.get('options') or ''}".strip()
+        return args
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -154,35 +209,53 @@ class PostgresStore(Store):
 
     def _run(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
         """``work`` in one transaction under the lock; reconnect and run again once if the connection
-        was lost before COMMIT (the server rolled the transaction back, so nothing is counted twice)."""
-        with self._lock:
+        was lost before COMMIT (the server rolled the transaction back, so nothing is counted twice).
+
+        The lock is waited for at most ``lock_timeout_s``: behind a stuck operation, a call thread
+        gets "database busy" (no memory this time) instead of queueing for the stuck one's timeout.
+        """
+        if not self._lock.acquire(timeout=self._lock_timeout_s):
+            raise StoreError(f"{self.where}: database busy: another operation has held the connection "
+                             f"for over {self._lock_timeout_s:g} s")
+        try:
             if self._closed:
                 raise StoreError(f"{self.where}: store is closed")
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed or self._conn.broken:
-                    self._drop()
-                    self._conn = self._open()
-                conn = self._conn
-                committing = False
-                try:
-                    with conn.cursor() as cursor:
-                        result = work(cursor)
-                    committing = True
-                    conn.commit()
-                    return result
-                except psycopg.OperationalError as exc:  # connection lost, server shutting down, deadlock
-                    self._rollback_or_drop(conn)
-                    if attempt == 1 and not committing:
-                        log.warning("store_retrying", database=self.where, error=self._message(exc))
-                        continue
-                    raise StoreError(f"{self.where}: {self._message(exc)}") from None
-                except psycopg.Error as exc:
-                    self._rollback_or_drop(conn)
-                    raise StoreError(f"{self.where}: {self._message(exc)}") from None
-                except BaseException:
-                    self._rollback_or_drop(conn)
-                    raise
-            raise AssertionError("unreachable")
+            return self._run_locked(work)
+        finally:
+            if self._closed:  # close() gave up waiting for this operation: it drops the connection
+                self._drop()
+            self._lock.release()
+
+    def _run_locked(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """:meth:`_run` once the lock is held."""
+        for attempt in (1, 2):
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._drop()
+                self._conn = self._open()
+            conn = self._conn
+            committing = False
+            try:
+                with conn.cursor() as cursor:
+                    result = work(cursor)
+                committing = True
+                conn.commit()
+                return result
+            except QueryCanceled as exc:  # statement_timeout: stuck once, likely stuck again
+                self._rollback_or_drop(conn)
+                raise StoreError(f"{self.where}: statement timed out: {self._message(exc)}") from None
+            except psycopg.OperationalError as exc:  # connection lost, server shutting down, deadlock
+                self._rollback_or_drop(conn)
+                if attempt == 1 and not committing:
+                    log.warning("store_retrying", database=self.where, error=self._message(exc))
+                    continue
+                raise StoreError(f"{self.where}: {self._message(exc)}") from None
+            except psycopg.Error as exc:
+                self._rollback_or_drop(conn)
+                raise StoreError(f"{self.where}: {self._message(exc)}") from None
+            except BaseException:
+                self._rollback_or_drop(conn)
+                raise
+        raise AssertionError("unreachable")
 
     def _rollback_or_drop(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken:
@@ -193,22 +266,61 @@ class PostgresStore(Store):
         except psycopg.Error:
             self._drop()
 
+    def _open_schema(self) -> None:
+        """Check the schema version and migrate only when it is behind.
+
+        Why a plain read first: every open (the gateway, ``voicegate report``, the call-event
+        writer) comes here, and the role they log in as may have no DDL rights (on PostgreSQL 15+
+        even ``CREATE TABLE IF NOT EXISTS`` of an existing table needs CREATE on the schema).  A
+        current schema needs only SELECT on ``schema_version``; the lock and the DDL are taken only
+        when there is something to do, which the role that owns the tables does once per upgrade.
+        """
+        version = self._run(self._schema_version)
+        self._check_not_newer(version)
+        if version < SCHEMA_VERSION:
+            self._run(self._migrate)
+
+    def _schema_version(self, cur: psycopg.Cursor[Any]) -> int:
+        """The schema version, 0 for an empty database; no lock, no write.
+
+        ``to_regclass`` is NULL for a missing table instead of an error, so no failed statement has
+        to be rolled back and no "relation does not exist" lands in the server log at each start.
+        """
+        if cur.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone() != (True,):
+            return 0
+        row = cur.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    def _check_not_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.where}: schema version {version} is newer than this gateway's ({SCHEMA_VERSION}); "
+                "upgrade the gateway"
+            )
+
     def _migrate(self, cur: psycopg.Cursor[Any]) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION` under the advisory lock, in one transaction.
+
+        The version is read again after the lock: a second gateway that started at the same moment
+        waits here and then finds the first one's work committed.  READ COMMITTED (whatever the
+        server's default) so that read sees it: each statement then takes a fresh snapshot.
+        """
+        cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")  # first statement of the transaction
+        _maintenance_timeout(cur)  # the second gateway waits on the lock while the first migrates
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))  # held until COMMIT
         cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = cur.execute("SELECT version FROM schema_version").fetchone()
         version = row[0] if row else 0
         if row is None:
             cur.execute("INSERT INTO schema_version (version) VALUES (0)")
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.where}: schema version {version} is newer than this gateway's ({SCHEMA_VERSION}); "
-                "upgrade the gateway"
-            )
+        self._check_not_newer(version)
+        if version == SCHEMA_VERSION:
+            return
         for statements in _MIGRATIONS[version:]:
             for statement in statements:
                 cur.execute(statement)
         cur.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+        log.info("store_migrated", database=self.where, version_from=version, version_to=SCHEMA_VERSION)
 
     # ------------------------------------------------------------------ backend
 
@@ -279,6 +391,7 @@ class PostgresStore(Store):
 
     def _purge(self, cutoff: float) -> int:
         def work(cur: psycopg.Cursor[Any]) -> int:
+            _maintenance_timeout(cur)  # at start-up, and the first purge after a long pause may be big
             deleted = cur.execute("DELETE FROM callers WHERE last_seen_at < %s", (cutoff,)).rowcount
             cur.execute("DELETE FROM messages WHERE created_at < %s", (cutoff,))
             return deleted + cur.rowcount
@@ -306,17 +419,57 @@ class PostgresStore(Store):
         ).fetchall())
         return [{"t": t, "kind": kind, **(fields if isinstance(fields, dict) else {})} for t, kind, fields in rows]
 
-    def purge_call_events(self, retention_days: float, now: float | None = None) -> int:
+    def purge_call_events(
+        self,
+        retention_days: float,
+        now: float | None = None,
+        *,
+        batch_events: int = _PURGE_BATCH_EVENTS,
+        budget_s: float = _PURGE_BUDGET_S,
+    ) -> int:
         """Delete the events of calls whose last event is older than ``retention_days``: a whole call
-        goes at once, as its JSONL file does, never half of it.  Returns rows deleted."""
+        goes at once, as its JSONL file does, never half of it.  Returns rows deleted.
+
+        Why in batches: one ``DELETE ... GROUP BY call_id`` reads the whole table in one statement,
+        which on a big table (a first purge, or a shorter retention) outlives any sensible
+        statement timeout and so never finishes.  Each batch takes up to ``batch_events`` of the
+        oldest events (through the index on ``t``) of calls with no event after the cutoff, and
+        deletes those calls whole, in its own short transaction.  After ``budget_s`` the rest waits
+        for the next start (logged), so the writer thread gets to its queue.
+        """
         cutoff = retention_cutoff(retention_days, now)
         if cutoff is None:
             return 0
-        return self._run(lambda cur: cur.execute(
-            """DELETE FROM call_events WHERE call_id IN
-                   (SELECT call_id FROM call_events GROUP BY call_id HAVING MAX(t) < %s)""",
-            (cutoff,),
-        ).rowcount)
+
+        def batch(cur: psycopg.Cursor[Any]) -> int:
+            _maintenance_timeout(cur)
+            return cur.execute(
+                """DELETE FROM call_events WHERE call_id IN (
+                       SELECT DISTINCT call_id FROM (
+                           SELECT e.call_id FROM call_events e
+                           WHERE e.t < %(cutoff)s AND NOT EXISTS (
+                               SELECT 1 FROM call_events n WHERE n.call_id = e.call_id AND n.t >= %(cutoff)s)
+                           ORDER BY e.t LIMIT %(limit)s) AS oldest)""",
+                {"cutoff": cutoff, "limit": max(1, batch_events)},
+            ).rowcount
+
+        started = time.monotonic()
+        rows = batches = 0
+        while True:
+            deleted = self._run(batch)
+            rows += deleted
+            batches += 1
+            if deleted == 0:
+                return rows
+            if time.monotonic() - started > budget_s:
+                log.warning("call_events_purge_unfinished", database=self.where, rows=rows, batches=batches,
+                            seconds=round(time.monotonic() - started, 1))
+                return rows
+
+
+def _maintenance_timeout(cur: psycopg.Cursor[Any]) -> None:
+    """This transaction's statements may take :data:`_MAINTENANCE_TIMEOUT_MS` (start-up work only)."""
+    cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(_MAINTENANCE_TIMEOUT_MS),))
 
 
 def _without_nul(value: Any) -> Any:

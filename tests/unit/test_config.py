@@ -360,3 +360,32 @@ def test_a_secret_default_typed_into_a_readable_config_is_refused(tmp_path):
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         load_config(path, env={"FRONT_DESK_PASSWORD": "x"})
+
+
+def test_a_database_password_with_a_slash_typed_into_a_readable_config_is_refused(tmp_path):
+    """A password typed as is (not percent-encoded) with "/" in it is still seen as a password."""
+    path = write(tmp_path, CONTRACT + 'database: "postgresql://vg:hun/ter#2@db.example/vg"\n')
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={"FRONT_DESK_PASSWORD": "x"})
+    assert err.value.key == "database" and "hun/ter" not in str(err.value) and "chmod 600" in str(err.value)
+
+
+@pytest.mark.parametrize("database", [
+    "host=db.example dbname=voicegate user=vg",
+    "dbname=voicegate password=s3cret",
+    "host = db.example port=5432 sslmode=require",
+])
+def test_database_refuses_libpq_key_value_settings_instead_of_making_a_sqlite_file(tmp_path, database):
+    """libpq's key=value form is not a URI: taken as a path it would silently become a SQLite file."""
+    path = write(tmp_path, skills_config(tmp_path, **{"database: ": f'database: "{database}" #'}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={"CRM_TOKEN": "t"})
+    message = str(err.value)
+    assert err.value.key == "database" and "a PostgreSQL URI (postgresql://" in message, message
+    assert "s3cret" not in message
+
+
+def test_database_path_with_an_equals_sign_is_still_a_sqlite_file(tmp_path):
+    config = load_config(write(tmp_path, skills_config(tmp_path, **{"vg.db": "vg=1.db"})), env={"CRM_TOKEN": "t"})
+    assert config.memory.database == str(tmp_path / "vg=1.db")
