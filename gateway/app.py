@@ -207,20 +207,56 @@ def load_conversation_services(config: Config):
 
     conversation_agents = [a for a in config.agents.values() if a.type == "conversation"]
     skills = {a.name: AgentSkills.build(a) for a in conversation_agents}
-    store = open_store(config.memory.database)
-    purged = store.purge(config.memory.retention_days)
-    log.info("memory_ready", database=store.where, remember_callers=config.memory.enabled,
-             retention_days=config.memory.retention_days, purged=purged)
     models = ModelSet.load(model_set_config(config.models))
     models.warm_up(skills[conversation_agents[0].name].system_prompt)
     for agent in conversation_agents[1:]:
         models.llm.warm_up(skills[agent.name].system_prompt)
-    services = ConversationServices(models, skills, store)
+    services = ConversationServices(models, skills, None)
+    _open_memory(config, services, open_store)
     for agent in conversation_agents:
         for phrase in fixed_phrases(agent):
             services.cache_phrase(phrase)
     log.info("conversation_ready", agents=[a.name for a in conversation_agents])
     return services
+
+
+MEMORY_RETRY_S = 30.0
+
+
+def _open_memory(config: Config, services, open_store, retry_s: float = MEMORY_RETRY_S) -> None:
+    """Open caller memory into ``services.store``; a database that is down costs the memory, not the service.
+
+    A shared PostgreSQL that is away at start-up (restarting, network) must not keep the
+    receptionist from answering: the gateway starts without memory, logs it, and opens the store
+    in the background every ``retry_s``; calls that start after that have memory again.  (A bad
+    SQLite path is a local mistake, not an outage, and is reported the same way.)
+    """
+    from gateway.store import StoreError, redact_dsn
+
+    def attempt() -> bool:
+        try:
+            store = open_store(config.memory.database)
+            purged = store.purge(config.memory.retention_days)
+        except StoreError as exc:
+            log.error("memory_unavailable", database=redact_dsn(config.memory.database), error=str(exc),
+                      retry_in_s=retry_s)
+            return False
+        services.store = store
+        if services.closed.is_set():  # the gateway stopped while we were connecting
+            store.close()
+        log.info("memory_ready", database=store.where, remember_callers=config.memory.enabled,
+                 retention_days=config.memory.retention_days, purged=purged)
+        return True
+
+    if attempt():
+        return
+
+    def retry() -> None:
+        while not services.closed.wait(retry_s):
+            if attempt():
+                return
+
+    threading.Thread(target=retry, name="memory-open", daemon=True).start()
 
 
 def _call_event_writer(config: Config):

@@ -63,7 +63,8 @@ class ConversationServices:
                  store: Store | None = None):
         self.models = models
         self.skills = dict(skills or {})
-        self.store = store
+        self.store = store  # may be set later: a database that was away at start-up (gateway/app.py)
+        self.closed = threading.Event()
         self._phrases: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -72,6 +73,7 @@ class ConversationServices:
         return self.skills.get(agent_name)
 
     def close(self) -> None:
+        self.closed.set()
         for skills in self.skills.values():
             skills.close()
         if self.store is not None:
