@@ -8,6 +8,7 @@ closes its ports and stops its agent exactly once.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -344,7 +345,16 @@ class CallManager:
         sip.log = call_log
         sip.call_id = call_id
         self._calls[sip.getId()] = call
+        limit = self.config.sip.max_call_duration_s
+        if limit > 0:  # by Call-ID, not the call: a timer must not keep a pjsua2 Call alive for hours
+            self.stack.call_later(limit, functools.partial(self._end_overlong, call_id, limit))
         return call
+
+    def _end_overlong(self, call_id: str, limit: float) -> None:
+        """A call on hold whose BYE was lost sends no RTP to time out on: this ends it all the same."""
+        if any(c.call_id == call_id and not c.ended for c in self._calls.values()):
+            log.warning("call_max_duration", call_id=call_id, limit_s=limit)
+            self._hangup_by_id(call_id, "max_duration")
 
     def snapshot(self) -> list[dict[str, object]]:
         """The calls that are up, for the control API (SIP thread, or any thread for a rough view)."""
@@ -525,7 +535,7 @@ def _outcome(reason: str) -> str:
     head = reason.split(":", 1)[0].split(" ", 1)[0]
     known = ("remote_bye", "goodbye", "caller_silent", "caller_goodbye", "transferred", "shutdown", "not_answered",
              "rtp_timeout", "media_error", "answer_failed", "codec_unsupported", "failed", "tool_hangup",
-             "dtmf_hangup", "api", "srtp_required", "srtp_unusable")
+             "dtmf_hangup", "api", "srtp_required", "srtp_unusable", "max_duration")
     return head if head in known else "other"
 
 

@@ -89,6 +89,7 @@ class SipConfig:
     invite_burst: int = 20
     tls: TlsConfig | None = None
     drain_timeout_s: float = 3600.0  # a drain hangs up the calls still up after this long, then exits
+    max_call_duration_s: float = 14400.0  # any call is hung up after this long (0: no limit)
 
 
 SRTP_MODES = ("off", "optional", "required")
@@ -598,7 +599,7 @@ def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
 def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> SipConfig:
     data = r.mapping(raw, "sip", {"listen", "public_address", "max_calls", "default_agent", "accounts",
                                   "user_agent", "routes", "trusted_sources", "invites_per_source_per_s",
-                                  "invite_burst", "tls", "drain_timeout_s"}, {"listen"})
+                                  "invite_burst", "tls", "drain_timeout_s", "max_call_duration_s"}, {"listen"})
     listen = r.host_port(data["listen"], "sip.listen")
     public = r.optional(data, "public_address", "sip", r.string, None)
     if public is None:
@@ -642,6 +643,8 @@ def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> Sip
         invite_burst=r.optional(data, "invite_burst", "sip", lambda v, k: r.integer(v, k, 1, 100000), 20),
         tls=_read_tls(r, data["tls"]) if "tls" in data else None,
         drain_timeout_s=r.optional(data, "drain_timeout_s", "sip", lambda v, k: r.number(v, k, 1, 7 * 86400), 3600.0),
+        max_call_duration_s=r.optional(data, "max_call_duration_s", "sip",
+                                       lambda v, k: r.number(v, k, 0, 7 * 86400), 14400.0),
     )
 
 

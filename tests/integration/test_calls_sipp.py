@@ -145,3 +145,15 @@ def test_a_drain_that_outlasts_drain_timeout_s_hangs_up_the_rest_and_exits(gatew
     assert gw.find("gateway_drain_timeout")[0]["active_calls"] == 1
     assert gw.find("call_hangup", reason="shutdown")  # the remaining call got a BYE
     t.join(30)
+
+
+def test_a_call_longer_than_max_call_duration_s_is_hung_up(gateway_factory, tmp_path):
+    config = gateway_config()
+    config["sip"]["max_call_duration_s"] = 2
+    gw = gateway_factory(config)
+    result = run_sipp(SCENARIOS / "wait_for_bye.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
+                      service="voicegate", timeout=20)
+    assert result.ok, result.describe()  # SIPp sent no RTP, but the timeout (30 s) is not what ended it
+    ended = gw.wait_log("call_ended")
+    assert ended["reason"].startswith("max_duration") and 1.5 < ended["duration_s"] < 5
+    assert gw.find("call_max_duration")[0]["limit_s"] == 2
