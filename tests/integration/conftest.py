@@ -10,8 +10,17 @@ import pytest
 
 from tests.conftest import attach_log
 from tests.rig.gateway import GatewayProcess
+from tests.rig.sipp import SippResult, run_sipp
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def run_sipp_refused(gw: GatewayProcess, code: int, workdir: Path, timeout: float = 10) -> SippResult:
+    """One INVITE (a plain G.711 offer) to the gateway that must be refused with ``code`` (486, 403, 503...)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    scenario = workdir.with_name(f"{workdir.name}-expect-{code}.xml")  # beside SIPp's work dir, not in it
+    scenario.write_text((SCENARIOS / "expect_refusal.xml").read_text().replace("[refusal]", str(code)))
+    return run_sipp(scenario, f"127.0.0.1:{gw.sip_port}", workdir, service="voicegate", timeout=timeout)
 
 
 @pytest.fixture

@@ -6,9 +6,25 @@ import signal
 import subprocess
 import threading
 
-from tests.integration.conftest import SCENARIOS
-from tests.rig.gateway import gateway_config
-from tests.rig.sipp import parse_message_log, run_sipp, run_sipp_uac_pcap
+from tests.integration.conftest import SCENARIOS, run_sipp_refused
+from tests.rig.gateway import GatewayProcess, gateway_config
+from tests.rig.sipp import SippResult, parse_message_log, run_sipp, run_sipp_uac_pcap
+
+
+def call_in_background(gw: GatewayProcess, workdir) -> tuple[threading.Thread, dict[str, SippResult]]:
+    """SIPp's uac_pcap call (~9.5 s, ending with its own BYE) on a thread; returns once the gateway confirmed it.
+
+    The thread's result lands in the dict under "call" when SIPp exits.
+    """
+    result: dict[str, SippResult] = {}
+
+    def call() -> None:
+        result["call"] = run_sipp_uac_pcap(f"127.0.0.1:{gw.sip_port}", "voicegate", workdir, timeout=30)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    gw.wait_log("call_confirmed", timeout=10)
+    return thread, result
 
 
 def test_uac_pcap_call_is_answered_echoed_and_dtmf_reported(gateway_factory, tmp_path):
@@ -58,21 +74,12 @@ def test_cancel_before_answer_releases_the_call(gateway_factory, tmp_path):
 
 def test_max_calls_gives_486_and_the_first_call_keeps_its_audio(gateway_factory, tmp_path):
     gw = gateway_factory(gateway_config(max_calls=1))
-    results = {}
-
-    def first_call():
-        results["first"] = run_sipp_uac_pcap(f"127.0.0.1:{gw.sip_port}", "voicegate", tmp_path / "sipp1",
-                                             timeout=30)
-
-    t = threading.Thread(target=first_call)
-    t.start()
-    gw.wait_log("call_confirmed", timeout=10)
-    busy = run_sipp(SCENARIOS / "expect_busy.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp2",
-                    service="voicegate", timeout=10)
+    t, first = call_in_background(gw, tmp_path / "sipp1")
+    busy = run_sipp_refused(gw, 486, tmp_path / "sipp2")
     t.join(40)
     assert busy.ok, busy.describe()
     assert gw.find("call_rejected_busy")
-    assert results["first"].ok, results["first"].describe()
+    assert first["call"].ok, first["call"].describe()
     ended = gw.wait_log("call_ended")
     assert ended["rtp_received"] > 200
 
@@ -108,24 +115,15 @@ def test_the_dialled_number_picks_the_agent(gateway_factory, tmp_path):
 
 def test_sigusr1_drains_new_calls_get_503_and_the_gateway_exits_after_the_last_call(gateway_factory, tmp_path):
     gw = gateway_factory(gateway_config())
-    results = {}
-
-    def first_call():
-        results["first"] = run_sipp_uac_pcap(f"127.0.0.1:{gw.sip_port}", "voicegate", tmp_path / "sipp1",
-                                             timeout=30)
-
-    t = threading.Thread(target=first_call)
-    t.start()
-    gw.wait_log("call_confirmed", timeout=10)
+    t, first = call_in_background(gw, tmp_path / "sipp1")
     gw.process.send_signal(signal.SIGUSR1)
     assert gw.wait_log("gateway_draining", timeout=5)["active_calls"] == 1
-    refused = run_sipp(SCENARIOS / "expect_unavailable.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp2",
-                       service="voicegate", timeout=10)
+    refused = run_sipp_refused(gw, 503, tmp_path / "sipp2")
     assert refused.ok, refused.describe()
     assert gw.find("call_rejected_draining")
     assert gw.process.poll() is None  # still up: a call is not finished
     t.join(40)
-    assert results["first"].ok, results["first"].describe()  # the call up ended normally, by its own BYE
+    assert first["call"].ok, first["call"].describe()  # the call up ended normally, by its own BYE
     assert gw.wait_exit(15) == 0
     assert gw.find("gateway_drained")
     assert gw.find("call_ended")[0]["reason"].startswith("remote_bye")
@@ -135,10 +133,7 @@ def test_a_drain_that_outlasts_drain_timeout_s_hangs_up_the_rest_and_exits(gatew
     config = gateway_config()
     config["sip"]["drain_timeout_s"] = 2
     gw = gateway_factory(config)
-    t = threading.Thread(target=run_sipp_uac_pcap, args=(f"127.0.0.1:{gw.sip_port}", "voicegate", tmp_path / "sipp"),
-                         kwargs={"timeout": 30})
-    t.start()
-    gw.wait_log("call_confirmed", timeout=10)
+    t, _ = call_in_background(gw, tmp_path / "sipp")
     gw.process.send_signal(signal.SIGUSR1)
     assert gw.wait_log("gateway_draining", timeout=5)["timeout_s"] == 2
     assert gw.wait_exit(15) == 0  # well before SIPp's ~9.5 s call would have ended

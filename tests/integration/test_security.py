@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from tests.integration.conftest import SCENARIOS
+from tests.integration.conftest import run_sipp_refused
 from tests.rig.gateway import gateway_config
-from tests.rig.sipp import run_sipp, run_sipp_uac_pcap
+from tests.rig.sipp import run_sipp_uac_pcap
 
 
 def test_invite_from_an_untrusted_source_is_refused_and_logged(gateway_factory, tmp_path):
     config = gateway_config()
     config["sip"]["trusted_sources"] = ["10.0.0.5/32"]
     gw = gateway_factory(config)
-    refused = run_sipp(SCENARIOS / "expect_forbidden.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
-                       service="voicegate", timeout=10)
+    refused = run_sipp_refused(gw, 403, tmp_path / "sipp")
     assert refused.ok, refused.describe()
     event = gw.wait_log("sip_security_event", timeout=5)
     assert event["kind"] == "untrusted_source" and event["src_ip"] == "127.0.0.1" and event["response"] == 403
@@ -34,7 +33,6 @@ def test_an_invite_flood_from_one_source_is_rate_limited(gateway_factory, tmp_pa
     config["sip"]["invite_burst"] = 2
     gw = gateway_factory(config)
     for i in range(4):
-        run_sipp(SCENARIOS / "expect_forbidden.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / f"sipp{i}",
-                 service="voicegate", timeout=5)
+        run_sipp_refused(gw, 403, tmp_path / f"sipp{i}", timeout=5)
     limited = [e for e in gw.find("sip_security_event") if e["kind"] == "rate_limited"]
     assert limited and limited[0]["response"] == 503

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_binaries
-from tests.integration.conftest import SCENARIOS
+from tests.integration.conftest import SCENARIOS, run_sipp_refused
 from tests.rig.audio import best_correlation, make_speech_wav, read_wav
 from tests.rig.gateway import gateway_config
 from tests.rig.ports import free_tcp_port
@@ -183,8 +183,7 @@ def test_a_registrar_whose_certificate_the_ca_list_does_not_vouch_for_is_not_reg
 
 def test_plain_offer_is_refused_with_488_when_srtp_is_required(gateway_factory, certificate, tmp_path):
     gw, _ = tls_gateway(gateway_factory, certificate)
-    result = run_sipp(SCENARIOS / "expect_not_acceptable.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
-                      service="voicegate", timeout=10)
+    result = run_sipp_refused(gw, 488, tmp_path / "sipp")
     assert result.ok, result.describe()
     assert not gw.find("call_media")
 

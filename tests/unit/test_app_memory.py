@@ -10,10 +10,14 @@ from gateway.app import _open_memory
 from gateway.store import StoreError, open_store
 
 
+def _gateway_parts(database: str) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """The config and the shared services, as far as _open_memory reads them."""
+    config = SimpleNamespace(memory=SimpleNamespace(database=database, retention_days=30.0, enabled=True))
+    return config, SimpleNamespace(store=None, closed=threading.Event())
+
+
 def test_a_database_away_at_start_up_is_opened_in_the_background_once_it_is_back(tmp_path):
-    config = SimpleNamespace(memory=SimpleNamespace(database="postgresql://vg:hunter2@db.invalid/vg",
-                                                    retention_days=30.0, enabled=True))
-    services = SimpleNamespace(store=None, closed=threading.Event())
+    config, services = _gateway_parts("postgresql://vg:hunter2@db.invalid/vg")
     attempts = []
 
     def flaky_open(database: str):
@@ -35,9 +39,7 @@ def test_a_database_away_at_start_up_is_opened_in_the_background_once_it_is_back
 
 
 def test_retrying_stops_when_the_gateway_stops():
-    config = SimpleNamespace(memory=SimpleNamespace(database="postgresql://vg@db.invalid/vg",
-                                                    retention_days=30.0, enabled=True))
-    services = SimpleNamespace(store=None, closed=threading.Event())
+    config, services = _gateway_parts("postgresql://vg@db.invalid/vg")
     attempts = []
 
     def never(database: str):

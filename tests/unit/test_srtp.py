@@ -13,7 +13,7 @@ from rtp.jitter import FrameType
 from rtp.packet import RtpPacket
 from rtp.rtcp import Bye, SenderReport, parse_compound
 from rtp.srtp import SrtpContext, SrtpError, SrtpKeys, decode_inline_key, encode_inline_key
-from tests.unit.test_session import FarEnd, Listener, make_session, remote_for
+from tests.unit.test_session import Listener, allocator, far, make_session, remote_for  # noqa: F401 - fixtures
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 
@@ -91,21 +91,7 @@ def test_keys_are_checked_and_never_printed():
 # --------------------------------------------------------------------------- session
 
 
-@pytest.fixture
-def far():
-    f = FarEnd()
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def allocator():
-    from rtp.ports import PortAllocator
-
-    return PortAllocator("127.0.0.1", 47100, 47199)
-
-
-def test_session_encrypts_what_it_sends_and_plays_what_authenticates(far, allocator):
+def test_session_encrypts_what_it_sends_and_plays_what_authenticates(far, allocator):  # noqa: F811
     key_ours, key_theirs = secrets.token_bytes(30), secrets.token_bytes(30)
     peer = SrtpContext(SrtpKeys(SUITE, key_theirs, key_ours))
     tone = (8000 * np.sin(np.arange(160) * 2 * np.pi / 20)).astype(np.int16)
@@ -135,7 +121,7 @@ def test_session_encrypts_what_it_sends_and_plays_what_authenticates(far, alloca
     assert any(isinstance(p, SenderReport) for p in bye) and any(isinstance(p, Bye) for p in bye)
 
 
-def test_session_switches_between_plain_and_srtp_on_renegotiation(far, allocator):
+def test_session_switches_between_plain_and_srtp_on_renegotiation(far, allocator):  # noqa: F811
     keys = SrtpKeys(SUITE, secrets.token_bytes(30), secrets.token_bytes(30))
     session = make_session(allocator, Listener())
     session.configure(remote_for(far))
