@@ -11,13 +11,13 @@ from pathlib import Path
 import structlog
 
 from gateway.calls import CallManager
-from gateway.config import Config, TlsConfig
+from gateway.config import Config
 from gateway.http_api import HttpApi
 from gateway.metrics import Metrics
 from gateway.operations import GatewayOperations
 from gateway.records import purge_records
 from gateway.sip.account import GatewayAccount
-from gateway.sip.stack import SipStack, StackSettings, TlsSettings
+from gateway.sip.stack import SipStack, StackSettings
 from rtp.clock import MediaClock
 from rtp.ports import PortAllocator
 
@@ -36,7 +36,7 @@ class Gateway:
             codecs=config.rtp.codecs,
             user_agent=config.sip.user_agent,
             sip_trace=config.logging.sip_trace,
-            tls=_tls_settings(config.sip.tls),
+            tls=config.sip.tls,
             srtp=config.rtp.srtp,
         ))
         self.ports = PortAllocator(config.sip.listen.host, *config.rtp.port_range)
@@ -186,14 +186,6 @@ class Gateway:
                 acc.shutdown()
         self.accounts.clear()
         self.local_account = None
-
-
-def _tls_settings(tls: TlsConfig | None) -> TlsSettings | None:
-    if tls is None:
-        return None
-    return TlsSettings(listen_host=tls.listen.host, listen_port=tls.listen.port, certificate=tls.certificate,
-                       private_key=tls.private_key, ca_list=tls.ca_list, verify_server=tls.verify_server,
-                       verify_peer=tls.verify_peer)
 
 
 def load_conversation_services(config: Config):

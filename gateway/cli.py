@@ -118,28 +118,26 @@ def _report_command(config, args) -> int:
     return 0
 
 
-def _stop_event() -> threading.Event:
-    stop = threading.Event()
+def _signal_event(*signums: signal.Signals) -> threading.Event:
+    """An event set (and logged) when one of ``signums`` arrives."""
+    event = threading.Event()
 
     def handler(signum: int, _frame) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)
-        stop.set()
+        event.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
+    for signum in signums:
+        signal.signal(signum, handler)
+    return event
+
+
+def _stop_event() -> threading.Event:
+    return _signal_event(signal.SIGINT, signal.SIGTERM)
 
 
 def _drain_event() -> threading.Event:
     """SIGUSR1: drain (no new calls, exit 0 once the calls up have ended); SIGTERM still stops at once."""
-    drain = threading.Event()
-
-    def handler(signum: int, _frame) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
-        drain.set()
-
-    signal.signal(signal.SIGUSR1, handler)
-    return drain
+    return _signal_event(signal.SIGUSR1)
 
 
 def _start(config):

@@ -324,12 +324,15 @@ class _Reader:
             raise self.fail(key, f"one of {', '.join(choices)}", value)
         return str(text)
 
+    @property
+    def base_dir(self) -> Path:
+        """What relative paths in the config are relative to: the config file's folder, not the working directory."""
+        return Path(self.file).resolve().parent if not self.file.startswith("<") else Path.cwd()
+
     def path(self, value: object, key: str) -> Path:
-        """A file path; a relative one is relative to the config file, not to the working directory."""
+        """A file path; a relative one is relative to the config file (:attr:`base_dir`)."""
         path = Path(self.string(value, key)).expanduser()
-        if not path.is_absolute():
-            path = (Path(self.file).resolve().parent if not self.file.startswith("<") else Path.cwd()) / path
-        return path
+        return path if path.is_absolute() else self.base_dir / path
 
     def readable_file(self, value: object, key: str) -> str:
         path = self.path(value, key)
@@ -467,7 +470,7 @@ def _read_knowledge(r: _Reader, raw: object, key: str) -> tuple[str, ...]:
     if not isinstance(items, list):
         raise r.fail(key, "a list of files or folders", raw)
     paths = []
-    base = Path(r.file).resolve().parent if not r.file.startswith("<") else Path.cwd()
+    base = r.base_dir
     for i, item in enumerate(items):
         path = r.string(item, f"{key}[{i}]")
         path = str(base / path) if not Path(path).is_absolute() else path  # relative to the config file

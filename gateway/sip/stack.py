@@ -25,6 +25,7 @@ from typing import Any
 import pjsua2 as pj
 import structlog
 
+from gateway.config import TlsConfig
 from gateway.sdp import redact_keys
 
 log = structlog.get_logger("sip")
@@ -41,17 +42,6 @@ TLS_CIPHERS = (
 
 
 @dataclass(frozen=True)
-class TlsSettings:
-    listen_host: str
-    listen_port: int
-    certificate: str
-    private_key: str
-    ca_list: str | None = None
-    verify_server: bool = False
-    verify_peer: bool = False
-
-
-@dataclass(frozen=True)
 class StackSettings:
     listen_host: str
     listen_port: int
@@ -60,7 +50,7 @@ class StackSettings:
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     user_agent: str = "voicegate"
     sip_trace: bool = False
-    tls: TlsSettings | None = None
+    tls: TlsConfig | None = None
     srtp: str = "off"  # off | optional | required
 
 
@@ -217,12 +207,12 @@ class SipStack:
         self._set_codec_priorities(ep)
         log.info("sip_listening", address=f"{s.listen_host}:{s.listen_port}", public=s.public_address)
 
-    def _create_tls(self, ep: pj.Endpoint, tls: TlsSettings) -> None:
+    def _create_tls(self, ep: pj.Endpoint, tls: TlsConfig) -> None:
         """A TLS listener (and client transport for sips:/;transport=tls calls): TLS 1.2, strong suites."""
         s = self.settings
         tcfg = pj.TransportConfig()
-        tcfg.port = tls.listen_port
-        tcfg.boundAddress = tls.listen_host
+        tcfg.port = tls.listen.port
+        tcfg.boundAddress = tls.listen.host
         tcfg.publicAddress = s.public_address
         t = tcfg.tlsConfig
         t.certFile = tls.certificate
@@ -244,13 +234,13 @@ class SipStack:
         try:
             ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
         except pj.Error as exc:
-            raise OSError(f"cannot listen for SIP over TLS on {tls.listen_host}:{tls.listen_port}: "
+            raise OSError(f"cannot listen for SIP over TLS on {tls.listen.host}:{tls.listen.port}: "
                           f"{exc.reason} (check sip.tls.certificate and sip.tls.private_key)") from None
         if not tls.verify_server:
             log.warning("sip_tls_server_unverified",
                         hint="set sip.tls.ca_list to the CA of the PBX's certificate: without it, TLS "
                              "connections the gateway opens accept any certificate")
-        log.info("sip_tls_listening", address=f"{tls.listen_host}:{tls.listen_port}", verify_peer=tls.verify_peer,
+        log.info("sip_tls_listening", address=f"{tls.listen.host}:{tls.listen.port}", verify_peer=tls.verify_peer,
                  verify_server=tls.verify_server,
                  protocol="TLSv1.2", ciphers=len(ciphers))
 
