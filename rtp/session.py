@@ -229,8 +229,8 @@ class RtpSession:
     def _decrypt(self, data: bytes, rtcp: bool) -> bytes | None:
         """The plain packet, or None (counted, logged now and then) when SRTP rejects it."""
         srtp = self._srtp
-        if srtp is None:
-            return data
+        if srtp is None or (not rtcp and len(data) < 12):
+            return data  # plain media, or not even an RTP header: the parser rejects it as malformed
         try:
             return srtp.unprotect_rtcp(data) if rtcp else srtp.unprotect(data)
         except SrtpError as exc:
@@ -272,9 +272,6 @@ class RtpSession:
                 continue
             if is_rtcp(data):
                 self._handle_rtcp(data, arrival)  # RFC 5761 rtcp-mux
-                continue
-            if len(data) < 12:  # not even a header: no need to ask libsrtp
-                self._malformed(RtpError(f"packet of {len(data)} bytes is shorter than an RTP header"), len(data))
                 continue
             plain = self._decrypt(data, rtcp=False)
             if plain is None:
