@@ -19,12 +19,13 @@ import numpy as np
 import pjsua2 as pj
 import structlog
 
+from gateway.admission import Admission
 from gateway.agents import Agent, CallContext, create_agent
 from gateway.config import Config
 from gateway.metrics import Metrics
 from gateway.records import CallRecorder
 from gateway.sdp import MediaAddress
-from gateway.sip.account import GatewayAccount
+from gateway.sip.account import GatewayAccount, IncomingInvite, user_agent_header
 from gateway.sip.call import NegotiatedMedia, SipCall
 from gateway.sip.guard import SourceGuard
 from gateway.sip.stack import SipStack
@@ -70,7 +71,10 @@ class _CallMedia:
 
 @dataclass
 class ActiveCall:
-    sip: SipCall
+    """One call that got past admission. Shared with other threads (end-of-call callbacks, the
+    control API), so its pjsua2 object is let go at teardown, on the SIP thread (see `_teardown`)."""
+
+    sip: SipCall | None
     call_id: str
     direction: str
     agent_name: str
@@ -113,8 +117,8 @@ class CallManager:
         self.services = services
         self.metrics = metrics or Metrics()
         self.draining = False  # set by Gateway.drain(): new INVITEs get 503, calls up finish
-        self.guard = SourceGuard(config.sip.trusted_sources, config.sip.invites_per_source_per_s,
-                                 config.sip.invite_burst)
+        self.admission = Admission(SourceGuard(config.sip.trusted_sources, config.sip.invites_per_source_per_s,
+                                               config.sip.invite_burst), config.sip.max_calls)
         self.on_security_event: Callable[[str], None] = self.metrics.security_event
         self.stack = stack
         self.clock = clock
@@ -161,29 +165,32 @@ class CallManager:
 
     # -- SIP thread ----------------------------------------------------------------------------
 
-    def incoming(self, account: GatewayAccount, pj_call_id: int, source: str = "") -> None:
-        sip = SipCall(account, self, pj_call_id)
+    def incoming(self, account: GatewayAccount, invite: IncomingInvite) -> None:
+        """Adopt a new INVITE (inside pjsua's `onIncomingCall`) and decide what to answer.
+
+        A refusal is sent a SIP-thread turn later (see `_refuse`); a call we take is answered here
+        (180/200 never end the call, so they are safe inside the callback).
+        """
+        sip = SipCall(account, self, invite.pj_call_id)
+        try:
+            self._admit(sip, account, invite)
+        except Exception:  # a bug of ours costs this caller a 500, never a call left unanswered
+            log.exception("call_admission_failed", pj_call_id=invite.pj_call_id)
+            call = self._find(sip)
+            if call is not None:
+                self._teardown(call, 500, "admission_failed")
+            self._refuse(sip, invite.pj_call_id, 500)
+
+    def _admit(self, sip: SipCall, account: GatewayAccount, invite: IncomingInvite) -> None:
         info = sip.getInfo()
         call_log = log.bind(call_id=info.callIdString)
-        verdict = self.guard.check_invite(source)
-        if not verdict.allowed:
-            # one line per event with src_ip: what fail2ban matches (docs/operations.md)
-            call_log.warning("sip_security_event", kind=verdict.kind, src_ip=verdict.src_ip, source=source,
-                             remote=info.remoteUri, response=verdict.code)
-            self.on_security_event(verdict.kind)
-            self.metrics.call_rejected("inbound", verdict.kind)
-            self._reject(sip, pj_call_id, verdict.code)
-            return
-        if self.draining:  # 503: a dispatcher (or the PBX) retries the call on another gateway
-            call_log.info("call_rejected_draining", remote=info.remoteUri, active=len(self._calls))
-            self.metrics.call_rejected("inbound", "draining")
-            self._reject(sip, pj_call_id, 503)
-            return
-        if len(self._calls) >= self.config.sip.max_calls:
-            call_log.warning("call_rejected_busy", remote=info.remoteUri, active=len(self._calls),
-                             max_calls=self.config.sip.max_calls)
-            self.metrics.call_rejected("inbound", "busy")
-            self._reject(sip, pj_call_id, 486)
+        refusal = self.admission.check(invite, len(self._calls), self.draining)
+        if refusal is not None:
+            refusal.log(call_log, info.remoteUri, len(self._calls), self.config.sip.max_calls)
+            if refusal.security_event:
+                self.on_security_event(refusal.kind)
+            self.metrics.call_rejected("inbound", refusal.kind)
+            self._refuse(sip, invite.pj_call_id, refusal.code)
             return
         agent_name = self._route(account, info.localUri)
         try:
@@ -191,7 +198,7 @@ class CallManager:
         except PortsExhausted as exc:
             call_log.error("call_rejected_no_ports", error=str(exc))
             self.metrics.call_rejected("inbound", "no_ports")
-            self._reject(sip, pj_call_id, 503)
+            self._refuse(sip, invite.pj_call_id, 503)
             return
         call.log.info("call_incoming", remote=info.remoteUri, local=info.localUri, account=account.name,
                       agent=agent_name)
@@ -205,6 +212,7 @@ class CallManager:
         except pj.Error as exc:
             call.log.error("call_answer_failed", error=exc.info())
             self._teardown(call, 500, "answer_failed")
+            self._refuse(sip, invite.pj_call_id, 500)
 
     def _route(self, account: GatewayAccount, local_uri: str) -> str:
         """The agent for an incoming call: the dialled number's route if there is one (several
@@ -222,6 +230,8 @@ class CallManager:
         try:
             sip.pending_ports = ports  # media_address() needs the port before makeCall returns
             prm = pj.CallOpParam(True)
+            if self.config.sip.user_agent:  # our name goes to the PBX we call, not to every source
+                prm.txOption.headers.append(user_agent_header(self.config.sip.user_agent))
             sip.makeCall(uri, prm)
         except BaseException:
             ports.close()
@@ -406,8 +416,20 @@ class CallManager:
             call.log.error("call_answer_failed", error=exc.info())
             self._hangup(call, "answer_failed")
 
-    def _reject(self, sip: SipCall, pj_call_id: int, code: int) -> None:
+    def _refuse(self, sip: SipCall, pj_call_id: int, code: int) -> None:
+        """Refuse a call we did not take, one SIP-thread turn from now.
+
+        Never from inside `onIncomingCall`: a final response there can end the call at once, and
+        pjsua then frees its copy of the INVITE twice (`pjsip_rx_data_free_cloned: Assertion
+        'rdata' failed`, the whole process gone; seen with every late-offer INVITE we refused).
+        Until the call has ended, `_rejected` holds the object so pjsua2 keeps it.
+        """
         self._rejected[pj_call_id] = sip
+        self.stack.call_later(0, functools.partial(self._send_refusal, sip, pj_call_id, code))
+
+    def _send_refusal(self, sip: SipCall, pj_call_id: int, code: int) -> None:
+        if self._rejected.get(pj_call_id) is not sip:
+            return  # it ended first (CANCEL): nothing to answer
         prm = pj.CallOpParam(True)
         prm.statusCode = code
         try:
@@ -492,13 +514,10 @@ class CallManager:
             if value is call:
                 del self._calls[key]
         session = call.session
-        ports = self.ports
-
-        def release() -> None:  # on the media clock thread, once no tick uses the session
-            session.close()
-            call.log.info("rtp_released", port=call.ports.rtp_port, ports_in_use=ports.in_use)
-
-        self.clock.remove(session, then=release)
+        # Run by the media clock once no tick uses the session: it must not hold the call (whose
+        # pjsua2 object may only be released here, on the SIP thread).
+        self.clock.remove(session, then=functools.partial(_release_media, session, call.log, call.ports.rtp_port,
+                                                          self.ports))
         if call.transfer is not None and call.transfer.accepted and not call.transfer.done:
             call.transfer.finish(True, "the transferee left the call")  # a PBX may BYE before the last NOTIFY
         try:
@@ -526,7 +545,7 @@ class CallManager:
                 callback(call, code, reason)
             except Exception:
                 call.log.exception("call_end_callback_failed")
-        sip = call.sip
+        sip, call.sip = call.sip, None  # whoever keeps the ActiveCall keeps no pjsua2 object
         self.stack.call_later(0, lambda: _drop(sip))  # pjsua2: never delete a Call inside its own callback
 
 
@@ -535,7 +554,7 @@ def _outcome(reason: str) -> str:
     head = reason.split(":", 1)[0].split(" ", 1)[0]
     known = ("remote_bye", "goodbye", "caller_silent", "caller_goodbye", "transferred", "shutdown", "not_answered",
              "rtp_timeout", "media_error", "answer_failed", "codec_unsupported", "failed", "tool_hangup",
-             "dtmf_hangup", "api", "srtp_required", "srtp_unusable", "max_duration")
+             "dtmf_hangup", "api", "srtp_required", "srtp_unusable", "max_duration", "admission_failed")
     return head if head in known else "other"
 
 
@@ -546,7 +565,13 @@ def _uri_user(uri: str) -> str:
     return inner.split("@", 1)[0].split(";", 1)[0] if "@" in inner else ""
 
 
-def _drop(sip: SipCall) -> None:
+def _release_media(session: RtpSession, call_log: structlog.typing.FilteringBoundLogger, rtp_port: int,
+                   ports: PortAllocator) -> None:
+    session.close()
+    call_log.info("rtp_released", port=rtp_port, ports_in_use=ports.in_use)
+
+
+def _drop(sip: SipCall | None) -> None:
     """Release our last reference to a finished pjsua2 call object."""
     del sip
 
