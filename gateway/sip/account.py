@@ -203,7 +203,7 @@ def _media_config(cfg: pj.AccountConfig, public_address: str, srtp: str = "off")
 
     SRTP is negotiated by pjsua (SDES only, and only the suites our RTP engine has), so it
     answers ``RTP/SAVP`` offers and, when required, refuses plain ones with 488; the keys it
-    writes are replaced by the call's own (see :mod:`gateway.sdp`).
+    writes are replaced by the call's own (see :mod:`gateway.sip.sdp`).
     """
     cfg.mediaConfig.useLoopMedTp = True
     cfg.mediaConfig.enableLoopback = False

@@ -19,7 +19,7 @@ from typing import Protocol
 import pjsua2 as pj
 import structlog
 
-from gateway.sdp import (
+from gateway.sip.sdp import (
     MediaAddress,
     SdpError,
     audio_crypto_lines,

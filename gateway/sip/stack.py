@@ -33,7 +33,7 @@ import pjsua2 as pj
 import structlog
 
 from gateway.config import TlsConfig
-from gateway.sdp import redact_keys
+from gateway.sip.sdp import redact_keys
 
 log = structlog.get_logger("sip")
 
