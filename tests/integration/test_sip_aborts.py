@@ -80,9 +80,28 @@ def test_an_oversized_invite_from_an_untrusted_source_is_refused_and_the_gateway
     assert not named, f"the refusal to an untrusted source names the product: {named}"
 
 
+def test_an_oversized_invite_from_the_trusted_source_refused_by_the_rate_limit_leaves_the_gateway_alive(
+        gateway_factory, tmp_path: Path) -> None:
+    """The same abort without an untrusted source (found by the fuzz campaign): any refusal of a cut
+    INVITE does it, here the trusted PBX's 503 from the per-source rate limit."""
+    gw = gateway_factory(guarded_config(max_calls=4, invites_per_s=0.01, burst=1))
+    trusted = RawSipPeer(gw.sip_port, TRUSTED_HOST)
+    try:
+        first = trusted.send(Torture("takes-the-burst", request("INVITE", random.Random(1)), Expect.ACCEPT))
+        assert 200 in [r.status for r in trusted.wait_final(first, 5.0)], first.describe()  # ACKed, hung up
+        invite = Torture("rate-limited-4400", request("INVITE", random.Random(2)), Expect.REFUSE)
+        outcome = trusted.send(invite, lambda data: pad_header(data, 4_400))
+        trusted.wait_final(outcome, 5.0)
+        assert alive(gw), f"a 4,400-byte INVITE refused with 503 killed the gateway: {death_note(gw)}"
+        assert [r.status for r in outcome.finals] in ([503], []), outcome.describe()
+        assert trusted.options_ok(), "no 200 to a plain OPTIONS after the refused INVITE"
+    finally:
+        trusted.close()
+
+
 def test_an_invite_storm_from_the_trusted_source_leaves_the_gateway_and_its_calls_working(
         gateway_factory, tmp_path: Path) -> None:
-    gw = gateway_factory(guarded_config(max_calls=STORM_MAX_CALLS, invites_per_s=100_000, burst=100_000))
+    gw = gateway_factory(guarded_config(max_calls=STORM_MAX_CALLS, invites_per_s=10_000, burst=10_000))
     hold_s = HOLD_MS / 1000
     legit = LegitCall.start(gw, tmp_path / "legit", seconds=STORM_S + hold_s + 6)
     time.sleep(1.0)  # a second of undisturbed audio first
