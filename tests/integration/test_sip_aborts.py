@@ -80,8 +80,29 @@ def test_an_oversized_invite_from_an_untrusted_source_is_refused_and_the_gateway
     assert not named, f"the refusal to an untrusted source names the product: {named}"
 
 
+def test_a_short_invite_whose_headers_never_end_from_an_untrusted_source_leaves_the_gateway_alive(
+        gateway_factory) -> None:
+    """What the cut at 4,000 bytes really does (found by the fuzz campaign): it leaves an INVITE whose
+    header section has no closing blank line. A 343-byte INVITE sent that way from the start (its last
+    header, Content-Length: 0, followed by nothing) parses, gets its 403, and aborted the process in
+    the same ``pjsip_rx_data_free_cloned`` assertion: the fix cannot be about size alone."""
+    gw = gateway_factory(guarded_config(max_calls=4))
+    untrusted, trusted = RawSipPeer(gw.sip_port, UNTRUSTED_HOST), RawSipPeer(gw.sip_port, TRUSTED_HOST)
+    try:
+        invite = Torture("unterminated-invite", request("OPTIONS", random.Random(3)).replace(b"OPTIONS", b"INVITE"),
+                         Expect.REFUSE)
+        outcome = untrusted.send(invite, lambda data: data.partition(b"\r\n\r\n")[0])
+        untrusted.wait_final(outcome, 5.0)
+        assert alive(gw), f"a {outcome.size}-byte unterminated INVITE killed the gateway: {death_note(gw)}"
+        assert all(r.status < 200 or r.status >= 400 for r in outcome.responses), outcome.describe()
+        assert trusted.options_ok(), "no 200 to a plain OPTIONS after the unterminated INVITE"
+    finally:
+        untrusted.close()
+        trusted.close()
+
+
 def test_an_oversized_invite_from_the_trusted_source_refused_by_the_rate_limit_leaves_the_gateway_alive(
-        gateway_factory, tmp_path: Path) -> None:
+        gateway_factory) -> None:
     """The same abort without an untrusted source (found by the fuzz campaign): any refusal of a cut
     INVITE does it, here the trusted PBX's 503 from the per-source rate limit."""
     gw = gateway_factory(guarded_config(max_calls=4, invites_per_s=0.01, burst=1))
