@@ -139,3 +139,5 @@ def test_an_invite_storm_from_the_trusted_source_leaves_the_gateway_and_its_call
     assert result is not None and result.ok, result.describe() if result else "the legitimate call never ended"
     assert alive(gw), f"the gateway died after the storm: {death_note(gw)}"
     assert_echo_call_works(gw, tmp_path / "after")
+    code = gw.stop()  # SIGTERM: hang up, unregister, destroy the endpoint; the storm's calls must not upset that
+    assert code == 0, f"the gateway's exit after the storm: {death_note(gw)}"
