@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class TurnEvent(enum.Enum):
@@ -41,7 +42,22 @@ class Detected:
     at: float  # clock time the event refers to (speech onset, or the last voiced frame)
 
 
+class TurnPolicy(Protocol):
+    """Decides, tick by tick, when the caller starts, pauses, resumes and ends a turn.
+
+    The turn taker owns one per call and feeds it the tick's cues; whatever else a policy
+    looks at (a semantic end-of-turn model, say) stays behind this interface."""
+
+    @property
+    def in_speech(self) -> bool: ...
+
+    def update(self, now: float, probability: float, bot_speaking: bool = False, loud: bool = False,
+               quiet: bool = False) -> list[Detected]: ...
+
+
 class TurnDetector:
+    """The VAD policy: hysteresis on the speech probability, pause and end of turn on silence."""
+
     def __init__(self, config: TurnConfig | None = None):
         self.config = config or TurnConfig()
         self.in_speech = False
@@ -95,9 +111,3 @@ class TurnDetector:
             self.paused = False
             events.append(Detected(TurnEvent.TURN_END, self._last_voice))
         return events
-
-    def reset(self) -> None:
-        self.in_speech = False
-        self.paused = False
-        self._onset = None
-        self._last_voice = None

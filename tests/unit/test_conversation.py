@@ -84,6 +84,7 @@ class Harness:
 
     def close(self):
         self.agent.on_stop()
+        assert self.agent.join(timeout=30), "the controller did not stop"
         self.models.close()
 
 

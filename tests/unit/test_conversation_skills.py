@@ -159,7 +159,7 @@ def test_a_returning_caller_is_greeted_by_name(harness, tmp_path):
     store = open_store(tmp_path / "memory.db")
     h = harness(settings=SETTINGS, skills=skills(), store=store, remote_uri="<sip:+15551234@pbx.test>",
                 llm={"script": {}})
-    h.agent._caller_lines.append("hi my name is John Smith and I'm calling about a cleaning")
+    h.agent.controller.history.caller_lines.append("hi my name is John Smith and I'm calling about a cleaning")
     h.close()
     assert store.caller("+15551234").name == "John Smith"
     h2 = harness(settings=SETTINGS, skills=skills(), store=store, remote_uri="\"J\" <sip:+15551234@pbx.test>")
