@@ -42,7 +42,9 @@ from rtp.jitter import JitterFrame
 
 
 class ConversationAgent:
-    uses_echo_canceller = False  # the echo guard judges the line as received (see echo_guard.py)
+    # The STT hears the echo-cancelled line while the bot talks (turn_taker.py); turn-taking itself
+    # judges the line as received, with the echo guard (echo_guard.py).
+    uses_echo_canceller = True
 
     def __init__(self, context: CallContext, settings: ConversationSettings, services: ConversationServices,
                  clock: Callable[[], float] = time.monotonic, policy: TurnPolicy | None = None,
@@ -90,7 +92,7 @@ class ConversationAgent:
 
     def on_audio(self, frame: JitterFrame, echo_cancelled: np.ndarray | None = None) -> None:
         now = self.clock()
-        signals = self.turn_taker.feed(now, frame.pcm, frame.type, self.playout.speaking(now))
+        signals = self.turn_taker.feed(now, frame.pcm, frame.type, self.playout.speaking(now), echo_cancelled)
         if signals and self.turn_taker.last_cues is not None:
             cues = self.turn_taker.last_cues
             self.log.debug("turn_levels", probability=round(cues.probability, 2), loud=cues.loud,
