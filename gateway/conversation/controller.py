@@ -217,8 +217,7 @@ class Controller:
                             and reply.state is ReplyState.CANCELLED):
             self._notes[:0], reply.notes = reply.notes, ()  # not told (or not heard): the next reply tells them
         if reply.action is not None and reply.state is not ReplyState.CANCELLED:
-            action = reply.action
-            self.tools.start(action, wait=lambda: self._played(reply))
+            self.tools.start(reply.action, wait=lambda: reply.played_unless(self.stopping))
         self._settle_reply(reply)
 
     def _settle_reply(self, reply: ReplyHandle) -> None:
@@ -231,14 +230,6 @@ class Controller:
         elif reply.failed and not reply.spoken:
             self.say(self.settings.apology, "model_error")  # a model failed: the caller hears why, not silence
         self.turn_log.add(reply)
-
-    def _played(self, reply: ReplyHandle) -> bool:
-        """Wait (on a tool thread) until `reply` has played out; False if it was cancelled (the
-        caller barged in) or the call ended meanwhile."""
-        while not reply.wait_played(_IDLE_WAIT_S):
-            if reply.state is ReplyState.CANCELLED or self.stopping.is_set():
-                return False
-        return not self.stopping.is_set()
 
     def say(self, text: str, why: str, ends_call: bool = False) -> ReplyHandle | None:
         """Speak a fixed line now (greeting, re-prompt, goodbye, a tool's outcome) without the LLM."""
@@ -290,7 +281,7 @@ class Controller:
         if action.transfer:
             notice = self.say(self.settings.transfer_notice.format(target=action.transfer), "transfer")
             call = ToolCall("transfer", {"target": action.transfer})
-            self.tools.start(call, wait=lambda: notice is None or self._played(notice))
+            self.tools.start(call, wait=lambda: notice is None or notice.played_unless(self.stopping))
         elif action.hangup:
             self.say(self.settings.goodbye, "dtmf_hangup", ends_call=True)
         elif action.say:

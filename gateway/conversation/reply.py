@@ -162,6 +162,14 @@ class ReplyHandle:
             self._changed.wait_for(lambda: self._state in _FINAL, timeout)
             return self._state is ReplyState.PLAYED
 
+    def played_unless(self, stop: threading.Event, poll_s: float = 0.1) -> bool:
+        """`wait_played` for a tool thread (a transfer waits for its notice to be heard): False if
+        the reply was cancelled (the caller barged in) or `stop` was set (the call ended)."""
+        while not self.wait_played(poll_s):
+            if self._state is ReplyState.CANCELLED or stop.is_set():
+                return False
+        return not stop.is_set()
+
     def _maybe_played(self) -> None:
         if self._finished and not self._queued and self._state in (ReplyState.RELEASED, ReplyState.PLAYING):
             self._set(ReplyState.PLAYED)
