@@ -276,13 +276,15 @@ def test_reprompt_and_goodbye_on_a_silent_caller_on_virtual_time():
     assert call.hangups == ["goodbye"]
 
 
+ORDER_TOOL = [{"http": {"name": "order_status", "description": "Look up an order", "method": "GET",
+                        "url": "http://127.0.0.1:9/{order_id}",
+                        "parameters": {"order_id": {"type": "string", "description": "order number"}}}}]
+
+
 def test_a_tool_result_that_arrives_while_a_reply_is_in_flight_is_still_spoken():
     """Regression: a result used to be appended to notes that a reply thread read and then
     cleared, so one arriving in between was lost."""
-    http = [{"http": {"name": "order_status", "description": "Look up an order", "method": "GET",
-                      "url": "http://127.0.0.1:9/{order_id}",
-                      "parameters": {"order_id": {"type": "string", "description": "order number"}}}}]
-    call = Call(tools=http)
+    call = Call(tools=ORDER_TOOL)
     call.do(CallStarted())
     u = call.utterance()
     call.do(SpeechStarted(100.0), Paused(101.0, u), TurnEnded(101.0, 101.4, u))
@@ -298,10 +300,7 @@ def test_a_tool_result_that_arrives_while_a_reply_is_in_flight_is_still_spoken()
 
 
 def test_notes_handed_to_a_reply_that_did_not_tell_them_are_given_back():
-    http = [{"http": {"name": "order_status", "description": "Look up an order", "method": "GET",
-                      "url": "http://127.0.0.1:9/{order_id}",
-                      "parameters": {"order_id": {"type": "string", "description": "order number"}}}}]
-    call = Call(tools=http)
+    call = Call(tools=ORDER_TOOL)
     call.do(CallStarted())
     u = call.utterance()
     call.do(SpeechStarted(100.0))  # the caller talks: the result waits for their turn
