@@ -311,7 +311,7 @@ class Controller:
         self._watchdog(now)
         reply = self._reply
         in_flight = reply is not None and not reply.finished
-        if self._notes and not self._caller_speaking and not in_flight:
+        if self._notes and not self._caller_speaking and not in_flight and self._ending is None:
             notes, self._notes = self._notes, []
             fallbacks = [n.fallback for n in notes if n.fallback]
             self._start_follow_up(FollowUp("\n".join(n.note for n in notes), " ".join(fallbacks) or None))
