@@ -27,13 +27,15 @@ class TurnEvent(enum.Enum):
 
 @dataclass(frozen=True)
 class TurnConfig:
-    threshold: float = 0.5
-    off_threshold: float = 0.35
-    min_speech_ms: int = 60
-    pause_ms: int = 60
-    end_of_turn_ms: int = 400
-    barge_in_threshold: float = 0.6
-    barge_in_min_ms: int = 40
+    """The VAD policy's thresholds; built by `ConversationSettings.turn`, where the defaults live."""
+
+    threshold: float
+    off_threshold: float
+    min_speech_ms: int
+    pause_ms: int
+    end_of_turn_ms: int
+    barge_in_threshold: float
+    barge_in_min_ms: int
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ class TurnPolicy(Protocol):
 class TurnDetector:
     """The VAD policy: hysteresis on the speech probability, pause and end of turn on silence."""
 
-    def __init__(self, config: TurnConfig | None = None):
-        self.config = config or TurnConfig()
+    def __init__(self, config: TurnConfig):
+        self.config = config
         self.in_speech = False
         self.paused = False
         self._onset: float | None = None

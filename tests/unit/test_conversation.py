@@ -14,7 +14,6 @@ from gateway.conversation.reply import ReplyHandle
 from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.speech import ConversationServices
 from gateway.conversation.turn_log import interrupted
-from gateway.conversation.turns import TurnConfig
 from rtp.jitter import FrameType, JitterFrame
 from tests.unit.conversation_fakes import FakeClock, FakeModels, silence_frames, speech_frames
 
@@ -216,7 +215,7 @@ def test_caller_goodbye_ends_the_call_after_the_goodbye_played(harness):
 def test_turn_detector_events_on_a_scripted_timeline():
     from gateway.conversation.turns import TurnDetector, TurnEvent
 
-    d = TurnDetector(TurnConfig(min_speech_ms=60, pause_ms=100, end_of_turn_ms=400))
+    d = TurnDetector(ConversationSettings(min_speech_ms=60, pause_ms=100, end_of_turn_ms=400).turn)
     t, events = 0.0, []
     script = [0.0] * 10 + [0.9] * 30 + [0.1] * 8 + [0.9] * 10 + [0.1] * 30
     for p in script:
@@ -231,7 +230,7 @@ def test_turn_detector_events_on_a_scripted_timeline():
 def test_barge_in_needs_more_than_echo():
     from gateway.conversation.turns import TurnDetector, TurnEvent
 
-    d = TurnDetector(TurnConfig(barge_in_min_ms=60, barge_in_threshold=0.6))
+    d = TurnDetector(ConversationSettings(barge_in_min_ms=60, barge_in_threshold=0.6).turn)
     t = 0.0
     for _ in range(20):  # probable speech, but not enough to interrupt the bot
         t += 0.02
@@ -274,7 +273,7 @@ def test_a_quiet_line_ends_speech_before_the_lagging_vad_does():
     """Silero's probability stays up ~100 ms after the voice stops: the level decides sooner."""
     from gateway.conversation.turns import TurnDetector, TurnEvent
 
-    d = TurnDetector(TurnConfig(min_speech_ms=60, pause_ms=60, end_of_turn_ms=400))
+    d = TurnDetector(ConversationSettings(min_speech_ms=60, pause_ms=60, end_of_turn_ms=400).turn)
     t, events = 0.0, []
     # 0.6 s of speech, then silence on the line while the VAD still says 0.8 for 100 ms
     script = [(0.9, False)] * 30 + [(0.8, True)] * 5 + [(0.1, True)] * 30
