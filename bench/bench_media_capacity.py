@@ -26,7 +26,7 @@ import time
 
 from gateway.agents.base import CallContext
 from gateway.agents.echo import EchoAgent
-from gateway.calls import _CallMedia
+from gateway.calls.media import CallMedia
 from gateway.logs import configure_logging
 from rtp.clock import MediaClock
 from rtp.g711 import PCMU
@@ -108,7 +108,7 @@ def run(calls: int, seconds: float, srtp: bool = False) -> dict:
         context = CallContext(call_id=f"bench-{i}", direction="inbound", local_uri="", remote_uri="",
                               agent_name="echo", hangup=lambda r: None, send_dtmf=lambda d: None)
         agent = EchoAgent(context)
-        session = RtpSession(allocator.allocate(), _CallMedia(agent, lambda idle: None),
+        session = RtpSession(allocator.allocate(), CallMedia(agent, lambda idle: None),
                              inactivity_timeout_s=3600)
         session.configure(RemoteMedia(rtp_address=("127.0.0.1", far_ports[i]),
                                       rtcp_address=("127.0.0.1", far_ports[i] + 1), codec=PCMU,

@@ -13,7 +13,7 @@ simulated time (60 minutes = 180,000 ticks of 20 ms):
   DTMF key every 2-4 minutes; both sessions send RTCP every 5 s (randomised, RFC 3550);
 * conversation: ``gateway.conversation.agent.ConversationAgent`` with the scripted fake models and
   fake clock of ``tests/unit/conversation_fakes.py`` behind the gateway session (through the
-  production listener adapter ``gateway.calls._CallMedia``). The caller asks a question every
+  production listener adapter ``gateway.calls.CallMedia``). The caller asks a question every
   12-18 s of simulated time, waits for a pause in the bot's answer, and barges in on ~20 % of the
   answers. The fakes' own logs (prompts, transcripts, TTS texts) and the agent's log lines are
   kept bounded by this script, so whatever grows belongs to the gateway code.
@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.agents.base import CallContext  # noqa: E402
-from gateway.calls import _CallMedia  # noqa: E402
+from gateway.calls.media import CallMedia  # noqa: E402
 from gateway.conversation.agent import ConversationAgent, ConversationSettings  # noqa: E402
 from gateway.conversation.history import MESSAGE_OVERHEAD_TOKENS, approx_tokens  # noqa: E402
 from gateway.conversation.speech import ConversationServices  # noqa: E402
@@ -320,7 +320,7 @@ def main() -> None:
     ports = PortAllocator("127.0.0.1", 48600, 48699)
     caller = ScriptedCaller(rng, clock)
     gateway = RtpSession(
-        ports.allocate(), _CallMedia(agent, lambda idle: hangups.append(f"rtp_inactive {idle}")), log=log
+        ports.allocate(), CallMedia(agent, lambda idle: hangups.append(f"rtp_inactive {idle}")), log=log
     )
     far = RtpSession(ports.allocate(), caller, log=log)
     caller.session = far

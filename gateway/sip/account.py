@@ -18,6 +18,7 @@ import pjsua2 as pj
 import structlog
 
 from gateway.config import AccountConfig
+from gateway.sip.limits import Integrity, integrity
 from rtp.srtp import SUITES
 
 if TYPE_CHECKING:
@@ -27,6 +28,15 @@ log = structlog.get_logger("sip")
 
 BACKOFF_FIRST_S = 2.0
 BACKOFF_MAX_S = 120.0
+
+
+@dataclass(frozen=True)
+class IncomingInvite:
+    """What the account knows of a new INVITE when pjsua offers it (read inside `onIncomingCall`)."""
+
+    pj_call_id: int
+    source: str  # "ip:port" the INVITE came from (not its headers: those lie); "" if unreadable
+    integrity: Integrity  # whether pjsip received it whole (see gateway.sip.limits)
 
 
 @dataclass
@@ -42,7 +52,7 @@ class GatewayAccount(pj.Account):
     """One pjsua account; incoming calls on it go to `agent`."""
 
     def __init__(self, stack: SipStack, agent: str, name: str,
-                 on_incoming: Callable[[GatewayAccount, int, str], None],
+                 on_incoming: Callable[[GatewayAccount, IncomingInvite], None],
                  config: AccountConfig | None = None):
         super().__init__()
         self.stack = stack
@@ -80,6 +90,8 @@ class GatewayAccount(pj.Account):
         cfg.regConfig.delayBeforeRefreshSec = min(5, max(1, config.register_expires_s // 4))
         cfg.regConfig.dropCallsOnFail = False
         cfg.regConfig.unregWaitMsec = 2000
+        if stack.settings.user_agent:  # only the registrar hears our name (SipStack sets no global one)
+            cfg.regConfig.headers.append(user_agent_header(stack.settings.user_agent))
         cfg.sipConfig.proxies.append(f"{config.registrar};lr" if ";lr" not in config.registrar
                                      else config.registrar)
         cred = pj.AuthCredInfo("digest", "*", config.auth_username or config.username, 0, config.password)
@@ -91,12 +103,26 @@ class GatewayAccount(pj.Account):
 
     # -- callbacks (SIP thread) ----------------------------------------------------------------
 
+    def __del__(self) -> None:
+        self.stack.released(f"account {self.name}")
+
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        """Only reads the INVITE: the call manager adopts the call now and answers it a turn later.
+
+        pjsua frees its copy of the INVITE right after this callback returns; a final response
+        sent from inside it can end the call first and free that copy twice (an abort for a
+        late-offer INVITE), so nothing here may answer.
+        """
         try:
-            source = prm.rdata.srcAddress  # "ip:port" the INVITE came from (not its headers: those lie)
+            source = prm.rdata.srcAddress
         except Exception:
             source = ""
-        self._on_incoming(self, prm.callId, source)
+        try:
+            whole = prm.rdata.wholeMsg.encode("utf-8", "surrogateescape")
+            judged = integrity(whole)
+        except Exception:  # unreadable as text: treat as the largest message, refused
+            judged = Integrity.TOO_LARGE
+        self._on_incoming(self, IncomingInvite(prm.callId, source, judged))
 
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         code, reason, expiration = prm.code, prm.reason, prm.expiration
@@ -157,6 +183,13 @@ class GatewayAccount(pj.Account):
             return False
 
 
+def user_agent_header(value: str) -> pj.SipHeader:
+    header = pj.SipHeader()
+    header.hName = "User-Agent"
+    header.hValue = value
+    return header
+
+
 def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -170,7 +203,7 @@ def _media_config(cfg: pj.AccountConfig, public_address: str, srtp: str = "off")
 
     SRTP is negotiated by pjsua (SDES only, and only the suites our RTP engine has), so it
     answers ``RTP/SAVP`` offers and, when required, refuses plain ones with 488; the keys it
-    writes are replaced by the call's own (see :mod:`gateway.sdp`).
+    writes are replaced by the call's own (see :mod:`gateway.sip.sdp`).
     """
     cfg.mediaConfig.useLoopMedTp = True
     cfg.mediaConfig.enableLoopback = False

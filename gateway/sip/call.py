@@ -19,7 +19,7 @@ from typing import Protocol
 import pjsua2 as pj
 import structlog
 
-from gateway.sdp import (
+from gateway.sip.sdp import (
     MediaAddress,
     SdpError,
     audio_crypto_lines,
@@ -79,6 +79,11 @@ class SipCall(pj.Call):
         self.local_sdp = ""  # the last SDP we sent
         self.remote_sdp = ""  # the last SDP the peer sent
         self._offer_pending = False  # our last SDP was an offer not yet answered
+
+    def __del__(self) -> None:
+        account = getattr(self, "account", None)  # absent if the constructor itself failed
+        if account is not None:
+            account.stack.released(f"call {self.call_id or '(no Call-ID yet)'}")
 
     def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
         address = self.events.media_address(self)

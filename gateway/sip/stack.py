@@ -4,6 +4,12 @@ pjsua2 aborts the process when an unregistered Python thread touches it, and its
 not safe to use from several threads at once. So one thread ("sip") creates the endpoint,
 runs `libHandleEvents`, receives every callback, and is the only thread that calls pjsua2;
 other threads hand it work with `submit()` / `call_later()`. Media never passes through here.
+
+Releasing a pjsua2 object is touching pjsua2 too: a `Call` or `Account` wrapper's destructor
+calls into pjsua, so the last reference to one must be dropped on this thread, while the
+library is up. Every such wrapper of ours reports its finalisation to `released()`, which logs
+`pjsua2_released_off_sip_thread` (an error: the integration tests fail on it) when that rule
+was broken, before pjlib gets the chance to abort the process over it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -26,7 +33,7 @@ import pjsua2 as pj
 import structlog
 
 from gateway.config import TlsConfig
-from gateway.sdp import redact_keys
+from gateway.sip.sdp import redact_keys
 
 log = structlog.get_logger("sip")
 
@@ -48,7 +55,7 @@ class StackSettings:
     public_address: str
     max_calls: int
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
-    user_agent: str = "voicegate"
+    user_agent: str = "voicegate"  # sent to the PBX only (REGISTER, outbound INVITE), see _create
     sip_trace: bool = False
     tls: TlsConfig | None = None
     srtp: str = "off"  # off | optional | required
@@ -82,6 +89,15 @@ class SipStack:
         self._start_error: BaseException | None = None
         self._log_writer = _PjLogWriter()
         self._on_shutdown: Callable[[], None] | None = None
+        self._library_up = False  # between libCreate and libDestroy: pjsua2 objects may live
+
+    def released(self, what: str) -> None:
+        """A pjsua2 wrapper of ours is being finalised (any thread): check it happens where it may."""
+        if threading.current_thread() is self._thread and self._library_up:
+            return
+        log.error("pjsua2_released_off_sip_thread", object=what, thread=threading.current_thread().name,
+                  library_up=self._library_up,
+                  hint="a pjsua2 object's last reference must be dropped on the SIP thread before libDestroy")
 
     # -- public API, any thread ----------------------------------------------------------------
 
@@ -138,6 +154,7 @@ class SipStack:
             self._create()
             on_started()
         except BaseException as exc:  # report to start(), then clean up what exists
+            traceback.clear_frames(exc.__traceback__)  # its frames may hold pjsua2 objects: not to main
             self._start_error = exc
             self._ready.set()
             self._destroy()
@@ -176,12 +193,19 @@ class SipStack:
         with _quiet_stdout():  # pjlib prints its start-up lines to stdout before any log config
             ep.libCreate()
         self.endpoint = ep
+        self._library_up = True
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = False
-        # pjsua's own limit sits above ours so that *we* answer 486 with a log line.
-        cfg.uaConfig.maxCalls = s.max_calls + 4
-        cfg.uaConfig.userAgent = s.user_agent
+        # pjsua's own limit sits well above ours so that *we* answer 486 with a log line: a call
+        # slot is taken by every INVITE until pjsua ends it, refused ones and answered ones whose
+        # ACK never comes (up to 32 s), so a burst of those must not leave the PBX facing pjsua's
+        # anonymous 486s. pjsua clamps it to its compile-time PJSUA_MAX_CALLS.
+        cfg.uaConfig.maxCalls = s.max_calls + max(32, s.max_calls)
+        # No global User-Agent: pjsua would put it on every request and on its answers to OPTIONS
+        # from anyone, which is how scanners fingerprint a product. sip.user_agent is added only
+        # to what we send our PBX on our own initiative (REGISTER, outbound INVITE).
+        cfg.uaConfig.userAgent = ""
         cfg.logConfig.writer = self._log_writer
         cfg.logConfig.level = 5 if s.sip_trace else 2
         cfg.logConfig.consoleLevel = cfg.logConfig.level  # with a writer, this is what reaches it
@@ -262,6 +286,7 @@ class SipStack:
             ep.libDestroy()
         except pj.Error as exc:
             log.warning("sip_destroy_failed", error=exc.info())
+        self._library_up = False
 
 
 @contextlib.contextmanager
@@ -284,5 +309,8 @@ def _run_into(fn: Callable[[], Any], future: Future) -> None:
     try:
         future.set_result(fn())
     except BaseException as exc:
-        future.set_exception(exc)
         log.exception("sip_work_failed")
+        # The caller's thread receives the exception: its traceback must not carry this thread's
+        # locals (a half-made pjsua2 Call, say) there to be released off the SIP thread.
+        traceback.clear_frames(exc.__traceback__)
+        future.set_exception(exc)

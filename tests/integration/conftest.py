@@ -42,3 +42,7 @@ def gateway_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
     for gw in reversed(started):
         if gw.process is not None and gw.process.poll() is None:
             gw.stop()
+    # pjsua2 aborts the process when one of its objects is released on another thread: the gateway
+    # logs each such release first (SipStack.released), and any of them fails the test.
+    off_thread = [e for gw in started for e in gw.find("pjsua2_released_off_sip_thread")]
+    assert not off_thread, f"pjsua2 objects released off the SIP thread: {off_thread}"

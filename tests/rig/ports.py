@@ -89,25 +89,26 @@ def free_sip_port(host: str = HOST, also_next_tcp: bool = False) -> int:
     raise RuntimeError("no port free for both UDP and TCP found")
 
 
-def free_port_pair(low: int = 10000, high: int = 20000, host: str = HOST) -> int:
-    """An even UDP port ``p`` in ``[low, high)`` such that ``p`` and ``p + 1`` are both free.
+def free_port_pair(low: int = 10000, high: int = 20000, host: str = HOST, span: int = 2) -> int:
+    """An even UDP port ``p`` in ``[low, high)`` such that ``p`` .. ``p + span - 1`` are all free.
 
-    RTP wants an even port with RTCP on the next odd one (RFC 3550 section 11). The
-    start is random so that concurrent callers rarely probe the same pair.
+    RTP wants an even port with RTCP on the next odd one (RFC 3550 section 11); SIPp also binds
+    its video pair on the next two (``span=4``). The start is random so that concurrent callers
+    rarely probe the same ports.
     """
-    if high - low < 2:
+    if high - low < span:
         raise ValueError("range too small for an RTP/RTCP pair")
     first_even = low + (low % 2)
-    candidates = list(range(first_even, high - 1, 2))
+    candidates = list(range(first_even, high - span + 1, 2))
     random.shuffle(candidates)
     for port in candidates:
-        if (
-            _bind_ok(socket.SOCK_DGRAM, port, host)
-            and _bind_ok(socket.SOCK_DGRAM, port + 1, host)
-            and _claim("udp", port)
-        ):
-            if _claim("udp", port + 1):
-                return port
-            with _lock:
-                _handed_out.discard(("udp", port))
+        ports = range(port, port + span)
+        if not all(_bind_ok(socket.SOCK_DGRAM, p, host) for p in ports):
+            continue
+        claimed = [p for p in ports if _claim("udp", p)]
+        if len(claimed) == span:
+            return port
+        with _lock:
+            for p in claimed:
+                _handed_out.discard(("udp", p))
     raise RuntimeError(f"no free RTP/RTCP port pair in [{low}, {high})")

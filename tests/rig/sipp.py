@@ -209,7 +209,7 @@ def run_sipp(
     workdir = Path(workdir)
     _prepare_workdir(workdir)
     local_port = local_port or free_udp_port()
-    media_port = media_port or free_port_pair()
+    media_port = media_port or free_port_pair(span=4)  # SIPp binds audio and video pairs
     argv = [binary]
     scenario_s = str(scenario)
     if scenario_s.startswith("sn:"):
@@ -314,7 +314,7 @@ class SippUas(StartStop):
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
         self.port = self.port or free_udp_port()
-        self.media_port = self.media_port or free_port_pair()
+        self.media_port = self.media_port or free_port_pair(span=4)  # SIPp binds audio and video pairs
 
     @property
     def hostport(self) -> str:

@@ -32,8 +32,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.calls import _uri_user
-from gateway.sdp import MediaAddress, SdpError, parse_address, rewrite_local_sdp, sdes_keys
+from gateway.calls.manager import uri_user as _uri_user
+from gateway.sip.sdp import MediaAddress, SdpError, parse_address, rewrite_local_sdp, sdes_keys
 from rtp.dtmf import EVENT_TO_DIGIT, DtmfError, DtmfReceiver, TelephoneEvent
 from rtp.g711 import PCMU
 from rtp.packet import RtpError, RtpExtension, RtpPacket, is_rtcp

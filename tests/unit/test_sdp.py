@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from gateway.sdp import (
+from gateway.sip.sdp import (
     MediaAddress,
     SdpError,
     audio_crypto_lines,

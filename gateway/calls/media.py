@@ -1,0 +1,74 @@
+"""The bridge between one call's RTP session and its agent (media clock thread).
+
+`CallMedia` is the session's listener: it hands each received frame to the agent, takes the
+frame to send, and copies both to the recorder. `release_media` is what the media clock runs
+once a torn-down call's session is no longer ticked: it holds the session, never the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import structlog
+
+from gateway.agents import Agent
+from gateway.records import CallRecorder
+from gateway.sip.call import NegotiatedMedia
+from rtp.g711 import codec_by_name
+from rtp.jitter import JitterFrame
+from rtp.ports import PortAllocator
+from rtp.session import RemoteMedia, RtpSession
+
+
+class CallMedia:
+    """Adapts the RTP session's listener interface to the agent (media clock thread)."""
+
+    def __init__(self, agent: Agent, on_inactive: Callable[[float], None], recorder: CallRecorder | None = None):
+        self.agent = agent
+        self._on_inactive = on_inactive
+        self._recorder = recorder
+
+    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
+        self.agent.on_audio(frame, echo_cancelled)
+        out = self.agent.next_frame()
+        if self._recorder is not None:
+            self._recorder.audio(frame.pcm, out)  # queued for the recorder's writer thread: never blocks
+        return out
+
+    def on_dtmf(self, digit: str) -> None:
+        self.agent.on_dtmf(digit)
+
+    def on_inactive(self, idle_s: float) -> None:
+        self._on_inactive(idle_s)
+
+
+def release_media(session: RtpSession, call_log: structlog.typing.FilteringBoundLogger, rtp_port: int,
+                  ports: PortAllocator) -> None:
+    session.close()
+    call_log.info("rtp_released", port=rtp_port, ports_in_use=ports.in_use)
+
+
+def echo_canceller_for(agent: Agent):
+    if not agent.uses_echo_canceller:
+        return None
+    from rtp.echo import create_echo_canceller
+
+    return create_echo_canceller(8000)
+
+
+def remote_media(media: NegotiatedMedia, srtp_required: bool) -> RemoteMedia | str:
+    """What our RTP session needs from what pjsua negotiated, or why the call cannot go on (the
+    hang-up reason: codec_unsupported, srtp_required)."""
+    try:
+        codec = codec_by_name(media.codec)
+    except (KeyError, ValueError):
+        return "codec_unsupported"
+    if media.srtp is None and srtp_required:
+        # pjsua refuses plain offers when SRTP is required; this guards the keys we read back.
+        return "srtp_required"
+    return RemoteMedia(
+        rtp_address=media.remote_rtp, rtcp_address=media.remote_rtcp, codec=codec,
+        send_event_pt=media.tx_event_pt, receive_event_pt=media.rx_event_pt,
+        send=media.send, receive=media.receive, srtp=media.srtp,
+    )
