@@ -75,6 +75,7 @@ bench: deps apt-deps
 	$(PY) bench/bench_media_capacity.py
 	$(PY) bench/bench_jitter.py
 	$(PY) bench/bench_echo.py
+	$(PY) bench/bench_echo_stt.py
 	$(PY) bench/bench_voice_latency.py
 	$(PY) bench/bench_call_latency.py
 	$(PY) bench/bench_call_latency.py --calls 2
