@@ -103,14 +103,17 @@ def test_knowledge_answers_a_fact_and_does_not_invent_one(knowledge_gateway, tmp
     assert not gw.errors()
 
 
+LOOKUP_S = 6.0  # long enough that "acknowledged before the result" holds on a slow, busy machine
+
+
 class SlowOrderService(http.server.BaseHTTPRequestHandler):
-    """Answers order lookups after 3 s, like a sluggish CRM."""
+    """Answers order lookups after LOOKUP_S, like a sluggish CRM."""
 
     requests: list[str] = []
 
     def do_GET(self):  # noqa: N802
         self.requests.append(self.path)
-        time.sleep(3.0)
+        time.sleep(LOOKUP_S)
         body = b'{"order": "1234", "status": "shipped yesterday"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -140,19 +143,19 @@ def test_a_slow_http_tool_is_acknowledged_at_once_and_rtp_never_starves(gateway_
     question = speech("Can you check my order 1234?", tmp_path)
     peer = RtpPeer(free_port_pair())
     peer.play_at(ASK_AT, question)
-    run_call(gw, tmp_path, peer, seconds=20)
+    run_call(gw, tmp_path, peer, seconds=28)
     assert SlowOrderService.requests and SlowOrderService.requests[0].startswith("/orders/1234")
     end = speech_end_tick(ASK_AT, question)
-    # "At once" means before the 3 s lookup is back; how fast is bench_call_latency's business.
-    ack = first_bot_onset(peer, end, end + 150)
-    assert ack is not None, "no acknowledgement within 3 s"
+    # "At once" means before the lookup is back; how fast is bench_call_latency's business.
+    ack = first_bot_onset(peer, end, end + int(LOOKUP_S * 50))
+    assert ack is not None, f"no acknowledgement within the {LOOKUP_S:.0f} s lookup"
     outcome = gw.wait_log("tool_outcome", timeout=30)
     assert outcome["ok"] and "shipped" in outcome["text"]
     result_turn = [t for t in gw.find("turn") if not t["caller"] and t["bot"]]
     assert result_turn and "ship" in result_turn[-1]["bot"].lower(), gw.find("turn")
     ack_end = next(t for t in range(ack, ack + 200) if not any(peer.bot_active(u) for u in range(t, t + 25)))
     later = first_bot_onset(peer, ack_end + 10, max(peer.received))
-    assert later is not None and (later - end) * 20 >= 2500, "the result was not spoken after the lookup"
+    assert later is not None and (later - end) * 20 >= LOOKUP_S * 1000 - 500, "the result was spoken before the lookup"
     # the media never starved: a packet every 20 ms all along, silence included
     ticks = sorted(t for t in peer.received if ASK_AT - 100 <= t <= later + 100)
     gaps = np.diff(ticks)
