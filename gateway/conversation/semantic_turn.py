@@ -1,0 +1,138 @@
+"""End of turn from what the caller's turn sounds like, not only from how long they were quiet.
+
+Silence alone cannot tell "Are you open on Saturday?" from "Hi, I was wondering ..." followed by
+a breath: with `end_of_turn_ms` at 400 the bot answers the second one into the caller's pause,
+and with a longer one every complete question waits for nothing. `SemanticTurnPolicy` keeps the
+VAD policy (`TurnDetector`) for onsets, pauses, resumes and barge-in, and at each pause asks an
+end-of-turn judge whether the turn sounds finished:
+
+* finished (probability >= `threshold`): the turn ends once the silence has lasted `min_silence_ms`
+  (shorter than `end_of_turn_ms`);
+* unfinished: it waits until `max_wait_ms` of silence, or until the caller goes on (RESUME);
+* no verdict yet at `end_of_turn_ms`: it ends there, as the VAD policy would, so a slow model
+  never costs more than silence alone; a failing model turns the call back to the VAD policy.
+
+The speculative reply started at PAUSE keeps running while the policy waits (the controller only
+drops it at RESUME), so a long wait costs the caller no extra model time once the turn ends.
+
+Threads: the policy lives on the media clock thread and never waits. The judge's model (50-120 ms)
+runs on another thread (end_of_turn.py); a `VerdictSource` carries the question there and the
+`Verdict` back through a queue, polled here once per tick. Verdicts name the pause they answer,
+and one for an older pause (the caller went on meanwhile) is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from gateway.conversation.events import Utterance
+from gateway.conversation.turns import Detected, TurnConfig, TurnDetector, TurnEvent
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class SemanticTurnConfig:
+    """Built by `ConversationSettings.semantic_turn`, where the defaults and YAML keys live."""
+
+    threshold: float  # P(finished) at or above which the turn is finished
+    min_silence_ms: int  # a finished turn ends after this much silence
+    max_wait_ms: int  # an unfinished one after this much (>= the VAD's end_of_turn_ms)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's answer for one pause: P(the caller has finished), or why there is none."""
+
+    pause: int  # the pause it was asked for (`VerdictSource.ask`)
+    probability: float | None
+    error: str | None = None
+    seconds: float = 0.0  # how long the judge took
+
+
+class VerdictSource(Protocol):
+    """The media thread's end of a judge: ask about a pause, collect answers, never wait."""
+
+    def ask(self, pause: int, utterance: Utterance) -> None:
+        """Judge `utterance` (the turn so far) for pause number `pause`; returns at once."""
+        ...
+
+    def forget(self) -> None:
+        """No answer asked for so far is wanted any more (the caller went on): skip the work."""
+        ...
+
+    def poll(self) -> Verdict | None:
+        """The next answer that has arrived, or None."""
+        ...
+
+
+class SemanticTurnPolicy:
+    """A `TurnPolicy`: the VAD policy, with the end of each turn moved by an end-of-turn verdict."""
+
+    def __init__(self, config: TurnConfig, semantic: SemanticTurnConfig, verdicts: VerdictSource,
+                 on_failure: Callable[[str], None] = lambda error: None):
+        # The VAD policy underneath ends a turn only at max_wait_ms: every earlier end is decided here.
+        self._vad = TurnDetector(replace(config, end_of_turn_ms=max(config.end_of_turn_ms, semantic.max_wait_ms)))
+        self._end_of_turn_s = config.end_of_turn_ms / 1000
+        self._min_silence_s = semantic.min_silence_ms / 1000
+        self._threshold = semantic.threshold
+        self._verdicts = verdicts
+        self._on_failure = on_failure
+        self._pause = 0  # number of the latest pause
+        self._waiting = False  # in a pause, deciding whether it ends the turn
+        self._verdict: Verdict | None = None  # the answer for the pause we wait in
+        self.failed = False  # the judge failed once: silence alone decides for the rest of the call
+        self.last_verdict: Verdict | None = None  # for logs and tests
+
+    @property
+    def in_speech(self) -> bool:
+        return self._vad.in_speech
+
+    def update(self, now: float, probability: float, bot_speaking: bool = False, loud: bool = False,
+               quiet: bool = False) -> list[Detected]:
+        detected = self._vad.update(now, probability, bot_speaking=bot_speaking, loud=loud, quiet=quiet)
+        for d in detected:
+            match d.event:
+                case TurnEvent.PAUSE:
+                    self._pause += 1
+                    self._waiting, self._verdict = True, None
+                case TurnEvent.RESUME | TurnEvent.BARGE_IN | TurnEvent.SPEECH_START:
+                    self._stop_waiting()
+                case TurnEvent.TURN_END:  # max_wait_ms of silence
+                    self._stop_waiting()
+        self._collect()
+        last_voice = self._vad.last_voice
+        if self._waiting and last_voice is not None and self._turn_over(now - last_voice):
+            self._vad.end_turn()
+            self._stop_waiting()
+            detected.append(Detected(TurnEvent.TURN_END, last_voice))
+        return detected
+
+    def on_pause(self, utterance: Utterance) -> None:
+        if self._waiting and not self.failed:
+            self._verdicts.ask(self._pause, utterance)
+
+    def _turn_over(self, silence: float) -> bool:
+        verdict = self._verdict
+        if self.failed or verdict is None or verdict.probability is None:
+            return silence >= self._end_of_turn_s - _EPS  # no verdict (yet): as the VAD policy
+        if verdict.probability >= self._threshold:
+            return silence >= self._min_silence_s - _EPS
+        return False  # unfinished: the VAD policy underneath ends it at max_wait_ms
+
+    def _collect(self) -> None:
+        while (verdict := self._verdicts.poll()) is not None:
+            if verdict.error is not None:
+                if not self.failed:
+                    self.failed = True
+                    self._on_failure(verdict.error)
+                continue
+            if self._waiting and verdict.pause == self._pause:
+                self._verdict = self.last_verdict = verdict
+
+    def _stop_waiting(self) -> None:
+        if self._waiting:
+            self._verdicts.forget()
+        self._waiting, self._verdict = False, None
