@@ -7,10 +7,15 @@ VAD policy (`TurnDetector`) for onsets, pauses, resumes and barge-in, and at eac
 end-of-turn judge whether the turn sounds finished:
 
 * finished (probability >= `threshold`): the turn ends once the silence has lasted `min_silence_ms`
-  (shorter than `end_of_turn_ms`);
+  (shorter than `end_of_turn_ms`), unless the turn is shorter than `SHORT_TURN_S` (see there);
 * unfinished: it waits until `max_wait_ms` of silence, or until the caller goes on (RESUME);
 * no verdict yet at `end_of_turn_ms`: it ends there, as the VAD policy would, so a slow model
   never costs more than silence alone; a failing model turns the call back to the VAD policy.
+
+What the model hears: the turn so far, or, after a pause that only the model held open (longer than
+`end_of_turn_ms`), the phrase since that pause. smart-turn judges one phrase well and a turn with
+a long silence in it badly: on piper speech "are you open on Saturday?" is 0.96 finished, but
+"Hi, I was wondering" + 0.9 s + "are you open on Saturday?" only 0.09-0.13 (0.98 on the last 1.6 s).
 
 The speculative reply started at PAUSE keeps running while the policy waits (the controller only
 drops it at RESUME), so a long wait costs the caller no extra model time once the turn ends.
@@ -31,6 +36,12 @@ from gateway.conversation.events import Utterance
 from gateway.conversation.turns import Detected, TurnConfig, TurnDetector, TurnEvent
 
 _EPS = 1e-9
+# A turn shorter than this (onset to last voiced frame) never ends early. smart-turn calls a greeting
+# or a filler that opens a longer turn finished: on piper speech "Hi," 0.93, "Good morning," 0.95,
+# "Yes," 0.92, while "Hi, I was wondering" is 0.03. Piper's comma pause after "Hi," is ~340 ms:
+# ended at 200 ms, the bot answered "Hi" into the caller's sentence, where silence alone (400 ms)
+# does not. Short turns keep the VAD policy's timing; they gain nothing, but lose nothing either.
+SHORT_TURN_S = 0.8
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,10 @@ class SemanticTurnPolicy:
         self._threshold = semantic.threshold
         self._verdicts = verdicts
         self._on_failure = on_failure
+        self._onset = 0.0  # of the current turn
+        self._pause_at = 0.0  # last voiced frame before the latest pause
+        self._heard = 0  # frames of the utterance at the latest pause
+        self._phrase = 0  # first frame of the utterance the model hears: after the last long pause
         self._pause = 0  # number of the latest pause
         self._waiting = False  # in a pause, deciding whether it ends the turn
         self._verdict: Verdict | None = None  # the answer for the pause we wait in
@@ -97,27 +112,35 @@ class SemanticTurnPolicy:
             match d.event:
                 case TurnEvent.PAUSE:
                     self._pause += 1
+                    self._pause_at = d.at
                     self._waiting, self._verdict = True, None
-                case TurnEvent.RESUME | TurnEvent.BARGE_IN | TurnEvent.SPEECH_START:
+                case TurnEvent.BARGE_IN | TurnEvent.SPEECH_START:
+                    self._onset, self._phrase = d.at, 0
+                    self._stop_waiting()
+                case TurnEvent.RESUME:
+                    if d.at - self._pause_at >= self._end_of_turn_s - _EPS:
+                        self._phrase = self._heard  # a new phrase after a pause silence alone would have ended
                     self._stop_waiting()
                 case TurnEvent.TURN_END:  # max_wait_ms of silence
                     self._stop_waiting()
         self._collect()
         last_voice = self._vad.last_voice
-        if self._waiting and last_voice is not None and self._turn_over(now - last_voice):
+        if self._waiting and last_voice is not None and self._turn_over(now - last_voice, last_voice - self._onset):
             self._vad.end_turn()
             self._stop_waiting()
             detected.append(Detected(TurnEvent.TURN_END, last_voice))
         return detected
 
     def on_pause(self, utterance: Utterance) -> None:
+        self._heard = utterance.length
         if self._waiting and not self.failed:
-            self._verdicts.ask(self._pause, utterance)
+            phrase = Utterance(utterance.number, utterance.frames[self._phrase:]) if self._phrase else utterance
+            self._verdicts.ask(self._pause, phrase)
 
-    def _turn_over(self, silence: float) -> bool:
+    def _turn_over(self, silence: float, spoken: float) -> bool:
         verdict = self._verdict
-        if self.failed or verdict is None or verdict.probability is None:
-            return silence >= self._end_of_turn_s - _EPS  # no verdict (yet): as the VAD policy
+        if self.failed or verdict is None or verdict.probability is None or spoken < SHORT_TURN_S - _EPS:
+            return silence >= self._end_of_turn_s - _EPS  # no verdict (yet), or a short turn: as the VAD policy
         if verdict.probability >= self._threshold:
             return silence >= self._min_silence_s - _EPS
         return False  # unfinished: the VAD policy underneath ends it at max_wait_ms

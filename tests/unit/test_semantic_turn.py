@@ -120,6 +120,21 @@ def test_the_caller_going_on_in_an_incomplete_pause_is_one_turn_that_ends_after_
     assert verdicts.asked[1][2] > verdicts.asked[0][2]  # the second question hears more of the turn
 
 
+def test_after_a_pause_only_the_model_held_open_the_model_hears_the_new_phrase():
+    verdicts = ScriptedVerdicts({1: (0.05, 0.08), 2: (0.05, 0.08), 3: (0.97, 0.08)})
+    run(verdicts, [(1.0, 2.0), (2.2, 2.6), (3.5, 4.1)], until=6.0)
+    (_, _, first), (_, _, second), (_, _, third) = verdicts.asked
+    assert second > first  # a 200 ms pause (< end_of_turn_ms): still the whole turn
+    # after the 0.9 s pause: from that pause on (its silence, then the new phrase), not the whole turn
+    assert third == round((4.08 + 0.06 - (2.58 + 0.06)) / TICK)
+
+
+def test_a_short_turn_judged_finished_keeps_the_vad_timing():
+    # "Hi," judged finished (smart-turn does): too short to trust, so it ends at end_of_turn_ms as today
+    events, _ = run(ScriptedVerdicts({1: (0.95, 0.08)}), [(1.0, 1.4)], until=3.0)
+    assert turn_end(events).decided_at == pytest.approx(1.38 + 0.4)
+
+
 def test_a_slow_verdict_falls_back_to_end_of_turn_ms():
     events, _ = run(ScriptedVerdicts({1: (0.05, 0.6)}), [(1.0, 2.5)], until=4.0)
     assert turn_end(events).decided_at == pytest.approx(2.48 + 0.4)  # as the VAD policy
