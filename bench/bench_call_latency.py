@@ -10,7 +10,7 @@ person would. Latency = first bot audio in the caller's recording (three 20 ms f
 peer's clock. The jitter buffer, the network path and the media clock are all included. The
 per-stage breakdown comes from the gateway's own `turn` log lines (ms after the VAD's speech end).
 
-    .venv/bin/python bench/bench_call_latency.py [--calls 1] [--questions 12]
+    .venv/bin/python bench/bench_call_latency.py [--calls 1] [--questions 12] [--turn-model smart_turn]
 """
 
 from __future__ import annotations
@@ -135,10 +135,13 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=len(QUESTIONS))
     parser.add_argument("--keep-log", help="copy the gateway's JSON log here")
     parser.add_argument("--end-of-turn-ms", type=int, default=400, help="the agent's end_of_turn_ms")
+    parser.add_argument("--turn-model", choices=("none", "smart_turn"), default="none",
+                        help="the agent's turn_model (end of turn from the sound of the turn, semantic_turn.py)")
     args = parser.parse_args()
     questions = [speech(q) for q in QUESTIONS[: args.questions]]
     agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS,
-                             "reprompt_after_s": 60, "hangup_after_s": 120, "end_of_turn_ms": args.end_of_turn_ms}}
+                             "reprompt_after_s": 60, "hangup_after_s": 120, "end_of_turn_ms": args.end_of_turn_ms,
+                             "turn_model": args.turn_model}}
     config = gateway_config(agents=agents, rtp={"inactivity_timeout_s": 60}, max_calls=args.calls + 1)
     config["logging"] = {"level": "info"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +165,7 @@ def main() -> None:
             Path(args.keep_log).write_text(gw.log_path.read_text())
 
     print(__doc__.split("\n\n")[1].replace("\n", " "))
-    print(f"\n{args.calls} simultaneous call(s), {len(questions)} questions each\n")
+    print(f"\n{args.calls} simultaneous call(s), {len(questions)} questions each, turn_model {args.turn_model}\n")
     stages = ("turn_decision_ms", "transcript_final_ms", "llm_first_token_ms", "first_clause_ms",
               "first_tts_audio_ms", "first_rtp_ms")
     print("| call | question | speech end → first bot audio at the caller (ms) | turn log: "
