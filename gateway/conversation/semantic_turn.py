@@ -7,7 +7,7 @@ VAD policy (`TurnDetector`) for onsets, pauses, resumes and barge-in, and at eac
 end-of-turn judge whether the turn sounds finished:
 
 * finished (probability >= `threshold`): the turn ends once the silence has lasted `min_silence_ms`
-  (shorter than `end_of_turn_ms`), unless the turn is shorter than `SHORT_TURN_S` (see there);
+  (shorter than `end_of_turn_ms`); a turn shorter than `SHORT_TURN_S` at `end_of_turn_ms` (see there);
 * unfinished: it waits until `max_wait_ms` of silence, or until the caller goes on (RESUME);
 * no verdict yet at `end_of_turn_ms`: it ends there, as the VAD policy would, so a slow model
   never costs more than silence alone; a failing model turns the call back to the VAD policy.
@@ -40,7 +40,8 @@ _EPS = 1e-9
 # or a filler that opens a longer turn finished: on piper speech "Hi," 0.93, "Good morning," 0.95,
 # "Yes," 0.92, while "Hi, I was wondering" is 0.03. Piper's comma pause after "Hi," is ~340 ms:
 # ended at 200 ms, the bot answered "Hi" into the caller's sentence, where silence alone (400 ms)
-# does not. Short turns keep the VAD policy's timing; they gain nothing, but lose nothing either.
+# does not. A short turn judged finished ends at end_of_turn_ms, as with the VAD policy; one
+# judged unfinished ("The thing is", 0.44) still waits.
 SHORT_TURN_S = 0.8
 
 
@@ -139,11 +140,12 @@ class SemanticTurnPolicy:
 
     def _turn_over(self, silence: float, spoken: float) -> bool:
         verdict = self._verdict
-        if self.failed or verdict is None or verdict.probability is None or spoken < SHORT_TURN_S - _EPS:
-            return silence >= self._end_of_turn_s - _EPS  # no verdict (yet), or a short turn: as the VAD policy
+        if self.failed or verdict is None or verdict.probability is None:
+            return silence >= self._end_of_turn_s - _EPS  # no verdict (yet): as the VAD policy
         if verdict.probability >= self._threshold:
-            return silence >= self._min_silence_s - _EPS
-        return False  # unfinished: the VAD policy underneath ends it at max_wait_ms
+            shortest = self._min_silence_s if spoken >= SHORT_TURN_S - _EPS else self._end_of_turn_s
+            return silence >= shortest - _EPS
+        return False  # unfinished, short or not: the VAD policy underneath ends it at max_wait_ms
 
     def _collect(self) -> None:
         while (verdict := self._verdicts.poll()) is not None:

@@ -135,6 +135,12 @@ def test_a_short_turn_judged_finished_keeps_the_vad_timing():
     assert turn_end(events).decided_at == pytest.approx(1.38 + 0.4)
 
 
+def test_a_short_turn_judged_unfinished_still_waits():
+    # "The thing is" ... : short, but the model's "unfinished" holds the turn open
+    events, _ = run(ScriptedVerdicts({1: (0.2, 0.08)}), [(1.0, 1.4)], until=3.5)
+    assert turn_end(events).decided_at == pytest.approx(1.38 + 1.5)
+
+
 def test_a_slow_verdict_falls_back_to_end_of_turn_ms():
     events, _ = run(ScriptedVerdicts({1: (0.05, 0.6)}), [(1.0, 2.5)], until=4.0)
     assert turn_end(events).decided_at == pytest.approx(2.48 + 0.4)  # as the VAD policy
