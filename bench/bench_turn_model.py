@@ -93,6 +93,8 @@ def main() -> None:
         return ends(audio, vad, SemanticTurnPolicy(settings.turn, settings.semantic_turn, verdicts), verdicts)
 
     print(__doc__.split("\n\n")[1].replace("\n", " "))
+    print("\n| caller voice | turn_model | 12 questions: turn ends after (median ms) | range | ended early / held to "
+          "max_wait | thinking pause: bot cut in |\n|---|---|---|---|---|---|")
     for name, say in (("espeak", speech), ("piper", piper)):
         for semantic in (False, True):
             delays, cut_in = [], 0
