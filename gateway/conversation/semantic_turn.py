@@ -123,13 +123,15 @@ class SemanticTurnPolicy:
                         self._phrase = self._heard  # a new phrase after a pause silence alone would have ended
                     self._stop_waiting()
                 case TurnEvent.TURN_END:  # max_wait_ms of silence
+                    detected[detected.index(d)] = replace(d, finished=self._probability())
                     self._stop_waiting()
         self._collect()
         last_voice = self._vad.last_voice
         if self._waiting and last_voice is not None and self._turn_over(now - last_voice, last_voice - self._onset):
             self._vad.end_turn()
+            finished = self._probability()
             self._stop_waiting()
-            detected.append(Detected(TurnEvent.TURN_END, last_voice))
+            detected.append(Detected(TurnEvent.TURN_END, last_voice, finished))
         return detected
 
     def on_pause(self, utterance: Utterance) -> None:
@@ -146,6 +148,9 @@ class SemanticTurnPolicy:
             shortest = self._min_silence_s if spoken >= SHORT_TURN_S - _EPS else self._end_of_turn_s
             return silence >= shortest - _EPS
         return False  # unfinished, short or not: the VAD policy underneath ends it at max_wait_ms
+
+    def _probability(self) -> float | None:
+        return None if self._verdict is None else self._verdict.probability
 
     def _collect(self) -> None:
         while (verdict := self._verdicts.poll()) is not None:

@@ -104,7 +104,7 @@ class TurnTaker:
                     self.policy.on_pause(utterance)
                     signals.append(Paused(d.at, utterance))
                 case TurnEvent.TURN_END:
-                    signals.append(TurnEnded(d.at, now, self._snapshot()))
+                    signals.append(TurnEnded(d.at, now, self._snapshot(), d.finished))
                     self._utterance = None
         return signals
 

@@ -45,6 +45,7 @@ class TurnConfig:
 class Detected:
     event: TurnEvent
     at: float  # clock time the event refers to (speech onset, or the last voiced frame)
+    finished: float | None = None  # TURN_END: the end-of-turn model's P(finished) it rested on, if any
 
 
 class TurnPolicy(Protocol):

@@ -155,6 +155,7 @@ def test_the_turn_model_ends_a_finished_turn_sooner_and_a_failing_one_falls_back
         decided = turn.timings.as_ms()["turn_decision_ms"] / 1000
         assert decided_within[0] <= decided <= decided_within[1]
         assert len(h.log.find("turn_model_failed")) == failures
+        assert h.log.find("turn")[0].get("end_of_turn_p") == (0.95 if not failures else None)
     finally:
         model.close()
 

@@ -87,6 +87,7 @@ def test_a_complete_turn_ends_after_the_short_minimum_silence():
     end = turn_end(events)
     assert end.at == pytest.approx(2.48)
     assert end.decided_at == pytest.approx(2.48 + 0.2)  # turn_min_silence_ms, not end_of_turn_ms (400)
+    assert end.finished == 0.95  # what the decision rested on (the `turn` log's end_of_turn_p)
     assert verdicts.asked[0][0] == 1 and verdicts.asked[0][1] == pytest.approx(2.48 + 0.06)  # asked at the pause
     assert verdicts.asked[0][2] > 0  # with the utterance so far
 
@@ -102,6 +103,7 @@ def test_an_incomplete_turn_waits_until_max_wait():
     end = turn_end(events)
     assert end.at == pytest.approx(1.98)
     assert end.decided_at == pytest.approx(1.98 + 1.5)  # turn_max_wait_ms
+    assert end.finished == 0.05
 
 
 def test_max_wait_is_configurable():
@@ -144,6 +146,7 @@ def test_a_short_turn_judged_unfinished_still_waits():
 def test_a_slow_verdict_falls_back_to_end_of_turn_ms():
     events, _ = run(ScriptedVerdicts({1: (0.05, 0.6)}), [(1.0, 2.5)], until=4.0)
     assert turn_end(events).decided_at == pytest.approx(2.48 + 0.4)  # as the VAD policy
+    assert turn_end(events).finished is None
 
 
 def test_no_verdict_at_all_falls_back_to_end_of_turn_ms():
