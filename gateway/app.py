@@ -7,11 +7,12 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from gateway.calls import CallManager
-from gateway.config import Config
+from gateway.config import AgentConfig, Config
 from gateway.http_api import HttpApi
 from gateway.metrics import Metrics
 from gateway.operations import GatewayOperations
@@ -20,6 +21,9 @@ from gateway.sip.account import GatewayAccount
 from gateway.sip.stack import SipStack, StackSettings
 from rtp.clock import MediaClock
 from rtp.ports import PortAllocator
+
+if TYPE_CHECKING:
+    from gateway.conversation.end_of_turn import EndOfTurnModel
 
 log = structlog.get_logger("gateway")
 MEDIA_REPORT_INTERVAL_S = 60.0
@@ -203,13 +207,26 @@ def load_conversation_services(config: Config):
     models.warm_up(skills[conversation_agents[0].name].system_prompt)
     for agent in conversation_agents[1:]:
         models.llm.warm_up(skills[agent.name].system_prompt)
-    services = ConversationServices(models, skills, None)
+    services = ConversationServices(models, skills, None, _load_turn_model(conversation_agents))
     _open_memory(config, services, open_store)
     for agent in conversation_agents:
         for phrase in fixed_phrases(agent):
             services.cache_phrase(phrase)
     log.info("conversation_ready", agents=[a.name for a in conversation_agents])
     return services
+
+
+def _load_turn_model(agents: list[AgentConfig]) -> EndOfTurnModel | None:
+    """The end-of-turn model, once for the process, only if some agent's `turn_model` uses it."""
+    if not any(a.conversation.turn_model == "smart_turn" for a in agents):
+        return None
+    from gateway.conversation.end_of_turn import EndOfTurnModel
+
+    start = time.perf_counter()
+    model = EndOfTurnModel.load()
+    loaded = time.perf_counter() - start
+    log.info("turn_model_loaded", model=model.name, load_s=round(loaded, 3), warm_up_s=round(model.warm_up(), 3))
+    return model
 
 
 MEMORY_RETRY_S = 30.0

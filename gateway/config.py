@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from gateway.conversation.settings import ConversationSettings, yaml_keys
+from gateway.conversation.settings import CHOICES, ConversationSettings, yaml_keys
 from gateway.store.dsn import dsn_password, is_postgres_dsn, redact_dsn
 from gateway.tools import ToolError, ToolsConfig, load_tools
 
@@ -421,7 +421,11 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
         if setting not in data:
             continue
         where = _join(key, setting)
-        if bounds is None:
+        if setting in CHOICES:
+            values[setting] = r.string(data[setting], where)
+            if values[setting] not in CHOICES[setting]:
+                raise r.fail(where, f"one of {', '.join(CHOICES[setting])}", values[setting])
+        elif bounds is None:
             values[setting] = r.string(data[setting], where, allow_empty=True)
         elif kind_of is int:
             values[setting] = r.integer(data[setting], where, int(bounds[0]), int(bounds[1]))
@@ -431,6 +435,9 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
     if conversation.end_of_turn_ms < conversation.pause_ms:
         raise r.fail(_join(key, "end_of_turn_ms"), f"at least pause_ms ({conversation.pause_ms})",
                      conversation.end_of_turn_ms)
+    if conversation.turn_max_wait_ms < conversation.end_of_turn_ms:
+        raise r.fail(_join(key, "turn_max_wait_ms"), f"at least end_of_turn_ms ({conversation.end_of_turn_ms})",
+                     conversation.turn_max_wait_ms)
     tools = _read_tools(r, data.get("tools"), _join(key, "tools"))
     return AgentConfig(
         name=name,

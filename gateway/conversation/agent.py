@@ -32,6 +32,7 @@ from gateway.conversation.controller import Controller
 from gateway.conversation.events import BargedIn, CallStarted, CallStopped, DtmfPressed, Observation
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
+from gateway.conversation.semantic_turn import SemanticTurnPolicy
 from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speak import Speaker
@@ -55,7 +56,7 @@ class ConversationAgent:
         self.log = context.log
         models = services.models
         self.playout = Playout(clock=clock)
-        self.turn_taker = TurnTaker(models.vad.new_stream(8000), policy or TurnDetector(settings.turn),
+        self.turn_taker = TurnTaker(models.vad.new_stream(8000), policy or self._turn_policy(services),
                                     settings.preroll_ms // 20)
         skills = services.skills_for(settings.agent_name) or AgentSkills(settings.agent_name, settings.instructions)
         speaker = Speaker(models.tts, services.phrase, self.playout, clock)
@@ -66,6 +67,21 @@ class ConversationAgent:
 
         self.controller = Controller(context, settings, services, skills, self.playout, pipeline, clock, observe)
         self._thread = threading.Thread(target=self.controller.run, name=f"call-{context.call_id[:12]}", daemon=True)
+
+    def _turn_policy(self, services: ConversationServices) -> TurnPolicy:
+        """Silence alone (the VAD policy), or silence and the end-of-turn model (semantic_turn.py)."""
+        settings = self.settings
+        if settings.turn_model == "none":
+            return TurnDetector(settings.turn)
+        if services.turn_model is None:  # a test or tool that built its services without it
+            self.log.warning("turn_model_not_loaded", turn_model=settings.turn_model)
+            return TurnDetector(settings.turn)
+        log = self.log
+
+        def failed(error: str) -> None:  # once per call, on the media thread
+            log.warning("turn_model_failed", error=error, fallback="vad")
+
+        return SemanticTurnPolicy(settings.turn, settings.semantic_turn, services.turn_model.for_call(), failed)
 
     # -- SIP thread ----------------------------------------------------------------------------
 

@@ -171,6 +171,7 @@ class Controller:
             reply = self._start_reply(utterance, event.at, speculative=False)
         if reply is not None:
             reply.timings.turn_decision = event.decided_at
+            reply.timings.end_of_turn_model = event.finished
             self._release(reply)
 
     def _start_reply(self, utterance: Utterance, speech_end: float, speculative: bool) -> ReplyHandle | None:

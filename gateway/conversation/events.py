@@ -74,6 +74,7 @@ class TurnEnded:
     at: float  # the last voiced frame
     decided_at: float  # when the policy gave the turn to the bot
     utterance: Utterance
+    finished: float | None = None  # the end-of-turn model's P(finished) the decision rested on, if any
 
 
 @dataclass(frozen=True)

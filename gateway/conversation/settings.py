@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from gateway.conversation.semantic_turn import SemanticTurnConfig
 from gateway.conversation.turns import TurnConfig
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ class ConversationSettings:
     min_speech_ms: int = _number(60, 20, 1000)  # voiced this long (bot silent) starts a turn
     barge_in_threshold: float = _number(0.6, 0.05, 0.99)  # speech probability that interrupts the bot
     barge_in_min_ms: int = _number(40, 20, 1000)
+    # End of turn from the sound of the turn (semantic_turn.py): `none` (silence alone) or `smart_turn`.
+    turn_model: str = _text("none")
+    turn_model_threshold: float = _number(0.5, 0.01, 0.99)  # P(finished) at or above which a turn is complete
+    turn_min_silence_ms: int = _number(200, 20, 2000)  # a complete turn ends after this much silence
+    turn_max_wait_ms: int = _number(1500, 100, 10000)  # an incomplete one after this much (>= end_of_turn_ms)
     preroll_ms: int = _number(200, 0, 1000)  # audio before the speech onset kept for the transcript
     max_reply_tokens: int = _number(120, 8, 2048)
     temperature: float = _number(0.3, 0, 2)
@@ -66,6 +72,16 @@ class ConversationSettings:
         return TurnConfig(threshold=self.vad_threshold, off_threshold=max(0.05, self.vad_threshold - 0.15),
                           min_speech_ms=self.min_speech_ms, pause_ms=self.pause_ms, end_of_turn_ms=self.end_of_turn_ms,
                           barge_in_threshold=self.barge_in_threshold, barge_in_min_ms=self.barge_in_min_ms)
+
+    @property
+    def semantic_turn(self) -> SemanticTurnConfig:
+        return SemanticTurnConfig(threshold=self.turn_model_threshold, min_silence_ms=self.turn_min_silence_ms,
+                                  max_wait_ms=self.turn_max_wait_ms)
+
+
+TURN_MODELS = ("none", "smart_turn")
+# Text keys that take one of a few values (checked by the config reader like the numbers' ranges).
+CHOICES: dict[str, tuple[str, ...]] = {"turn_model": TURN_MODELS}
 
 
 def yaml_keys() -> dict[str, tuple[type, tuple[float, float] | None]]:

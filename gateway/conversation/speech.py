@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import structlog
@@ -18,6 +19,9 @@ from gateway.store import Store
 from models.base import CancelToken, Tts
 from models.loader import ModelSet
 from rtp.resample import resample
+
+if TYPE_CHECKING:
+    from gateway.conversation.end_of_turn import EndOfTurnModel
 
 log = structlog.get_logger("conversation")
 
@@ -60,8 +64,9 @@ class ConversationServices:
     """What every conversation agent in the process shares."""
 
     def __init__(self, models: ModelSet, skills: Mapping[str, AgentSkills] | None = None,
-                 store: Store | None = None):
+                 store: Store | None = None, turn_model: EndOfTurnModel | None = None):
         self.models = models
+        self.turn_model = turn_model  # loaded only when an agent's `turn_model` asks for it
         self.skills = dict(skills or {})
         self.store = store  # may be set later: a database that was away at start-up (gateway/app.py)
         self.closed = threading.Event()
@@ -78,6 +83,8 @@ class ConversationServices:
             skills.close()
         if self.store is not None:
             self.store.close()
+        if self.turn_model is not None:
+            self.turn_model.close()
         self.models.close()
 
     def cache_phrase(self, text: str) -> float:

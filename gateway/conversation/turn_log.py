@@ -37,6 +37,7 @@ class TurnLog:
             self.log.info("turn", turn=reply.turn, speculative=reply.timings.speculative, caller=reply.caller_text,
                           bot=" ".join(reply.spoken), cancelled=cut, failed=reply.failed,
                           retrieval_ms=None if reply.retrieval_ms is None else round(reply.retrieval_ms, 2),
+                          **_end_of_turn_field(reply.timings.end_of_turn_model),
                           **reply.timings.as_ms(), **_llm_fields(reply.llm_stats))
             self._record(reply)
             done.append(reply)
@@ -65,6 +66,11 @@ class TurnLog:
 def interrupted(reply: ReplyHandle) -> bool:
     """Cancelled, or cut short by the caller (a barge-in may come after the reply had finished)."""
     return reply.state is ReplyState.CANCELLED or reply.heard is not None
+
+
+def _end_of_turn_field(probability: float | None) -> dict[str, float]:
+    """P(finished) from the end-of-turn model, on the turns it judged (to tune `turn_model_threshold`)."""
+    return {} if probability is None else {"end_of_turn_p": round(probability, 3)}
 
 
 def _llm_fields(stats: object | None) -> dict[str, float]:

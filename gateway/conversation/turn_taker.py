@@ -100,9 +100,11 @@ class TurnTaker:
                 case TurnEvent.RESUME:
                     signals.append(Resumed(d.at))
                 case TurnEvent.PAUSE:
-                    signals.append(Paused(d.at, self._snapshot()))
+                    utterance = self._snapshot()
+                    self.policy.on_pause(utterance)
+                    signals.append(Paused(d.at, utterance))
                 case TurnEvent.TURN_END:
-                    signals.append(TurnEnded(d.at, now, self._snapshot()))
+                    signals.append(TurnEnded(d.at, now, self._snapshot(), d.finished))
                     self._utterance = None
         return signals
 

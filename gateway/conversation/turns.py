@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gateway.conversation.events import Utterance
 
 
 class TurnEvent(enum.Enum):
@@ -42,6 +45,7 @@ class TurnConfig:
 class Detected:
     event: TurnEvent
     at: float  # clock time the event refers to (speech onset, or the last voiced frame)
+    finished: float | None = None  # TURN_END: the end-of-turn model's P(finished) it rested on, if any
 
 
 class TurnPolicy(Protocol):
@@ -56,6 +60,11 @@ class TurnPolicy(Protocol):
     def update(self, now: float, probability: float, bot_speaking: bool = False, loud: bool = False,
                quiet: bool = False) -> list[Detected]: ...
 
+    def on_pause(self, utterance: Utterance) -> None:
+        """The caller's utterance so far, at the PAUSE this policy just fired (same tick). A policy
+        that judges the sound or the words of the turn asks about them here; the VAD ignores it."""
+        ...
+
 
 class TurnDetector:
     """The VAD policy: hysteresis on the speech probability, pause and end of turn on silence."""
@@ -66,6 +75,21 @@ class TurnDetector:
         self.paused = False
         self._onset: float | None = None
         self._last_voice: float | None = None
+
+    @property
+    def last_voice(self) -> float | None:
+        """The clock time of the caller's last voiced frame in this turn (None before the first)."""
+        return self._last_voice
+
+    def on_pause(self, utterance: Utterance) -> None:
+        pass  # silence alone decides here
+
+    def end_turn(self) -> None:
+        """Another judge (semantic_turn.py) gave the turn to the bot before this one's silence ran
+        out: wait for the next onset as after a TURN_END."""
+        self.in_speech = False
+        self.paused = False
+        self._onset = None
 
     def update(self, now: float, probability: float, bot_speaking: bool = False, loud: bool = False,
                quiet: bool = False) -> list[Detected]:

@@ -129,9 +129,26 @@ def test_every_conversation_setting_is_read_from_yaml_with_its_default_in_one_pl
     assert settings.unknown_answer == ConversationSettings().unknown_answer  # the one default
 
 
+def test_the_turn_model_settings(tmp_path):
+    from gateway.conversation.settings import conversation_settings
+
+    text = CONVERSATION.replace("    instructions: |", "    turn_model: smart_turn\n    turn_min_silence_ms: 150\n"
+                                                      "    turn_max_wait_ms: 1200\n    instructions: |")
+    settings = conversation_settings(load_config(write(tmp_path, text), env={}).agents["front-desk"])
+    assert settings.turn_model == "smart_turn"
+    assert (settings.semantic_turn.min_silence_ms, settings.semantic_turn.max_wait_ms) == (150, 1200)
+    assert settings.semantic_turn.threshold == 0.5
+    default = conversation_settings(load_config(write(tmp_path, CONVERSATION), env={}).agents["front-desk"])
+    assert default.turn_model == "none"
+
+
 @pytest.mark.parametrize(("line", "expected"), [("model_timeout_s: 0", "a number from 1 to 120"),
                                                 ("preroll_ms: lots", "an integer from 0 to 1000"),
-                                                ("end_of_turn_ms: 100\n    pause_ms: 200", "at least pause_ms")])
+                                                ("end_of_turn_ms: 100\n    pause_ms: 200", "at least pause_ms"),
+                                                ("turn_model: smartturn", "one of none, smart_turn"),
+                                                ("turn_model_threshold: 1.5", "a number from 0.01 to 0.99"),
+                                                ("turn_max_wait_ms: 300\n    end_of_turn_ms: 400",
+                                                 "at least end_of_turn_ms (400)")])
 def test_conversation_setting_errors_name_file_key_and_expectation(tmp_path, line, expected):
     path = write(tmp_path, CONVERSATION.replace("    instructions: |", f"    {line}\n    instructions: |"))
     with pytest.raises(ConfigError) as info:

@@ -38,7 +38,7 @@ class Log:
 
 class Harness:
     def __init__(self, settings: ConversationSettings | None = None, skills=None, store=None,
-                 remote_uri: str = "", transfer_ok: bool = True, **model_kw):
+                 remote_uri: str = "", transfer_ok: bool = True, turn_model=None, **model_kw):
         self.clock = FakeClock()
         self.models = FakeModels(self.clock, **model_kw)
         self.log = Log()
@@ -57,7 +57,8 @@ class Harness:
                               record=lambda kind, **fields: self.records.append(kind))
         self.settings = settings or ConversationSettings(greeting="Hello there.", instructions="Be brief.",
                                                          reprompt_after_s=60, hangup_after_s=120)
-        services = ConversationServices(self.models, {self.settings.agent_name: skills} if skills else None, store)
+        services = ConversationServices(self.models, {self.settings.agent_name: skills} if skills else None, store,
+                                        turn_model)
         self.seen: list[object] = []  # the controller's typed observations
         self.agent = ConversationAgent(context, self.settings, services, clock=self.clock, observe=self.seen.append)
         self.out: list[tuple[float, bool]] = []  # (time, bot frame was audio)
@@ -134,6 +135,29 @@ def test_reply_after_turn_end_with_stage_timings(harness):
                 "first_rtp_ms"):
         assert stages[key] is not None, key
     assert stages["turn_decision_ms"] >= 380
+
+
+@pytest.mark.parametrize(("judge", "decided_within", "failures"), [(lambda audio: 0.95, (0.18, 0.32), 0),
+                                                                   (lambda audio: 1 / 0, (0.38, 0.5), 1)])
+def test_the_turn_model_ends_a_finished_turn_sooner_and_a_failing_one_falls_back_to_silence(
+        harness, judge, decided_within, failures):
+    from gateway.conversation.end_of_turn import EndOfTurnModel
+
+    model = EndOfTurnModel(judge)
+    try:
+        settings = ConversationSettings(greeting="Hello there.", instructions="Be brief.", reprompt_after_s=60,
+                                        hangup_after_s=120, turn_model="smart_turn")
+        h = harness(settings=settings, turn_model=model)
+        h.run(silence_frames(2.0))
+        h.run(speech_frames(1, 1.5))
+        h.run(silence_frames(3.0))
+        turn = h.turns()[0]
+        decided = turn.timings.as_ms()["turn_decision_ms"] / 1000
+        assert decided_within[0] <= decided <= decided_within[1]
+        assert len(h.log.find("turn_model_failed")) == failures
+        assert h.log.find("turn")[0].get("end_of_turn_p") == (0.95 if not failures else None)
+    finally:
+        model.close()
 
 
 def test_speculative_reply_is_dropped_when_the_caller_goes_on(harness):
