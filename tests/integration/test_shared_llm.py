@@ -70,9 +70,11 @@ def test_two_gateways_share_one_llm_server(gateway_factory, llm_server, tmp_path
         peer = RtpPeer(free_port_pair())
         peer.play_at(ASK_AT, question)
         peers.append(peer)
-        calls.append(start_call(gw, tmp_path / f"call{i}", peer, seconds=16))
+        # 30 s: two gateways and the LLM server share 2 cores; on a busy machine the reply (whose
+        # `turn` line is written when it ends) must still finish inside the call
+        calls.append(start_call(gw, tmp_path / f"call{i}", peer, seconds=30))
     for call in calls:
-        call.join(60)
+        call.join(120)
     for peer in peers:
         peer.stop()
     for call, gw in zip(calls, gateways, strict=True):

@@ -11,7 +11,7 @@ What this proves, from one flood run shared by the tests below:
 * excess calls get 486 (or 503), never 200 beyond ``max_calls``: replaying ``call_incoming`` /
   ``call_ended`` from the log, at most ``max_calls`` calls are ever up at once;
 * the accepted call keeps its audio: during the flood the peer receives the gateway's RTP with no
-  inter-arrival gap above 60 ms (timed on the peer's own receive thread, not its 20 ms tick), and
+  inter-arrival gap above 200 ms (timed on the peer's own receive thread, not its 20 ms tick), and
   the tone it sends comes back (echo agent);
 * afterwards every answered call's ports are released (one ``rtp_released`` per
   ``call_incoming``, ``ports_in_use`` back to 0).
@@ -49,7 +49,7 @@ MAX_CALLS = 3
 FLOOD_CALLS = 40
 FLOOD_RATE = 20
 CALL_MS = 3000
-MAX_GAP_S = 0.060
+MAX_GAP_S = 0.200  # a stall guard, sized for a busy CI machine (idle: ~27 ms, docs/operations.md)
 
 # Answered: ACK, talk CALL_MS, BYE. Refused (486 busy / 503 rate limit): ACK the final answer, done.
 FLOOD_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
