@@ -453,24 +453,27 @@ def _explicit(path: str | os.PathLike[str], sha256: str | None, cache_dir: Path 
     return p
 
 
+def _single_file(pkg: PinnedPackage, path: str | os.PathLike[str] | None, kind: str, verify: bool,
+                 cache_dir: Path | None) -> Path:
+    """An explicit path as given, else the one pinned file of `pkg`, verified."""
+    if path is not None:
+        return _explicit(path, None, cache_dir, kind)
+    base = _verify_package(pkg, cache_dir or default_cache_dir(), verify)
+    return base / pkg.files[0].relpath
+
+
 def resolve_vad(
     path: str | os.PathLike[str] | None = None, *, verify: bool = True, cache_dir: Path | None = None
 ) -> Path:
     """Path of the silero VAD ONNX file (default: from ``silero-vad==6.2.3``, not imported: it would import torch)."""
-    if path is not None:
-        return _explicit(path, None, cache_dir, "VAD model")
-    base = _verify_package(SILERO_VAD, cache_dir or default_cache_dir(), verify)
-    return base / SILERO_VAD.files[0].relpath
+    return _single_file(SILERO_VAD, path, "VAD model", verify, cache_dir)
 
 
 def resolve_turn_model(
     path: str | os.PathLike[str] | None = None, *, verify: bool = True, cache_dir: Path | None = None
 ) -> Path:
     """Path of the smart-turn v3.2 ONNX file (default: from ``pipecat-ai==1.14.0``, installed --no-deps)."""
-    if path is not None:
-        return _explicit(path, None, cache_dir, "end-of-turn model")
-    base = _verify_package(SMART_TURN, cache_dir or default_cache_dir(), verify)
-    return base / SMART_TURN.files[0].relpath
+    return _single_file(SMART_TURN, path, "end-of-turn model", verify, cache_dir)
 
 
 _WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
