@@ -96,7 +96,7 @@ class ListeningCaller:
             return True
         if tick < onset + INTERJECT_AFTER:
             return True
-        if not peer.bot_active(tick):  # the reply was shorter than 0.6 s: nothing to talk over
+        if not any(peer.bot_active(t) for t in range(tick - 10, tick + 1)):  # the reply was over: nothing to talk over
             current.interjection_skipped = True
             return False
         peer.play_at(tick, pcm)

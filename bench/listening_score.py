@@ -1,0 +1,134 @@
+"""Scores one listening call from what the caller heard on the wire, with the gateway's log for text.
+
+The wire (the caller's recording, by arrival time) is the truth for timing: bot audio is three 20 ms
+frames above -40 dBFS (as in bench_call_latency). The gateway's log says what it heard (`turn` and
+`turn_ignored` lines) and when it stopped for the caller (`barge_in`); its timestamps are placed on
+the caller's clock from the wall time of the caller's first tick.
+
+- cut-in: bot audio starts inside a mid-thought pause;
+- dead air: a finished turn gets no bot audio within 1.5 s of its end;
+- false barge-in: while the bot should have been talking (the greeting, each answer) the caller only
+  coughed, said "uh-huh", or said nothing, and the bot stopped: the gateway logged a barge-in then,
+  and the wire shows no bot audio 300-500 ms after it (a greeting cut 100 ms in counts too, although
+  hardly any of it reached the wire);
+- voice-to-voice: first bot audio minus the end of a complete question;
+- WER: what the gateway heard between the turn's start and the caller's next move, against the text.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bench.listening_caller import TurnTimeline
+from bench.listening_spec import CallPlan, Interjection, TurnKind
+from bench.scripted_call import ONSET_FRAMES, bot_onset
+from bench.wer import WordErrors, word_errors
+from tests.rig.rtp_peer import RtpPeer
+
+TICK_S = 0.02
+DEAD_AIR = 75  # ticks: 1.5 s
+STOP_WITHIN = 15  # ticks: a barge-in that stopped the bot ends its audio within 300 ms
+
+
+class Disturbance(enum.Enum):
+    """What the caller did during a bot reply that should not have stopped it."""
+
+    BACKCHANNEL = "backchannel"
+    COUGH = "cough"
+    NOISE = "nothing, on a noisy line"
+    SILENCE = "nothing, on a quiet line"
+
+
+@dataclass(frozen=True)
+class TurnScore:
+    kind: TurnKind
+    reference: str
+    heard: str
+    errors: WordErrors
+    pauses: int
+    cut_ins: int
+    dead_air: bool
+    latency_ms: float | None  # complete questions only
+    interjection: str  # "", "sent", or "skipped" (no reply, or one shorter than 0.6 s)
+
+
+@dataclass(frozen=True)
+class ReplyScore:
+    disturbance: Disturbance
+    barge_in_logged: bool
+    false_barge_in: bool  # logged, and the wire shows the reply stopping
+
+
+@dataclass(frozen=True)
+class CallScore:
+    plan: CallPlan
+    turns: tuple[TurnScore, ...]
+    replies: tuple[ReplyScore, ...]
+
+
+def log_tick(line: dict[str, Any], t0_wall: float) -> float:
+    """A log line's time on the caller's clock (ticks since its first packet)."""
+    return (datetime.fromisoformat(str(line["timestamp"])).timestamp() - t0_wall) / TICK_S
+
+
+def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log: list[dict[str, Any]],
+               t0_wall: float) -> CallScore:
+    """`log`: this call's `turn`, `turn_ignored` and `barge_in` lines."""
+    heard_lines = sorted(((log_tick(e, t0_wall), e) for e in log if e["event"] in ("turn", "turn_ignored")),
+                         key=lambda pair: pair[0])
+    barges = [log_tick(e, t0_wall) for e in log if e["event"] == "barge_in"]
+    last = max(peer.received, default=0) + 1
+    turns = []
+    for tl in timelines:
+        window_end = tl.interjection[0] if tl.interjection else tl.next_start or last
+        heard = " ".join(_heard(e) for t, e in heard_lines if tl.start <= t < window_end and _heard(e))
+        cut_ins = sum(1 for a, b in tl.pauses if _onset_before(peer, a, b))
+        onset = bot_onset(peer, tl.end, tl.next_start or last)
+        latency = None
+        if tl.spoken.turn.kind is TurnKind.QUESTION and onset is not None:
+            latency = (onset - tl.end) * TICK_S * 1000
+        turns.append(TurnScore(tl.spoken.turn.kind, tl.spoken.turn.reference, heard,
+                               word_errors(tl.spoken.turn.reference, heard), len(tl.pauses), cut_ins,
+                               onset is None or onset - tl.end >= DEAD_AIR, latency,
+                               "sent" if tl.interjection else "skipped" if tl.interjection_skipped else ""))
+    return CallScore(plan, tuple(turns), tuple(_replies(plan, timelines, peer, barges)))
+
+
+def _heard(line: dict[str, Any]) -> str:
+    if line["event"] == "turn_ignored":
+        return str(line.get("transcript") or "")
+    return "" if line.get("cancelled") else str(line.get("caller") or "")
+
+
+def _onset_before(peer: RtpPeer, start: int, end: int) -> bool:
+    onset = bot_onset(peer, start, end + ONSET_FRAMES - 1)
+    return onset is not None and onset < end
+
+
+def _replies(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, barges: list[float]) -> list[ReplyScore]:
+    """One per bot reply the caller should have let finish: the greeting and each turn's answer (the caller
+    only interjecting, or silent), plus one per interjection, which is scored on its own window."""
+    noisy = plan.condition.snr_db is not None
+    starts = [0, *(tl.end for tl in timelines)]
+    ends = [tl.start for tl in timelines] + [timelines[-1].next_start or max(peer.received, default=0) + 1]
+    interjections = [(tl.interjection[0], tl.interjection[1] + STOP_WITHIN, tl.spoken.turn.interjection)
+                     for tl in timelines if tl.interjection]
+    out = []
+    for start, end in zip(starts, ends, strict=False):
+        mine = [t for t in barges if start <= t < end and not any(a <= t <= b for a, b, _ in interjections)]
+        out.append(ReplyScore(Disturbance.NOISE if noisy else Disturbance.SILENCE, bool(mine),
+                              any(_stopped(peer, t) for t in mine)))
+    for a, b, what in interjections:
+        mine = [t for t in barges if a <= t <= b]
+        kind = Disturbance.COUGH if what is Interjection.COUGH else Disturbance.BACKCHANNEL
+        out.append(ReplyScore(kind, bool(mine), any(_stopped(peer, t) for t in mine)))
+    return out
+
+
+def _stopped(peer: RtpPeer, barge: float) -> bool:
+    """The wire agrees the bot stopped: no bot audio from 300 to 500 ms after the logged barge-in."""
+    first = int(barge) + STOP_WITHIN
+    return not any(peer.bot_active(t) for t in range(first, first + 10))
