@@ -15,10 +15,10 @@ Each scripted conversation is one call with its own history, and each turn goes 
 ``ConversationAgent`` takes it, minus the audio: a short goodbye ends the call (a hang-up), then
 ``plan_turn`` either settles the turn with a fixed line (a plain transfer request, a question the
 knowledge cannot answer) or gives the LLM's user message with the retrieved facts; the LLM
-(``LlamaCppLlm``, n_ctx 2048, 2 threads, the system prompt warmed up first) streams through
-``ToolCallDetector`` and ``ClauseSplitter``; a call is kept only if ``unasked_tool_call`` lets it,
-after ``without_invented_number``; the fixed lines the agent adds (transfer notice, "message taken",
-"one moment") are part of the reply. The history keeps the caller's words (not the facts) and what
+(``LlamaCppLlm``, n_ctx 2048, 2 threads, the system prompt warmed up first) streams through the
+agent's own generate stage (``gateway.conversation.generate.Generator``: tool-call detection,
+clause splitting, the checks on the call); the fixed lines it adds (transfer notice, "message
+taken", "one moment") are part of the reply. The history keeps the caller's words (not the facts) and what
 the bot said, cut by ``fit_history``. Tools are never executed (no HTTP request is sent).
 
 Scores: *fact accuracy* = fact turns whose reply has every keyword group and no forbidden pattern
@@ -40,7 +40,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +52,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.config import AgentConfig, parse_config  # noqa: E402
-from gateway.conversation.agent import ConversationSettings  # noqa: E402
-from gateway.conversation.clauses import ClauseSplitter  # noqa: E402
+from gateway.conversation.generate import Generation, Generator  # noqa: E402
 from gateway.conversation.history import approx_tokens, fit_history  # noqa: E402
-from gateway.conversation.planner import (  # noqa: E402
-    is_goodbye,
-    plan_turn,
-    unasked_tool_call,
-    ungrounded_arguments,
-    without_invented_number,
-)
-from gateway.conversation.settings import conversation_settings  # noqa: E402
+from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
+from gateway.conversation.settings import ConversationSettings, conversation_settings  # noqa: E402
 from gateway.conversation.skills import AgentSkills  # noqa: E402
-from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolCallDetector  # noqa: E402
+from gateway.tools import ToolCall  # noqa: E402
 from models.base import ChatMessage, ModelError  # noqa: E402
 from models.llama import LlamaConfig, LlamaCppLlm  # noqa: E402
 from models.registry import resolve_test_llm  # noqa: E402
@@ -189,54 +182,28 @@ class Caller:
         return outcome
 
     def _stream(self, turn: Turn, messages: list[ChatMessage], best_fact: str | None) -> Outcome:
-        """ConversationAgent._stream_reply without TTS: the spoken clauses and fixed lines, in order."""
-        s, specs = self.settings, self.skills.tools.specs
-        splitter, detector = ClauseSplitter(), ToolCallDetector(specs) if specs else None
-        spoken: list[str] = []
-        acknowledged = False
+        """The agent's generate stage (gateway/conversation/generate.py) without TTS: the spoken
+        clauses and fixed lines, in order, and the tool call its checks let through."""
+        settings = replace(self.settings, temperature=self.temperature)
+        generator = Generator(self.llm, self.skills.tools.specs, settings, _QUIET_LOG, time.perf_counter)
+        out = Generation()
         t0 = time.perf_counter()
-        for piece in self.llm.stream_chat(messages, max_tokens=s.max_reply_tokens, temperature=self.temperature):
-            speech = detector.feed(piece) if detector is not None else piece
-            if detector is not None and detector.holding and not acknowledged and not spoken and not speech.strip():
-                acknowledged = True
-                spoken.append(s.acknowledgement)
-            spoken += splitter.feed(speech)
+        spoken = [item.text for item in generator.reply(messages, turn.said.strip(), best_fact, out)]
         stats = self.llm.thread_stats
-        outcome = Outcome(turn, "llm", "", llm_ms=(time.perf_counter() - t0) * 1000,
-                          first_token_ms=stats.ttft_s * 1000 if stats is not None and stats.ttft_s else None)
-        spoke = bool(spoken)
-        if detector is not None:
-            parsed = detector.finish()
-            spoken += splitter.feed(parsed.unspoken)
-            outcome.error = parsed.error
-            if parsed.error and not spoke and not parsed.speech.strip():
-                spoken.append(best_fact or s.not_understood)
-            if parsed.call is not None:
-                spoke = spoke or bool(parsed.speech.strip())
-                spoken += splitter.flush()
-                self._accept(outcome, parsed.call, spoke, acknowledged, spoken, best_fact)
-        spoken += splitter.flush()
-        outcome.reply = " ".join(spoken)
-        outcome.spoken = spoken
-        return outcome
+        return Outcome(turn, "llm", " ".join(spoken), call=out.call, rejected=out.rejected, error=out.error,
+                       llm_ms=(time.perf_counter() - t0) * 1000,
+                       first_token_ms=stats.ttft_s * 1000 if stats is not None and stats.ttft_s else None,
+                       spoken=spoken)
 
-    def _accept(self, outcome: Outcome, call: ToolCall, spoke: bool, acknowledged: bool, spoken: list[str],
-                best_fact: str | None) -> None:
-        """ConversationAgent._accept_tool_call: an unasked transfer or hang-up, or a lookup with
-        arguments the caller never said, is refused; the best retrieved fact is said instead."""
-        s, said = self.settings, outcome.turn.said
-        if unasked_tool_call(call, said) or ungrounded_arguments(call, said, frozenset(BUILTIN_TOOLS)):
-            outcome.rejected = call
-            if not spoke or acknowledged:
-                spoken.append(best_fact or s.not_understood)
-            return
-        call = outcome.call = without_invented_number(call, said)
-        if call.name == "transfer":
-            spoken.append(s.transfer_notice.format(target=call.arguments["target"]))
-        elif call.name == "take_message":
-            spoken.append(s.message_taken)
-        elif not spoke and not acknowledged and call.name != "hangup":
-            spoken.append(s.acknowledgement)
+
+class _QuietLog:
+    """The generate stage's log lines (rejected calls) are in the table already."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+_QUIET_LOG = _QuietLog()
 
 
 # -- scoring -----------------------------------------------------------------------------------------

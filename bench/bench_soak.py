@@ -258,15 +258,16 @@ def top_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, limit:
 
 def state_sizes(agent: ConversationAgent, session: RtpSession) -> dict[str, int]:
     """Lengths of the containers a call keeps for its whole life (private attributes: this is a probe)."""
-    playout = agent.playout
+    playout, controller = agent.playout, agent.controller
     return {
-        "history": len(agent._history),
-        "caller_lines": len(agent._caller_lines),
-        "bot_lines": len(agent._bot_lines),
-        "spoken": len(agent._spoken),
-        "to_log": len(agent._to_log),
+        "history": len(controller.history.messages),
+        "caller_lines": len(controller.history.caller_lines),
+        "spoken": len(controller.history._spoken),
+        "to_log": len(controller.turn_log._pending),
         "playout_released": len(playout._released),
-        "playout_callbacks": len(playout._on_first_frame),
+        "playout_cut": len(playout._cut),
+        "playout_listeners": len(playout._listeners),
+        "playout_started": len(playout._started),
         "playout_pieces": len(playout._pieces),
         "jitter_packets": len(session._jitter._packets),
     }
@@ -347,13 +348,13 @@ def main() -> None:
     def busy() -> bool:
         return (
             bool(clock._waiting)
-            or not agent._events.empty()
+            or not agent.controller._events.empty()
             or any(t.name.startswith(("reply-", "speaker-")) for t in threading.enumerate())
         )
 
     def quiet() -> bool:
         """Nobody talks and nothing is being prepared: checkpoints are comparable moments of the call."""
-        return not caller.talking and not agent.playout._frames and not agent.detector.in_speech and not busy()
+        return not caller.talking and not agent.playout._frames and not agent.turn_taker.policy.in_speech and not busy()
 
     def checkpoint(tick: int) -> None:
         gc.collect()

@@ -30,7 +30,11 @@ from bench.sample_business import GREETING, INSTRUCTIONS, QUESTIONS, last_active
 from gateway.agents.base import CallContext  # noqa: E402
 from gateway.config import AgentConfig, ModelsConfig  # noqa: E402
 from gateway.conversation.agent import ConversationAgent  # noqa: E402
-from gateway.conversation.settings import conversation_settings, model_set_config  # noqa: E402
+from gateway.conversation.settings import (  # noqa: E402
+    ConversationSettings,
+    conversation_settings,
+    model_set_config,
+)
 from gateway.conversation.speech import ConversationServices  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
 from models.loader import ModelSet  # noqa: E402
@@ -47,9 +51,9 @@ def main() -> None:
     models = ModelSet.load(model_set_config(ModelsConfig()))
     models.warm_up(INSTRUCTIONS)
     services = ConversationServices(models)
-    agent_config = AgentConfig(name="bench", type="conversation", greeting=GREETING, instructions=INSTRUCTIONS,
-                               reprompt_after_s=60, hangup_after_s=120)
-    for phrase in (agent_config.greeting, agent_config.reprompt, agent_config.goodbye):
+    agent_config = AgentConfig(name="bench", type="conversation", conversation=ConversationSettings(
+        greeting=GREETING, instructions=INSTRUCTIONS, reprompt_after_s=60, hangup_after_s=120))
+    for phrase in (agent_config.greeting, agent_config.conversation.reprompt, agent_config.conversation.goodbye):
         services.cache_phrase(phrase)
     print(f"models loaded and warmed up in {time.perf_counter() - t:.1f} s")
 

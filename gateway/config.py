@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from gateway.conversation.settings import ConversationSettings, yaml_keys
 from gateway.store.dsn import dsn_password, is_postgres_dsn, redact_dsn
 from gateway.tools import ToolError, ToolsConfig, load_tools
 
@@ -149,26 +150,20 @@ class AgentConfig:
     name: str
     type: str
     answer_after_s: float = 0.0
-    # conversation agents
-    greeting: str = ""
-    instructions: str = ""
-    reprompt: str = "Are you still there?"
-    reprompt_after_s: float = 8.0
-    goodbye: str = "Thank you for calling. Goodbye!"
-    hangup_after_s: float = 20.0
-    end_of_turn_ms: int = 400
-    pause_ms: int = 60
-    vad_threshold: float = 0.5
-    max_reply_tokens: int = 120
-    temperature: float = 0.3
+    # conversation agents: every other key of the agent's block (gateway/conversation/settings.py
+    # holds their defaults and ranges)
+    conversation: ConversationSettings = field(default_factory=ConversationSettings)
     knowledge: tuple[str, ...] = ()  # files or folders (Markdown, text) the agent answers from
     tools: ToolsConfig = field(default_factory=lambda: ToolsConfig({}))
     dtmf: Mapping[str, DtmfAction] = field(default_factory=dict)  # digit -> what pressing it does
-    returning_greeting: str = "Welcome back, {name}! How can I help you today?"
-    unknown_answer: str = ("I'm sorry, I don't have that information. I can take a message, "
-                           "or transfer you to someone who can help.")
-    acknowledgement: str = "One moment, please."
-    history_tokens: int = 1200  # per-call history budget; older turns are summarized beyond it
+
+    @property
+    def instructions(self) -> str:
+        return self.conversation.instructions
+
+    @property
+    def greeting(self) -> str:
+        return self.conversation.greeting
 
 
 @dataclass(frozen=True)
@@ -409,11 +404,8 @@ def _read_account(r: _Reader, raw: object, key: str, agents: Mapping[str, AgentC
 
 
 def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
-    data = r.mapping(raw, key, {"type", "answer_after_s", "greeting", "instructions", "reprompt", "reprompt_after_s",
-                                "goodbye", "hangup_after_s", "end_of_turn_ms", "pause_ms", "vad_threshold",
-                                "max_reply_tokens", "temperature", "knowledge", "tools", "dtmf",
-                                "returning_greeting", "unknown_answer", "acknowledgement", "history_tokens"},
-                       {"type"})
+    settings_keys = yaml_keys()
+    data = r.mapping(raw, key, {"type", "answer_after_s", "knowledge", "tools", "dtmf", *settings_keys}, {"type"})
     kind = r.string(data["type"], _join(key, "type"))
     if kind not in _AGENT_TYPES:
         raise r.fail(_join(key, "type"), f"one of {', '.join(_AGENT_TYPES)}", kind)
@@ -424,42 +416,30 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
                      has_got=False)
     if kind == "conversation" and "instructions" not in data:
         raise r.fail(_join(key, "instructions"), "the agent's instructions (its system prompt)", has_got=False)
-    def text(name: str, default: str) -> str:
-        return r.optional(data, name, key, lambda v, k: r.string(v, k, allow_empty=True), default)
-
-    def number(name: str, lo: float, hi: float, default: float) -> float:
-        return r.optional(data, name, key, lambda v, k: r.number(v, k, lo, hi), default)
-
-    def integer(name: str, lo: int, hi: int, default: int) -> int:
-        return r.optional(data, name, key, lambda v, k: r.integer(v, k, lo, hi), default)
-
+    values: dict[str, Any] = {}
+    for setting, (kind_of, bounds) in settings_keys.items():
+        if setting not in data:
+            continue
+        where = _join(key, setting)
+        if bounds is None:
+            values[setting] = r.string(data[setting], where, allow_empty=True)
+        elif kind_of is int:
+            values[setting] = r.integer(data[setting], where, int(bounds[0]), int(bounds[1]))
+        else:
+            values[setting] = r.number(data[setting], where, bounds[0], bounds[1])
+    conversation = ConversationSettings(**values)
+    if conversation.end_of_turn_ms < conversation.pause_ms:
+        raise r.fail(_join(key, "end_of_turn_ms"), f"at least pause_ms ({conversation.pause_ms})",
+                     conversation.end_of_turn_ms)
     tools = _read_tools(r, data.get("tools"), _join(key, "tools"))
-    pause_ms = integer("pause_ms", 20, 2000, 60)
-    end_of_turn_ms = integer("end_of_turn_ms", 100, 5000, 400)
-    if end_of_turn_ms < pause_ms:
-        raise r.fail(_join(key, "end_of_turn_ms"), f"at least pause_ms ({pause_ms})", end_of_turn_ms)
     return AgentConfig(
         name=name,
         type=kind,
-        answer_after_s=number("answer_after_s", 0, 60, 0.0),
-        greeting=text("greeting", ""),
-        instructions=text("instructions", ""),
-        reprompt=text("reprompt", "Are you still there?"),
-        reprompt_after_s=number("reprompt_after_s", 1, 600, 8.0),
-        goodbye=text("goodbye", "Thank you for calling. Goodbye!"),
-        hangup_after_s=number("hangup_after_s", 2, 3600, 20.0),
-        end_of_turn_ms=end_of_turn_ms,
-        pause_ms=pause_ms,
-        vad_threshold=number("vad_threshold", 0.05, 0.95, 0.5),
-        max_reply_tokens=integer("max_reply_tokens", 8, 2048, 120),
-        temperature=number("temperature", 0, 2, 0.3),
+        answer_after_s=r.optional(data, "answer_after_s", key, lambda v, k: r.number(v, k, 0, 60), 0.0),
+        conversation=conversation,
         knowledge=_read_knowledge(r, data.get("knowledge"), _join(key, "knowledge")),
         tools=tools,
         dtmf=_read_dtmf(r, data.get("dtmf"), _join(key, "dtmf"), tools),
-        returning_greeting=text("returning_greeting", "Welcome back, {name}! How can I help you today?"),
-        unknown_answer=text("unknown_answer", AgentConfig.unknown_answer),
-        acknowledgement=text("acknowledgement", "One moment, please."),
-        history_tokens=integer("history_tokens", 200, 100000, 1200),
     )
 
 

@@ -29,7 +29,6 @@ import numpy.typing as npt
 __all__ = [
     "AudioChunk",
     "CancelToken",
-    "Cancelled",
     "ChatMessage",
     "Llm",
     "LlmError",
@@ -54,10 +53,6 @@ class ModelError(RuntimeError):
 
 class LlmError(ModelError):
     """The LLM engine failed (HTTP error, connection lost, malformed stream, model failure)."""
-
-
-class Cancelled(ModelError):  # noqa: N818 - reads better at the raise site than "CancelledError"
-    """Raised only where an engine cannot express cancellation by simply ending its iterator."""
 
 
 @runtime_checkable

@@ -6,12 +6,11 @@ from several threads; per-call state lives in ``VadStream`` objects and in the c
 message list).
 
 Why the set owns a ``ThreadPoolExecutor``: the media clock must never wait for a model.
-The clock thread runs only the VAD (sub-millisecond); everything slow (transcribing,
-generating, synthesizing) is submitted to :attr:`ModelSet.executor` and its results are
-picked up by the call without blocking the clock.  A dedicated pool, rather than the
-default one or a thread per request, bounds how many inferences compete for the two cores
-(``max_workers``, default 4: at most one STT, one LLM stream and one TTS for a call plus
-one spare), so a burst of calls queues instead of thrashing every call's latency.
+The clock thread runs only the VAD (sub-millisecond). Transcriptions are submitted to
+:attr:`ModelSet.executor` (a call transcribes at every pause of the caller, and a burst of
+calls should queue there rather than thrash every call's latency); the LLM stream and TTS
+run on the call's own reply threads (gateway/conversation/pipeline.py, speak.py), each
+engine's work on its pinned thread (:mod:`models.pinned`).
 
 The set also owns the :class:`models.gate.ComputeGate` that its STT, LLM and TTS share: on
 2 cores two engines computing at once slow each other down dramatically (llama.cpp fell

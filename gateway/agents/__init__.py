@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.agents.base import Agent, CallContext
+from gateway.agents.base import Agent, CallContext, RecordKind
 from gateway.agents.echo import EchoAgent
 from gateway.config import AgentConfig
 
@@ -26,4 +26,4 @@ def create_agent(config: AgentConfig, context: CallContext, services: Conversati
     raise ValueError(f"agent {config.name!r}: unknown type {config.type!r}")
 
 
-__all__ = ["Agent", "CallContext", "EchoAgent", "create_agent"]
+__all__ = ["Agent", "CallContext", "EchoAgent", "RecordKind", "create_agent"]

@@ -6,6 +6,7 @@ once (queue work elsewhere, never wait for a model). Audio is 8 kHz mono int16 i
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -14,6 +15,19 @@ import numpy as np
 import structlog
 
 from rtp.jitter import JitterFrame
+
+
+class RecordKind(enum.StrEnum):
+    """The kinds of event an agent records about its call (`CallContext.record`). The values are
+    what the call's record file and the `call_events` table hold, so they never change (a StrEnum:
+    a `str` whose `str()` is its value)."""
+
+    TURN = "turn"
+    BARGE_IN = "barge_in"
+    TOOL_CALL = "tool_call"
+    MODEL_ERROR = "model_error"
+    CALLER_SPEECH = "caller_speech"
+    BOT_SPEECH = "bot_speech"
 
 
 @dataclass
@@ -31,8 +45,8 @@ class CallContext:
     # success the call is hung up for us; on failure it goes on and the agent is told why.
     transfer: Callable[[str, Callable[[bool, str], None]], None] = lambda uri, done: done(False, "not supported")
     log: structlog.typing.FilteringBoundLogger = field(default_factory=lambda: structlog.get_logger("agent"))
-    # (kind, fields) -> None: what happened on the call, for its record and the metrics (see
-    # gateway/records.py for the kinds). Must return at once; called from the agent's threads.
+    # (RecordKind, fields) -> None: what happened on the call, for its record and the metrics (see
+    # gateway/records.py for the fields). Must return at once; called from the agent's threads.
     record: Callable[..., None] = lambda kind, **fields: None
     variables: dict[str, str] = field(default_factory=dict)  # originate variables ({name} in greeting/instructions)
 

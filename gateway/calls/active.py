@@ -95,3 +95,8 @@ class CallRegistry:
 
     def release_refused(self, pj_index: int) -> SipCall | None:
         return self._refused.pop(pj_index, None)
+
+    def release_all_refused(self) -> list[SipCall]:
+        """At shutdown: every refused call pjsua has not ended yet (their objects must go before libDestroy)."""
+        refused, self._refused = list(self._refused.values()), {}
+        return refused

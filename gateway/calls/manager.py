@@ -132,6 +132,7 @@ class CallManager:
 
     def _admit(self, sip: SipCall, account: GatewayAccount, invite: IncomingInvite) -> None:
         info = sip.getInfo()
+        sip.call_id = info.callIdString
         call_log = log.bind(call_id=info.callIdString)
         refusal = self.admission.check(invite, len(self.calls), self.draining)
         if refusal is not None:
@@ -309,9 +310,12 @@ class CallManager:
             self._hangup(call, reason)
 
     def close_all(self) -> None:
-        """Last resort at shutdown: release what is left without signalling."""
+        """Last resort at shutdown: release what is left without signalling, refused calls included
+        (their pjsua2 objects must be gone before libDestroy; the SIP thread's last turns drop them)."""
         for call in self.calls:
             self._teardown(call, 0, call.end_reason or "shutdown")
+        for sip in self.calls.release_all_refused():
+            self.stack.call_later(0, functools.partial(_drop, sip))
 
     def _end_overlong(self, call_id: str, limit: float) -> None:
         """A call on hold whose BYE was lost sends no RTP to time out on: this ends it all the same."""

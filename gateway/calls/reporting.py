@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.agents.base import RecordKind
 from gateway.calls.outcome import CallOutcome
 from gateway.config import RecordingConfig
 from gateway.metrics import Metrics
@@ -46,20 +47,21 @@ class CallReporting:
         """The agent's `record`: the call's record file, and the metrics that come from turns."""
         metrics = self.metrics
 
-        def record(kind: str, **fields: object) -> None:
+        def record(kind: RecordKind, **fields: object) -> None:
             if recorder is not None:
-                recorder.event(kind, **fields)
-            if kind == "turn" and isinstance(fields.get("stages"), dict) and not fields.get("cancelled"):
-                stages = fields["stages"]
-                metrics.turn(stages)
-                if stages.get("first_rtp_ms") is not None:
-                    metrics.voice_to_voice(stages["first_rtp_ms"] / 1000)
-            elif kind == "barge_in":
-                metrics.barge_in()
-            elif kind == "tool_call":
-                metrics.tool_call(str(fields.get("tool")), bool(fields.get("ok")))
-            elif kind == "model_error":
-                metrics.model_error(str(fields.get("role", "unknown")))
+                recorder.event(str(kind), **fields)
+            match kind:
+                case RecordKind.TURN if isinstance(fields.get("stages"), dict) and not fields.get("cancelled"):
+                    stages = fields["stages"]
+                    metrics.turn(stages)
+                    if stages.get("first_rtp_ms") is not None:
+                        metrics.voice_to_voice(stages["first_rtp_ms"] / 1000)
+                case RecordKind.BARGE_IN:
+                    metrics.barge_in()
+                case RecordKind.TOOL_CALL:
+                    metrics.tool_call(str(fields.get("tool")), bool(fields.get("ok")))
+                case RecordKind.MODEL_ERROR:
+                    metrics.model_error(str(fields.get("role", "unknown")))
 
         return record
 

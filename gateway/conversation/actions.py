@@ -1,7 +1,7 @@
 """Running a validated tool call for one call, off every latency-critical thread.
 
-Each action runs on its own short-lived thread and reports back through `post` (the agent's
-controller queue), so the bot keeps listening and talking while a transfer waits for its NOTIFY
+Each action runs on its own short-lived thread and reports back through `post` (a `ToolFinished`
+event on the controller's queue), so the bot keeps listening and talking while a transfer waits for its NOTIFY
 or an HTTP service takes seconds to answer. Nothing here speaks: the controller decides what
 the caller hears when an outcome arrives (a result, an apology, a goodbye).
 """
@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.agents.base import CallContext
+from gateway.conversation.events import ToolFinished
 from gateway.store import Store, StoreError
 from gateway.tools import ToolCall, ToolResult, ToolsConfig, run_http_tool
 
 
 @dataclass(frozen=True)
 class ToolOutcome:
-    """What came of an action: posted to the controller as ("tool_outcome", outcome)."""
+    """What came of an action: posted to the controller as `ToolFinished(outcome)`."""
 
     name: str
     ok: bool
@@ -40,7 +41,7 @@ class CallFacts:
 
 class ToolExecutor:
     def __init__(self, context: CallContext, tools: ToolsConfig, store: Store | None, agent_name: str,
-                 facts: CallFacts, post: Callable[[tuple], None], stopped: threading.Event):
+                 facts: CallFacts, post: Callable[[ToolFinished], None], stopped: threading.Event):
         self.context = context
         self.tools = tools
         self.store = store
@@ -109,4 +110,4 @@ class ToolExecutor:
 
     def _done(self, call: ToolCall, ok: bool, text: str) -> None:
         started = self._started.pop(id(call), time.time())
-        self._post(("tool_outcome", ToolOutcome(call.name, ok, text, dict(call.arguments), started)))
+        self._post(ToolFinished(ToolOutcome(call.name, ok, text, dict(call.arguments), started)))

@@ -7,8 +7,13 @@ text and how many of its frames went out, so `flush()` can say exactly how much 
 Why a gate per turn: replies are prepared speculatively while the caller may still go on; their
 audio is queued but only played once the turn is confirmed (`release`), and dropped if not.
 
+Why it tells a listener (the turn's `ReplyHandle`) when the turn's first frame goes out and when
+its last queued frame has: that is how a reply knows it is playing and has been heard, without
+anyone polling the queue.
+
 `next_frame()` runs on the media clock thread every 20 ms; the other methods run on agent
-threads. One small lock protects the queue (held for microseconds).
+threads. One small lock protects the queue (held for microseconds); listeners are called
+outside it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -32,7 +38,6 @@ class Piece:
     text: str
     frames: int
     played: int = 0
-    started_at: float | None = None
 
     @property
     def heard_text(self) -> str:
@@ -44,14 +49,23 @@ class Piece:
         return " ".join(words[:heard])
 
 
+class PlayoutListener(Protocol):
+    def started_playing(self, at: float) -> None: ...
+
+    def drained(self) -> None: ...
+
+
 @dataclass
 class Playout:
     clock: Callable[[], float] = time.monotonic
     _frames: collections.deque[tuple[Piece, np.ndarray]] = field(default_factory=collections.deque)
     _pieces: list[Piece] = field(default_factory=list)
     _released: set[int] = field(default_factory=set)
+    _cut: set[int] = field(default_factory=set)  # flushed at a barge-in: later audio of them is dropped
+    _queued: collections.Counter[int] = field(default_factory=collections.Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _on_first_frame: dict[int, Callable[[float], None]] = field(default_factory=dict)
+    _listeners: dict[int, PlayoutListener] = field(default_factory=dict)
+    _started: set[int] = field(default_factory=set)
     speaking_until: float = 0.0  # clock time the last played frame ends (for echo awareness)
 
     def push(self, turn: int, pcm: np.ndarray, text: str) -> Piece:
@@ -62,36 +76,46 @@ class Playout:
         padded[: len(pcm)] = pcm
         piece = Piece(turn, text, count)
         with self._lock:
+            if turn in self._cut:
+                return piece  # the caller interrupted this turn: nothing more of it plays
             self._pieces.append(piece)
+            self._queued[turn] += count
             for i in range(count):
                 self._frames.append((piece, padded[i * FRAME:(i + 1) * FRAME]))
         return piece
 
-    def release(self, turn: int, on_first_frame: Callable[[float], None] | None = None) -> None:
-        """Let `turn`'s audio play; `on_first_frame(t)` is called (media thread) when it starts."""
+    def release(self, turn: int, listener: PlayoutListener | None = None) -> None:
+        """Let `turn`'s audio play; `listener` hears (media thread) when it starts and drains."""
         with self._lock:
             self._released.add(turn)
-            if on_first_frame is not None:
-                self._on_first_frame[turn] = on_first_frame
+            if listener is not None:
+                self._listeners[turn] = listener
 
     def next_frame(self) -> np.ndarray | None:
         """The frame to send now (media clock thread), or None for silence."""
-        callback = None
         with self._lock:
             if not self._frames:
                 return None
             piece, frame = self._frames[0]
-            if piece.turn not in self._released:
+            turn = piece.turn
+            if turn not in self._released:
                 return None
             self._frames.popleft()
             now = self.clock()
-            if piece.started_at is None:
-                piece.started_at = now
             piece.played += 1
             self.speaking_until = now + 0.02
-            callback = self._on_first_frame.pop(piece.turn, None)
-        if callback is not None:
-            callback(now)
+            self._queued[turn] -= 1
+            drained = self._queued[turn] <= 0
+            if drained:
+                del self._queued[turn]
+            first = turn not in self._started
+            self._started.add(turn)
+            listener = self._listeners.get(turn)
+        if listener is not None:
+            if first:
+                listener.started_playing(now)
+            if drained:
+                listener.drained()
         return frame
 
     def drop_turn(self, turn: int) -> None:
@@ -99,16 +123,24 @@ class Playout:
         with self._lock:
             self._frames = collections.deque((p, f) for p, f in self._frames if p.turn != turn)
             self._pieces = [p for p in self._pieces if p.turn != turn]
-            self._on_first_frame.pop(turn, None)
+            self._queued.pop(turn, None)
+            self._listeners.pop(turn, None)
 
     def flush(self) -> dict[int, str]:
-        """Stop at once (barge-in): drop every queued frame; return the heard text per turn."""
+        """Stop at once (barge-in): drop every queued frame, and any audio still to come for the
+        turns that were playing; return the heard text per turn."""
         with self._lock:
             self._frames.clear()
             heard = self._heard_locked()
             self._pieces = []
-            self._on_first_frame.clear()
+            self._cut |= self._released
+            self._released.clear()
+            self._queued.clear()
+            listeners = list(self._listeners.values())
+            self._listeners.clear()
             self.speaking_until = 0.0
+        for listener in listeners:
+            listener.drained()  # nothing of it is queued any more
         return heard
 
     def forget_turn(self, turn: int) -> None:
@@ -116,6 +148,9 @@ class Playout:
         with self._lock:
             self._pieces = [p for p in self._pieces if p.turn != turn]
             self._released.discard(turn)
+            self._cut.discard(turn)
+            self._started.discard(turn)
+            self._listeners.pop(turn, None)
 
     def _heard_locked(self) -> dict[int, str]:
         out: dict[int, list[str]] = {}
@@ -133,7 +168,7 @@ class Playout:
     def has_audio(self, turn: int) -> bool:
         """Whether any audio of `turn` is still queued (played or not yet released)."""
         with self._lock:
-            return any(piece.turn == turn for piece, _ in self._frames)
+            return self._queued[turn] > 0
 
     def speaking(self, now: float) -> bool:
         """Whether bot audio is on the line now (or a moment ago: its echo may still be coming)."""

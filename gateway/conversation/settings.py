@@ -1,37 +1,83 @@
-"""From the YAML contract to the conversation agent's and the models' settings."""
+"""A conversation agent's settings: every one of them, its default and its YAML range, in one place.
+
+`ConversationSettings` is both what `gateway/config.py` reads from an agent's YAML block (every
+field marked `yaml` is a key of the same name, checked against its range) and what the agent
+runs on, so a default cannot drift between the config reader and the agent any more.
+"""
 
 from __future__ import annotations
 
-from gateway.config import AgentConfig, ModelsConfig
-from gateway.conversation.agent import ConversationSettings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
 from gateway.conversation.turns import TurnConfig
-from models.llama import LlamaConfig
-from models.loader import ModelSetConfig
-from models.openai_compat import OpenAiConfig
-from models.piper import PiperConfigOptions
-from models.whisper import WhisperConfig
+
+if TYPE_CHECKING:
+    from gateway.config import AgentConfig, DtmfAction, ModelsConfig
+    from models.loader import ModelSetConfig
+
+
+def _text(default: str) -> Any:
+    return field(default=default, metadata={"yaml": None})
+
+
+def _number(default: float, lo: float, hi: float) -> Any:
+    return field(default=default, metadata={"yaml": (lo, hi)})
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    greeting: str = _text("")  # said as soon as the call is answered ({name} from the call's variables)
+    instructions: str = _text("")  # the system prompt
+    reprompt: str = _text("Are you still there?")
+    reprompt_after_s: float = _number(8.0, 1, 600)
+    goodbye: str = _text("Thank you for calling. Goodbye!")
+    hangup_after_s: float = _number(20.0, 2, 3600)
+    pause_ms: int = _number(60, 20, 2000)  # silence after which a reply is prepared speculatively
+    end_of_turn_ms: int = _number(400, 100, 5000)  # silence after which the turn is the bot's
+    vad_threshold: float = _number(0.5, 0.05, 0.95)
+    min_speech_ms: int = _number(60, 20, 1000)  # voiced this long (bot silent) starts a turn
+    barge_in_threshold: float = _number(0.6, 0.05, 0.99)  # speech probability that interrupts the bot
+    barge_in_min_ms: int = _number(40, 20, 1000)
+    preroll_ms: int = _number(200, 0, 1000)  # audio before the speech onset kept for the transcript
+    max_reply_tokens: int = _number(120, 8, 2048)
+    temperature: float = _number(0.3, 0, 2)
+    history_tokens: int = _number(1200, 200, 100000)
+    returning_greeting: str = _text("Welcome back, {name}! How can I help you today?")
+    unknown_answer: str = _text("I'm sorry, I don't have that information. I can take a message, "
+                                "or transfer you to someone who can help.")
+    acknowledgement: str = _text("One moment, please.")
+    transfer_notice: str = _text("Transferring you to {target} now.")
+    transfer_failed: str = _text("I'm sorry, the transfer did not go through. Can I take a message instead?")
+    tool_failed: str = _text("I'm sorry, I couldn't get that information right now.")
+    message_taken: str = _text("I have taken your message. Someone will get back to you soon.")
+    not_understood: str = _text("Sorry, I didn't quite get that. Could you say it again?")
+    apology: str = _text("I'm sorry, I'm having a technical problem. Could you say that again?")
+    model_timeout_s: float = _number(8.0, 1, 120)  # a reply with no audio this long after the turn: models stuck
+    dtmf_gap_s: float = _number(1.5, 0.2, 10)  # keys without an action are collected until this pause
+    # Not from the agent's YAML keys: its name, its `dtmf` actions, and `memory.enabled`.
+    agent_name: str = ""
+    dtmf: Mapping[str, DtmfAction] = field(default_factory=dict)
+    remember_callers: bool = True
+
+    @property
+    def turn(self) -> TurnConfig:
+        return TurnConfig(threshold=self.vad_threshold, off_threshold=max(0.05, self.vad_threshold - 0.15),
+                          min_speech_ms=self.min_speech_ms, pause_ms=self.pause_ms, end_of_turn_ms=self.end_of_turn_ms,
+                          barge_in_threshold=self.barge_in_threshold, barge_in_min_ms=self.barge_in_min_ms)
+
+
+def yaml_keys() -> dict[str, tuple[type, tuple[float, float] | None]]:
+    """The agent YAML keys these settings read: key -> (str, None) or (int | float, (lo, hi))."""
+    defaults = ConversationSettings()
+    return {f.name: (type(getattr(defaults, f.name)), f.metadata["yaml"]) for f in fields(ConversationSettings)
+            if "yaml" in f.metadata}
 
 
 def conversation_settings(agent: AgentConfig, remember_callers: bool = True) -> ConversationSettings:
-    return ConversationSettings(
-        greeting=agent.greeting,
-        instructions=agent.instructions,
-        turn=TurnConfig(threshold=agent.vad_threshold, off_threshold=max(0.05, agent.vad_threshold - 0.15),
-                        pause_ms=agent.pause_ms, end_of_turn_ms=agent.end_of_turn_ms),
-        reprompt_after_s=agent.reprompt_after_s,
-        reprompt=agent.reprompt,
-        hangup_after_s=agent.hangup_after_s,
-        goodbye=agent.goodbye,
-        max_reply_tokens=agent.max_reply_tokens,
-        temperature=agent.temperature,
-        agent_name=agent.name,
-        returning_greeting=agent.returning_greeting,
-        unknown_answer=agent.unknown_answer,
-        acknowledgement=agent.acknowledgement,
-        history_tokens=agent.history_tokens,
-        dtmf=dict(agent.dtmf),
-        remember_callers=remember_callers,
-    )
+    return replace(agent.conversation, agent_name=agent.name, dtmf=dict(agent.dtmf),
+                   remember_callers=remember_callers)
 
 
 def fixed_phrases(agent: AgentConfig) -> list[str]:
@@ -46,6 +92,14 @@ def fixed_phrases(agent: AgentConfig) -> list[str]:
 
 
 def model_set_config(models: ModelsConfig) -> ModelSetConfig:
+    """The models' own config. (Imported here, not at the top: the config reader imports this
+    module and must not load the model engines to check a YAML file.)"""
+    from models.llama import LlamaConfig
+    from models.loader import ModelSetConfig
+    from models.openai_compat import OpenAiConfig
+    from models.piper import PiperConfigOptions
+    from models.whisper import WhisperConfig
+
     return ModelSetConfig(
         stt=WhisperConfig(model_dir=models.stt_model, cpu_threads=models.stt_threads),
         llm_engine="openai" if models.llm_engine == "openai" else "llama",

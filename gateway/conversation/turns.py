@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class TurnEvent(enum.Enum):
@@ -26,13 +27,15 @@ class TurnEvent(enum.Enum):
 
 @dataclass(frozen=True)
 class TurnConfig:
-    threshold: float = 0.5
-    off_threshold: float = 0.35
-    min_speech_ms: int = 60
-    pause_ms: int = 60
-    end_of_turn_ms: int = 400
-    barge_in_threshold: float = 0.6
-    barge_in_min_ms: int = 40
+    """The VAD policy's thresholds; built by `ConversationSettings.turn`, where the defaults live."""
+
+    threshold: float
+    off_threshold: float
+    min_speech_ms: int
+    pause_ms: int
+    end_of_turn_ms: int
+    barge_in_threshold: float
+    barge_in_min_ms: int
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,24 @@ class Detected:
     at: float  # clock time the event refers to (speech onset, or the last voiced frame)
 
 
+class TurnPolicy(Protocol):
+    """Decides, tick by tick, when the caller starts, pauses, resumes and ends a turn.
+
+    The turn taker owns one per call and feeds it the tick's cues; whatever else a policy
+    looks at (a semantic end-of-turn model, say) stays behind this interface."""
+
+    @property
+    def in_speech(self) -> bool: ...
+
+    def update(self, now: float, probability: float, bot_speaking: bool = False, loud: bool = False,
+               quiet: bool = False) -> list[Detected]: ...
+
+
 class TurnDetector:
-    def __init__(self, config: TurnConfig | None = None):
-        self.config = config or TurnConfig()
+    """The VAD policy: hysteresis on the speech probability, pause and end of turn on silence."""
+
+    def __init__(self, config: TurnConfig):
+        self.config = config
         self.in_speech = False
         self.paused = False
         self._onset: float | None = None
@@ -95,9 +113,3 @@ class TurnDetector:
             self.paused = False
             events.append(Detected(TurnEvent.TURN_END, self._last_voice))
         return events
-
-    def reset(self) -> None:
-        self.in_speech = False
-        self.paused = False
-        self._onset = None
-        self._last_voice = None

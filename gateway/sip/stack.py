@@ -197,8 +197,11 @@ class SipStack:
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = False
-        # pjsua's own limit sits above ours so that *we* answer 486 with a log line.
-        cfg.uaConfig.maxCalls = s.max_calls + 4
+        # pjsua's own limit sits well above ours so that *we* answer 486 with a log line: a call
+        # slot is taken by every INVITE until pjsua ends it, refused ones and answered ones whose
+        # ACK never comes (up to 32 s), so a burst of those must not leave the PBX facing pjsua's
+        # anonymous 486s. pjsua clamps it to its compile-time PJSUA_MAX_CALLS.
+        cfg.uaConfig.maxCalls = s.max_calls + max(32, s.max_calls)
         # No global User-Agent: pjsua would put it on every request and on its answers to OPTIONS
         # from anyone, which is how scanners fingerprint a product. sip.user_agent is added only
         # to what we send our PBX on our own initiative (REGISTER, outbound INVITE).

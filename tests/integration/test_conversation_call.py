@@ -68,7 +68,7 @@ def test_caller_question_is_answered_from_the_instructions(kamailio, gateway_fac
     answer = transcribe(stt, received[int(5.0 * rate):], rate).lower()
     # Whisper writes the bot's "8 am" as "8 am", "8am" or "eight": any of them, never "18" or "80"
     assert re.search(r"(?<!\d)(8|eight)(?!\d)", answer), f"reply does not give the opening time: {answer!r}"
-    turn = gw.wait_log("turn", timeout=5)
+    turn = gw.wait_log("turn", timeout=30)
     assert "open" in turn["caller"].lower()
     for key in ("turn_decision_ms", "transcript_final_ms", "llm_first_token_ms", "first_tts_audio_ms",
                 "first_rtp_ms"):

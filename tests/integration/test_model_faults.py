@@ -40,8 +40,8 @@ def test_an_unreachable_llm_server_gets_an_apology_and_the_call_goes_on(gateway_
     peer = RtpPeer(free_port_pair())
     peer.play_at(ASK_AT, question)
     run_call(gw, tmp_path, peer, seconds=14)  # the caller's BYE ended it, as planned
-    assert gw.wait_log("reply_failed", timeout=5)
-    apology = gw.wait_log("bot_phrase", why="model_error", timeout=5)
+    assert gw.wait_log("reply_failed", timeout=30)
+    apology = gw.wait_log("bot_phrase", why="model_error", timeout=30)
     assert "sorry" in apology["text"].lower()
     ended = gw.wait_log("call_ended", timeout=10)
     assert ended["reason"].startswith("remote_bye")
@@ -130,7 +130,7 @@ def test_an_llm_that_hangs_for_one_call_costs_that_caller_an_apology_and_no_othe
     turns = [t for t in gw.find("turn") if t["caller"] and t["bot"]]
     answered = [t for t in turns if any(w in t["bot"].lower() for w in ("monday", "friday", "8", "eight"))]
     assert answered, turns
-    apology = gw.wait_log("bot_phrase", why="model_timeout", timeout=5)  # the watchdog, 8 s after the turn
+    apology = gw.wait_log("bot_phrase", why="model_timeout", timeout=30)  # the watchdog, 8 s after the turn
     assert "sorry" in apology["text"].lower()
     assert len(gw.find("bot_phrase", why="model_timeout")) == 1  # only the stuck call apologised
     assert gw.find("reply_timeout")[0]["call_id"] == apology["call_id"] != answered[0].get("call_id")

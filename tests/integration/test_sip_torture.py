@@ -46,7 +46,7 @@ import re
 import select
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -864,6 +864,7 @@ class Outcome:
     torture: Torture
     call_ids: list[str]
     responses: list[Response] = field(default_factory=list)
+    size: int = 0  # bytes of the datagram as sent
 
     @property
     def finals(self) -> list[Response]:
@@ -911,27 +912,36 @@ class RawSipPeer:
     even when the message has no Call-ID.
     """
 
-    def __init__(self, gateway_port: int):
+    def __init__(self, gateway_port: int, host: str = "127.0.0.1"):
         self.gateway = ("127.0.0.1", gateway_port)
+        self.host = host  # the source address; another loopback address (127.0.0.9) is an untrusted source
         self.rtp_sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # where torture calls' RTP goes
         self.rtp_sink.bind(("127.0.0.1", free_port_pair()))
         self.outcomes: dict[socket.socket, Outcome] = {}
+        self.retired: list[Outcome] = []
         self._seq = 0
 
     def close(self) -> None:
-        for sock in self.outcomes:
-            sock.close()
-        self.outcomes.clear()
+        self.retire(0)
         self.rtp_sink.close()
+
+    def retire(self, keep: int) -> None:
+        """Close all but the newest `keep` sockets, keeping their outcomes in `retired`.
+
+        A long fuzz run sends thousands of messages; `select()` takes at most 1024 descriptors.
+        """
+        for sock in list(self.outcomes)[: len(self.outcomes) - keep]:
+            self.retired.append(self.outcomes.pop(sock))
+            sock.close()
 
     def _socket(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((self.host, 0))
         return sock
 
     def render(self, raw: bytes, port: int) -> bytes:
         data = (raw.replace(b"GWHOST", f"127.0.0.1:{self.gateway[1]}".encode())
-                .replace(b"MEHOST", f"127.0.0.1:{port}".encode())
+                .replace(b"MEHOST", f"{self.host}:{port}".encode())
                 .replace(b"RTPPORT", str(self.rtp_sink.getsockname()[1]).encode()))
         # pjsip keys a server transaction on method + branch alone (not sent-by): RFC 4475 reuses
         # branches across messages, so make each unique; a bare magic cookie (badbranch) stays bare
@@ -942,10 +952,13 @@ class RawSipPeer:
             data = data.replace(b"BODYLEN", str(len(body)).encode(), 1)
         return data
 
-    def send(self, torture: Torture) -> Outcome:
+    def send(self, torture: Torture, mutate: Callable[[bytes], bytes] | None = None) -> Outcome:
+        """Send one message from a fresh socket; `mutate` changes it after rendering (the fuzz campaign)."""
         sock = self._socket()
         data = self.render(torture.raw, sock.getsockname()[1])
-        outcome = Outcome(torture, call_ids_of(data))
+        if mutate is not None:
+            data = mutate(data)
+        outcome = Outcome(torture, call_ids_of(data), size=len(data))
         self.outcomes[sock] = outcome
         sock.sendto(data, self.gateway)
         return outcome
@@ -1000,13 +1013,14 @@ class RawSipPeer:
         if 200 <= response.status < 300 and contact:
             target = contact.group(1)
         via = response.header("via") if response.status >= 300 else (
-            f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKack{self._seq}")
+            f"SIP/2.0/UDP {self.host}:{port};branch=z9hG4bKack{self._seq}")
         common = [f"From: {frm}", f"To: {to}", f"Call-ID: {call_id}", "Max-Forwards: 70"]
         sock.sendto(msg(f"ACK {target} SIP/2.0", f"Via: {via}", *common, f"CSeq: {cseq} ACK",
                         "Content-Length: 0"), self.gateway)
         if 200 <= response.status < 300:
-            sock.sendto(msg(f"BYE {target} SIP/2.0", f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKbye{self._seq}",
-                            *common, f"CSeq: {cseq + 1} BYE", "Content-Length: 0"), self.gateway)
+            bye_via = f"Via: SIP/2.0/UDP {self.host}:{port};branch=z9hG4bKbye{self._seq}"
+            sock.sendto(msg(f"BYE {target} SIP/2.0", bye_via, *common, f"CSeq: {cseq + 1} BYE",
+                            "Content-Length: 0"), self.gateway)
 
     def options_ok(self, timeout: float = 5.0) -> bool:
         """A plain, well-formed OPTIONS is answered 200."""
@@ -1017,10 +1031,14 @@ class RawSipPeer:
             "From: <sip:health@127.0.0.1>;tag=h", "To: <sip:voicegate@127.0.0.1>",
             f"Call-ID: health-{self._seq}@127.0.0.1", "CSeq: 1 OPTIONS", "Max-Forwards: 70", "Content-Length: 0"),
             Expect.ACCEPT))
+        return any(r.status == 200 for r in self.wait_final(outcome, timeout))
+
+    def wait_final(self, outcome: Outcome, timeout: float) -> list[Response]:
+        """Receive until `outcome` has a final answer or `timeout` passes; its final answers."""
         end = time.monotonic() + timeout
         while time.monotonic() < end and not outcome.finals:
             self.pump(0.05)
-        return any(r.status == 200 for r in outcome.finals)
+        return outcome.finals
 
 
 # -------------------------------------------------------------------------------- checks
@@ -1073,16 +1091,14 @@ def assert_echo_call_works(gw: GatewayProcess, workdir: Path) -> None:
     tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(8000 * 3) / 8000)).astype(np.int16)
     peer = RtpPeer(free_port_pair())
     peer.play_at(5, tone)
-    seen = len(gw.find("call_ended"))
     call = start_call(gw, workdir, peer, seconds=3)
     call.join(30)
     peer.stop()
     result = call.result["sipp"]  # type: ignore[attr-defined]
     assert result.ok, result.describe()
-    deadline = time.monotonic() + 10
-    while len(gw.find("call_ended")) <= seen and time.monotonic() < deadline:
-        time.sleep(0.05)
-    ended = gw.find("call_ended")[seen]
+    # by Call-ID: other calls (a fuzz campaign's) may end meanwhile
+    call_id = next(m.header("Call-ID") for m in result.sip_messages() if m.direction == "sent" and m.method == "INVITE")
+    ended = gw.wait_log("call_ended", timeout=10, call_id=call_id)
     assert ended["rtp_received"] > 100 and ended["rtp_sent"] > 100, ended
     loud = [t for t, frame in peer.received.items() if rms_dbfs(frame) > -30]
     assert len(loud) > 50, f"only {len(loud)} echoed frames of {len(peer.received)} received"

@@ -125,7 +125,8 @@ class GatewayProcess:
                     )
                 self._cond.wait(min(remaining, 0.2))
 
-    def wait_ready(self, timeout: float = 15.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Generous: model warm-up took 8-9 s on a busy 2-core machine; this catches hangs, not slowness."""
         self.wait_log("gateway_ready", timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:

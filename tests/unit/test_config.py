@@ -118,6 +118,28 @@ def test_conversation_agent_contract(tmp_path):
     assert config.models.llm_engine == "local" and config.models.llm_model is None
 
 
+def test_every_conversation_setting_is_read_from_yaml_with_its_default_in_one_place(tmp_path):
+    from gateway.conversation.settings import ConversationSettings, conversation_settings
+
+    text = CONVERSATION.replace("    instructions: |", "    apology: Sorry about that.\n    model_timeout_s: 12\n"
+                                                      "    barge_in_min_ms: 80\n    instructions: |")
+    settings = conversation_settings(load_config(write(tmp_path, text), env={}).agents["front-desk"])
+    assert settings.apology == "Sorry about that." and settings.model_timeout_s == 12.0
+    assert settings.turn.barge_in_min_ms == 80
+    assert settings.unknown_answer == ConversationSettings().unknown_answer  # the one default
+
+
+@pytest.mark.parametrize(("line", "expected"), [("model_timeout_s: 0", "a number from 1 to 120"),
+                                                ("preroll_ms: lots", "an integer from 0 to 1000"),
+                                                ("end_of_turn_ms: 100\n    pause_ms: 200", "at least pause_ms")])
+def test_conversation_setting_errors_name_file_key_and_expectation(tmp_path, line, expected):
+    path = write(tmp_path, CONVERSATION.replace("    instructions: |", f"    {line}\n    instructions: |"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(path) in str(info.value) and expected in str(info.value)
+    assert info.value.key == "agents.front-desk." + line.split(":")[0]
+
+
 def test_conversation_agent_needs_instructions(tmp_path):
     text = CONVERSATION.replace("    instructions: |\n      You are the receptionist.\n", "")
     with pytest.raises(ConfigError) as info:

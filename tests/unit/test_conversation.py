@@ -7,16 +7,19 @@ import time
 import numpy as np
 import pytest
 
-from gateway.agents.base import CallContext
-from gateway.conversation.agent import ConversationAgent, ConversationSettings
+from gateway.agents.base import CallContext, RecordKind
+from gateway.conversation.agent import ConversationAgent
+from gateway.conversation.events import BargeInHandled, PhraseSaid, ToolFinished, TurnLogged
+from gateway.conversation.reply import ReplyHandle
+from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.speech import ConversationServices
-from gateway.conversation.turns import TurnConfig
+from gateway.conversation.turn_log import interrupted
 from rtp.jitter import FrameType, JitterFrame
 from tests.unit.conversation_fakes import FakeClock, FakeModels, silence_frames, speech_frames
 
 
 class Log:
-    """Collects the agent's log events (structlog-like)."""
+    """Collects the agent's log events (structlog-like); tests assert on typed observations."""
 
     def __init__(self):
         self.events: list[tuple[str, dict]] = []
@@ -42,6 +45,7 @@ class Harness:
         self.hangups: list[tuple[float, str]] = []
         self.transfers: list[tuple[float, str]] = []
         self.dtmf_sent: list[str] = []
+        self.records: list[RecordKind] = []
 
         def transfer(uri, done):
             self.transfers.append((self.clock(), uri))
@@ -49,11 +53,13 @@ class Harness:
 
         context = CallContext(call_id="test", direction="inbound", local_uri="", remote_uri=remote_uri,
                               agent_name="t", hangup=lambda reason: self.hangups.append((self.clock(), reason)),
-                              send_dtmf=self.dtmf_sent.append, log=self.log, transfer=transfer)
+                              send_dtmf=self.dtmf_sent.append, log=self.log, transfer=transfer,
+                              record=lambda kind, **fields: self.records.append(kind))
         self.settings = settings or ConversationSettings(greeting="Hello there.", instructions="Be brief.",
                                                          reprompt_after_s=60, hangup_after_s=120)
         services = ConversationServices(self.models, {self.settings.agent_name: skills} if skills else None, store)
-        self.agent = ConversationAgent(context, self.settings, services, clock=self.clock)
+        self.seen: list[object] = []  # the controller's typed observations
+        self.agent = ConversationAgent(context, self.settings, services, clock=self.clock, observe=self.seen.append)
         self.out: list[tuple[float, bool]] = []  # (time, bot frame was audio)
         self.agent.on_start()
 
@@ -72,6 +78,18 @@ class Harness:
             self.clock.settle()
             time.sleep(0.0015)  # real time for the agent's threads to act on what woke them
 
+    def turns(self) -> list[ReplyHandle]:
+        return [o.reply for o in self.seen if isinstance(o, TurnLogged)]
+
+    def phrases(self) -> list[PhraseSaid]:
+        return [o for o in self.seen if isinstance(o, PhraseSaid)]
+
+    def barge_ins(self) -> list[BargeInHandled]:
+        return [o for o in self.seen if isinstance(o, BargeInHandled)]
+
+    def tool_outcomes(self) -> list[ToolFinished]:
+        return [o for o in self.seen if isinstance(o, ToolFinished)]
+
     def speaking_at(self, t: float) -> bool:
         return any(abs(when - t) < 0.011 and audio for when, audio in self.out)
 
@@ -84,6 +102,7 @@ class Harness:
 
     def close(self):
         self.agent.on_stop()
+        assert self.agent.join(timeout=30), "the controller did not stop"
         self.models.close()
 
 
@@ -106,14 +125,15 @@ def test_reply_after_turn_end_with_stage_timings(harness):
     assert first is not None
     # turn confirmed at end_of_turn (400 ms); the reply was prepared speculatively since the pause
     assert first - speech_end < 0.6
-    turn = h.log.find("turn")[0]
-    assert turn["caller"] == "what are your opening hours"
-    assert turn["bot"].startswith("You asked: what are your opening hours.")
-    assert turn["speculative"] is True
+    turn = h.turns()[0]
+    assert turn.caller_text == "what are your opening hours"
+    assert " ".join(turn.spoken).startswith("You asked: what are your opening hours.")
+    assert turn.timings.speculative is True
+    stages = turn.timings.as_ms()
     for key in ("turn_decision_ms", "transcript_final_ms", "llm_first_token_ms", "first_tts_audio_ms",
                 "first_rtp_ms"):
-        assert turn[key] is not None, key
-    assert turn["turn_decision_ms"] >= 380
+        assert stages[key] is not None, key
+    assert stages["turn_decision_ms"] >= 380
 
 
 def test_speculative_reply_is_dropped_when_the_caller_goes_on(harness):
@@ -127,9 +147,9 @@ def test_speculative_reply_is_dropped_when_the_caller_goes_on(harness):
     # nothing was spoken between the first pause and the real end of the turn
     pause_start = resumed_end - 1.25
     assert not any(audio for when, audio in h.out if pause_start < when <= resumed_end)
-    turns = h.log.find("turn")
+    turns = h.turns()
     assert len(turns) == 1
-    assert turns[0]["caller"] == "what are your opening hours where is the office"
+    assert turns[0].caller_text == "what are your opening hours where is the office"
 
 
 def test_barge_in_silences_the_bot_within_100ms_and_keeps_only_what_was_heard(harness):
@@ -142,8 +162,8 @@ def test_barge_in_silences_the_bot_within_100ms_and_keeps_only_what_was_heard(ha
     h.run(speech_frames(2, 1.0))  # the caller talks over it
     last = h.last_audio_before(onset + 1.0)
     assert last is not None and last - onset <= 0.1, f"bot still talking {1000 * (last - onset):.0f} ms after onset"
-    barge = h.log.find("barge_in")[0]
-    assert barge["onset_to_silence_ms"] <= 100
+    barge = h.barge_ins()[0]
+    assert barge.onset_to_silence_ms <= 100
     h.run(silence_frames(3.0))
     # the next reply answers the new question, and the history holds only the heard part of the old one
     prompt = h.models.llm.prompts[-1]
@@ -163,9 +183,9 @@ def test_own_echo_does_not_trigger_barge_in(harness):
     h.run(silence_frames(2.0))
     h.run(speech_frames(1, 1.0))
     h.run(silence_frames(6.0), echo_db=-30)  # the bot's audio comes back 30 dB down
-    assert not h.log.find("barge_in")
-    turn = h.log.find("turn")[0]
-    assert not turn["cancelled"]
+    assert not h.barge_ins()
+    turn = h.turns()[0]
+    assert not interrupted(turn)
 
 
 def test_reprompt_then_goodbye_and_hangup_when_the_caller_is_silent(harness):
@@ -173,7 +193,7 @@ def test_reprompt_then_goodbye_and_hangup_when_the_caller_is_silent(harness):
                                     hangup_after_s=6, goodbye="Goodbye now.")
     h = harness(settings=settings)
     h.run(silence_frames(12.0))
-    phrases = [(f["why"], f["text"]) for f in h.log.find("bot_phrase")]
+    phrases = [(p.why, p.text) for p in h.phrases()]
     assert phrases == [("greeting", "Hi."), ("reprompt", "Still there?"), ("caller_silent", "Goodbye now.")]
     assert len(h.hangups) == 1
     when, reason = h.hangups[0]
@@ -187,8 +207,7 @@ def test_caller_goodbye_ends_the_call_after_the_goodbye_played(harness):
     h.run(silence_frames(2.0))
     h.run(speech_frames(3, 1.0))  # "okay thanks bye"
     h.run(silence_frames(4.0))
-    assert h.log.find("caller_said_goodbye")
-    assert [f["why"] for f in h.log.find("bot_phrase")][-1] == "caller_goodbye"
+    assert [p.why for p in h.phrases()][-1] == "caller_goodbye"
     assert len(h.hangups) == 1
     assert h.models.llm.prompts == []  # no LLM turn for a goodbye
 
@@ -196,7 +215,7 @@ def test_caller_goodbye_ends_the_call_after_the_goodbye_played(harness):
 def test_turn_detector_events_on_a_scripted_timeline():
     from gateway.conversation.turns import TurnDetector, TurnEvent
 
-    d = TurnDetector(TurnConfig(min_speech_ms=60, pause_ms=100, end_of_turn_ms=400))
+    d = TurnDetector(ConversationSettings(min_speech_ms=60, pause_ms=100, end_of_turn_ms=400).turn)
     t, events = 0.0, []
     script = [0.0] * 10 + [0.9] * 30 + [0.1] * 8 + [0.9] * 10 + [0.1] * 30
     for p in script:
@@ -211,7 +230,7 @@ def test_turn_detector_events_on_a_scripted_timeline():
 def test_barge_in_needs_more_than_echo():
     from gateway.conversation.turns import TurnDetector, TurnEvent
 
-    d = TurnDetector(TurnConfig(barge_in_min_ms=60, barge_in_threshold=0.6))
+    d = TurnDetector(ConversationSettings(barge_in_min_ms=60, barge_in_threshold=0.6).turn)
     t = 0.0
     for _ in range(20):  # probable speech, but not enough to interrupt the bot
         t += 0.02
@@ -254,7 +273,7 @@ def test_a_quiet_line_ends_speech_before_the_lagging_vad_does():
     """Silero's probability stays up ~100 ms after the voice stops: the level decides sooner."""
     from gateway.conversation.turns import TurnDetector, TurnEvent
 
-    d = TurnDetector(TurnConfig(min_speech_ms=60, pause_ms=60, end_of_turn_ms=400))
+    d = TurnDetector(ConversationSettings(min_speech_ms=60, pause_ms=60, end_of_turn_ms=400).turn)
     t, events = 0.0, []
     # 0.6 s of speech, then silence on the line while the VAD still says 0.8 for 100 ms
     script = [(0.9, False)] * 30 + [(0.8, True)] * 5 + [(0.1, True)] * 30

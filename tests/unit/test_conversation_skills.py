@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.agents.base import RecordKind
 from gateway.config import DtmfAction
-from gateway.conversation.agent import ConversationSettings
 from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
+from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.skills import AgentSkills
 from gateway.knowledge import KnowledgeBase
 from gateway.store import open_store
@@ -35,7 +36,7 @@ def skills(tmp_path: Path | None = None, tools: list | None = None) -> AgentSkil
 
 
 def phrases(h: Harness) -> list[str]:
-    return [f["text"] for f in h.log.find("bot_phrase")] + [t["bot"] for t in h.log.find("turn")]
+    return [p.text for p in h.phrases()] + [" ".join(t.spoken) for t in h.turns()]
 
 
 def test_a_plain_transfer_request_plays_the_notice_then_transfers_without_the_llm(harness):
@@ -47,7 +48,7 @@ def test_a_plain_transfer_request_plays_the_notice_then_transfers_without_the_ll
     assert h.transfers and h.transfers[0][1] == TARGETS["billing"]
     notice = h.first_audio_after(end)
     assert notice is not None and notice < h.transfers[0][0]  # the caller heard the notice first
-    assert h.log.find("turn")[0]["bot"] == "Transferring you to billing now."
+    assert h.turns()[0].spoken == ["Transferring you to billing now."]
     assert not any("transfer me" in m[-1].content for m in h.models.llm.prompts)  # no LLM turn
 
 
@@ -56,7 +57,7 @@ def test_a_failed_transfer_is_spoken(harness):
     h.run(silence_frames(2.0))
     h.run(speech_frames(4, 1.5))
     h.run(silence_frames(6.0))
-    assert [f["why"] for f in h.log.find("bot_phrase")][-1] == "transfer_failed"
+    assert [p.why for p in h.phrases()][-1] == "transfer_failed"
     assert not h.hangups
 
 
@@ -77,8 +78,8 @@ def test_retrieved_facts_go_with_the_callers_message_not_the_system_prompt(harne
     prompt = h.models.llm.prompts[-1]
     assert "Monday to Friday" in prompt[-1].content and "what are your opening hours" in prompt[-1].content
     assert "Monday" not in prompt[0].content
-    turn = h.log.find("turn")[0]
-    assert turn["caller"] == "what are your opening hours"  # the history keeps the caller's own words
+    turn = h.turns()[0]
+    assert turn.caller_text == "what are your opening hours"  # the history keeps the caller's own words
 
 
 class SlowOrders(http.server.BaseHTTPRequestHandler):
@@ -117,11 +118,11 @@ def test_an_http_tool_is_acknowledged_at_once_and_its_result_spoken_after(harnes
     h.run(silence_frames(3.0))
     assert SETTINGS.acknowledgement in phrases(h)  # the model said nothing before its call: we did
     deadline = time.monotonic() + 5
-    while not h.log.find("tool_outcome") and time.monotonic() < deadline:
+    while not h.tool_outcomes() and time.monotonic() < deadline:
         h.run(silence_frames(0.2))
     h.run(silence_frames(2.0))
-    outcome = h.log.find("tool_outcome")[0]
-    assert outcome["ok"] and "shipped" in outcome["text"]
+    outcome = h.tool_outcomes()[0].outcome
+    assert outcome.ok and "shipped" in outcome.text
     assert "shipped" in h.models.llm.prompts[-1][-1].content
     assert any("shipped" in p for p in phrases(h))  # the model's sentence, or the result read out
 
@@ -133,7 +134,7 @@ def test_an_llm_transfer_the_caller_did_not_ask_for_is_not_executed(harness):
     h.run(speech_frames(1, 1.5))
     h.run(silence_frames(4.0))
     assert not h.transfers
-    assert h.log.find("tool_call_rejected")
+    assert h.turns()[0].action is None  # refused: nothing to run once the reply has played
 
 
 def test_a_keypad_action_transfers_without_the_llm(harness):
@@ -159,12 +160,12 @@ def test_a_returning_caller_is_greeted_by_name(harness, tmp_path):
     store = open_store(tmp_path / "memory.db")
     h = harness(settings=SETTINGS, skills=skills(), store=store, remote_uri="<sip:+15551234@pbx.test>",
                 llm={"script": {}})
-    h.agent._caller_lines.append("hi my name is John Smith and I'm calling about a cleaning")
+    h.agent.controller.history.caller_lines.append("hi my name is John Smith and I'm calling about a cleaning")
     h.close()
     assert store.caller("+15551234").name == "John Smith"
     h2 = harness(settings=SETTINGS, skills=skills(), store=store, remote_uri="\"J\" <sip:+15551234@pbx.test>")
     h2.run(silence_frames(1.0))
-    assert h2.log.find("bot_phrase")[0]["text"] == "Welcome back, John Smith! How can I help you today?"
+    assert h2.phrases()[0].text == "Welcome back, John Smith! How can I help you today?"
 
 
 class _StuckStore:
@@ -188,8 +189,8 @@ def test_a_database_that_does_not_answer_never_delays_the_greeting_past_half_a_s
     time.sleep(0.8)  # real time: the lookup is real work on a real thread, only the media clock is fake
     h.run(silence_frames(1.0))
     assert not store.release.is_set()  # the database still has not answered ...
-    assert h.log.find("bot_phrase")[0]["why"] == "greeting"  # ... and the caller was greeted all the same
-    assert h.log.find("caller_memory_slow")
+    assert h.phrases()[0].why == "greeting"  # ... and the caller was greeted all the same
+    assert h.log.find("caller_memory_slow")  # (an operator's log line is what this promises)
     store.release.set()
 
 
@@ -210,7 +211,7 @@ def test_a_failing_model_costs_an_apology_not_the_call(harness):
     h.run(silence_frames(2.0))
     h.run(speech_frames(1, 1.5))
     h.run(silence_frames(3.0))
-    assert [f["why"] for f in h.log.find("bot_phrase")][-1] == "model_error"
+    assert [p.why for p in h.phrases()][-1] == "model_error"
     assert not h.hangups  # the call goes on
 
 
@@ -219,6 +220,6 @@ def test_a_hanging_model_is_cut_off_with_an_apology(harness):
     h.run(silence_frames(2.0))
     h.run(speech_frames(1, 1.5))
     h.run(silence_frames(4.0))
-    assert h.log.find("reply_timeout")
-    assert [f["why"] for f in h.log.find("bot_phrase")][-1] == "model_timeout"
+    assert RecordKind.MODEL_ERROR in h.records
+    assert [p.why for p in h.phrases()][-1] == "model_timeout"
     assert not h.hangups

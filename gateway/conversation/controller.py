@@ -1,0 +1,356 @@
+"""The call's controller: one thread that owns the conversation's state and reacts to its events.
+
+Everything the call decides happens here, in the order of `events.priority` (stop and barge-in
+overtake ordinary work): starting, releasing and cancelling replies, the silence timers, the
+history, the caller's memory, keypresses and tools' outcomes. Other threads only post events
+(`post`) or act on a `ReplyHandle`; nothing here is read by them. `handle` and `timers` are
+public so a test can drive the controller on a virtual clock without its thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from gateway.agents.base import CallContext, RecordKind
+from gateway.conversation.actions import CallFacts, ToolExecutor, ToolOutcome
+from gateway.conversation.call_history import CallHistory
+from gateway.conversation.caller_memory import CallerMemory
+from gateway.conversation.events import (
+    BargedIn,
+    BargeInHandled,
+    CallEvent,
+    CallStarted,
+    CallStopped,
+    DtmfPressed,
+    Observation,
+    Paused,
+    PhraseSaid,
+    ReplyFinished,
+    Resumed,
+    SpeechStarted,
+    ToolFinished,
+    TurnEnded,
+    TurnLogged,
+    Utterance,
+    priority,
+)
+from gateway.conversation.pipeline import ReplyPipeline
+from gateway.conversation.playout import Playout
+from gateway.conversation.reply import FollowUp, ReplyHandle, ReplyState, TurnTimings
+from gateway.conversation.settings import ConversationSettings
+from gateway.conversation.skills import AgentSkills
+from gateway.conversation.speech import LINE_RATE, ConversationServices
+from gateway.conversation.tool_replies import follow_up_for, outcome_line
+from gateway.conversation.transcribe import Transcriber
+from gateway.conversation.turn_log import TurnLog
+from gateway.store import normalize_caller_id
+from gateway.tools import ToolCall
+
+_IDLE_WAIT_S = 0.1  # the timers run at least this often
+
+
+class Controller:
+    def __init__(self, context: CallContext, settings: ConversationSettings, services: ConversationServices,
+                 skills: AgentSkills, playout: Playout, pipeline: Callable[[Controller], ReplyPipeline],
+                 clock: Callable[[], float], observe: Callable[[Observation], None] = lambda o: None):
+        self.context = context
+        self.settings = settings
+        self.services = services
+        self.skills = skills
+        self.playout = playout
+        self.clock = clock
+        self.observe = observe
+        self.log = context.log
+        self.stopping = threading.Event()  # set by the SIP thread; tools and waits give up on it
+        self._events: queue.PriorityQueue[tuple[int, int, CallEvent]] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._turns = itertools.count(1)
+        caller_id = normalize_caller_id(context.remote_uri)
+        self.memory = CallerMemory(services.store if settings.remember_callers else None, caller_id, self.log)
+        self.history = CallHistory(skills.system_prompt, settings.history_tokens)
+        if context.variables:  # an originated call's details (a reminder's name and time): after the
+            # fixed system prompt, so its KV cache still serves this call
+            details = "; ".join(f"{k}: {v}" for k, v in context.variables.items())
+            self.history.add_system(f"Details for this call: {details}.")
+        self.call_facts = CallFacts(caller_id, transcript=self.history.transcript)
+        # Whisper is conditioned on the names of transfer targets ("billing" came back as "the
+        # building" without it). Only those: with the greeting as its prompt, tiny.en repeated
+        # whole utterances ("Where is your office? Where is your office?").
+        targets = ", ".join(skills.tools.transfer_targets)
+        self.transcriber = Transcriber(services.models.stt, services.models.executor,
+                                       f"Departments: {targets}." if targets else None)
+        self.pipeline = pipeline(self)
+        self.tools = ToolExecutor(context, skills.tools, services.store, settings.agent_name, self.call_facts,
+                                  self.post, self.stopping)
+        self.turn_log = TurnLog(self.log, context.record, clock, settings.preroll_ms)
+        self._reply: ReplyHandle | None = None
+        self._caller_speaking = False  # as the turn events tell it (the turn taker's own flag is the media thread's)
+        self._notes: list[FollowUp] = []  # tool results not yet handed to a reply
+        self._digits: list[str] = []
+        self._last_digit_at = 0.0
+        self._idle_since = clock()
+        self._reprompted = False
+        self._ending: ReplyHandle | None = None  # the goodbye after which we hang up
+        self._hangup_sent = False
+
+    # -- any thread ----------------------------------------------------------------------------
+
+    def post(self, event: CallEvent) -> None:
+        self._events.put((priority(event), next(self._seq), event))
+
+    # -- controller thread ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        while True:
+            try:
+                _, _, event = self._events.get(timeout=_IDLE_WAIT_S)
+            except queue.Empty:
+                self.timers()
+                continue
+            if isinstance(event, CallStopped):
+                break
+            try:
+                self.handle(event)
+            except Exception:
+                self.log.exception("conversation_error", event=type(event).__name__)
+            self.timers()
+        self._cancel_reply()
+        self.memory.remember(self.history.everything_said())
+
+    def handle(self, event: CallEvent) -> None:
+        match event:
+            case CallStarted():
+                self._greet()
+            case BargedIn():
+                self._on_barge_in(event)
+            case SpeechStarted():
+                self._new_utterance()
+            case Paused(at=at, utterance=utterance):
+                self._start_reply(utterance, at, speculative=True)
+            case Resumed():
+                self._cancel_reply(drop_audio=True)
+            case TurnEnded():
+                self._caller_speaking = False
+                self._on_turn_end(event)
+            case ReplyFinished(reply=reply):
+                self._on_reply_finished(reply)
+            case DtmfPressed(digit=digit):
+                self._on_dtmf(digit)
+            case ToolFinished(outcome=outcome):
+                self._on_tool_outcome(outcome)
+                self.observe(event)
+            case CallStopped():
+                pass
+
+    def _new_utterance(self) -> None:
+        self._caller_speaking = True
+        self.transcriber.forget()
+        self._idle_since = self.clock()
+        self._reprompted = False
+
+    def _on_barge_in(self, event: BargedIn) -> None:
+        self._cancel_reply()  # the media thread silenced it already; this stops its models
+        delay_ms = round((event.silenced_at - event.at) * 1000, 1)
+        heard = " | ".join(event.heard.values())
+        self.log.info("barge_in", onset_to_silence_ms=delay_ms, heard=heard)
+        self.context.record(RecordKind.BARGE_IN, at=self.turn_log.wall(event.at), onset_to_silence_ms=delay_ms)
+        self._settle_history(event.heard)
+        self._new_utterance()
+        self.observe(BargeInHandled(delay_ms, heard))
+
+    def _on_turn_end(self, event: TurnEnded) -> None:
+        reply, utterance = self._reply, event.utterance
+        heard = reply.caller_audio if reply is not None else None
+        if reply is None or heard is None or heard.number != utterance.number or heard.length > utterance.length \
+                or reply.state is ReplyState.CANCELLED:
+            reply = self._start_reply(utterance, event.at, speculative=False)
+        if reply is not None:
+            reply.timings.turn_decision = event.decided_at
+            self._release(reply)
+
+    def _start_reply(self, utterance: Utterance, speech_end: float, speculative: bool) -> ReplyHandle | None:
+        if utterance.length == 0:
+            return None
+        self._cancel_reply(drop_audio=True)
+        transcript = self.transcriber.transcribe(utterance)
+        self._settle_history()
+        notes, self._notes = tuple(self._notes), []
+        reply = ReplyHandle(next(self._turns), TurnTimings(speech_end, speculative), caller_audio=utterance,
+                            notes=notes)
+        self._reply = reply
+        self.pipeline.start(reply, transcript, self.history.snapshot())
+        return reply
+
+    def _start_follow_up(self, follow_up: FollowUp) -> None:
+        """A reply nobody asked for just now: a tool's result or keys pressed, spoken at once."""
+        self._cancel_reply(drop_audio=True)
+        self._settle_history()
+        reply = ReplyHandle(next(self._turns), TurnTimings(self.clock(), False), follow_up=follow_up)
+        self._reply = reply
+        self.pipeline.start(reply, None, self.history.snapshot())
+        self._release(reply)
+
+    def _release(self, reply: ReplyHandle) -> None:
+        """The turn is confirmed: the reply's audio may play, and the caller may hear it."""
+        reply.release()
+        self.history.released(reply)
+        self.playout.release(reply.turn, reply)
+        if reply.finished:
+            self._settle_reply(reply)
+
+    def _cancel_reply(self, drop_audio: bool = False) -> None:
+        reply, self._reply = self._reply, None
+        if reply is None:
+            return
+        released = reply.released
+        reply.cancel()
+        if drop_audio and not released:
+            self.playout.drop_turn(reply.turn)
+
+    def _on_reply_finished(self, reply: ReplyHandle) -> None:
+        if reply.notes and (not reply.told_notes or reply.timings.first_rtp is None
+                            and reply.state is ReplyState.CANCELLED):
+            self._notes[:0], reply.notes = reply.notes, ()  # not told (or not heard): the next reply tells them
+        if reply.action is not None and reply.state is not ReplyState.CANCELLED:
+            self.tools.start(reply.action, wait=lambda: reply.played_unless(self.stopping))
+        self._settle_reply(reply)
+
+    def _settle_reply(self, reply: ReplyHandle) -> None:
+        if reply.state is ReplyState.CANCELLED or not reply.released or reply.settled:
+            return  # a speculative reply is dealt with once released; a cancelled one is gone
+        reply.settled = True
+        if reply.is_bye:
+            self.log.info("caller_said_goodbye", transcript=reply.caller_text)
+            self.say(self.settings.goodbye, "caller_goodbye", ends_call=True)
+        elif reply.failed and not reply.spoken:
+            self.say(self.settings.apology, "model_error")  # a model failed: the caller hears why, not silence
+        self.turn_log.add(reply)
+
+    def say(self, text: str, why: str, ends_call: bool = False) -> ReplyHandle | None:
+        """Speak a fixed line now (greeting, re-prompt, goodbye, a tool's outcome) without the LLM."""
+        if ends_call:
+            self._cancel_reply(drop_audio=True)
+        if not text:
+            if ends_call:
+                self._hangup_sent = True
+                self.context.hangup(why)
+            return None
+        reply = ReplyHandle(next(self._turns), TurnTimings(self.clock(), False), fixed_line=True, settled=True)
+        reply.spoken.append(text)
+        audio = self.services.phrase(text)
+        self.playout.push(reply.turn, audio, text)
+        reply.finish(lambda: self.playout.has_audio(reply.turn))
+        self._release(reply)
+        if ends_call:
+            self._ending = reply
+        self.log.info("bot_phrase", why=why, text=text)
+        start = time.time()
+        self.context.record(RecordKind.BOT_SPEECH, start=start, end=start + len(audio) / LINE_RATE, text=text,
+                            interrupted=False)
+        self.observe(PhraseSaid(why, text))
+        return reply
+
+    # -- memory, keypad and tools ----------------------------------------------------------------
+
+    def _greet(self) -> None:
+        known = self.memory.recall()
+        if known is not None and known.name and self.settings.returning_greeting:
+            self.call_facts.caller_name = known.name
+            about = f" Last time they called about: {known.last_reason}." if known.last_reason else ""
+            requests = f" Open requests: {'; '.join(known.open_requests)}." if known.open_requests else ""
+            self.history.add_system(f"The caller is {known.name}, a returning caller.{about}{requests}")
+            self.log.info("caller_recognised", caller_id=self.memory.caller_id, calls=known.call_count)
+            self.say(self.settings.returning_greeting.format(name=known.name), "greeting_returning")
+        else:
+            self.say(fill(self.settings.greeting, self.context.variables), "greeting")
+
+    def _on_dtmf(self, digit: str) -> None:
+        self.log.info("caller_dtmf", digit=digit)
+        action = self.settings.dtmf.get(digit)
+        if action is None:
+            self._digits.append(digit)
+            self._last_digit_at = self.clock()
+            return
+        self._cancel_reply(drop_audio=True)
+        self.playout.flush()
+        if action.transfer:
+            notice = self.say(self.settings.transfer_notice.format(target=action.transfer), "transfer")
+            call = ToolCall("transfer", {"target": action.transfer})
+            self.tools.start(call, wait=lambda: notice is None or notice.played_unless(self.stopping))
+        elif action.hangup:
+            self.say(self.settings.goodbye, "dtmf_hangup", ends_call=True)
+        elif action.say:
+            self.say(action.say, "dtmf")
+
+    def _on_tool_outcome(self, outcome: ToolOutcome) -> None:
+        self.log.info("tool_outcome", tool=outcome.name, ok=outcome.ok, text=outcome.text[:200])
+        self.context.record(RecordKind.TOOL_CALL, tool=outcome.name, arguments=outcome.arguments,
+                            start=outcome.started, end=time.time(), ok=outcome.ok)
+        line = outcome_line(outcome, self.settings, self.skills.tools.http)
+        if line is not None:
+            self.say(*line, ends_call=outcome.name == "hangup")
+            return
+        follow_up = follow_up_for(outcome, self.skills.tools.http)
+        if follow_up is not None:
+            self._notes.append(follow_up)  # told by the next reply, or on its own as soon as nothing else is
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def timers(self) -> None:
+        now = self.clock()
+        for reply in self.turn_log.flush(self.playout.has_audio):
+            self.observe(TurnLogged(reply))
+        if self._digits and now - self._last_digit_at >= self.settings.dtmf_gap_s:
+            digits, self._digits = " ".join(self._digits), []
+            self._start_follow_up(FollowUp(f"The caller pressed these keys on the keypad: {digits}. Respond briefly."))
+        self._watchdog(now)
+        reply = self._reply
+        in_flight = reply is not None and not reply.finished
+        if self._notes and not self._caller_speaking and not in_flight and self._ending is None:
+            notes, self._notes = self._notes, []
+            fallbacks = [n.fallback for n in notes if n.fallback]
+            self._start_follow_up(FollowUp("\n".join(n.note for n in notes), " ".join(fallbacks) or None))
+            return
+        if self._hangup_sent:
+            return
+        if self._ending is not None:
+            if not self.playout.has_audio(self._ending.turn):
+                self._hangup_sent = True
+                self.context.hangup("goodbye")
+            return
+        if self._caller_speaking or in_flight or self.playout.is_playing():
+            self._idle_since = now
+            return
+        idle = now - self._idle_since
+        if idle >= self.settings.hangup_after_s:
+            self.say(self.settings.goodbye, "caller_silent", ends_call=True)
+        elif idle >= self.settings.reprompt_after_s and not self._reprompted:
+            self._reprompted = True
+            self.say(self.settings.reprompt, "reprompt")
+
+    def _watchdog(self, now: float) -> None:
+        """A released reply with no audio after `model_timeout_s`: a model hangs (or a server is
+        gone). Cancel it and apologize; the call goes on and the caller can ask again."""
+        reply = self._reply
+        decided = reply.timings.turn_decision if reply is not None else None
+        if reply is None or not reply.released or decided is None or reply.spoken or reply.finished:
+            return
+        if now - decided < self.settings.model_timeout_s:
+            return
+        self.log.error("reply_timeout", turn=reply.turn, waited_s=round(now - decided, 1))
+        self.context.record(RecordKind.MODEL_ERROR, role="timeout")
+        self._cancel_reply(drop_audio=True)
+        self.say(self.settings.apology, "model_timeout")
+
+    def _settle_history(self, interrupted: Mapping[int, str] | None = None) -> None:
+        self.history.settle(self.playout.has_audio, self.playout.forget_turn, interrupted)
+
+
+def fill(template: str, variables: Mapping[str, str]) -> str:
+    """`{name}` placeholders filled from the call's variables; unknown ones are left as they are."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(variables.get(m.group(1), m.group(0))), template)

@@ -1,0 +1,172 @@
+"""Generate stage: the LLM's streamed reply, cut into speakable clauses, with its tool call checked.
+
+Input: the prompt messages and what the caller said. Output: an iterator of `Clause` (to
+synthesize) and `Phrase` (a fixed line from the phrase cache), plus a `Generation` that holds,
+once the iterator is exhausted, the accepted tool call (if any) and what was refused. No audio,
+no threads: the agent consumes it on a reply thread, `bench/bench_quality.py` on its own loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.conversation.clauses import ClauseSplitter
+from gateway.conversation.planner import unasked_tool_call, ungrounded_arguments, without_invented_number
+from gateway.conversation.settings import ConversationSettings
+from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolCallDetector, ToolSpec, parse_tool_call
+from models.base import CancelToken, ChatMessage, Llm
+
+
+@dataclass(frozen=True)
+class Clause:
+    text: str  # words from the model, to synthesize
+
+
+@dataclass(frozen=True)
+class Phrase:
+    text: str  # a fixed line, spoken from the phrase cache (no TTS run)
+
+
+Speech = Clause | Phrase
+
+
+@dataclass
+class Generation:
+    """What came of one stream besides its speech (read once the iterator is exhausted)."""
+
+    call: ToolCall | None = None  # accepted: run it once the reply is released
+    rejected: ToolCall | None = None
+    error: str | None = None  # a malformed CALL line
+    acknowledged: bool = False  # "one moment" already said for the call
+    first_token_at: float | None = None
+    stats: object | None = None  # the engine's stream statistics, if it keeps any
+    fell_back: bool = False  # a follow-up's answer was unusable: the fallback line was said
+
+
+class Generator:
+    def __init__(self, llm: Llm, specs: dict[str, ToolSpec], settings: ConversationSettings, log: Any,
+                 clock: Callable[[], float]):
+        self.llm = llm
+        self.specs = specs
+        self.settings = settings
+        self.log = log
+        self.clock = clock
+
+    def reply(self, messages: list[ChatMessage], caller_said: str, best_fact: str | None, out: Generation,
+              cancel: CancelToken | None = None, affinity: str | None = None) -> Iterator[Speech]:
+        """LLM -> clauses as they complete; a tool call at the end is checked into `out.call`."""
+        s = self.settings
+        splitter = ClauseSplitter()
+        detector = ToolCallDetector(self.specs) if self.specs else None
+        said = 0  # items yielded so far
+        for piece in self._pieces(messages, out, cancel, affinity):
+            if cancel is not None and cancel.is_set():
+                return
+            speech = detector.feed(piece) if detector is not None else piece
+            if detector is not None and detector.holding and not out.acknowledged and not said \
+                    and not speech.strip():
+                # The model opened with a tool call: say "one moment" now, not after the whole JSON
+                # (~25 tokens, 0.7 s) has been generated and parsed.
+                out.acknowledged = True
+                said += 1
+                yield Phrase(s.acknowledgement)
+            for clause in splitter.feed(speech):
+                said += 1
+                yield Clause(clause)
+        if cancel is not None and cancel.is_set():
+            return
+        spoke = said > 0
+        if detector is not None:
+            parsed = detector.finish()
+            for clause in splitter.feed(parsed.unspoken):
+                yield Clause(clause)
+            if parsed.error:
+                out.error = parsed.error
+                self.log.warning("tool_call_rejected", error=parsed.error)
+                if not spoke and not parsed.speech.strip():
+                    yield self._instead_of_call(best_fact)  # never silence after a bad call
+            if parsed.call is not None:
+                spoke = spoke or bool(parsed.speech.strip())
+                for clause in splitter.flush():
+                    yield Clause(clause)
+                yield from self._accept(parsed.call, caller_said, spoke, best_fact, out)
+                return
+        for clause in splitter.flush():
+            yield Clause(clause)
+
+    def checked_follow_up(self, messages: list[ChatMessage], fallback: str, out: Generation,
+                          cancel: CancelToken | None = None) -> Iterator[Speech]:
+        """Tell a tool's result. The whole answer is generated before any of it is spoken and kept
+        only if it is plain speech that mentions the result (the 0.5B model sometimes said "one
+        moment please" again and called the tool a second time); otherwise `fallback` is said.
+        The caller has waited for the tool anyway; one more second buys a right answer."""
+        text = ""
+        for piece in self.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
+                                          temperature=self.settings.temperature, cancel=cancel):
+            if out.first_token_at is None:
+                out.first_token_at = self.clock()
+            text += piece
+        if cancel is not None and cancel.is_set():
+            return
+        parsed = parse_tool_call(text, self.specs)
+        facts = re.findall(r"[a-z0-9]{3,}", fallback.split(": ", 1)[-1].lower())
+        words = set(re.findall(r"[a-z0-9]{3,}", parsed.speech.lower()))
+        if parsed.call is None and parsed.error is None and parsed.speech.strip() and words & set(facts):
+            splitter = ClauseSplitter()
+            for clause in [*splitter.feed(parsed.speech), *splitter.flush()]:
+                yield Clause(clause)
+        else:
+            self.log.info("follow_up_fallback", model_said=text[:200])
+            out.fell_back = True
+            yield Clause(fallback)
+
+    def _pieces(self, messages: list[ChatMessage], out: Generation, cancel: CancelToken | None,
+                affinity: str | None) -> Iterator[str]:
+        """The model's reply, streamed; an empty one is asked again once, then a fixed line.
+        (A shared llama.cpp server answered one of two concurrent requests with nothing, right
+        after another client had dropped its stream.)"""
+        for attempt in range(2):
+            got = False
+            for piece in self.llm.stream_chat(messages, max_tokens=self.settings.max_reply_tokens,
+                                              temperature=self.settings.temperature, cancel=cancel,
+                                              affinity=affinity):
+                if out.first_token_at is None:
+                    out.first_token_at = self.clock()
+                    out.stats = getattr(self.llm, "thread_stats", None)
+                got = True
+                yield piece
+            if got or (cancel is not None and cancel.is_set()):
+                return
+            self.log.warning("llm_empty_reply", attempt=attempt + 1)
+        yield self.settings.not_understood
+
+    def _instead_of_call(self, best_fact: str | None) -> Speech:
+        """The model answered a question with a tool call we refused: give the best retrieved fact
+        (the 0.5B model often "looks up an order" when asked for the opening hours), or ask again."""
+        return Clause(best_fact) if best_fact else Phrase(self.settings.not_understood)
+
+    def _accept(self, call: ToolCall, said: str, spoke: bool, best_fact: str | None,
+                out: Generation) -> Iterator[Speech]:
+        """Keep a valid call only if the caller's words support it: a small model sometimes
+        "transfers" or "hangs up" on a question. Whatever happens, the caller hears something."""
+        s = self.settings
+        ungrounded = ungrounded_arguments(call, said, frozenset(BUILTIN_TOOLS))
+        refusal = (f"argument {ungrounded!r} is not in what the caller said" if ungrounded is not None
+                   else "the caller did not ask" if unasked_tool_call(call, said) else None)
+        if refusal is not None:
+            self.log.warning("tool_call_rejected", tool=call.name, error=refusal)
+            out.rejected = call
+            if not spoke or out.acknowledged:
+                yield self._instead_of_call(best_fact)
+            return
+        call = out.call = without_invented_number(call, said)
+        self.log.info("tool_call_accepted", tool=call.name, arguments=call.arguments)
+        if call.name == "transfer":
+            yield Phrase(s.transfer_notice.format(target=call.arguments["target"]))
+        elif call.name == "take_message":
+            yield Phrase(s.message_taken)
+        elif not spoke and not out.acknowledged and call.name != "hangup":
+            yield Phrase(s.acknowledgement)

@@ -1,0 +1,76 @@
+"""The `turn` log line and the call record's turn, caller-speech and bot-speech entries.
+
+A turn is logged once its first audio went out (so `first_rtp_ms` is known) or it can no longer
+go out. Owned by the controller thread; the field names are what `gateway/report.py`, the
+integration tests and the docs read, so they stay as they are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.agents.base import RecordKind
+from gateway.conversation.reply import ReplyHandle, ReplyState
+
+
+class TurnLog:
+    def __init__(self, log: Any, record: Callable[..., None], clock: Callable[[], float], preroll_ms: int):
+        self.log = log
+        self.record = record
+        self.clock = clock
+        self.preroll_ms = preroll_ms
+        self._pending: list[ReplyHandle] = []
+
+    def add(self, reply: ReplyHandle) -> None:
+        self._pending.append(reply)
+
+    def flush(self, has_audio: Callable[[int], bool]) -> list[ReplyHandle]:
+        """Log the turns that are ready; returns them."""
+        pending, done = [], []
+        for reply in self._pending:
+            cut = interrupted(reply)
+            if reply.timings.first_rtp is None and has_audio(reply.turn) and not cut:
+                pending.append(reply)
+                continue
+            self.log.info("turn", turn=reply.turn, speculative=reply.timings.speculative, caller=reply.caller_text,
+                          bot=" ".join(reply.spoken), cancelled=cut, failed=reply.failed,
+                          retrieval_ms=None if reply.retrieval_ms is None else round(reply.retrieval_ms, 2),
+                          **reply.timings.as_ms(), **_llm_fields(reply.llm_stats))
+            self._record(reply)
+            done.append(reply)
+        self._pending = pending
+        return done
+
+    def wall(self, t: float) -> float:
+        """A time on the agent's clock as Unix time (records are read by people and other tools)."""
+        return time.time() - (self.clock() - t)
+
+    def _record(self, reply: ReplyHandle) -> None:
+        end = self.wall(reply.timings.speech_end)
+        cut = interrupted(reply)
+        if reply.caller_text:
+            length = reply.caller_audio.length if reply.caller_audio is not None else 0
+            start = end - max(0.0, length * 0.02 - self.preroll_ms / 1000)
+            self.record(RecordKind.CALLER_SPEECH, start=start, end=end, text=reply.caller_text)
+        self.record(RecordKind.TURN, turn=reply.turn, caller=reply.caller_text, bot=" ".join(reply.spoken),
+                    speech_end=end, stages=reply.timings.as_ms(), cancelled=cut)
+        if reply.timings.first_rtp is not None:
+            start = self.wall(reply.timings.first_rtp)
+            self.record(RecordKind.BOT_SPEECH, start=start, end=start + reply.bot_audio_s, text=" ".join(reply.spoken),
+                        interrupted=cut)
+
+
+def interrupted(reply: ReplyHandle) -> bool:
+    """Cancelled, or cut short by the caller (a barge-in may come after the reply had finished)."""
+    return reply.state is ReplyState.CANCELLED or reply.heard is not None
+
+
+def _llm_fields(stats: object | None) -> dict[str, float]:
+    """Prompt size, KV-cache reuse and slot wait of the turn's LLM stream: why a first token was slow."""
+    if stats is None:
+        return {}
+    return {"llm_prompt_tokens": getattr(stats, "prompt_tokens", 0),
+            "llm_cached_tokens": getattr(stats, "cached_tokens", 0),
+            "llm_wait_ms": round(getattr(stats, "wait_s", 0.0) * 1000, 1)}
