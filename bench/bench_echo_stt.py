@@ -13,7 +13,6 @@ Usage: ``.venv/bin/python bench/bench_echo_stt.py``
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
