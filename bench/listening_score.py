@@ -98,9 +98,12 @@ def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log
 
 
 def _heard(line: dict[str, Any]) -> str:
+    """The caller's words the bot acted on: a turn it answered (even if the caller then cut the answer
+    short) or ignored; not a speculative reply dropped unheard because the caller went on."""
     if line["event"] == "turn_ignored":
         return str(line.get("transcript") or "")
-    return "" if line.get("cancelled") else str(line.get("caller") or "")
+    answered = not line.get("cancelled") or line.get("first_rtp_ms") is not None
+    return str(line.get("caller") or "") if answered else ""
 
 
 def _onset_before(peer: RtpPeer, start: int, end: int) -> bool:
