@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -138,18 +139,22 @@ def main() -> None:
         t = time.monotonic()
         gw.wait_log("gateway_ready", timeout=180)
         print(f"gateway ready (models loaded and warmed up) in {time.monotonic() - t:.1f} s")
+        loads: list[float] = []
         for plan in plans:
             t = time.monotonic()
             score = run_plan(gw, Path(tmp) / f"call{plan.index}", plan)
             scores.append(score)
+            loads.append(os.getloadavg()[0])
             print(f"call {plan.index} ({plan.split.value}, {plan.condition.name}, {plan.voice.name}): "
-                  f"{time.monotonic() - t:.0f} s", flush=True)
+                  f"{time.monotonic() - t:.0f} s, load average {loads[-1]:.2f}", flush=True)
             for turn in score.turns:
                 print(f"    {turn.kind.value}: {turn.reference!r} -> {turn.heard!r} cut-ins {turn.cut_ins} "
                       f"dead air {turn.dead_air} latency {turn.latency_ms} {turn.interjection}", flush=True)
         gw.stop()
         if args.keep_log:
             Path(args.keep_log).write_text(gw.log_path.read_text())
+    print(f"\nmachine load (1-min load average after each call, 2 cores): min {min(loads):.2f}, "
+          f"median {np.median(loads):.2f}, max {max(loads):.2f}")
     for split in splits:
         mine = [s for s in scores if s.plan.split is split]
         print(f"\n### {split.value}\n\n{table(mine)}\n\n{breakdown(mine)}")
