@@ -169,25 +169,30 @@ QUICK_PATTERN = PATTERN[1:4]
 
 
 def plan_calls(splits: tuple[Split, ...], quick: bool = False, seed: int = 12) -> list[CallPlan]:
-    """Every call of the run, in order: per split one call per condition, voices in rotation."""
+    """Every call of the run, in order: per split one call per condition, voices in rotation; within a
+    call no sentence is said twice."""
     plans: list[CallPlan] = []
     conditions = [c for c in CONDITIONS if not quick or c.name in QUICK_CONDITIONS]
+    pattern = QUICK_PATTERN if quick else PATTERN
     for split in splits:
         voices = [v for v in VOICES if v.split is split]
         rng = random.Random(f"{seed}-{split.value}")
         for n, condition in enumerate(conditions):
-            turns = tuple(_turn(split, kind, interjection, rng)
-                          for kind, interjection in (QUICK_PATTERN if quick else PATTERN))
+            drawn = {kind: iter(rng.sample(range(len(_pool(split, kind))), sum(k is kind for k, _ in pattern)))
+                     for kind in TurnKind}
+            turns = tuple(_turn(split, kind, next(drawn[kind]), interjection, rng) for kind, interjection in pattern)
             plans.append(CallPlan(len(plans), split, condition, voices[n % len(voices)], turns,
                                   seed=rng.randrange(1 << 30)))
     return plans
 
 
-def _turn(split: Split, kind: TurnKind, interjection: Interjection | None, rng: random.Random) -> Turn:
+def _pool(split: Split, kind: TurnKind) -> tuple[str, ...] | tuple[tuple[str, float, str], ...]:
+    return {TurnKind.QUESTION: QUESTIONS, TurnKind.ONE_WORD: ONE_WORDS, TurnKind.MID_THOUGHT: MID_THOUGHTS}[kind][split]
+
+
+def _turn(split: Split, kind: TurnKind, index: int, interjection: Interjection | None, rng: random.Random) -> Turn:
     backchannel = rng.choice(BACKCHANNELS[split]) if interjection is Interjection.BACKCHANNEL else ""
-    if kind is TurnKind.QUESTION:
-        return Turn(kind, (rng.choice(QUESTIONS[split]),), interjection=interjection, backchannel=backchannel)
-    if kind is TurnKind.ONE_WORD:
-        return Turn(kind, (rng.choice(ONE_WORDS[split]),), interjection=interjection, backchannel=backchannel)
-    head, pause, rest = rng.choice(MID_THOUGHTS[split])
-    return Turn(kind, (head, rest), (pause,), interjection=interjection, backchannel=backchannel)
+    if kind is TurnKind.MID_THOUGHT:
+        head, pause, rest = MID_THOUGHTS[split][index]
+        return Turn(kind, (head, rest), (pause,), interjection=interjection, backchannel=backchannel)
+    return Turn(kind, (_pool(split, kind)[index],), interjection=interjection, backchannel=backchannel)

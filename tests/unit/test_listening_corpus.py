@@ -34,6 +34,7 @@ def test_halves_share_no_voice_sentence_or_backchannel() -> None:
 def test_each_call_stays_in_its_half() -> None:
     for plan in plan_calls((Split.TUNE, Split.HELD_OUT)):
         assert plan.voice.split is plan.split
+        assert len({t.reference for t in plan.turns}) == len(plan.turns)  # nothing said twice in a call
         for turn in plan.turns:
             if turn.kind is TurnKind.QUESTION:
                 assert turn.parts[0] in QUESTIONS[plan.split]
