@@ -53,6 +53,7 @@ class TurnScore:
     dead_air: bool
     latency_ms: float | None  # complete questions only
     interjection: str  # "", "sent", or "skipped" (no reply, or one shorter than 0.6 s)
+    span: tuple[int, int]  # the turn's first tick and the end of its speech, on the caller's clock
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class CallScore:
     plan: CallPlan
     turns: tuple[TurnScore, ...]
     replies: tuple[ReplyScore, ...]
+    t0_wall: float  # Unix time of the caller's tick 0 (to read the gateway's log beside the scores)
 
 
 def log_tick(line: dict[str, Any], t0_wall: float) -> float:
@@ -93,8 +95,9 @@ def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log
         turns.append(TurnScore(tl.spoken.turn.kind, tl.spoken.turn.reference, heard,
                                word_errors(tl.spoken.turn.reference, heard), len(tl.pauses), cut_ins,
                                onset is None or onset - tl.end >= DEAD_AIR, latency,
-                               "sent" if tl.interjection else "skipped" if tl.interjection_skipped else ""))
-    return CallScore(plan, tuple(turns), tuple(_replies(plan, timelines, peer, barges)))
+                               "sent" if tl.interjection else "skipped" if tl.interjection_skipped else "",
+                               (tl.start, tl.end)))
+    return CallScore(plan, tuple(turns), tuple(_replies(plan, timelines, peer, barges)), t0_wall)
 
 
 def _heard(line: dict[str, Any]) -> str:
