@@ -6,12 +6,13 @@ frames above -40 dBFS (as in bench_call_latency). The gateway's log says what it
 the caller's clock from the wall time of the caller's first tick.
 
 - cut-in: bot audio starts inside a mid-thought pause;
-- dead air: a finished turn gets no bot audio within 1.5 s of its end;
+- dead air: a finished turn gets no answer within 1.5 s of its end (an answer is bot audio lasting:
+  0.3 s of the 0.5 s from its onset, not a blip let out before a barge-in);
 - false barge-in: while the bot should have been talking (the greeting, each answer) the caller only
   coughed, said "uh-huh", or said nothing, and the bot stopped: the gateway logged a barge-in then,
   and the wire shows no bot audio 300-500 ms after it (a greeting cut 100 ms in counts too, although
   hardly any of it reached the wire);
-- voice-to-voice: first bot audio minus the end of a complete question;
+- voice-to-voice: the answer's onset minus the end of a complete question;
 - WER: what the gateway heard between the turn's start and the caller's next move, against the text.
 """
 
@@ -31,6 +32,7 @@ from tests.rig.rtp_peer import RtpPeer
 TICK_S = 0.02
 DEAD_AIR = 75  # ticks: 1.5 s
 STOP_WITHIN = 15  # ticks: a barge-in that stopped the bot ends its audio within 300 ms
+ANSWER_WINDOW, ANSWER_MIN = 25, 15  # an answer: 15 of the 25 ticks from its onset carry bot audio
 
 
 class Disturbance(enum.Enum):
@@ -88,7 +90,7 @@ def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log
         window_end = tl.interjection[0] if tl.interjection else tl.next_start or last
         heard = " ".join(_heard(e) for t, e in heard_lines if tl.start <= t < window_end and _heard(e))
         cut_ins = sum(1 for a, b in tl.pauses if _onset_before(peer, a, b))
-        onset = bot_onset(peer, tl.end, tl.next_start or last)
+        onset = answer_onset(peer, tl.end, tl.next_start or last)
         latency = None
         if tl.spoken.turn.kind is TurnKind.QUESTION and onset is not None:
             latency = (onset - tl.end) * TICK_S * 1000
@@ -98,6 +100,21 @@ def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log
                                "sent" if tl.interjection else "skipped" if tl.interjection_skipped else "",
                                (tl.start, tl.end)))
     return CallScore(plan, tuple(turns), tuple(_replies(plan, timelines, peer, barges)), t0_wall)
+
+
+def answer_onset(peer: RtpPeer, after: int, until: int) -> int | None:
+    """Where an answer starts: bot audio that goes on for at least 0.3 s of the 0.5 s from its onset.
+
+    A barge-in lets 60-100 ms of a reply out before the bot stops (noise kept doing that, every
+    ~0.5 s, on the hum and pink lines): to the caller that is a click, not an answer.
+    """
+    while True:
+        onset = bot_onset(peer, after, until)
+        if onset is None:
+            return None
+        if sum(peer.bot_active(t) for t in range(onset, onset + ANSWER_WINDOW)) >= ANSWER_MIN:
+            return onset
+        after = onset + ONSET_FRAMES
 
 
 def _heard(line: dict[str, Any]) -> str:

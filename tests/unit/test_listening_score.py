@@ -46,13 +46,14 @@ def test_scores_a_scripted_call(peer: RtpPeer) -> None:
         TurnTimeline(SpokenTurn(question, pcm), 150, [(150, 200)], interjection=(255, 275), next_start=400),
         # "Hi, I was wondering" 400-450, pause 450-495: the bot starts at 470 (cut-in); the rest 495-560
         TurnTimeline(SpokenTurn(thought, pcm * 2), 400, [(400, 450), (495, 560)], next_start=700),
-        # "Tuesday" 700-720, no reply for 5 s: dead air
+        # "Tuesday" 700-720, a 80 ms blip at 730 (a reply cut by a barge-in), no answer for 5 s: dead air
         TurnTimeline(SpokenTurn(answer, pcm), 700, [(700, 720)], next_start=970),
     ]
     _bot(peer, 0, 100)
     _bot(peer, 225, 260)
     _bot(peer, 470, 495)
     _bot(peer, 600, 650)
+    _bot(peer, 730, 734)
     log = [_line("turn", 224, caller="Are you open on Saturday?", cancelled=False, first_rtp_ms=400.0),
            _line("barge_in", 258), _line("turn", 300, caller="cough", cancelled=False, first_rtp_ms=None),
            _line("turn", 469, caller="Hi, I was wondering.", cancelled=True, first_rtp_ms=380.0),
