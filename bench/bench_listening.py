@@ -36,12 +36,11 @@ from bench.listening_spec import CallPlan, Interjection, Line, Split, TurnKind, 
 from bench.sample_business import front_desk_config  # noqa: E402
 from bench.scripted_call import place_call  # noqa: E402
 from bench.wer import NO_ERRORS  # noqa: E402
+from gateway.records import load_record  # noqa: E402
 from rtp.g711 import PCMA, PCMU  # noqa: E402
 from tests.rig.gateway import GatewayProcess  # noqa: E402
 from tests.rig.ports import free_port_pair  # noqa: E402
 from tests.rig.rtp_peer import RtpPeer  # noqa: E402
-
-LOGGED = ("turn", "turn_ignored", "barge_in")
 
 
 def spoken_turns(plan: CallPlan) -> list[SpokenTurn]:
@@ -64,7 +63,7 @@ def make_peer(plan: CallPlan, caller: ListeningCaller) -> RtpPeer:
                    seed=plan.seed)
 
 
-def run_plan(gw: GatewayProcess, workdir: Path, plan: CallPlan) -> CallScore:
+def run_plan(gw: GatewayProcess, workdir: Path, plan: CallPlan, records: Path) -> CallScore:
     caller = ListeningCaller(spoken_turns(plan))
     max_s = call_length_s(caller.turns)
     peer = make_peer(plan, caller)
@@ -73,8 +72,9 @@ def run_plan(gw: GatewayProcess, workdir: Path, plan: CallPlan) -> CallScore:
         peer.play_at(0, background(condition.background, condition.snr_db, max_s, plan.split, plan.seed))
     started: list[float] = []
     call_id = place_call(gw, workdir, peer, caller.finished, max_s, started)
-    log = [e for event in LOGGED for e in gw.find(event) if e.get("call_id") == call_id]
-    return score_call(plan, caller.timelines, peer, log, started[0])
+    gw.wait_log("call_ended", timeout=30, call_id=call_id)  # its record is complete
+    barge_ins = gw.find("barge_in", call_id=call_id)
+    return score_call(plan, caller.timelines, peer, barge_ins, load_record(records, call_id), started[0])
 
 
 def percentile(values: list[float], q: float) -> str:
@@ -135,14 +135,17 @@ def main() -> None:
     print(f"corpus: {len(plans)} calls, {sum(len(p.turns) for p in plans)} turns, made in {time.monotonic() - t:.1f} s")
     scores: list[CallScore] = []
     with tempfile.TemporaryDirectory() as tmp:
-        gw = GatewayProcess(Path(tmp) / "gateway", front_desk_config(inactivity_timeout_s=3)).start()
+        records = Path(tmp) / "records"
+        config = front_desk_config(inactivity_timeout_s=3)
+        config["recording"] = {"directory": str(records)}  # the turns' transcripts with their times
+        gw = GatewayProcess(Path(tmp) / "gateway", config).start()
         t = time.monotonic()
         gw.wait_log("gateway_ready", timeout=180)
         print(f"gateway ready (models loaded and warmed up) in {time.monotonic() - t:.1f} s")
         loads: list[float] = []
         for plan in plans:
             t = time.monotonic()
-            score = run_plan(gw, Path(tmp) / f"call{plan.index}", plan)
+            score = run_plan(gw, Path(tmp) / f"call{plan.index}", plan, records)
             scores.append(score)
             loads.append(os.getloadavg()[0])
             print(f"call {plan.index} ({plan.split.value}, {plan.condition.name}, {plan.voice.name}): "

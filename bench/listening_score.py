@@ -1,9 +1,9 @@
 """Scores one listening call from what the caller heard on the wire, with the gateway's log for text.
 
 The wire (the caller's recording, by arrival time) is the truth for timing: bot audio is three 20 ms
-frames above -40 dBFS (as in bench_call_latency). The gateway's log says what it heard (`turn` and
-`turn_ignored` lines) and when it stopped for the caller (`barge_in`); its timestamps are placed on
-the caller's clock from the wall time of the caller's first tick.
+frames above -40 dBFS (as in bench_call_latency). The gateway's call record says what it heard (its
+`turn` events, with the Unix time the caller's speech ended) and its log when it stopped for the
+caller (`barge_in`); both are placed on the caller's clock from the wall time of its first tick.
 
 - cut-in: bot audio starts inside a mid-thought pause;
 - dead air: a finished turn gets no answer within 1.5 s of its end (an answer is bot audio lasting:
@@ -79,23 +79,20 @@ def log_tick(line: dict[str, Any], t0_wall: float) -> float:
 
 
 def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log: list[dict[str, Any]],
-               t0_wall: float) -> CallScore:
-    """`log`: this call's `turn`, `turn_ignored` and `barge_in` lines."""
-    heard_lines = sorted(((log_tick(e, t0_wall), e) for e in log if e["event"] in ("turn", "turn_ignored")),
-                         key=lambda pair: pair[0])
+               record: list[dict[str, Any]], t0_wall: float) -> CallScore:
+    """`log`: this call's `barge_in` log lines; `record`: its call record's events (gateway/records.py)."""
+    heard = _heard_by_turn(timelines, [e for e in record if e.get("kind") == "turn"], t0_wall)
     barges = [log_tick(e, t0_wall) for e in log if e["event"] == "barge_in"]
     last = max(peer.received, default=0) + 1
     turns = []
-    for tl in timelines:
-        window_end = tl.interjection[0] if tl.interjection else tl.next_start or last
-        heard = " ".join(_heard(e) for t, e in heard_lines if tl.start <= t < window_end and _heard(e))
+    for i, tl in enumerate(timelines):
         cut_ins = sum(1 for a, b in tl.pauses if _onset_before(peer, a, b))
         onset = answer_onset(peer, tl.end, tl.next_start or last)
         latency = None
         if tl.spoken.turn.kind is TurnKind.QUESTION and onset is not None:
             latency = (onset - tl.end) * TICK_S * 1000
-        turns.append(TurnScore(tl.spoken.turn.kind, tl.spoken.turn.reference, heard,
-                               word_errors(tl.spoken.turn.reference, heard), len(tl.pauses), cut_ins,
+        turns.append(TurnScore(tl.spoken.turn.kind, tl.spoken.turn.reference, heard[i],
+                               word_errors(tl.spoken.turn.reference, heard[i]), len(tl.pauses), cut_ins,
                                onset is None or onset - tl.end >= DEAD_AIR, latency,
                                "sent" if tl.interjection else "skipped" if tl.interjection_skipped else "",
                                (tl.start, tl.end)))
@@ -117,13 +114,26 @@ def answer_onset(peer: RtpPeer, after: int, until: int) -> int | None:
         after = onset + ONSET_FRAMES
 
 
-def _heard(line: dict[str, Any]) -> str:
-    """The caller's words the bot acted on: a turn it answered (even if the caller then cut the answer
-    short) or ignored; not a speculative reply dropped unheard because the caller went on."""
-    if line["event"] == "turn_ignored":
-        return str(line.get("transcript") or "")
-    answered = not line.get("cancelled") or line.get("first_rtp_ms") is not None
-    return str(line.get("caller") or "") if answered else ""
+def _heard_by_turn(timelines: list[TurnTimeline], turns: list[dict[str, Any]], t0_wall: float) -> list[str]:
+    """What the gateway heard of each caller turn, in order, from the call record's `turn` events.
+
+    Each is placed by its `speech_end` (when the caller stopped, on the gateway's clock as Unix time):
+    it belongs to the last turn, or interjection (whose words are not scored), that started before.
+    The `turn` log line is no anchor: it is written once the reply is settled, seconds after the
+    speech it transcribed. Only turns the bot acted on count: answered (even if the caller then cut
+    the answer short), not a speculative reply dropped unheard because the caller went on. Turns the
+    gateway ignored (a lone "uh", nothing but punctuation) have no transcript in the record.
+    """
+    owners = sorted([(tl.start, i) for i, tl in enumerate(timelines)]
+                    + [(tl.interjection[0], -1) for tl in timelines if tl.interjection])
+    heard: list[list[str]] = [[] for _ in timelines]
+    for turn in sorted(turns, key=lambda e: float(e["speech_end"])):
+        answered = not turn.get("cancelled") or (turn.get("stages") or {}).get("first_rtp_ms") is not None
+        anchor = (float(turn["speech_end"]) - t0_wall) / TICK_S
+        owner = next((i for start, i in reversed(owners) if start <= anchor), -1)
+        if owner >= 0 and answered and turn.get("caller"):
+            heard[owner].append(str(turn["caller"]))
+    return [" ".join(words) for words in heard]
 
 
 def _onset_before(peer: RtpPeer, start: int, end: int) -> bool:

@@ -24,6 +24,13 @@ def _line(event: str, tick: float, **fields: object) -> dict[str, object]:
     return {"event": event, "timestamp": stamp, "call_id": "c", **fields}
 
 
+def _turn(speech_end: int, caller: str, *, first_rtp_ms: float | None, cancelled: bool = False,
+          logged_late: bool = False) -> dict[str, object]:
+    """A call record `turn` event; `t` (when it was written) may be long after the speech ended."""
+    return {"kind": "turn", "t": T0 + (speech_end + (150 if logged_late else 20)) * 0.02, "caller": caller,
+            "speech_end": T0 + speech_end * 0.02, "cancelled": cancelled, "stages": {"first_rtp_ms": first_rtp_ms}}
+
+
 @pytest.fixture
 def peer() -> Iterator[RtpPeer]:
     p = RtpPeer(free_port_pair())
@@ -54,19 +61,19 @@ def test_scores_a_scripted_call(peer: RtpPeer) -> None:
     _bot(peer, 470, 495)
     _bot(peer, 600, 650)
     _bot(peer, 730, 734)
-    log = [_line("turn", 224, caller="Are you open on Saturday?", cancelled=False, first_rtp_ms=400.0),
-           _line("barge_in", 258), _line("turn", 300, caller="cough", cancelled=False, first_rtp_ms=None),
-           _line("turn", 469, caller="Hi, I was wondering.", cancelled=True, first_rtp_ms=380.0),
-           _line("turn", 560, caller="and you open on Saturday", cancelled=True, first_rtp_ms=None),
-           _line("turn", 599, caller="Are you open on Saturday?", cancelled=False, first_rtp_ms=420.0),
-           _line("turn_ignored", 730, transcript="Tuesday.")]
+    log = [_line("barge_in", 258)]
+    record = [_turn(204, "Are you open on Saturday?", first_rtp_ms=400.0, logged_late=True),
+              _turn(278, "cough", first_rtp_ms=None),  # the interjection's: not scored
+              _turn(452, "Hi, I was wondering.", first_rtp_ms=380.0, cancelled=True),  # answered, then cut
+              _turn(562, "and you open on Saturday", first_rtp_ms=None, cancelled=True),  # dropped speculation
+              _turn(562, "Are you open on Saturday?", first_rtp_ms=420.0)]
     plan = CallPlan(0, Split.HELD_OUT, Condition("clean"), VOICES[0], (question, thought, answer), seed=1)
-    score = score_call(plan, timelines, peer, log, T0)
+    score = score_call(plan, timelines, peer, log, record, T0)
     q, m, a = score.turns
     assert (q.heard, q.errors.errors, q.latency_ms, q.dead_air) == ("Are you open on Saturday?", 0, 500.0, False)
     assert (m.pauses, m.cut_ins, m.dead_air) == (1, 1, False)
     assert m.heard == "Hi, I was wondering. Are you open on Saturday?"  # the dropped speculation is not
-    assert (a.heard, a.dead_air, a.latency_ms) == ("Tuesday.", True, None)
+    assert (a.heard, a.dead_air, a.latency_ms) == ("", True, None)  # ignored: no transcript in the record
     coughs = [r for r in score.replies if r.disturbance is Disturbance.COUGH]
     assert [(r.barge_in_logged, r.false_barge_in) for r in coughs] == [(True, True)]
     assert not any(r.barge_in_logged for r in score.replies if r.disturbance is Disturbance.SILENCE)
