@@ -6,8 +6,8 @@ frames above -40 dBFS (as in bench_call_latency). The gateway's call record says
 caller (`barge_in`); both are placed on the caller's clock from the wall time of its first tick.
 
 - cut-in: bot audio starts inside a mid-thought pause;
-- dead air: a finished turn gets no answer within 1.5 s of its end (an answer is bot audio lasting:
-  0.3 s of the 0.5 s from its onset, not a blip let out before a barge-in);
+- dead air: a finished turn gets no answer within 1.5 s of its end (an answer is bot audio lasting
+  0.2 s of the 0.5 s from its onset, not a blip let out before a barge-in);
 - false barge-in: while the bot should have been talking (the greeting, each answer) the caller only
   coughed, said "uh-huh", or said nothing, and the bot stopped: the gateway logged a barge-in then,
   and the wire shows no bot audio 300-500 ms after it (a greeting cut 100 ms in counts too, although
@@ -32,7 +32,7 @@ from tests.rig.rtp_peer import RtpPeer
 TICK_S = 0.02
 DEAD_AIR = 75  # ticks: 1.5 s
 STOP_WITHIN = 15  # ticks: a barge-in that stopped the bot ends its audio within 300 ms
-ANSWER_WINDOW, ANSWER_MIN = 25, 15  # an answer: 15 of the 25 ticks from its onset carry bot audio
+ANSWER_WINDOW, ANSWER_MIN = 25, 10  # an answer: 10 of the 25 ticks from its onset carry bot audio
 
 
 class Disturbance(enum.Enum):
@@ -100,7 +100,7 @@ def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log
 
 
 def answer_onset(peer: RtpPeer, after: int, until: int) -> int | None:
-    """Where an answer starts: bot audio that goes on for at least 0.3 s of the 0.5 s from its onset.
+    """Where an answer starts: bot audio that goes on for at least 0.2 s of the 0.5 s from its onset.
 
     A barge-in lets 60-100 ms of a reply out before the bot stops (noise kept doing that, every
     ~0.5 s, on the hum and pink lines): to the caller that is a click, not an answer.
