@@ -32,14 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.sample_business import GREETING, INSTRUCTIONS, QUESTIONS, last_active_end, speech  # noqa: E402
-from tests.rig.gateway import GatewayProcess, gateway_config  # noqa: E402
+from bench.sample_business import QUESTIONS, front_desk_config, last_active_end, speech  # noqa: E402
+from bench.scripted_call import bot_onset, place_call  # noqa: E402
+from tests.rig.gateway import GatewayProcess  # noqa: E402
 from tests.rig.ports import free_port_pair  # noqa: E402
 from tests.rig.rtp_peer import RtpPeer  # noqa: E402
-from tests.rig.sipp import run_sipp  # noqa: E402
 
-SCENARIO = ROOT / "tests" / "integration" / "scenarios" / "external_media.xml"
-ONSET_FRAMES = 3  # bot audio = three 20 ms frames above -40 dBFS in a row
 QUIET_AFTER_REPLY = 50  # ticks of bot silence that end its reply (1 s)
 NO_REPLY = 500  # ticks (10 s) after which the caller moves on anyway
 
@@ -78,52 +76,13 @@ class ScriptedCaller:
         return not any(peer.bot_active(t) for t in range(tick - QUIET_AFTER_REPLY, tick))
 
 
-def bot_onset(peer: RtpPeer, after: int, until: int) -> int | None:
-    run = 0
-    for tick in range(after, until):
-        run = run + 1 if peer.bot_active(tick) else 0
-        if run == ONSET_FRAMES:
-            return tick - ONSET_FRAMES + 1
-    return None
-
-
 def run_call(gw: GatewayProcess, workdir: Path, caller: ScriptedCaller, max_s: float, results: dict) -> None:
     peer = RtpPeer(free_port_pair(), on_tick=caller.on_tick)
-    scenario = SCENARIO.read_text().replace("[peer_port]", str(peer.port)).replace("[call_ms]", str(int(max_s * 1000)))
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / "external_media.xml"
-    path.write_text(scenario)
-    started = threading.Event()
-
-    def sipp() -> None:
-        started.set()
-        results["sipp"] = run_sipp(path, f"127.0.0.1:{gw.sip_port}", workdir / "sipp", service="voicegate",
-                                   timeout=max_s + 30)
-
-    thread = threading.Thread(target=sipp, daemon=True)
-    thread.start()
-    started.wait()
-    seen = len(gw.find("call_media"))
-    deadline = time.monotonic() + 20
-    while len(gw.find("call_media")) <= seen and time.monotonic() < deadline:
-        time.sleep(0.02)
-    # calls start half a second apart: each peer takes the first call no other peer took
-    with LOCK:
-        mine = next(m for m in gw.find("call_media") if m["call_id"] not in TAKEN)
-        TAKEN.add(mine["call_id"])
-    peer.start(mine["local_port"])
-    caller.finished.wait(max_s)
-    peer.stop()
-    results["call_id"] = mine["call_id"]
+    results["call_id"] = place_call(gw, workdir, peer, caller.finished, max_s)
     results["latencies"] = []
     for end in caller.ends:
         onset = bot_onset(peer, end, max(peer.received, default=end) + 1)
         results["latencies"].append(None if onset is None or onset - end > NO_REPLY else (onset - end) * 20)
-    thread.join(max_s + 40)
-
-
-LOCK = threading.Lock()
-TAKEN: set[str] = set()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -159,11 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     say = speech if args.caller_voice == "espeak" else piper_speech()
     questions = [say(q) for q in QUESTIONS[: args.questions]]
-    agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS,
-                             "reprompt_after_s": 60, "hangup_after_s": 120, "end_of_turn_ms": args.end_of_turn_ms,
-                             "turn_model": args.turn_model}}
-    config = gateway_config(agents=agents, rtp={"inactivity_timeout_s": 60}, max_calls=args.calls + 1)
-    config["logging"] = {"level": "info"}
+    config = front_desk_config(end_of_turn_ms=args.end_of_turn_ms, max_calls=args.calls + 1,
+                               turn_model=args.turn_model)
     with tempfile.TemporaryDirectory() as tmp:
         gw = GatewayProcess(Path(tmp) / "gateway", config).start()
         t = time.monotonic()

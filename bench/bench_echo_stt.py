@@ -13,7 +13,6 @@ Usage: ``.venv/bin/python bench/bench_echo_stt.py``
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.wer import word_errors  # noqa: E402
 from models.silero import SileroVad  # noqa: E402
 from models.whisper import WhisperStt  # noqa: E402
 from rtp.echo import create_echo_canceller  # noqa: E402
@@ -30,16 +30,6 @@ from rtp.resample import int16_to_float, resample  # noqa: E402
 from tests.unit.test_echo import T_DT, build_scenario, run_canceller  # noqa: E402
 
 SCENARIOS = [(60, -10.0), (60, -20.0), (200, -10.0), (200, -20.0)]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = re.findall(r"[a-z']+", reference.lower()), re.findall(r"[a-z']+", hypothesis.lower())
-    d = np.zeros((len(ref) + 1, len(hyp) + 1), dtype=int)
-    d[:, 0], d[0, :] = range(len(ref) + 1), range(len(hyp) + 1)
-    for i in range(1, len(ref) + 1):
-        for j in range(1, len(hyp) + 1):
-            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
-    return d[-1, -1] / max(1, len(ref))
 
 
 def main() -> None:
@@ -60,8 +50,8 @@ def main() -> None:
         dt, echo_only = sc.span(*T_DT), sc.span(2.0, 6.0)
         reference = transcribe(sc.caller[dt])
         raw, aec = transcribe(sc.mic[dt]), transcribe(cleaned[dt])
-        print(f"| {delay_ms} ms / {atten_db:g} dB | {word_error_rate(reference, raw):.2f} "
-              f"| {word_error_rate(reference, aec):.2f} | {speech_frames(sc.mic[echo_only])} / "
+        print(f"| {delay_ms} ms / {atten_db:g} dB | {word_errors(reference, raw).rate:.2f} "
+              f"| {word_errors(reference, aec).rate:.2f} | {speech_frames(sc.mic[echo_only])} / "
               f"{speech_frames(cleaned[echo_only])} |", flush=True)
 
 

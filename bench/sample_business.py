@@ -12,8 +12,11 @@ import subprocess
 import tempfile
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from tests.rig.gateway import gateway_config
 
 INSTRUCTIONS = """You are the receptionist of Harbor Dental, answering the phone. Keep every answer to one
 or two short sentences. Facts:
@@ -38,6 +41,19 @@ QUESTIONS = [
     "Can you take a message for Doctor Smith?",
     "Thank you, that is all.",
 ]
+
+
+def front_desk_config(*, end_of_turn_ms: int = 400, max_calls: int = 2, inactivity_timeout_s: int = 60,
+                      turn_model: str = "none") -> dict[str, Any]:
+    """The gateway config the call benchmarks run: this front desk, default models, info logs, and
+    re-prompt/hang-up timers long enough that a benchmark's pauses never trigger them. A short
+    `inactivity_timeout_s` ends a call soon after its scripted caller stops sending."""
+    agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS,
+                             "reprompt_after_s": 60, "hangup_after_s": 120, "end_of_turn_ms": end_of_turn_ms,
+                             "turn_model": turn_model}}
+    config = gateway_config(agents=agents, rtp={"inactivity_timeout_s": inactivity_timeout_s}, max_calls=max_calls)
+    config["logging"] = {"level": "info"}
+    return config
 
 
 def speech(text: str) -> np.ndarray:

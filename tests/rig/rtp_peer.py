@@ -4,12 +4,14 @@ SIPp does the signalling (its SDP points the gateway at this peer's port); this 
 µ-law every 20 ms on absolute deadlines and records what the gateway sends back, positioned by
 arrival time. It can play audio at scripted times, react to the bot (e.g. interrupt it one second
 after its reply starts), and echo the bot's own audio back, delayed and attenuated, like a
-telephone line with a hybrid echo.
+telephone line with a hybrid echo. It can also impair its own sending like a bad network (seeded
+random loss and per-packet delay, so packets arrive late and out of order) and speak A-law instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import socket
 import struct
 import threading
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rtp.g711 import PCMU
+from rtp.g711 import PCMU, G711Codec
 
 FRAME = 160
 
@@ -34,6 +36,10 @@ class RtpPeer:
     echo_delay_s: float | None = None
     echo_gain_db: float = -10.0
     on_tick: Callable[[RtpPeer, int], None] | None = None
+    codec: G711Codec = PCMU  # must match what SIPp's SDP offered
+    loss: float = 0.0  # probability that a sent packet is dropped
+    jitter_s: float = 0.0  # each sent packet is held back U(0, jitter_s) seconds
+    seed: int = 0  # for loss and jitter: the same impairment every run
     sent: list[np.ndarray] = field(default_factory=list)
     received: dict[int, np.ndarray] = field(default_factory=dict)  # tick of arrival -> decoded frame
 
@@ -47,6 +53,9 @@ class RtpPeer:
         self._thread: threading.Thread | None = None
         self.tick = 0
         self.remote: tuple[str, int] | None = None
+        self._rng = np.random.default_rng(self.seed)
+        self._held: list[tuple[float, int, bytes]] = []  # (send time, seq, datagram): jitter
+        self.dropped = 0
 
     # -- script --------------------------------------------------------------------------------
 
@@ -86,9 +95,7 @@ class RtpPeer:
         gain = 10 ** (self.echo_gain_db / 20)
         while not self._stop.is_set():
             deadline = start + self.tick * 0.02
-            now = time.monotonic()
-            if deadline > now:
-                time.sleep(deadline - now)
+            self._wait_sending_held(deadline)
             self._drain()
             if self.on_tick is not None:
                 self.on_tick(self, self.tick)
@@ -99,11 +106,35 @@ class RtpPeer:
                     frame += (echoed.astype(np.float64) * gain).astype(np.int32)
             pcm = np.clip(frame, -32767, 32767).astype(np.int16)
             self.sent.append(pcm)
-            header = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
-            with contextlib.suppress(OSError):  # the gateway's port closed at hang-up
-                self.sock.sendto(header + PCMU.encode(pcm), self.remote)
+            header = struct.pack("!BBHII", 0x80, self.codec.payload_type, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+            self._send(deadline, seq, header + self.codec.encode(pcm))
             seq, ts = seq + 1, ts + FRAME
             self.tick += 1
+
+    def _send(self, now: float, seq: int, datagram: bytes) -> None:
+        """Send now, drop (`loss`) or hold back (`jitter_s`); the RNG is drawn the same way every run."""
+        drop, delay = self._rng.random() < self.loss, self._rng.uniform(0.0, self.jitter_s)
+        if drop:
+            self.dropped += 1
+        elif self.jitter_s > 0:
+            heapq.heappush(self._held, (now + delay, seq, datagram))
+        else:
+            self._send_now(datagram)
+
+    def _send_now(self, datagram: bytes) -> None:
+        with contextlib.suppress(OSError):  # the gateway's port closed at hang-up
+            self.sock.sendto(datagram, self.remote)
+
+    def _wait_sending_held(self, deadline: float) -> None:
+        """Sleep until `deadline`, sending each held-back packet at its own time on the way."""
+        while True:
+            now = time.monotonic()
+            while self._held and self._held[0][0] <= now:
+                self._send_now(heapq.heappop(self._held)[2])
+            wake = min(deadline, self._held[0][0]) if self._held else deadline
+            if wake <= now:
+                return
+            time.sleep(wake - now)
 
     def _drain(self) -> None:
         while True:
@@ -111,9 +142,9 @@ class RtpPeer:
                 data = self.sock.recv(2048)
             except (BlockingIOError, ConnectionRefusedError):
                 return
-            if len(data) < 12 or data[1] & 0x7F != 0:
+            if len(data) < 12 or data[1] & 0x7F != self.codec.payload_type:
                 continue  # RTCP or events: not audio
-            pcm = PCMU.decode(data[12:])
+            pcm = self.codec.decode(data[12:])
             tick = self.tick
             while tick in self.received:  # two packets in one tick: keep order
                 tick += 1
