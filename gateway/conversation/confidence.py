@@ -50,6 +50,7 @@ class ConfidenceRule:
     unsure_logprob: float = -0.6  # below this: unsure
     no_speech: float = 0.6  # no-speech probability above this with a logprob below `unsure_logprob`: doubtful
     compression_ratio: float = 2.4  # a looping transcript: doubtful
+    short_answer_logprob: float = -1.6  # a short answer ("Yes.") is trusted down to this (not noise's "Okay.")
 
 
 def compression_ratio(text: str) -> float:
@@ -68,7 +69,8 @@ def judge(transcript: Transcript, prompt: str | None = None, rule: ConfidenceRul
     said = words(transcript.text)
     if not said or (len(said) == 1 and said[0].lower() in _FILLERS):
         return Hearing.NOTHING
-    if len(said) <= 4 and all(w.lower() in _ANSWERS or w.isdigit() for w in said):
+    if len(said) <= 4 and all(w.lower() in _ANSWERS or w.isdigit() for w in said) \
+            and transcript.avg_logprob >= rule.short_answer_logprob and transcript.no_speech_prob <= rule.no_speech:
         return Hearing.CLEAR
     if compression_ratio(transcript.text) > rule.compression_ratio:
         return Hearing.DOUBTFUL

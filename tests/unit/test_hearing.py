@@ -108,6 +108,7 @@ def heard(text: str, logprob: float = -0.2, no_speech: float = 0.05) -> Transcri
     (heard("time time time time time time time time time time time time", -0.3), Hearing.DOUBTFUL),  # a loop
     (heard("Yes.", -1.1), Hearing.CLEAR),  # a short answer scores low although right
     (heard("Four two seven one.", -1.2), Hearing.CLEAR),
+    (heard("Okay.", -2.3, no_speech=0.93), Hearing.DOUBTFUL),  # but not a cough heard as "Okay."
 ])
 def test_judge(transcript: Transcript, verdict: Hearing):
     assert judge(transcript) is verdict
