@@ -153,22 +153,28 @@ def summary(label: str, rows: list[dict]) -> str:
     total: WordErrors = sum(wer.values(), NO_ERRORS)
     times = [r["elapsed_ms"] for r in speech_rows]
     clean = [r for r in speech_rows if r["condition"] in ("clean µ-law", "clean A-law")]
-    asked = sum(r["verdict"] == Hearing.DOUBTFUL.value for r in speech_rows)
+    rates = [(r, word_errors(r["reference"], r["heard"]).rate) for r in speech_rows]
+    good = [r for r, rate in rates if rate <= 0.2]
+    bad = [r for r, rate in rates if rate >= 0.5]
+    good_asked = sum(r["verdict"] == Hearing.DOUBTFUL.value for r in good)
+    bad_asked = sum(r["verdict"] == Hearing.DOUBTFUL.value for r in bad)
     clean_asked = sum(r["verdict"] == Hearing.DOUBTFUL.value for r in clean)
     junk = [r for r in rows if r["kind"] in NOT_SPEECH]
     junk_asked = sum(r["verdict"] == Hearing.DOUBTFUL.value for r in junk)
     junk_ignored = sum(r["verdict"] == Hearing.NOTHING.value for r in junk)
     cells = " | ".join(f"{wer[c].rate:.0%}" for c in conditions)
     return (f"| {label} | {cells} | **{total.rate:.1%}** | {np.percentile(times, 50):.0f} / "
-            f"{np.percentile(times, 95):.0f} | {clean_asked} / {len(clean)} | {asked} / {len(speech_rows)} | "
+            f"{np.percentile(times, 95):.0f} | {clean_asked} / {len(clean)} | {good_asked} / {len(good)} | "
+            f"{bad_asked} / {len(bad)} | "
             f"{junk_asked} + {junk_ignored} / {len(junk)} | {sum(term_hits)} / {len(term_hits)} ({terms_wer:.0%}) |")
 
 
 def header(rows: list[dict]) -> str:
     conditions = list(dict.fromkeys(r["condition"] for r in rows if r["kind"] not in (*NOT_SPEECH, "terms")))
-    return ("| configuration | " + " | ".join(conditions) + " | all | transcribe ms p50 / p95 | repeat asked, clean "
-            "| repeat asked, all speech | not speech: asked + ignored | agent terms heard (WER) |\n|---|"
-            + "---:|" * (len(conditions) + 6))
+    return ("| configuration | " + " | ".join(conditions) + " | all | transcribe ms p50 / p95 "
+            "| asked again: clean lines | asked: good transcripts (WER ≤ 20 %) | asked: bad ones (WER ≥ 50 %) "
+            "| not speech: asked + ignored "
+            "| agent terms heard (WER) |\n|---|" + "---:|" * (len(conditions) + 7))
 
 
 def main() -> None:
