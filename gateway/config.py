@@ -172,7 +172,7 @@ class ModelsConfig:
 
     stt_model: str | None = None
     stt_threads: int = 2
-    stt_beam_size: int = 1  # see models/whisper.py WhisperConfig.beam_size and docs/benchmarks.md
+    stt_beam_size: int = 2  # see models/whisper.py WhisperConfig.beam_size and docs/benchmarks.md
     llm_engine: str = "local"  # local (llama.cpp in-process) | openai (an OpenAI-compatible server)
     llm_model: str | None = None  # a GGUF path (local) or the served model's name (openai)
     llm_threads: int = 2
@@ -542,7 +542,7 @@ def _read_models(r: _Reader, raw: object) -> ModelsConfig:
     return ModelsConfig(
         stt_model=paths.get("stt"),
         stt_threads=r.optional(stt, "threads", "models.stt", lambda v, k: r.integer(v, k, 1, 64), 2),
-        stt_beam_size=r.optional(stt, "beam_size", "models.stt", lambda v, k: r.integer(v, k, 1, 10), 1),
+        stt_beam_size=r.optional(stt, "beam_size", "models.stt", lambda v, k: r.integer(v, k, 1, 10), 2),
         llm_engine=engine,
         llm_model=paths.get("llm"),
         llm_threads=r.optional(llm, "threads", "models.llm", lambda v, k: r.integer(v, k, 1, 64), 2),
