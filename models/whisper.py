@@ -76,7 +76,7 @@ class WhisperConfig:
     cpu_threads: int = 2
     num_workers: int = 1
     language: str = "en"
-    beam_size: int = 2  # 1 is greedy; 2 heard the listening corpus better for ~15 ms (docs/benchmarks.md)
+    beam_size: int = 2  # 1 is greedy; 2 heard the listening corpus better for <= 25 ms (docs/benchmarks.md)
     window: Literal["short", "full"] = "short"
     pad_s: float = 10.0  # short window: seconds of silence frames after the audio (see table above)
     max_tokens_per_s: float = 8.0  # decoding cap: speech is ~3-4 tokens/s
