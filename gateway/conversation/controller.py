@@ -78,12 +78,8 @@ class Controller:
             details = "; ".join(f"{k}: {v}" for k, v in context.variables.items())
             self.history.add_system(f"Details for this call: {details}.")
         self.call_facts = CallFacts(caller_id, transcript=self.history.transcript)
-        # Whisper is conditioned on the names of transfer targets ("billing" came back as "the
-        # building" without it). Only those: with the greeting as its prompt, tiny.en repeated
-        # whole utterances ("Where is your office? Where is your office?").
-        targets = ", ".join(skills.tools.transfer_targets)
-        self.transcriber = Transcriber(services.models.stt, services.models.executor,
-                                       f"Departments: {targets}." if targets else None)
+        # Whisper is conditioned on the agent's vocabulary (vocabulary.py: names, targets, terms).
+        self.transcriber = Transcriber(services.models.stt, services.models.executor, skills.stt_prompt)
         self.pipeline = pipeline(self)
         self.tools = ToolExecutor(context, skills.tools, services.store, settings.agent_name, self.call_facts,
                                   self.post, self.stopping)
@@ -95,6 +91,7 @@ class Controller:
         self._last_digit_at = 0.0
         self._idle_since = clock()
         self._reprompted = False
+        self._asked_repeat = False  # the last turn answered was asked again: the next is not
         self._ending: ReplyHandle | None = None  # the goodbye after which we hang up
         self._hangup_sent = False
 
@@ -190,7 +187,7 @@ class Controller:
         self._settle_history()
         notes, self._notes = tuple(self._notes), []
         reply = ReplyHandle(next(self._turns), TurnTimings(speech_end, speculative), caller_audio=utterance,
-                            notes=notes)
+                            notes=notes, after_repeat_request=self._asked_repeat)
         self._reply = reply
         self.pipeline.start(reply, transcript, self.history.snapshot())
         return reply
@@ -233,6 +230,8 @@ class Controller:
         if reply.state is ReplyState.CANCELLED or not reply.released or reply.settled:
             return  # a speculative reply is dealt with once released; a cancelled one is gone
         reply.settled = True
+        if reply.caller_text:
+            self._asked_repeat = reply.asked_repeat
         if reply.is_bye:
             self.log.info("caller_said_goodbye", transcript=reply.caller_text)
             self.say(self.settings.goodbye, "caller_goodbye", ends_call=True)

@@ -35,6 +35,7 @@ from gateway.conversation.skills import AgentSkills
 from gateway.conversation.turn_taker import TurnTaker
 from gateway.conversation.turns import TurnDetector
 from gateway.tools import load_tools
+from models.base import Transcript
 from rtp.jitter import FrameType
 from tests.unit.conversation_fakes import FakeVadStream
 
@@ -179,7 +180,7 @@ class Stt:
     text: str = "what are your opening hours"
 
     def transcribe(self, audio, prompt=None):
-        return type("T", (), {"text": self.text})()
+        return Transcript(self.text, duration_s=len(audio) / 16000, elapsed_s=0.0)
 
 
 @dataclass
@@ -267,7 +268,7 @@ def test_a_speculative_reply_is_released_at_the_end_of_the_turn_and_dropped_if_t
     call.do(TurnEnded(102.0, 102.4, u2))
     assert call.pipeline.started[-1][0] is second  # the speculation was kept, not redone
     assert second.state is ReplyState.RELEASED and second.timings.turn_decision == 102.4
-    assert transcript.result() == "what are your opening hours"
+    assert transcript.result().text == "what are your opening hours"
 
 
 def test_reprompt_and_goodbye_on_a_silent_caller_on_virtual_time():
