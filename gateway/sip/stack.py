@@ -54,7 +54,7 @@ class StackSettings:
     listen_port: int
     public_address: str
     max_calls: int
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     user_agent: str = "voicegate"  # sent to the PBX only (REGISTER, outbound INVITE), see _create
     sip_trace: bool = False
     tls: TlsConfig | None = None
