@@ -38,6 +38,7 @@ from bench.scripted_call import place_call  # noqa: E402
 from bench.wer import NO_ERRORS  # noqa: E402
 from gateway.records import load_record  # noqa: E402
 from rtp.g711 import PCMA, PCMU  # noqa: E402
+from rtp.g722codec import G722  # noqa: E402
 from tests.rig.gateway import GatewayProcess  # noqa: E402
 from tests.rig.ports import free_port_pair  # noqa: E402
 from tests.rig.rtp_peer import RtpPeer  # noqa: E402
@@ -58,7 +59,7 @@ def spoken_turns(plan: CallPlan) -> list[SpokenTurn]:
 
 def make_peer(plan: CallPlan, caller: ListeningCaller) -> RtpPeer:
     line = plan.condition.line
-    return RtpPeer(free_port_pair(), on_tick=caller.on_tick, codec=PCMA if line is Line.PCMA else PCMU,
+    return RtpPeer(free_port_pair(), on_tick=caller.on_tick, codec={Line.PCMA: PCMA, Line.G722: G722}.get(line, PCMU),
                    loss=0.03 if line is Line.LOSS else 0.0, jitter_s=0.04 if line is Line.JITTER else 0.0,
                    seed=plan.seed)
 
