@@ -270,7 +270,9 @@ class SipStack:
 
     def _set_codec_priorities(self, ep: pj.Endpoint) -> None:
         """Offer and accept only the codecs our RTP engine implements, in the configured order."""
-        wanted = {name: 255 - i for i, name in enumerate(self.settings.codecs)}
+        # 254 down, never 255: pjmedia takes 255 (PJMEDIA_CODEC_PRIO_HIGHEST) as "move to the top and
+        # demote the previous top to 254", so the first two codecs came out tied at 254.
+        wanted = {name: 254 - i for i, name in enumerate(self.settings.codecs)}
         for info in ep.codecEnum2():
             name = info.codecId.split("/")[0].upper()
             ep.codecSetPriority(info.codecId, wanted.get(name, 0))
