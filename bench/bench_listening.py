@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.caller_audio import background, cough, speech  # noqa: E402
+from bench.caller_audio import background, cough, speech, speech_wide  # noqa: E402
 from bench.listening_caller import ListeningCaller, SpokenTurn, call_length_s  # noqa: E402
 from bench.listening_score import CallScore, Disturbance, score_call  # noqa: E402
 from bench.listening_spec import CallPlan, Interjection, Line, Split, TurnKind, plan_calls  # noqa: E402
@@ -38,6 +38,7 @@ from bench.scripted_call import place_call  # noqa: E402
 from bench.wer import NO_ERRORS  # noqa: E402
 from gateway.records import load_record  # noqa: E402
 from rtp.g711 import PCMA, PCMU  # noqa: E402
+from rtp.g722codec import G722  # noqa: E402
 from tests.rig.gateway import GatewayProcess  # noqa: E402
 from tests.rig.ports import free_port_pair  # noqa: E402
 from tests.rig.rtp_peer import RtpPeer  # noqa: E402
@@ -52,13 +53,14 @@ def spoken_turns(plan: CallPlan) -> list[SpokenTurn]:
             extra = cough(rng)
         elif turn.interjection is Interjection.BACKCHANNEL:
             extra = speech(plan.voice, turn.backchannel)
-        out.append(SpokenTurn(turn, tuple(speech(plan.voice, p) for p in turn.parts), extra))
+        wide = tuple(speech_wide(plan.voice, p) for p in turn.parts) if plan.condition.line is Line.G722 else ()
+        out.append(SpokenTurn(turn, tuple(speech(plan.voice, p) for p in turn.parts), extra, wide))
     return out
 
 
 def make_peer(plan: CallPlan, caller: ListeningCaller) -> RtpPeer:
     line = plan.condition.line
-    return RtpPeer(free_port_pair(), on_tick=caller.on_tick, codec=PCMA if line is Line.PCMA else PCMU,
+    return RtpPeer(free_port_pair(), on_tick=caller.on_tick, codec={Line.PCMA: PCMA, Line.G722: G722}.get(line, PCMU),
                    loss=0.03 if line is Line.LOSS else 0.0, jitter_s=0.04 if line is Line.JITTER else 0.0,
                    seed=plan.seed)
 
@@ -126,9 +128,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 conditions, 3 turns each: a smoke run")
     parser.add_argument("--json", help="write every turn's score here")
     parser.add_argument("--keep-log", help="copy the gateway's JSON log here")
+    parser.add_argument("--only", action="append", metavar="CONDITION",
+                        help="run only this condition (by name, e.g. 'clean µ-law'; repeatable)")
+    parser.add_argument("--also-line", choices=("G722",),
+                        help="run each µ-law condition (clean and noisy) a second time on this line: the same "
+                             "voices, sentences and noise, so the codec is all that differs")
     args = parser.parse_args()
     splits = (Split.TUNE, Split.HELD_OUT) if args.split == "all" else (Split(args.split),)
     plans = plan_calls(splits, quick=args.quick)
+    if args.only:
+        plans = [p for p in plans if p.condition.name in args.only]
+    if args.also_line:
+        line = Line(args.also_line)
+        first = max((p.index for p in plans), default=-1) + 1
+        plans += [replace(p, index=first + n, condition=replace(p.condition, line=line,
+                                                                     name=f"{p.condition.name} on {line.value}"))
+                  for n, p in enumerate(p for p in plans if p.condition.line is Line.PCMU)]
     t = time.monotonic()
     for plan in plans:
         spoken_turns(plan)  # fill the cache before the gateway competes for the CPU

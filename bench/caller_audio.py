@@ -22,6 +22,7 @@ from bench.listening_spec import BABBLE_VOICES, Background, Engine, Split, Voice
 from tests.rig.audio import make_speech_wav, read_wav, resample, write_wav
 
 RATE = 8000
+WIDE_RATE = 16000  # a G.722 caller's speech (speech_wide)
 SPEECH_DBFS = -20.0
 CACHE = Path(__file__).resolve().parent / ".cache" / "listening"
 Pcm = npt.NDArray[np.int16]
@@ -39,17 +40,32 @@ def speech(voice: Voice, text: str) -> Pcm:
     return _to_pcm(samples * 10 ** ((SPEECH_DBFS - active_dbfs(samples)) / 20))
 
 
-def _espeak(voice: Voice, text: str) -> npt.NDArray[np.float32]:
+def speech_wide(voice: Voice, text: str) -> Pcm:
+    """`text` in `voice` at 16 kHz, for a G.722 caller: `speech`'s wideband twin (cut where it is
+    cut, at its level, twice its length within a few samples), so the same script plays either."""
+    key = hashlib.sha1(f"{voice.engine.value}|{voice.name}|{voice.speed}|{text}|{_engine_version(voice.engine)}|16k"
+                       .encode()).hexdigest()[:16]
+    path = CACHE / f"{key}.wav"
+    if not path.exists():
+        raw = _espeak(voice, text, WIDE_RATE) if voice.engine is Engine.ESPEAK else _piper(voice, text, WIDE_RATE)
+        first, last = _trim_frames(resample(raw, WIDE_RATE, RATE))
+        write_wav(path, raw[first * 320:last * 320], WIDE_RATE)
+    samples, _ = read_wav(path)
+    level = active_dbfs(resample(samples, WIDE_RATE, RATE))
+    return _to_pcm(samples * 10 ** ((SPEECH_DBFS - level) / 20))
+
+
+def _espeak(voice: Voice, text: str, rate: int = RATE) -> npt.NDArray[np.float32]:
     with tempfile.TemporaryDirectory() as tmp:
-        path = make_speech_wav(text, Path(tmp) / "s.wav", pad_after_s=0.0, voice=voice.name,
+        path = make_speech_wav(text, Path(tmp) / "s.wav", rate=rate, pad_after_s=0.0, voice=voice.name,
                                words_per_minute=int(voice.speed))
         return read_wav(path)[0]
 
 
-def _piper(voice: Voice, text: str) -> npt.NDArray[np.float32]:
+def _piper(voice: Voice, text: str, rate: int = RATE) -> npt.NDArray[np.float32]:
     tts = _piper_tts(voice.speed)
     pcm = np.concatenate([chunk.pcm for chunk in tts.synthesize(text)]).astype(np.float32) / 32768.0
-    return resample(pcm, tts.sample_rate, RATE)
+    return resample(pcm, tts.sample_rate, rate)
 
 
 @cache
@@ -68,11 +84,17 @@ def _engine_version(engine: Engine) -> str:
 
 def _trim(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Cut silence before the first and after the last 20 ms frame within 40 dB of the loudest."""
+    first, last = _trim_frames(x)
+    return x[first * 160:last * 160]
+
+
+def _trim_frames(x: npt.NDArray[np.float32]) -> tuple[int, int]:
+    """The 20 ms frames (8 kHz) `_trim` keeps: first, one past the last."""
     levels = _frame_dbfs(x)
     active = np.flatnonzero(levels > levels.max() - 40) if levels.size else np.zeros(0, dtype=int)
     if not active.size:
-        return x
-    return x[active[0] * 160:(active[-1] + 1) * 160]
+        return 0, -(-len(x) // 160)
+    return int(active[0]), int(active[-1]) + 1
 
 
 def _frame_dbfs(x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:

@@ -30,6 +30,7 @@ class SpokenTurn:
     turn: Turn
     parts: tuple[Pcm, ...]
     interjection: Pcm | None = None
+    wide_parts: tuple[Pcm, ...] = ()  # the parts at 16 kHz, for a G.722 line (RtpPeer sends these)
 
 
 @dataclass
@@ -76,8 +77,9 @@ class ListeningCaller:
     def _say(self, peer: RtpPeer, tick: int, spoken: SpokenTurn) -> None:
         at, speech = tick, []
         pauses = (*spoken.turn.pauses_s, 0.0)
-        for pcm, pause in zip(spoken.parts, pauses, strict=True):
-            peer.play_at(at, pcm)
+        wide = spoken.wide_parts or (None,) * len(spoken.parts)
+        for pcm, pcm16k, pause in zip(spoken.parts, wide, pauses, strict=True):
+            peer.play_at(at, pcm, pcm16k)
             speech.append((at, at + last_active_end(pcm) // FRAME))
             at += -(-len(pcm) // FRAME) + round(pause / 0.02)
         self.timelines.append(TurnTimeline(spoken, tick, speech))

@@ -41,7 +41,7 @@ class Line(enum.Enum):
     PCMA = "PCMA"
     LOSS = "PCMU, 3 % loss"
     JITTER = "PCMU, 40 ms jitter"
-    # G.722 is pending: the RTP engine does not have it yet (issue 12 lists it "when built").
+    G722 = "G722"  # wideband: the caller speaks at 16 kHz (caller_audio.speech_wide)
 
 
 class TurnKind(enum.Enum):
@@ -119,6 +119,7 @@ CONDITIONS = (
     Condition("40 ms jitter", line=Line.JITTER),
     *(Condition(f"{bg.value} {snr} dB", bg, snr) for bg in (Background.BABBLE, Background.PINK, Background.HUM)
       for snr in (20, 15, 10)),
+    Condition("clean G.722", line=Line.G722),  # last, so the plans of the conditions before it do not change
 )
 QUICK_CONDITIONS = ("clean µ-law", "babble 10 dB", "3 % loss")
 

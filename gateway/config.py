@@ -25,7 +25,7 @@ from gateway.tools import ToolError, ToolsConfig, load_tools
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _AGENT_TYPES = ("echo", "conversation")
-_CODECS = ("PCMU", "PCMA")
+_CODECS = ("G722", "PCMU", "PCMA")  # offered in this order by default: wideband first
 
 
 class ConfigError(ValueError):

@@ -169,9 +169,21 @@ class G711Codec:
         """The code for digital silence (0xFF for µ-law, 0xD5 for A-law), for comfort padding."""
         return 0xFF if self.name == "PCMU" else 0xD5
 
+    @property
+    def sample_rate(self) -> int:
+        """The audio's rate, the same as the RTP clock for G.711 (not for G.722)."""
+        return self.clock_rate
+
     def samples_per_frame(self, frame_ms: int) -> int:
         """Samples (= payload bytes, G.711 is one byte per sample) in ``frame_ms`` of audio."""
         return self.clock_rate * frame_ms // 1000
+
+    def encoder(self) -> G711Codec:
+        """G.711 is stateless: the codec is its own encoder (see rtp/codec.py for why this exists)."""
+        return self
+
+    def decoder(self) -> G711Codec:
+        return self
 
     def encode(self, pcm: Pcm) -> bytes:
         """Encode mono int16 PCM at 8 kHz to payload bytes."""

@@ -106,11 +106,17 @@ class JitterFrame:
     ``timestamp`` is the 32-bit RTP timestamp of the first sample when the
     frame contains received audio (``None`` for wholly synthetic frames); it
     lets callers correlate output with the stream (and benchmarks measure delay).
+
+    ``wideband`` is the same 20 ms at 16 kHz when the call's codec is wideband (G.722): the
+    session then puts the 8 kHz version of it in ``pcm`` (what VAD, echo handling and
+    turn-taking work on) and keeps the 16 kHz audio for the speech recognizer. ``None`` on a
+    narrowband (G.711) call.
     """
 
     type: FrameType
     pcm: Pcm
     timestamp: int | None = None
+    wideband: Pcm | None = None
 
 
 @dataclass
@@ -179,7 +185,15 @@ class JitterBuffer:
         min_delay_ms: int = 20,
         max_delay_ms: int = 300,
         initial_delay_ms: int = 40,
+        timestamp_rate: int | None = None,
     ) -> None:
+        """``clock_rate`` is the audio's sample rate; ``timestamp_rate`` the RTP clock when it
+        differs (G.722: 16 kHz audio, timestamps at 8000, RFC 3551). The buffer works in
+        samples throughout; RTP timestamps are scaled on the way in and out."""
+        timestamp_rate = timestamp_rate or clock_rate
+        if timestamp_rate <= 0 or clock_rate % timestamp_rate:
+            raise ValueError(f"sample rate {clock_rate} Hz is not a whole multiple of the RTP clock {timestamp_rate}")
+        self._ts_scale = clock_rate // timestamp_rate
         if clock_rate <= 0 or frame_ms <= 0 or (clock_rate * frame_ms) % 1000:
             raise ValueError(f"frame_ms={frame_ms} is not a whole number of samples at {clock_rate} Hz")
         if not 0 <= min_delay_ms <= max_delay_ms:
@@ -280,7 +294,7 @@ class JitterBuffer:
             raise ValueError(f"timestamp {timestamp} is not 32-bit")
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1 or not len(pcm):
             raise ValueError("pcm must be a non-empty 1-D numpy int16 array")
-        ts = self._ts_unwrap.unwrap(timestamp)
+        ts = self._ts_unwrap.unwrap(timestamp) * self._ts_scale
         seq = self._seq_unwrap.unwrap(sequence)
         if ts in self._packets or ts in self._played_set:
             self._stats.duplicate += 1
@@ -531,7 +545,7 @@ class JitterBuffer:
 
     def _play_received(self, pcm: Pcm, have: npt.NDArray[np.bool_]) -> JitterFrame:
         assert self._play_ts is not None
-        timestamp = self._play_ts & 0xFFFFFFFF
+        timestamp = (self._play_ts // self._ts_scale) & 0xFFFFFFFF
         if self._fade_from is not None:
             # Smooth the join after dropping audio: fade from the dropped frame's start.
             fade = min(len(pcm), self.clock_rate * _DROP_FADE_MS // 1000)

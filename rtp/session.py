@@ -6,6 +6,11 @@ one thread and needs no locks. Other threads (SIP signalling, agents) talk to it
 
 Every tick sends exactly one packet while sending is allowed (audio, silence or a DTMF event):
 PBXs hang up on RTP timeouts, and a far-end jitter buffer copes best with a steady stream.
+
+Wideband (G.722): the jitter buffer and loss concealment run on the decoded 16 kHz audio (320
+samples a frame; RTP timestamps stay at 8000, RFC 3551), and the listener gets each frame at
+8 kHz in ``pcm`` with the 16 kHz original in ``wideband``; what it returns (8 kHz) is raised to
+16 kHz before encoding. RTCP, DTMF and the echo canceller (8 kHz) do not change.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from typing import Protocol
 import numpy as np
 import structlog
 
+from rtp.codec import AudioCodec, Decoder, Encoder, is_wideband
 from rtp.dtmf import DtmfReceiver, DtmfSender
-from rtp.g711 import G711Codec
 from rtp.jitter import JitterBuffer, JitterFrame, JitterStats
 from rtp.packet import RtpError, RtpPacket, is_rtcp
 from rtp.ports import PortPair
+from rtp.rate_bridge import FrameRateBridge
 from rtp.rtcp import (
     Bye,
     ReceiverReport,
@@ -57,7 +63,7 @@ class MediaListener(Protocol):
 
     def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
         """Take the caller's 20 ms frame (as received, and with our echo removed when an echo
-        canceller is configured); return the 20 ms to send (None sends silence)."""
+        canceller is configured); return the 20 ms to send at 8 kHz (None sends silence)."""
 
     def on_dtmf(self, digit: str) -> None: ...
 
@@ -71,7 +77,7 @@ class RemoteMedia:
 
     rtp_address: tuple[str, int]
     rtcp_address: tuple[str, int]
-    codec: G711Codec
+    codec: AudioCodec
     send_event_pt: int | None = 101
     receive_event_pt: int | None = 101
     send: bool = True  # the SDP direction allows us to send
@@ -131,9 +137,12 @@ class RtpSession:
         self._pending: RemoteMedia | None = None
         self.remote: RemoteMedia | None = None
         self._srtp: SrtpContext | None = None
-        self._jitter = JitterBuffer(
-            clock_rate=8000, frame_ms=20, min_delay_ms=jitter_min_delay_ms, max_delay_ms=jitter_max_delay_ms
-        )
+        self._jitter_delays = (jitter_min_delay_ms, jitter_max_delay_ms)
+        self._jitter = self._new_jitter(8000)
+        self._encoder: Encoder | None = None
+        self._decoder: Decoder | None = None
+        self._narrow: FrameRateBridge | None = None  # wideband codec: 16 kHz caller -> 8 kHz listener
+        self._widen: FrameRateBridge | None = None  # wideband codec: 8 kHz listener -> 16 kHz encoder
         self._reception = ReceptionStats(8000)
         self._dtmf_rx = DtmfReceiver()
         self._dtmf_tx: DtmfSender | None = None
@@ -180,6 +189,8 @@ class RtpSession:
         if remote is None:
             return
         frame = self._jitter.get()
+        if self._narrow is not None:
+            frame = JitterFrame(frame.type, self._narrow.convert(frame.pcm), frame.timestamp, wideband=frame.pcm)
         cleaned = None
         if self.echo_canceller is not None:
             cleaned = self.echo_canceller.process(frame.pcm, self._last_sent)
@@ -209,10 +220,27 @@ class RtpSession:
                 receive=remote.receive,
                 local_port=self.ports.rtp_port,
             )
-        if previous is not None and previous.codec != remote.codec:
-            self._jitter.reset()
+        if previous is None or previous.codec != remote.codec:
+            self._use_codec(remote.codec, reset=previous is not None)
         self._last_rx = now  # a new negotiation (e.g. unhold) restarts the inactivity window
         self._inactive_reported = False
+
+    def _new_jitter(self, sample_rate: int) -> JitterBuffer:
+        low, high = self._jitter_delays
+        return JitterBuffer(clock_rate=sample_rate, frame_ms=20, min_delay_ms=low, max_delay_ms=high,
+                            timestamp_rate=8000)
+
+    def _use_codec(self, codec: AudioCodec, reset: bool) -> None:
+        """New encoder/decoder state for `codec`; a changed sample rate gets a new jitter buffer
+        (its timeline is in samples), a change between codecs of one rate resets it."""
+        self._encoder, self._decoder = codec.encoder(), codec.decoder()
+        if codec.sample_rate != self._jitter.clock_rate:
+            self._jitter = self._new_jitter(codec.sample_rate)
+        elif reset:
+            self._jitter.reset()
+        wide = is_wideband(codec)
+        self._narrow = FrameRateBridge(codec.sample_rate, 8000) if wide else None
+        self._widen = FrameRateBridge(8000, codec.sample_rate) if wide else None
 
     def _apply_srtp(self, keys: SrtpKeys | None) -> None:
         if keys is None:
@@ -295,6 +323,7 @@ class RtpSession:
                 self.stats.ssrc_changes += 1
                 self.log.info("rtp_ssrc_change", old=f"{self._remote_ssrc:08x}", new=f"{packet.ssrc:08x}")
                 self._jitter.reset()
+                self._decoder = remote.codec.decoder()  # G.722's ADPCM state belongs to the old stream
                 self._reception = ReceptionStats(8000)
                 self._dtmf_rx = DtmfReceiver()
             self._remote_ssrc = packet.ssrc
@@ -306,7 +335,8 @@ class RtpSession:
             if not packet.payload:  # a valid RTP header with no audio: nothing to play, nothing to break
                 self.stats.empty_payload += 1
                 return
-            self._jitter.put(packet.sequence, packet.timestamp, remote.codec.decode(packet.payload), arrival,
+            assert self._decoder is not None  # set with the remote
+            self._jitter.put(packet.sequence, packet.timestamp, self._decoder.decode(packet.payload), arrival,
                              marker=packet.marker)
         elif remote.receive_event_pt is not None and packet.payload_type == remote.receive_event_pt:
             try:
@@ -331,7 +361,8 @@ class RtpSession:
             pcm = self._silence if outbound is None else outbound
             if pcm.shape != (160,):
                 pcm = _fit_frame(pcm)
-            payload = remote.codec.encode(pcm)
+            assert self._encoder is not None  # set with the remote
+            payload = self._encoder.encode(pcm if self._widen is None else self._widen.convert(pcm))
             marker, timestamp, payload_type = self._first_packet, self._timestamp, remote.codec.payload_type
             self._last_sent = pcm
         packet = RtpPacket(payload_type=payload_type, sequence=self._sequence, timestamp=timestamp,

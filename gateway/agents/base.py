@@ -1,7 +1,8 @@
 """The interface between a call's media and whatever talks on it.
 
 `on_audio` and `next_frame` run on the media clock thread, every 20 ms: they must return at
-once (queue work elsewhere, never wait for a model). Audio is 8 kHz mono int16 in 20 ms frames.
+once (queue work elsewhere, never wait for a model). Audio is 8 kHz mono int16 in 20 ms frames
+(on a G.722 call the frame also carries the caller's 16 kHz audio as `frame.wideband`).
 """
 
 from __future__ import annotations

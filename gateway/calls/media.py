@@ -1,7 +1,9 @@
 """The bridge between one call's RTP session and its agent (media clock thread).
 
 `CallMedia` is the session's listener: it hands each received frame to the agent, takes the
-frame to send, and copies both to the recorder. `release_media` is what the media clock runs
+frame to send, and copies both to the recorder. On a wideband (G.722) call the frame carries the
+caller's 16 kHz audio beside the 8 kHz copy (`JitterFrame.wideband`); the agent takes what it can
+use, the recorder keeps 8 kHz. `release_media` is what the media clock runs
 once a torn-down call's session is no longer ticked: it holds the session, never the call.
 """
 
@@ -15,7 +17,7 @@ import structlog
 from gateway.agents import Agent
 from gateway.records import CallRecorder
 from gateway.sip.call import NegotiatedMedia
-from rtp.g711 import codec_by_name
+from rtp.codec import audio_codec_by_name
 from rtp.jitter import JitterFrame
 from rtp.ports import PortAllocator
 from rtp.session import RemoteMedia, RtpSession
@@ -61,7 +63,7 @@ def remote_media(media: NegotiatedMedia, srtp_required: bool) -> RemoteMedia | s
     """What our RTP session needs from what pjsua negotiated, or why the call cannot go on (the
     hang-up reason: codec_unsupported, srtp_required)."""
     try:
-        codec = codec_by_name(media.codec)
+        codec = audio_codec_by_name(media.codec)
     except (KeyError, ValueError):
         return "codec_unsupported"
     if media.srtp is None and srtp_required:

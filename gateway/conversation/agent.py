@@ -108,7 +108,8 @@ class ConversationAgent:
 
     def on_audio(self, frame: JitterFrame, echo_cancelled: np.ndarray | None = None) -> None:
         now = self.clock()
-        signals = self.turn_taker.feed(now, frame.pcm, frame.type, self.playout.speaking(now), echo_cancelled)
+        signals = self.turn_taker.feed(now, frame.pcm, frame.type, self.playout.speaking(now), echo_cancelled,
+                                       frame.wideband)
         if signals and self.turn_taker.last_cues is not None:
             cues = self.turn_taker.last_cues
             self.log.debug("turn_levels", probability=round(cues.probability, 2), loud=cues.loud,

@@ -22,15 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import soxr
 
 from gateway.conversation.events import Utterance
 from gateway.conversation.semantic_turn import Verdict
+from gateway.conversation.utterance_audio import MODEL_RATE, utterance_audio16k
 
-LINE_RATE = 8000
-MODEL_RATE = 16000
 _WINDOW_FRAMES = 8 * 50  # smart-turn hears the last 8 s; 20 ms frames
-_FRAME = 160
 
 Judge = Callable[[np.ndarray], float]  # float audio at 16 kHz in [-1, 1] -> P(finished)
 
@@ -44,10 +41,9 @@ class _Request:
 
 
 def model_input(utterance: Utterance) -> np.ndarray:
-    """The utterance's last 8 s as the model wants it: 16 kHz float in [-1, 1] (from 8 kHz int16)."""
-    frames = utterance.frames[-_WINDOW_FRAMES:]
-    pcm = np.concatenate(frames) if frames else np.zeros(_FRAME, dtype=np.int16)
-    return soxr.resample(pcm.astype(np.float32) / 32768.0, LINE_RATE, MODEL_RATE).astype(np.float32)
+    """The utterance's last 8 s as the model wants it: 16 kHz float in [-1, 1] (the line's own
+    16 kHz on a G.722 call, else resampled from 8 kHz int16)."""
+    return utterance_audio16k(utterance, last_frames=_WINDOW_FRAMES).astype(np.float32, copy=False)
 
 
 class EndOfTurnModel:

@@ -26,10 +26,18 @@ class Utterance:
     A snapshot, not a shared growing list: the media thread keeps appending to its own list and
     hands out a new `Utterance` at each pause, so transcription never reads a list being written.
     `number` tells utterances apart (a transcript of the same one may be reused).
+    `wide` holds, on a wideband (G.722) call, the same frames at 16 kHz, one per frame of
+    `frames`, None where only 8 kHz audio stands (echo-cancelled while the bot talked); empty on
+    a G.711 call. utterance_audio.py makes the 16 kHz audio the models hear from both.
     """
 
     number: int
     frames: tuple[np.ndarray, ...]
+    wide: tuple[np.ndarray | None, ...] = ()
+
+    def since(self, start: int) -> Utterance:
+        """The same utterance from frame `start` on (the phrase after a pause)."""
+        return Utterance(self.number, self.frames[start:], self.wide[start:])
 
     @property
     def length(self) -> int:

@@ -137,7 +137,7 @@ class SemanticTurnPolicy:
     def on_pause(self, utterance: Utterance) -> None:
         self._heard = utterance.length
         if self._waiting and not self.failed:
-            phrase = Utterance(utterance.number, utterance.frames[self._phrase:]) if self._phrase else utterance
+            phrase = utterance.since(self._phrase) if self._phrase else utterance
             self._verdicts.ask(self._pause, phrase)
 
     def _turn_over(self, silence: float, spoken: float) -> bool:

@@ -15,14 +15,12 @@ from __future__ import annotations
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
-import numpy as np
-
 from gateway.conversation.confidence import ConfidenceRule, Hearing, judge
 from gateway.conversation.events import Utterance
+from gateway.conversation.utterance_audio import MODEL_RATE, utterance_audio16k
 from models.base import Stt, Transcript
-from rtp.resample import int16_to_float, resample
 
-STT_RATE = 16000
+STT_RATE = MODEL_RATE
 _REUSE_FRAMES = 5  # a transcript covering all but the last 100 ms (trailing silence) is reused
 
 
@@ -53,7 +51,7 @@ class Transcriber:
             self._utterance, self._transcripts = utterance.number, []
         if self._transcripts and self._transcripts[-1][0] >= utterance.length - _REUSE_FRAMES:
             return self._transcripts[-1][1]
-        future = self.executor.submit(self._run, np.concatenate(utterance.frames))
+        future = self.executor.submit(self._run, utterance)
         self._transcripts.append((utterance.length, future))
         return future
 
@@ -61,7 +59,7 @@ class Transcriber:
         """A new utterance began: what was transcribed of the last one is no use any more."""
         self._utterance, self._transcripts = 0, []
 
-    def _run(self, pcm8k: np.ndarray) -> Heard:
-        audio16k = int16_to_float(resample(pcm8k, 8000, STT_RATE))
+    def _run(self, utterance: Utterance) -> Heard:
+        audio16k = utterance_audio16k(utterance)  # wideband as received on a G.722 call, else 8 kHz resampled
         transcript = self.stt.transcribe(audio16k, prompt=self.prompt)
         return Heard(transcript, judge(transcript, self.prompt, self.rule))

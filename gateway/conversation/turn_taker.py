@@ -47,6 +47,9 @@ class TurnTaker:
         self.guard = guard or EchoGuard()
         self._preroll: deque[np.ndarray] = deque(maxlen=max(1, preroll_frames))
         self._utterance: list[np.ndarray] | None = None
+        # Wideband (G.722) calls: the same frames at 16 kHz for the models (Utterance.wide).
+        self._preroll_wide: deque[np.ndarray | None] = deque(maxlen=max(1, preroll_frames))
+        self._wide: list[np.ndarray | None] = []
         self._numbers = itertools.count(1)
         self._number = 0
         self._speech_peak_db = level_db(0.0)
@@ -54,14 +57,15 @@ class TurnTaker:
         self.last_cues: Cues | None = None
 
     def feed(self, now: float, pcm: np.ndarray, frame_type: FrameType, bot_speaking: bool,
-             cleaned: np.ndarray | None = None) -> list[TurnSignal]:
+             cleaned: np.ndarray | None = None, wide: np.ndarray | None = None) -> list[TurnSignal]:
         """One tick of the caller's audio; returns the turn events it completes (usually none).
 
         `cleaned` is the same frame with the bot's echo removed (rtp/echo.py). Turn-taking judges
         the line as received (the canceller suppresses the caller's onset on a path it has not
         learnt, see echo_guard.py); the utterance the STT hears takes the cleaned frame while the
         bot talks: over a barge-in's double talk that cut whisper's word errors from 0.33-1.11 to
-        0.22-0.67 (docs/benchmarks.md)."""
+        0.22-0.67 (docs/benchmarks.md). `wide` is the frame at 16 kHz on a G.722 call: kept beside
+        the utterance for the STT and turn model (not when the cleaned 8 kHz frame is used)."""
         raw_rms = _rms(pcm)
         level = level_db(raw_rms)
         guard = self.guard
@@ -82,15 +86,20 @@ class TurnTaker:
         detected = self.policy.update(now, probability, bot_speaking=bot_speaking, loud=loud, quiet=quiet)
         self.last_cues = Cues(probability, loud, quiet, level, guard.last_correlation)
         heard = cleaned if bot_speaking and cleaned is not None else pcm
+        heard_wide = wide if heard is pcm else None
         if self._utterance is not None:
             self._utterance.append(heard)
+            self._wide.append(heard_wide)
         else:
             self._preroll.append(heard)
+            self._preroll_wide.append(heard_wide)
         signals: list[TurnSignal] = []
         for d in detected:
             if d.event in (TurnEvent.SPEECH_START, TurnEvent.BARGE_IN):
                 self._utterance = [*self._preroll]
+                self._wide = [*self._preroll_wide]
                 self._preroll.clear()
+                self._preroll_wide.clear()
                 self._number = next(self._numbers)
             match d.event:
                 case TurnEvent.SPEECH_START:
@@ -113,7 +122,9 @@ class TurnTaker:
         self.guard.add_far(frame)
 
     def _snapshot(self) -> Utterance:
-        return Utterance(self._number, tuple(self._utterance or ()))
+        frames = tuple(self._utterance or ())
+        wide = tuple(self._wide) if any(w is not None for w in self._wide) else ()
+        return Utterance(self._number, frames, wide)
 
     def _quiet(self, level: float) -> bool:
         """Whether this frame is down at the line's noise, far below the caller's speech (see

@@ -54,7 +54,7 @@ class StackSettings:
     listen_port: int
     public_address: str
     max_calls: int
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     user_agent: str = "voicegate"  # sent to the PBX only (REGISTER, outbound INVITE), see _create
     sip_trace: bool = False
     tls: TlsConfig | None = None
@@ -270,7 +270,9 @@ class SipStack:
 
     def _set_codec_priorities(self, ep: pj.Endpoint) -> None:
         """Offer and accept only the codecs our RTP engine implements, in the configured order."""
-        wanted = {name: 255 - i for i, name in enumerate(self.settings.codecs)}
+        # 254 down, never 255: pjmedia takes 255 (PJMEDIA_CODEC_PRIO_HIGHEST) as "move to the top and
+        # demote the previous top to 254", so the first two codecs came out tied at 254.
+        wanted = {name: 254 - i for i, name in enumerate(self.settings.codecs)}
         for info in ep.codecEnum2():
             name = info.codecId.split("/")[0].upper()
             ep.codecSetPriority(info.codecId, wanted.get(name, 0))

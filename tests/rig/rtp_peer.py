@@ -6,6 +6,10 @@ arrival time. It can play audio at scripted times, react to the bot (e.g. interr
 after its reply starts), and echo the bot's own audio back, delayed and attenuated, like a
 telephone line with a hybrid echo. It can also impair its own sending like a bad network (seeded
 random loss and per-packet delay, so packets arrive late and out of order) and speak A-law instead.
+
+On G.722 (codec=G722) it sends 16 kHz: the audio given to `play_at` with a `wide` 16 kHz version is
+sent as that, the rest (e.g. a background made at 8 kHz) raised to 16 kHz; the script's timing and
+what it records of the bot stay at 8 kHz (160 samples a tick), so analysis code does not change.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rtp.g711 import PCMU, G711Codec
+from rtp.codec import AudioCodec, is_wideband
+from rtp.g711 import PCMU
+from rtp.rate_bridge import FrameRateBridge
 
 FRAME = 160
 MAX_STALL_MS = 200.0  # RTP "never stopped": no gap longer than this, on a busy CI machine too
@@ -37,7 +43,7 @@ class RtpPeer:
     echo_delay_s: float | None = None
     echo_gain_db: float = -10.0
     on_tick: Callable[[RtpPeer, int], None] | None = None
-    codec: G711Codec = PCMU  # must match what SIPp's SDP offered
+    codec: AudioCodec = PCMU  # must match what SIPp's SDP offered
     loss: float = 0.0  # probability that a sent packet is dropped
     jitter_s: float = 0.0  # each sent packet is held back U(0, jitter_s) seconds
     seed: int = 0  # for loss and jitter: the same impairment every run
@@ -49,6 +55,11 @@ class RtpPeer:
         self.sock.bind(("127.0.0.1", self.port))
         self.sock.setblocking(False)
         self._schedule: list[tuple[int, np.ndarray]] = []
+        self._schedule_wide: list[tuple[int, np.ndarray]] = []  # G.722: 16 kHz versions, sent instead
+        self._wideband = is_wideband(self.codec)
+        self._encoder, self._decoder = self.codec.encoder(), self.codec.decoder()
+        self._widen = FrameRateBridge(8000, 16000) if self._wideband else None
+        self._narrow = FrameRateBridge(16000, 8000) if self._wideband else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,10 +71,24 @@ class RtpPeer:
 
     # -- script --------------------------------------------------------------------------------
 
-    def play_at(self, tick: int, pcm: np.ndarray) -> None:
-        """Send `pcm` (8 kHz int16) starting at `tick` (20 ms units since start)."""
+    def play_at(self, tick: int, pcm: np.ndarray, wide: np.ndarray | None = None) -> None:
+        """Send `pcm` (8 kHz int16) starting at `tick` (20 ms units since start); on G.722 send
+        `wide` (the same audio at 16 kHz) instead when given."""
         with self._lock:
-            self._schedule.append((tick, np.asarray(pcm, dtype=np.int16)))
+            if wide is not None and self._wideband:
+                self._schedule_wide.append((tick, np.asarray(wide, dtype=np.int16)))
+            else:
+                self._schedule.append((tick, np.asarray(pcm, dtype=np.int16)))
+
+    def _wide_frame(self, tick: int) -> np.ndarray:
+        out = np.zeros(2 * FRAME, dtype=np.int32)
+        with self._lock:
+            for start, pcm in self._schedule_wide:
+                offset = (tick - start) * 2 * FRAME
+                if 0 <= offset < len(pcm):
+                    piece = pcm[offset:offset + 2 * FRAME]
+                    out[: len(piece)] += piece
+        return out
 
     def _caller_frame(self, tick: int) -> np.ndarray:
         out = np.zeros(FRAME, dtype=np.int32)
@@ -108,7 +133,10 @@ class RtpPeer:
             pcm = np.clip(frame, -32767, 32767).astype(np.int16)
             self.sent.append(pcm)
             header = struct.pack("!BBHII", 0x80, self.codec.payload_type, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
-            self._send(deadline, seq, header + self.codec.encode(pcm))
+            if self._widen is not None:
+                wide = self._widen.convert(pcm).astype(np.int32) + self._wide_frame(self.tick)
+                pcm = np.clip(wide, -32767, 32767).astype(np.int16)
+            self._send(deadline, seq, header + self._encoder.encode(pcm))
             seq, ts = seq + 1, ts + FRAME
             self.tick += 1
 
@@ -145,7 +173,9 @@ class RtpPeer:
                 return
             if len(data) < 12 or data[1] & 0x7F != self.codec.payload_type:
                 continue  # RTCP or events: not audio
-            pcm = self.codec.decode(data[12:])
+            pcm = self._decoder.decode(data[12:])
+            if self._narrow is not None:
+                pcm = self._narrow.convert(pcm)
             tick = self.tick
             while tick in self.received:  # two packets in one tick: keep order
                 tick += 1

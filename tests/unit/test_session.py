@@ -275,3 +275,55 @@ def test_port_allocator_skips_busy_ports_and_reports_exhaustion():
     a.close()
     assert alloc.allocate().rtp_port == 47202
     blocker.close()
+
+
+def test_g722_call_decodes_16k_hands_both_rates_and_sends_g722(far, allocator):
+    """Wideband: the listener gets 8 kHz frames with the 16 kHz originals beside them; its 8 kHz
+    reply goes out as G.722 (PT 9, 160 bytes, timestamps +160 per 20 ms: RFC 3551)."""
+    from rtp.g722codec import G722
+
+    t16 = np.arange(320 * 30) / 16000
+    speech = (6000 * np.sin(2 * np.pi * 5000 * t16) + 6000 * np.sin(2 * np.pi * 500 * t16)).astype(np.int16)
+    reply = (8000 * np.sin(np.arange(160) * 2 * np.pi / 16)).astype(np.int16)  # 500 Hz at 8 kHz
+    listener = Listener(reply=reply)
+    session = make_session(allocator, listener)
+    session.configure(remote_for(far, codec=G722))
+    encoder = G722.encoder()
+    for i in range(30):
+        packet = RtpPacket(payload_type=9, sequence=far.seq & 0xFFFF, timestamp=far.ts & 0xFFFFFFFF, ssrc=0xABC,
+                           payload=encoder.encode(speech[320 * i:320 * (i + 1)]))
+        far.seq += 1
+        far.ts += 160
+        far.rtp.sendto(packet.serialize(), ("127.0.0.1", session.local_port))
+        time.sleep(0.002)
+        session.tick(i * 0.02)
+    normal = [f for f in listener.frames if f.type is FrameType.NORMAL]
+    assert len(normal) >= 20
+    last = normal[-1]
+    assert last.pcm.shape == (160,) and last.wideband is not None and last.wideband.shape == (320,)
+    spectrum = np.abs(np.fft.rfft(last.wideband.astype(float)))
+    assert spectrum[100] > 0.2 * spectrum.max()  # 5 kHz (bin 100 of 320 at 16 kHz) survives in the wideband copy
+    assert np.abs(last.pcm).max() > 2000  # the 500 Hz part in the 8 kHz copy
+    sent = [RtpPacket.parse(d) for d in far.drain()]
+    assert len(sent) == 30 and {p.payload_type for p in sent} == {9} and {len(p.payload) for p in sent} == {160}
+    assert {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in zip(sent, sent[1:], strict=False)} == {160}
+    decoder = G722.decoder()
+    heard = np.concatenate([decoder.decode(p.payload) for p in sent])
+    assert np.abs(heard[-3200:]).max() > 4000  # the bot's reply, raised to 16 kHz and encoded
+    session.close()
+
+
+def test_codec_change_from_g722_to_pcmu_mid_call(far, allocator):
+    listener = Listener()
+    session = make_session(allocator, listener)
+    from rtp.g722codec import G722
+
+    session.configure(remote_for(far, codec=G722))
+    session.tick(0.0)
+    session.configure(remote_for(far, codec=PCMU))
+    for i in range(1, 4):
+        session.tick(i * 0.02)
+    sent = [RtpPacket.parse(d) for d in far.drain()]
+    assert [p.payload_type for p in sent] == [9, 0, 0, 0]
+    assert listener.frames[-1].wideband is None and listener.frames[-1].pcm.shape == (160,)
+    session.close()

@@ -1,0 +1,42 @@
+"""What pjsua offers and accepts: our RTP engine's codecs only, in the configured order.
+
+pjsua does the SDP offer/answer (it answers with the offer's codec that has its highest priority),
+so the priorities are the negotiation: G.722 first when the peer offers it, PCMU/PCMA when it does
+not (real offers: tests/integration/test_wideband_call.py, and the SIPp/baresip G.711 calls).
+A real pjsua2 endpoint on loopback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from gateway.sip.stack import SipStack, StackSettings
+from tests.rig.ports import free_udp_port
+
+
+def _priorities(codecs: tuple[str, ...] | None) -> dict[str, int]:
+    settings = StackSettings("127.0.0.1", free_udp_port(), "127.0.0.1", max_calls=1)
+    stack = SipStack(settings if codecs is None else replace(settings, codecs=codecs))
+    stack.start(on_started=lambda: None, on_shutdown=lambda: None)
+    try:
+        endpoint = stack.endpoint
+        assert endpoint is not None
+        return stack.submit(lambda: {i.codecId: i.priority for i in endpoint.codecEnum2()}).result(10)
+    finally:
+        stack.stop()
+
+
+@pytest.mark.parametrize("codecs", [None, ("G722", "PCMU", "PCMA")])
+def test_g722_is_offered_first_by_default(codecs):
+    prio = _priorities(codecs)
+    assert prio["G722/16000/1"] > prio["PCMU/8000/1"] > prio["PCMA/8000/1"] > 0
+    others = {c: p for c, p in prio.items() if c.split("/")[0] not in ("G722", "PCMU", "PCMA")}
+    assert others and all(p == 0 for p in others.values()), others  # speex, iLBC, GSM, L16: not ours
+
+
+def test_a_narrowband_only_config_never_offers_g722():
+    prio = _priorities(("PCMA", "PCMU"))
+    assert prio["G722/16000/1"] == 0
+    assert prio["PCMA/8000/1"] > prio["PCMU/8000/1"] > 0

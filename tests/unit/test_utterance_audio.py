@@ -1,0 +1,103 @@
+"""What the STT and the turn model hear of an utterance: its 16 kHz frames on a G.722 call."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.conversation.events import Utterance
+from gateway.conversation.turn_taker import TurnTaker
+from gateway.conversation.turns import TurnEvent
+from gateway.conversation.utterance_audio import utterance_audio16k
+from rtp.jitter import FrameType
+
+
+def _frames(freq: float, count: int, rate: int) -> list[np.ndarray]:
+    n = rate // 50
+    t = np.arange(n * count) / rate
+    pcm = (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    return [pcm[i * n:(i + 1) * n] for i in range(count)]
+
+
+def _band_energy(audio: np.ndarray, lo: float, hi: float, rate: int = 16000) -> float:
+    spectrum = np.abs(np.fft.rfft(audio)) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / rate)
+    return float(spectrum[(freqs >= lo) & (freqs < hi)].sum())
+
+
+def test_narrowband_utterance_is_resampled_to_16k():
+    utterance = Utterance(1, tuple(_frames(1000, 10, 8000)))
+    audio = utterance_audio16k(utterance)
+    assert audio.dtype == np.float32 and len(audio) == 10 * 320
+
+
+def test_wideband_frames_are_used_as_received_and_keep_what_is_above_4k():
+    narrow = _frames(1000, 10, 8000)
+    wide = _frames(6000, 10, 16000)  # a 6 kHz tone only a wideband line carries
+    audio = utterance_audio16k(Utterance(1, tuple(narrow), tuple(wide)))
+    assert len(audio) == 10 * 320
+    assert _band_energy(audio, 5000, 7000) > 100 * _band_energy(audio, 500, 1500)
+    assert len(utterance_audio16k(Utterance(1, tuple(narrow), tuple(wide)), last_frames=4)) == 4 * 320
+
+
+def test_frames_heard_only_at_8k_are_resampled_in_runs_between_wide_ones():
+    narrow = _frames(1000, 10, 8000)
+    wide: list[np.ndarray | None] = list(_frames(6000, 10, 16000))
+    wide[3:6] = [None, None, None]  # e.g. echo-cancelled while the bot talked
+    audio = utterance_audio16k(Utterance(1, tuple(narrow), tuple(wide)))
+    assert len(audio) == 10 * 320
+    middle = audio[3 * 320 + 40:6 * 320 - 40]
+    assert _band_energy(middle, 500, 1500) > 100 * _band_energy(middle, 5000, 7000)
+    assert Utterance(1, tuple(narrow), tuple(wide)).since(3).wide[0] is None
+
+
+class _Vad:
+    def __init__(self):
+        self.p = 0.0
+
+    def process(self, pcm):
+        return self.p
+
+
+class _Policy:
+    """Speech starts at the first frame and the turn ends when told: only the collection is under test."""
+
+    in_speech = False
+
+    def __init__(self):
+        self.events: list[TurnEvent] = []
+
+    def update(self, now, probability, **_):
+        from gateway.conversation.turns import Detected
+
+        out, self.events = [Detected(e, now) for e in self.events], []
+        return out
+
+    def on_pause(self, utterance):
+        pass
+
+
+def test_turn_taker_keeps_the_16k_frames_beside_the_8k_ones():
+    policy = _Policy()
+    taker = TurnTaker(_Vad(), policy, preroll_frames=2)  # type: ignore[arg-type]
+    narrow, wide = _frames(500, 6, 8000), _frames(500, 6, 16000)
+    taker.feed(0.00, narrow[0], FrameType.NORMAL, False, wide=wide[0])
+    policy.events = [TurnEvent.SPEECH_START]
+    taker.feed(0.02, narrow[1], FrameType.NORMAL, False, wide=wide[1])
+    taker.feed(0.04, narrow[2], FrameType.NORMAL, True, cleaned=narrow[2] // 2, wide=wide[2])  # bot talking
+    policy.events = [TurnEvent.TURN_END]
+    signals = taker.feed(0.06, narrow[3], FrameType.NORMAL, False, wide=wide[3])
+    utterance = signals[-1].utterance
+    assert utterance.length == 4 and len(utterance.wide) == 4
+    assert utterance.wide[0] is wide[0] and utterance.wide[2] is None and utterance.wide[3] is wide[3]
+    assert np.array_equal(utterance.frames[2], narrow[2] // 2)  # the echo-cancelled 8 kHz frame stands
+
+
+def test_turn_taker_on_a_g711_call_gives_no_wide_frames():
+    policy = _Policy()
+    taker = TurnTaker(_Vad(), policy, preroll_frames=2)  # type: ignore[arg-type]
+    policy.events = [TurnEvent.SPEECH_START]
+    for i, frame in enumerate(_frames(500, 3, 8000)):
+        taker.feed(i * 0.02, frame, FrameType.NORMAL, False)
+    policy.events = [TurnEvent.TURN_END]
+    signals = taker.feed(0.1, np.zeros(160, np.int16), FrameType.NORMAL, False)
+    assert signals[-1].utterance.wide == ()
