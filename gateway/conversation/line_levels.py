@@ -34,7 +34,9 @@ _BACKGROUND_PERCENTILE = 10.0
 _MIN_HISTORY_FRAMES = 10  # 200 ms: before that, nothing is known about the line
 _SMOOTH_FRAMES = 3  # the level judged: power mean of the last 60 ms (one syllable's dip is no end)
 _DEFAULT_SPEECH_DB = -20.0  # a caller's speech level before the first turn (telephone speech: -15..-25 dBFS)
-_SPEECH_LEARN = 0.05  # per voiced frame: the speech level follows the caller within a second of talking
+_SPEECH_LEARN_UP = 0.05  # per voiced frame: a louder caller is learnt within a second of talking ...
+_SPEECH_LEARN_DOWN = 0.01  # ... a quieter one more slowly: a turn started by a burst of babble must not
+# drag the caller's level (and with it the onset threshold) down towards the babble
 _ONSET_FRACTION = 0.7  # speech starts above background + this much of the gap to the caller's level ...
 _ONSET_MIN_DB = 8.0  # ... and at least this far above the background
 _QUIET_FRACTION = 0.3  # the caller stopped below background + this much of the gap ...
@@ -75,7 +77,8 @@ class LineLevels:
 
     def learn_speech(self) -> None:
         """This frame is the caller talking (the VAD says so and it stands out of the background)."""
-        self.speech_db += _SPEECH_LEARN * (self.level_db - self.speech_db)
+        rate = _SPEECH_LEARN_UP if self.level_db > self.speech_db else _SPEECH_LEARN_DOWN
+        self.speech_db += rate * (self.level_db - self.speech_db)
 
     @property
     def _gap(self) -> float:

@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 
 
 _TICK_S = 0.02  # the media clock's frame: one `update` per tick
+# Of the frames that confirm a barge-in (speech or loud), at least this share must be speech to the
+# VAD: a caller in heavy noise (pink at 10 dB SNR) gets the VAD's "speech" on only part of their
+# words, while a cough or a door is loud and not speech at all.
+_SPEECH_SHARE = 0.5
+# ... and the cues must fill this share of the time since the onset (words have gaps; in noise the
+# gaps between them are heard as the line's background, which is no cue)
+_CUE_SHARE = 0.5
 
 
 class TurnEvent(enum.Enum):
@@ -94,6 +101,7 @@ class TurnDetector:
         self.holding = False  # the bot's audio is held for an onset over it (HOLD fired, no UNHOLD yet)
         self._cue_at = 0.0  # over the bot: the last frame with an onset cue
         self._speech_frames = 0  # over the bot: speech frames since the onset
+        self._cue_frames = 0  # over the bot: frames with an onset cue (speech or loud) since the onset
 
     @property
     def last_voice(self) -> float | None:
@@ -166,8 +174,9 @@ class TurnDetector:
     def _over_bot(self, now: float, probability: float, loud: bool, quiet: bool) -> list[Detected]:
         """The caller's line while the bot talks and no turn is under way: hold, confirm or let go
         (see the module doc). Onset cues: speech (`barge_in_threshold`), or a loud onset the VAD
-        has not caught up with (a word's start, a cough): either holds the bot; only speech frames
-        count towards confirming. Short unvoiced gaps (a syllable's stop) do not end the onset."""
+        has not caught up with (a word's start, a cough): either holds the bot; `barge_in_min_ms`
+        since the onset confirms it, if cues filled most of that time and half of them were
+        speech. Unvoiced gaps shorter than `barge_in_gap_ms` (between words) do not end the onset."""
         c = self.config
         speech = probability >= c.barge_in_threshold and not quiet
         cue = speech or (loud and not quiet)
@@ -180,14 +189,17 @@ class TurnDetector:
                     events.append(Detected(TurnEvent.UNHOLD, now))
             return events
         if self._onset is None:
-            self._onset, self._speech_frames = now, 0
+            self._onset, self._speech_frames, self._cue_frames = now, 0, 0
         self._cue_at = now
         self._speech_frames += speech
+        self._cue_frames += 1
         if not self.holding and now - self._onset >= c.barge_in_pause_ms / 1000 - 1e-9:
             self.holding = True
             events.append(Detected(TurnEvent.HOLD, self._onset))
-        if speech and (self._speech_frames - 1) * _TICK_S >= c.barge_in_min_ms / 1000 - 1e-9 \
-                and now - self._onset >= c.barge_in_min_ms / 1000 - 1e-9:
+        needed = c.barge_in_min_ms / 1000 - 1e-9
+        span_frames = round((now - self._onset) / _TICK_S) + 1
+        if speech and now - self._onset >= needed and self._cue_frames >= _CUE_SHARE * span_frames \
+                and self._speech_frames >= _SPEECH_SHARE * self._cue_frames:
             self.in_speech, self.paused, self.holding = True, False, False
             events.append(Detected(TurnEvent.BARGE_IN, self._onset))
             self._last_voice, self._onset = now, None
