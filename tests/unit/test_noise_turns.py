@@ -150,3 +150,16 @@ def test_a_held_bot_resumes_where_it_stopped_and_a_cut_one_counts_only_what_went
     playout.hold()
     assert playout.flush() == {1: "one two three four"}  # 4 of 10 frames went out
     assert playout.next_frame() is None and not playout.held
+
+
+def test_the_turn_ends_even_when_the_line_stays_between_quiet_and_speech():
+    """The guard: after the question the line carries something louder than its usual background
+    (the babble swelled, someone nearby talks) that the VAD calls speech, never loud enough to be
+    the caller starting again. No frame has stood out for a while: the turn is over."""
+    line = Line(noise_p=0.9).add(3.0, 4.5).add(4.5, 12.0, rms=900, p=0.9)  # ~10 dB over the background
+    events = line.run(12.0)
+    ends = [(t, e) for t, e in events if isinstance(e, TurnEnded)]
+    assert ends, kinds(events)
+    decided, ended = ends[0]
+    assert 4.5 <= ended.at <= 5.05  # the caller counts as talking until the guard gives up on them
+    assert decided - 4.5 < 1.2  # the level guard (0.5 s) plus end_of_turn_ms
