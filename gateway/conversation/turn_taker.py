@@ -83,7 +83,10 @@ class TurnTaker:
         0.22-0.67 (docs/benchmarks.md)."""
         raw_rms = _rms(pcm)
         levels = self.levels
-        level = levels.update(raw_rms)
+        # A tick with no packet (call set-up, loss the jitter buffer could not conceal) says nothing
+        # about the line: counted as digital silence, the first ticks of a call made the background
+        # -90 dBFS and a real background then "stood out" of it (the greeting held 0.3 s in).
+        level = levels.update(raw_rms) if frame_type is not FrameType.EMPTY else levels.level_db
         guard = self.guard
         probability = self.vad.process(pcm) if frame_type is not FrameType.EMPTY else 0.0
         echo = False

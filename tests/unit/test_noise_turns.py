@@ -163,3 +163,20 @@ def test_the_turn_ends_even_when_the_line_stays_between_quiet_and_speech():
     decided, ended = ends[0]
     assert 4.5 <= ended.at <= 5.05  # the caller counts as talking until the guard gives up on them
     assert decided - 4.5 < 1.2  # the level guard (0.5 s) plus end_of_turn_ms
+
+
+def test_ticks_without_packets_are_not_taken_for_the_lines_background():
+    """The first ticks of a call carry no packet yet: they must not teach the turn taker a silent
+    line, or the real background that follows "stands out" of it and holds the greeting."""
+    settings = ConversationSettings()
+    vad = ScriptedVad(probability=0.9)  # babble
+    taker = TurnTaker(vad, TurnDetector(settings.turn), 10)
+    rng = np.random.default_rng(0)
+    events, t = [], 0.0
+    for i in range(150):
+        t = round(t + TICK, 6)
+        empty = i < 25
+        frame = np.zeros(160, np.int16) if empty else np.clip(rng.standard_normal(160) * 600, -32767, 32767).astype(
+            np.int16)
+        events += taker.feed(t, frame, FrameType.EMPTY if empty else FrameType.NORMAL, bot_speaking=True)
+    assert events == []
