@@ -110,9 +110,10 @@ class TurnTaker:
             self._preroll.append(heard)
         signals: list[TurnSignal] = []
         for d in detected:
-            if d.event in (TurnEvent.SPEECH_START, TurnEvent.BARGE_IN):
+            if d.event is TurnEvent.SPEECH_START or d.event is TurnEvent.BARGE_IN and self._held_at is None:
                 self._utterance = [*self._preroll]
                 self._preroll.clear()
+            if d.event in (TurnEvent.SPEECH_START, TurnEvent.BARGE_IN):
                 self._number = next(self._numbers)
             match d.event:
                 case TurnEvent.SPEECH_START:
@@ -129,12 +130,19 @@ class TurnTaker:
                 case TurnEvent.TURN_END:
                     signals.append(TurnEnded(d.at, now, self._snapshot(), d.finished))
                     self._utterance = None
-                case TurnEvent.HOLD:
+                case TurnEvent.HOLD:  # keep the caller's audio from here: a barge-in is confirmed
+                    # ~0.7 s later, and its transcript needs the words' start, not the last preroll
                     signals.append(Held(d.at, now))
                     self._held_at = now
-                case TurnEvent.UNHOLD:
+                    if self._utterance is None:
+                        self._utterance = [*self._preroll]
+                        self._preroll.clear()
+                case TurnEvent.UNHOLD:  # no interruption: what was kept goes back to being preroll
                     signals.append(Unheld(d.at))
                     self._held_at = None
+                    if self._utterance is not None and not self.policy.in_speech:
+                        self._preroll.extend(self._utterance)
+                        self._utterance = None
         return signals
 
     def heard_bot(self, frame: np.ndarray | None) -> None:

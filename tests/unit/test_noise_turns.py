@@ -180,3 +180,32 @@ def test_ticks_without_packets_are_not_taken_for_the_lines_background():
             np.int16)
         events += taker.feed(t, frame, FrameType.EMPTY if empty else FrameType.NORMAL, bot_speaking=True)
     assert events == []
+
+
+def test_a_confirmed_barge_in_keeps_the_callers_words_from_their_onset():
+    """The barge-in is confirmed ~0.7 s after the caller's onset: the utterance the STT hears must
+    still start at the onset (the preroll alone holds only the last 200 ms)."""
+    settings = ConversationSettings()
+    vad = ScriptedVad()
+    taker = TurnTaker(vad, TurnDetector(settings.turn), 10)
+    rng = np.random.default_rng(0)
+    events, t, onset_tick = [], 0.0, 100
+    for i in range(220):
+        t = round(t + TICK, 6)
+        talking = onset_tick <= i < onset_tick + 75
+        vad.probability = 0.95 if talking else 0.0
+        level = CALLER_RMS if talking else NOISE_RMS
+        frame = np.clip(rng.standard_normal(160) * level, -32767, 32767).astype(np.int16)
+        if talking:
+            frame[0] = 10000 + i  # a mark: which tick this frame was
+        events += taker.feed(t, frame, FrameType.NORMAL, bot_speaking=i < 200)
+    assert [type(e) for e in events][:2] == [Held, BargedIn]
+    ended = next(e for e in events if isinstance(e, TurnEnded))
+    marks = [int(f[0]) - 10000 for f in ended.utterance.frames if f[0] >= 10000]
+    assert marks[0] == onset_tick  # from the caller's first word on
+    assert len(ended.utterance.frames) >= 75
+
+
+def test_a_hold_that_comes_to_nothing_leaves_no_utterance_behind():
+    events = Line(noise_p=0.9).bot_says(0.0, 6.0).add(2.0, 2.3).add(4.0, 5.5).run(6.0)
+    assert kinds(events)[:4] == [Held, Unheld, Held, BargedIn]
