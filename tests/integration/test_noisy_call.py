@@ -4,7 +4,7 @@ Office babble (four other espeak-ng voices talking at once, made with espeak-ng 
 time) plays under the caller for the whole call, the greeting included, 15 dB below the caller's
 speech. Before the line levels (line_levels.py), babble like this cut the greeting 100 ms in and
 then never let a turn end: the bot answered none of the questions. Here every question must get
-its answer, and the greeting must play out. What whisper makes of words in babble is the listening
+its answer, and most of the greeting must play. What whisper makes of words in babble is the listening
 benchmark's business, not this test's.
 """
 
