@@ -29,7 +29,7 @@ import numpy as np
 
 from gateway.agents.base import CallContext
 from gateway.conversation.controller import Controller
-from gateway.conversation.events import BargedIn, CallStarted, CallStopped, DtmfPressed, Observation
+from gateway.conversation.events import BargedIn, CallStarted, CallStopped, DtmfPressed, Held, Observation, Unheld
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
 from gateway.conversation.semantic_turn import SemanticTurnPolicy
@@ -57,7 +57,7 @@ class ConversationAgent:
         models = services.models
         self.playout = Playout(clock=clock)
         self.turn_taker = TurnTaker(models.vad.new_stream(8000), policy or self._turn_policy(services),
-                                    settings.preroll_ms // 20)
+                                    settings.preroll_ms // 20, speech_threshold=settings.vad_threshold)
         skills = services.skills_for(settings.agent_name) or AgentSkills(settings.agent_name, settings.instructions)
         speaker = Speaker(models.tts, services.phrase, self.playout, clock)
 
@@ -113,10 +113,15 @@ class ConversationAgent:
         if signals and self.turn_taker.last_cues is not None:
             cues = self.turn_taker.last_cues
             self.log.debug("turn_levels", probability=round(cues.probability, 2), loud=cues.loud,
-                           raw_db=round(cues.level_db, 1), echo_correlation=round(cues.echo_correlation, 2))
+                           raw_db=round(cues.level_db, 1), background_db=round(cues.background_db, 1),
+                           echo_correlation=round(cues.echo_correlation, 2))
         for signal in signals:
-            if isinstance(signal, BargedIn):
-                signal = dataclasses.replace(signal, heard=self.playout.flush())  # silence from the very next tick
+            if isinstance(signal, Held):
+                self.playout.hold()  # silence from the very next tick, nothing lost yet
+            elif isinstance(signal, Unheld):
+                self.playout.resume()  # not an interruption: the bot goes on where it stopped
+            elif isinstance(signal, BargedIn):
+                signal = dataclasses.replace(signal, heard=self.playout.flush())  # the interruption is real: cut it
             self.controller.post(signal)
 
     def next_frame(self) -> np.ndarray | None:

@@ -27,6 +27,7 @@ from gateway.conversation.events import (
     CallStarted,
     CallStopped,
     DtmfPressed,
+    Held,
     Observation,
     Paused,
     PhraseSaid,
@@ -36,6 +37,7 @@ from gateway.conversation.events import (
     ToolFinished,
     TurnEnded,
     TurnLogged,
+    Unheld,
     Utterance,
     priority,
 )
@@ -94,6 +96,7 @@ class Controller:
         self._asked_repeat = False  # the last turn answered was asked again: the next is not
         self._ending: ReplyHandle | None = None  # the goodbye after which we hang up
         self._hangup_sent = False
+        self._held_at = 0.0  # onset of what holds the bot's audio (bot_held), for the bot_resumed line
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -133,6 +136,11 @@ class Controller:
                 self._greet()
             case BargedIn():
                 self._on_barge_in(event)
+            case Held(at=at, held_at=held_at):  # the media thread held the bot's audio already
+                self._held_at = at
+                self.log.info("bot_held", onset_to_silence_ms=round((held_at - at) * 1000, 1))
+            case Unheld(at=at):
+                self.log.info("bot_resumed", held_ms=round((at - self._held_at) * 1000, 1))
             case SpeechStarted():
                 self._new_utterance()
             case Paused(at=at, utterance=utterance):

@@ -17,17 +17,13 @@ not are judged on the line as received, undistorted by the canceller.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from gateway.conversation.line_levels import level_db
+
 FRAME = 160
-_FLOOR_DB = -90.0
-
-
-def level_db(rms: float) -> float:
-    return 20 * math.log10(rms / 32768.0) if rms > 0 else _FLOOR_DB
 
 
 @dataclass
@@ -37,7 +33,6 @@ class EchoGuard:
     strong_correlation: float = 0.8  # at any delay: so alike it can only be our echo
     lag_tolerance: int = 8  # samples the echo delay may wander between frames
     far_active_db: float = -50.0
-    noise_floor_db: float = -60.0
     last_correlation: float = 0.0
     echo_delay: int | None = None  # lag index of the line's echo, once seen twice at the same place
     _far: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
@@ -94,16 +89,3 @@ class EchoGuard:
         else:
             self._candidate = None
         return self.last_correlation >= self.strong_correlation or self.echo_delay == best
-
-    def track_noise(self, rms: float) -> None:
-        """Minimum statistics of the line's level: quick to fall, slow (2.5 dB/s) to rise."""
-        level = level_db(rms)
-        if level < self.noise_floor_db:
-            self.noise_floor_db = level
-        else:
-            self.noise_floor_db += min(level - self.noise_floor_db, 0.05)
-
-    def loud(self, rms: float) -> bool:
-        """A level well above the line's noise (an onset the VAD has not confirmed yet)."""
-        level = level_db(rms)
-        return level > -45.0 and level > self.noise_floor_db + 15.0

@@ -67,6 +67,21 @@ class BargedIn:
 
 
 @dataclass(frozen=True)
+class Held:
+    """Something started over the bot: its audio was held (not dropped) on the media thread."""
+
+    at: float  # onset of what was heard over the bot
+    held_at: float  # when the bot's audio stopped going out (the same tick)
+
+
+@dataclass(frozen=True)
+class Unheld:
+    """What held the bot was no interruption (a cough, a backchannel, a noise): the bot went on."""
+
+    at: float  # when its audio went out again
+
+
+@dataclass(frozen=True)
 class Paused:
     at: float  # the last voiced frame
     utterance: Utterance
@@ -100,7 +115,7 @@ class ToolFinished:
     outcome: ToolOutcome
 
 
-TurnSignal = SpeechStarted | BargedIn | Paused | Resumed | TurnEnded
+TurnSignal = SpeechStarted | BargedIn | Held | Unheld | Paused | Resumed | TurnEnded
 CallEvent = CallStarted | CallStopped | TurnSignal | DtmfPressed | ReplyFinished | ToolFinished
 
 
@@ -117,7 +132,7 @@ def priority(event: CallEvent) -> Priority:
     match event:
         case CallStopped():
             return Priority.STOP
-        case BargedIn():
+        case BargedIn() | Held() | Unheld():
             return Priority.BARGE_IN
         case SpeechStarted() | Paused() | Resumed() | TurnEnded():
             return Priority.TURN

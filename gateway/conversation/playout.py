@@ -67,6 +67,7 @@ class Playout:
     _listeners: dict[int, PlayoutListener] = field(default_factory=dict)
     _started: set[int] = field(default_factory=set)
     speaking_until: float = 0.0  # clock time the last played frame ends (for echo awareness)
+    _held: bool = False  # something started over the bot: frames wait (not dropped) until `resume`
 
     def push(self, turn: int, pcm: np.ndarray, text: str) -> Piece:
         """Queue 8 kHz int16 audio for `turn`, cut into 20 ms frames (the last one padded)."""
@@ -98,7 +99,7 @@ class Playout:
                 return None
             piece, frame = self._frames[0]
             turn = piece.turn
-            if turn not in self._released:
+            if turn not in self._released or self._held:
                 return None
             self._frames.popleft()
             now = self.clock()
@@ -118,6 +119,22 @@ class Playout:
                 listener.drained()
         return frame
 
+    def hold(self) -> None:
+        """Stop sending at once, keeping every queued frame (media thread, at an onset over the bot:
+        see turns.py). The caller has heard nothing past the last frame out, so `resume` goes on
+        from exactly there and a `flush` counts only what went out."""
+        with self._lock:
+            self._held = True
+
+    def resume(self) -> None:
+        """Go on where `hold` stopped (the onset was no interruption)."""
+        with self._lock:
+            self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def drop_turn(self, turn: int) -> None:
         """Discard a speculative turn that was never released."""
         with self._lock:
@@ -131,6 +148,7 @@ class Playout:
         turns that were playing; return the heard text per turn."""
         with self._lock:
             self._frames.clear()
+            self._held = False
             heard = self._heard_locked()
             self._pieces = []
             self._cut |= self._released
@@ -161,7 +179,8 @@ class Playout:
         return {turn: " ".join(parts) for turn, parts in out.items()}
 
     def is_playing(self) -> bool:
-        """True while released audio is queued at the head (it is going out tick by tick)."""
+        """True while released audio is queued at the head (it is going out tick by tick, or is
+        held: the bot is still mid-sentence, only paused)."""
         with self._lock:
             return bool(self._frames) and self._frames[0][0].turn in self._released
 

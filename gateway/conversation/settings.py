@@ -48,7 +48,9 @@ class ConversationSettings:
     vad_threshold: float = _number(0.5, 0.05, 0.95)
     min_speech_ms: int = _number(60, 20, 1000)  # voiced this long (bot silent) starts a turn
     barge_in_threshold: float = _number(0.6, 0.05, 0.99)  # speech probability that interrupts the bot
-    barge_in_min_ms: int = _number(40, 20, 1000)
+    barge_in_min_ms: int = _number(700, 20, 3000)  # speech this long over the bot interrupts it (cuts the reply)
+    barge_in_pause_ms: int = _number(20, 20, 1000)  # an onset this long over the bot holds its audio at once
+    barge_in_gap_ms: int = _number(350, 40, 2000)  # a held bot goes on after this much unvoiced line
     # End of turn from the sound of the turn (semantic_turn.py): `none` (silence alone) or `smart_turn`.
     turn_model: str = _text("none")
     turn_model_threshold: float = _number(0.5, 0.01, 0.99)  # P(finished) at or above which a turn is complete
@@ -85,7 +87,8 @@ class ConversationSettings:
     def turn(self) -> TurnConfig:
         return TurnConfig(threshold=self.vad_threshold, off_threshold=max(0.05, self.vad_threshold - 0.15),
                           min_speech_ms=self.min_speech_ms, pause_ms=self.pause_ms, end_of_turn_ms=self.end_of_turn_ms,
-                          barge_in_threshold=self.barge_in_threshold, barge_in_min_ms=self.barge_in_min_ms)
+                          barge_in_threshold=self.barge_in_threshold, barge_in_min_ms=self.barge_in_min_ms,
+                          barge_in_pause_ms=self.barge_in_pause_ms, barge_in_gap_ms=self.barge_in_gap_ms)
 
     @property
     def semantic_turn(self) -> SemanticTurnConfig:

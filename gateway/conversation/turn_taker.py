@@ -16,16 +16,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.conversation.echo_guard import EchoGuard, level_db
-from gateway.conversation.events import BargedIn, Paused, Resumed, SpeechStarted, TurnEnded, TurnSignal, Utterance
+from gateway.conversation.echo_guard import EchoGuard
+from gateway.conversation.events import (
+    BargedIn,
+    Held,
+    Paused,
+    Resumed,
+    SpeechStarted,
+    TurnEnded,
+    TurnSignal,
+    Unheld,
+    Utterance,
+)
+from gateway.conversation.line_levels import LineLevels
 from gateway.conversation.turns import TurnEvent, TurnPolicy
 from models.base import VadStream
 from rtp.jitter import FrameType
 
-SILENT_DB = -50.0  # below this the line carries nothing worth judging
-_QUIET_BELOW_SPEECH_DB = 30.0  # a frame this far below the caller's speech peak is no speech
-_QUIET_ABOVE_NOISE_DB = 10.0  # ... unless it stands out of the line's noise by more than this
-_PEAK_DECAY_DB = 0.05  # per 20 ms frame: the speech peak follows a caller who gets quieter
+SILENT_DB = -50.0  # while the bot talks, below this the line carries nothing worth judging
+# The caller is taken to have stopped when no frame has stood out of the background for this long,
+# whatever the VAD says (babble under the caller keeps silero's probability up for good) and even if
+# the line's level hovers between "quiet" and "speech" (see line_levels.py). Words come with a loud
+# syllable several times a second, so a caller still talking is never cut by it.
+_LEVEL_GUARD_S = 0.5
 _CORRELATIONS_KEPT = 3000
 
 
@@ -38,12 +51,15 @@ class Cues:
     quiet: bool
     level_db: float
     echo_correlation: float
+    background_db: float
 
 
 class TurnTaker:
-    def __init__(self, vad: VadStream, policy: TurnPolicy, preroll_frames: int, guard: EchoGuard | None = None):
+    def __init__(self, vad: VadStream, policy: TurnPolicy, preroll_frames: int, guard: EchoGuard | None = None,
+                 speech_threshold: float = 0.5):
         self.vad = vad
         self.policy = policy
+        self.policy_threshold = speech_threshold  # VAD probability of the frames the caller's level is learnt from
         self.guard = guard or EchoGuard()
         self._preroll: deque[np.ndarray] = deque(maxlen=max(1, preroll_frames))
         self._utterance: list[np.ndarray] | None = None
@@ -52,7 +68,10 @@ class TurnTaker:
         self._wide: list[np.ndarray | None] = []
         self._numbers = itertools.count(1)
         self._number = 0
-        self._speech_peak_db = level_db(0.0)
+        self.levels = LineLevels()
+        self._caller_active = False  # the line stands out of its background: the caller may be talking
+        self._loud_at = -1e9  # the last frame that stood out of the background
+        self._held_at: float | None = None  # when the bot's audio was held for an onset over it
         self.correlations: deque[float] = deque(maxlen=_CORRELATIONS_KEPT)  # while the bot spoke
         self.last_cues: Cues | None = None
 
@@ -67,24 +86,27 @@ class TurnTaker:
         0.22-0.67 (docs/benchmarks.md). `wide` is the frame at 16 kHz on a G.722 call: kept beside
         the utterance for the STT and turn model (not when the cleaned 8 kHz frame is used)."""
         raw_rms = _rms(pcm)
-        level = level_db(raw_rms)
+        levels = self.levels
+        # A tick with no packet (call set-up, loss the jitter buffer could not conceal) says nothing
+        # about the line: counted as digital silence, the first ticks of a call made the background
+        # -90 dBFS and a real background then "stood out" of it (the greeting held 0.3 s in).
+        level = levels.update(raw_rms) if frame_type is not FrameType.EMPTY else levels.level_db
         guard = self.guard
         probability = self.vad.process(pcm) if frame_type is not FrameType.EMPTY else 0.0
-        loud = False
+        echo = False
         if bot_speaking:
-            if level < SILENT_DB:
-                probability = 0.0  # nothing on the line: a stale VAD window is no onset
-            else:
-                if guard.echo_like(pcm):
-                    probability = 0.0  # our own voice coming back, whatever the VAD makes of it
-                else:
-                    loud = guard.loud(raw_rms)
+            echo = level < SILENT_DB or guard.echo_like(pcm)  # nothing there, or our own voice coming back
+            if level >= SILENT_DB:
                 self.correlations.append(guard.last_correlation)
-        elif not self.policy.in_speech:
-            guard.track_noise(raw_rms)
-        quiet = self._quiet(level)
+        active = not echo and self._judge_level(now)
+        if not active:
+            probability = 0.0  # the line's background (or our echo), whatever the VAD makes of it
+        elif self.policy.in_speech and probability >= self.policy_threshold and levels.above_background():
+            levels.learn_speech()
+        loud = bot_speaking and active and levels.loud()
+        quiet = not active
         detected = self.policy.update(now, probability, bot_speaking=bot_speaking, loud=loud, quiet=quiet)
-        self.last_cues = Cues(probability, loud, quiet, level, guard.last_correlation)
+        self.last_cues = Cues(probability, loud, quiet, level, guard.last_correlation, levels.background_db)
         heard = cleaned if bot_speaking and cleaned is not None else pcm
         heard_wide = wide if heard is pcm else None
         if self._utterance is not None:
@@ -95,17 +117,16 @@ class TurnTaker:
             self._preroll_wide.append(heard_wide)
         signals: list[TurnSignal] = []
         for d in detected:
+            if d.event is TurnEvent.SPEECH_START or d.event is TurnEvent.BARGE_IN and self._held_at is None:
+                self._keep_from_preroll()
             if d.event in (TurnEvent.SPEECH_START, TurnEvent.BARGE_IN):
-                self._utterance = [*self._preroll]
-                self._wide = [*self._preroll_wide]
-                self._preroll.clear()
-                self._preroll_wide.clear()
                 self._number = next(self._numbers)
             match d.event:
                 case TurnEvent.SPEECH_START:
                     signals.append(SpeechStarted(d.at))
-                case TurnEvent.BARGE_IN:
-                    signals.append(BargedIn(d.at, now))
+                case TurnEvent.BARGE_IN:  # the bot went silent when it was held, if it was
+                    signals.append(BargedIn(d.at, self._held_at if self._held_at is not None else now))
+                    self._held_at = None
                 case TurnEvent.RESUME:
                     signals.append(Resumed(d.at))
                 case TurnEvent.PAUSE:
@@ -115,7 +136,26 @@ class TurnTaker:
                 case TurnEvent.TURN_END:
                     signals.append(TurnEnded(d.at, now, self._snapshot(), d.finished))
                     self._utterance = None
+                case TurnEvent.HOLD:  # keep the caller's audio from here: a barge-in is confirmed
+                    # ~0.7 s later, and its transcript needs the words' start, not the last preroll
+                    signals.append(Held(d.at, now))
+                    self._held_at = now
+                    if self._utterance is None:
+                        self._keep_from_preroll()
+                case TurnEvent.UNHOLD:  # no interruption: what was kept goes back to being preroll
+                    signals.append(Unheld(d.at))
+                    self._held_at = None
+                    if self._utterance is not None and not self.policy.in_speech:
+                        self._preroll.extend(self._utterance)
+                        self._preroll_wide.extend(self._wide)
+                        self._utterance = None
         return signals
+
+    def _keep_from_preroll(self) -> None:
+        """Start the utterance with the preroll (both rates): the caller's first syllables."""
+        self._utterance, self._wide = [*self._preroll], [*self._preroll_wide]
+        self._preroll.clear()
+        self._preroll_wide.clear()
 
     def heard_bot(self, frame: np.ndarray | None) -> None:
         """The frame the bot sends this tick: the echo guard's reference."""
@@ -126,17 +166,18 @@ class TurnTaker:
         wide = tuple(self._wide) if any(w is not None for w in self._wide) else ()
         return Utterance(self._number, frames, wide)
 
-    def _quiet(self, level: float) -> bool:
-        """Whether this frame is down at the line's noise, far below the caller's speech (see
-        TurnDetector.update: it lets the pause start when the voice stops, not when the VAD
-        catches up). Only judged inside an utterance, against that utterance's own peak."""
-        if not self.policy.in_speech:
-            self._speech_peak_db = level_db(0.0)
-            return False
-        self._speech_peak_db = max(level, self._speech_peak_db - _PEAK_DECAY_DB)
-        threshold = max(self._speech_peak_db - _QUIET_BELOW_SPEECH_DB,
-                        self.guard.noise_floor_db + _QUIET_ABOVE_NOISE_DB)
-        return level < threshold
+    def _judge_level(self, now: float) -> bool:
+        """Whether the caller may be talking, by level alone, with hysteresis: it starts when a
+        frame stands clearly out of the line's background and stops when the level falls back to
+        it, or when nothing has stood out for `_LEVEL_GUARD_S` (the guard that keeps the bot from
+        waiting forever on a line whose background the VAD calls speech)."""
+        levels = self.levels
+        if levels.above_background():
+            self._loud_at = now
+            self._caller_active = True
+        elif levels.at_background() or now - self._loud_at >= _LEVEL_GUARD_S - 1e-9:
+            self._caller_active = False
+        return self._caller_active
 
     def echo_summary(self) -> dict[str, float] | None:
         """How the echo guard judged the line while the bot talked (logged once at the end)."""

@@ -8,6 +8,15 @@ splitting it; `pause_ms` fires early (to start transcribing and thinking specula
 Echo: while the bot is talking, the caller's line carries the bot's own echo. The probability
 fed in then comes from a signal the echo guard trusts (see echo_guard.py), and a barge-in needs a
 higher probability than a turn started into silence.
+
+Barge-in in two steps (LiveKit's "false interruption"): a cough, a backchannel ("uh-huh") or a
+burst of background speech over the bot must not cost the caller the bot's sentence, yet a real
+interruption must silence the bot within ~100 ms on the wire, long before anyone can tell the
+two apart. So an onset over the bot (`barge_in_pause_ms` of speech, or a loud onset the VAD has
+not confirmed yet) *holds* the bot's audio at once (HOLD: nothing is dropped, it just stops
+going out); `barge_in_min_ms` of speech within it confirms the interruption (BARGE_IN: the reply
+is cut), and if the caller falls silent first (`barge_in_gap_ms`) the bot goes on where it
+stopped (UNHOLD). A backchannel is short, so it only ever holds.
 """
 
 from __future__ import annotations
@@ -20,12 +29,24 @@ if TYPE_CHECKING:
     from gateway.conversation.events import Utterance
 
 
+_TICK_S = 0.02  # the media clock's frame: one `update` per tick
+# Of the frames that confirm a barge-in (speech or loud), at least this share must be speech to the
+# VAD: a caller in heavy noise (pink at 10 dB SNR) gets the VAD's "speech" on only part of their
+# words, while a cough or a door is loud and not speech at all.
+_SPEECH_SHARE = 0.5
+# ... and the cues must fill this share of the time since the onset (words have gaps; in noise the
+# gaps between them are heard as the line's background, which is no cue)
+_CUE_SHARE = 0.5
+
+
 class TurnEvent(enum.Enum):
     SPEECH_START = "speech_start"  # caller started talking (bot silent)
     BARGE_IN = "barge_in"  # caller started talking over the bot
     PAUSE = "pause"  # caller went quiet: speculate
     RESUME = "resume"  # caller went on after a pause
     TURN_END = "turn_end"  # quiet long enough: the turn is the bot's
+    HOLD = "hold"  # something started over the bot: pause its audio until we know what
+    UNHOLD = "unhold"  # it was not an interruption (a cough, a backchannel): the bot goes on
 
 
 @dataclass(frozen=True)
@@ -38,7 +59,9 @@ class TurnConfig:
     pause_ms: int
     end_of_turn_ms: int
     barge_in_threshold: float
-    barge_in_min_ms: int
+    barge_in_min_ms: int  # speech this long over the bot confirms an interruption (cuts the reply)
+    barge_in_pause_ms: int = 20  # an onset this long over the bot holds its audio at once
+    barge_in_gap_ms: int = 350  # unvoiced this long ends an onset over the bot (a held bot goes on)
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,10 @@ class TurnDetector:
         self.paused = False
         self._onset: float | None = None
         self._last_voice: float | None = None
+        self.holding = False  # the bot's audio is held for an onset over it (HOLD fired, no UNHOLD yet)
+        self._cue_at = 0.0  # over the bot: the last frame with an onset cue
+        self._speech_frames = 0  # over the bot: speech frames since the onset
+        self._cue_frames = 0  # over the bot: frames with an onset cue (speech or loud) since the onset
 
     @property
     def last_voice(self) -> float | None:
@@ -90,6 +117,7 @@ class TurnDetector:
         self.in_speech = False
         self.paused = False
         self._onset = None
+        self.holding = False
 
     def update(self, now: float, probability: float, bot_speaking: bool = False, loud: bool = False,
                quiet: bool = False) -> list[Detected]:
@@ -103,9 +131,14 @@ class TurnDetector:
         says, so the pause (and the speculative reply) starts ~100 ms sooner."""
         c = self.config
         events: list[Detected] = []
+        if bot_speaking and not self.in_speech:
+            return self._over_bot(now, probability, loud, quiet)
+        if self.holding:  # the bot's audio ended (or was dropped) while held: judge as into silence
+            self.holding = False
+            events.append(Detected(TurnEvent.UNHOLD, now))
+            self._onset = None
         if not self.in_speech or self.paused:
-            voiced = probability >= c.barge_in_threshold or loud if bot_speaking else probability >= c.threshold
-            voiced = voiced and not quiet
+            voiced = probability >= c.threshold and not quiet
             if voiced:
                 if self._onset is None:
                     self._onset = now
@@ -136,4 +169,38 @@ class TurnDetector:
             self.in_speech = False
             self.paused = False
             events.append(Detected(TurnEvent.TURN_END, self._last_voice))
+        return events
+
+    def _over_bot(self, now: float, probability: float, loud: bool, quiet: bool) -> list[Detected]:
+        """The caller's line while the bot talks and no turn is under way: hold, confirm or let go
+        (see the module doc). Onset cues: speech (`barge_in_threshold`), or a loud onset the VAD
+        has not caught up with (a word's start, a cough): either holds the bot; `barge_in_min_ms`
+        since the onset confirms it, if cues filled most of that time and half of them were
+        speech. Unvoiced gaps shorter than `barge_in_gap_ms` (between words) do not end the onset."""
+        c = self.config
+        speech = probability >= c.barge_in_threshold and not quiet
+        cue = speech or (loud and not quiet)
+        events: list[Detected] = []
+        if not cue:
+            if self._onset is not None and now - self._cue_at >= c.barge_in_gap_ms / 1000 - 1e-9:
+                self._onset = None
+                if self.holding:
+                    self.holding = False
+                    events.append(Detected(TurnEvent.UNHOLD, now))
+            return events
+        if self._onset is None:
+            self._onset, self._speech_frames, self._cue_frames = now, 0, 0
+        self._cue_at = now
+        self._speech_frames += speech
+        self._cue_frames += 1
+        if not self.holding and now - self._onset >= c.barge_in_pause_ms / 1000 - 1e-9:
+            self.holding = True
+            events.append(Detected(TurnEvent.HOLD, self._onset))
+        needed = c.barge_in_min_ms / 1000 - 1e-9
+        span_frames = round((now - self._onset) / _TICK_S) + 1
+        if speech and now - self._onset >= needed and self._cue_frames >= _CUE_SHARE * span_frames \
+                and self._speech_frames >= _SPEECH_SHARE * self._cue_frames:
+            self.in_speech, self.paused, self.holding = True, False, False
+            events.append(Detected(TurnEvent.BARGE_IN, self._onset))
+            self._last_voice, self._onset = now, None
         return events

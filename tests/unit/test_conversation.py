@@ -264,8 +264,8 @@ def test_barge_in_needs_more_than_echo():
     for _ in range(5):  # a real interruption
         t += 0.02
         events += d.update(t, 0.95, bot_speaking=True)
-    assert [e.event for e in events] == [TurnEvent.BARGE_IN]
-    assert events[0].at == pytest.approx(first_loud)
+    assert [e.event for e in events] == [TurnEvent.HOLD, TurnEvent.BARGE_IN]  # held at once, cut when confirmed
+    assert events[0].at == events[1].at == pytest.approx(first_loud)
 
 
 def test_echo_guard_tells_the_bots_echo_from_the_caller():

@@ -18,6 +18,7 @@ from gateway.conversation.events import (
     BargedIn,
     CallStarted,
     CallStopped,
+    Held,
     Paused,
     PhraseSaid,
     ReplyFinished,
@@ -107,8 +108,11 @@ def test_turn_taker_pause_then_resume_is_one_utterance():
 def test_turn_taker_barge_in_over_the_bot_and_the_stt_hears_the_cleaned_line():
     script = CallerScript().add_bot_speech(0.0, 3.0).add_user_speech(1.0, 2.0)
     events = script.run(taker(), until=3.5, cleaned_level=7)
-    assert isinstance(events[0][1], BargedIn)
-    assert events[0][1].at == pytest.approx(1.0)
+    assert [type(e) for _, e in events[:2]] == [Held, BargedIn]  # the bot is held at once, cut once confirmed
+    held, barged = events[0][1], events[1][1]
+    assert held.at == barged.at == pytest.approx(1.0)
+    assert held.held_at - held.at <= 0.04
+    assert barged.silenced_at == held.held_at  # the bot went silent when held, not when the barge-in was sure
     end = next(e for _, e in events if isinstance(e, TurnEnded))
     spoken = np.concatenate(end.utterance.frames)
     assert (spoken == 7).mean() > 0.9  # while the bot talked, the echo-cancelled frames were kept
