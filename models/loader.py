@@ -35,6 +35,7 @@ import structlog
 from models.base import Llm, ModelError, Stt, Timing, Tts, Vad
 from models.gate import ComputeGate
 from models.llama import LlamaConfig, LlamaCppLlm
+from models.openai_audio import reachable
 from models.openai_compat import OpenAiCompatibleLlm, OpenAiConfig
 from models.openai_stt import OpenAiStt, OpenAiSttConfig
 from models.openai_tts import OpenAiTts, OpenAiTtsConfig
@@ -166,6 +167,22 @@ class ModelSet:
         report.add("tts", time.perf_counter() - t, "one short sentence")
         log.info("models_warmed_up", **report.as_dict())
         return report
+
+    def unreachable_servers(self) -> dict[str, str]:
+        """The engines whose OpenAI-compatible server refuses connections now: ``{"stt": "unreachable: URL"}``.
+
+        For ``/readyz``: a gateway whose STT or LLM server is down still answers (with an apology),
+        but a dispatcher in front of several gateways should send new calls to one that can hear
+        and think.  Checked at each probe (a TCP connect, at most 1 s each), so it clears by itself
+        when the server is back.
+        """
+        out = {}
+        for name, engine in (("stt", self.stt), ("llm", self.llm), ("tts", self.tts)):
+            if isinstance(engine, OpenAiStt | OpenAiCompatibleLlm | OpenAiTts):
+                url = engine.config.base_url
+                if not reachable(url):
+                    out[name] = f"unreachable: {url}"
+        return out
 
     def close(self) -> None:
         """Stop the pool (waiting for running inferences) and free the engines that hold native memory."""

@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import io
 import json
+import socket
 import urllib.parse
 import uuid
 import wave
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Endpoint", "error_detail", "multipart_body", "wav_bytes"]
+__all__ = ["Endpoint", "error_detail", "multipart_body", "reachable", "wav_bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +107,15 @@ def error_detail(body: bytes) -> str:
             return str(obj.get("message") or obj)
         return str(obj)
     return text[:500] or "(empty body)"
+
+
+def reachable(base_url: str, timeout_s: float = 1.0) -> bool:
+    """True if the server of ``base_url`` accepts a TCP connection now (the readiness probe's check:
+    cheap, and says what an operator needs, "is the box up", without costing the server a request)."""
+    url = urllib.parse.urlsplit(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True

@@ -78,8 +78,15 @@ class ReplyPipeline:
         if planned is None:
             return
         items: queue.Queue[Speech | None] = queue.Queue()
-        speaker = threading.Thread(target=self.speaker.run, args=(reply, items), daemon=True,
-                                   name=f"speaker-{reply.turn}")
+        failed: list[ModelError] = []  # a TTS server that dies mid-reply: its error, raised here once
+
+        def speak() -> None:
+            try:
+                self.speaker.run(reply, items)
+            except ModelError as exc:
+                failed.append(exc)
+
+        speaker = threading.Thread(target=speak, daemon=True, name=f"speaker-{reply.turn}")
         speaker.start()
         try:
             if isinstance(planned, Phrase):
@@ -89,6 +96,8 @@ class ReplyPipeline:
         finally:
             items.put(None)
             speaker.join()
+        if failed:
+            raise failed[0]
 
     def plan(self, reply: ReplyHandle, transcript: Future[str] | None) -> LlmTurn | Phrase | None:
         """What the LLM is asked this turn (or a fixed line to say instead; None: say nothing).

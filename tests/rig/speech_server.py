@@ -15,14 +15,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import socket
 import struct
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from models.piper import PiperTts
+from tests.rig.ports import free_tcp_port
+from tests.rig.proc import ManagedProcess, StartStop, wait_until
 
-__all__ = ["SpeechServer", "wav_stream_header"]
+__all__ = ["SpeechServer", "SpeechServerProcess", "wav_stream_header"]
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wav_stream_header(sample_rate: int) -> bytes:
@@ -100,6 +108,40 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+class SpeechServerProcess(StartStop):
+    """The server in its own process, for tests that kill it under a live call."""
+
+    def __init__(self, workdir: Path, delay_s: float = 0.0) -> None:
+        self.port = free_tcp_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.process = ManagedProcess("speech-server", [
+            sys.executable, "-m", "tests.rig.speech_server", "--port", str(self.port), "--delay-s", str(delay_s)],
+            workdir / "speech-server.log", cwd=REPO)
+
+    def start(self) -> SpeechServerProcess:
+        self.process.start()
+        if not wait_until(self._listening, timeout=60, interval=0.1):
+            self.stop()
+            raise self.process.error("did not listen within 60 s")
+        return self
+
+    def _listening(self) -> bool:
+        if not self.process.running():
+            raise self.process.error("exited during start")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """Dead at once, as a crashed or unplugged server."""
+        self.process.stop(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self.process.stop()
 
 
 def main() -> None:

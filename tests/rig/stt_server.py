@@ -36,6 +36,7 @@ class SttServer(StartStop):
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         if importlib.util.find_spec("faster_whisper_server") is None:
             raise RigError("faster-whisper-server is not installed: `make deps` installs the test extras")
+        workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "stt-server.yaml"
         config.write_text(json.dumps({"models": [{
             "name": SERVED_MODEL,
