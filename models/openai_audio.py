@@ -16,6 +16,7 @@ import http.client
 import io
 import json
 import socket
+import threading
 import urllib.parse
 import uuid
 import wave
@@ -23,8 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
-__all__ = ["Endpoint", "error_detail", "multipart_body", "reachable", "wav_bytes"]
+__all__ = ["Endpoint", "ServerState", "error_detail", "multipart_body", "reachable", "wav_bytes"]
+
+log = structlog.get_logger("models")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,31 @@ class Endpoint:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
+
+
+class ServerState:
+    """Says once that a server went down (error level) and once that it is back, whatever the number
+    of requests that failed in between: a call transcribes at every pause of the caller, so a dead
+    server fails several requests per turn, and the operator needs one clear line, not a flood.
+    Shared by the threads that call the engine (under its lock)."""
+
+    def __init__(self, role: str, base_url: str) -> None:
+        self.role = role
+        self.base_url = base_url
+        self._down = False
+        self._lock = threading.Lock()
+
+    def failed(self, error: str) -> None:
+        with self._lock:
+            was_down, self._down = self._down, True
+        if not was_down:
+            log.error(f"{self.role}_server_down", url=self.base_url, error=error)
+
+    def answered(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+        if was_down:
+            log.info(f"{self.role}_server_back", url=self.base_url)
 
 
 def wav_bytes(audio: npt.NDArray[np.float32], sample_rate: int) -> bytes:

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.base import SttError, Transcript, TranscriptSegment
-from models.openai_audio import Endpoint, error_detail, multipart_body, wav_bytes
+from models.openai_audio import Endpoint, ServerState, error_detail, multipart_body, wav_bytes
 
 __all__ = ["OpenAiStt", "OpenAiSttConfig"]
 
@@ -66,6 +66,7 @@ class OpenAiStt:
                                        read_timeout_s=cfg.timeout_s, api_key=cfg.api_key)
         self._format = cfg.response_format
         self._lock = threading.Lock()  # guards _format (the fallback is learnt once, by whichever call hits it)
+        self.state = ServerState("stt", cfg.base_url)
 
     def transcribe(self, audio16k: npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
         """Transcribe mono 16 kHz float32 audio on the server; :class:`SttError` when it cannot."""
@@ -76,7 +77,15 @@ class OpenAiStt:
         duration = len(audio) / SAMPLE_RATE
         if len(audio) < _MIN_SAMPLES:
             return Transcript("", duration, time.perf_counter() - t0, no_speech_prob=1.0)
-        wav = wav_bytes(audio, SAMPLE_RATE)
+        try:
+            transcript = self._transcribe(wav_bytes(audio, SAMPLE_RATE), prompt, duration, t0)
+        except SttError as exc:
+            self.state.failed(str(exc))
+            raise
+        self.state.answered()
+        return transcript
+
+    def _transcribe(self, wav: bytes, prompt: str | None, duration: float, t0: float) -> Transcript:
         with self._lock:
             fmt = self._format
         status, body = self._post(wav, prompt, fmt)

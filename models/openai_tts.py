@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 
 from models.base import AudioChunk, CancelToken, TtsError, is_cancelled
-from models.openai_audio import Endpoint, error_detail
+from models.openai_audio import Endpoint, ServerState, error_detail
 from models.openai_compat import _Watcher
 
 __all__ = ["OpenAiTts", "OpenAiTtsConfig"]
@@ -69,6 +69,7 @@ class OpenAiTts:
         self.endpoint = Endpoint.parse(cfg.base_url, "/audio/speech", connect_timeout_s=cfg.connect_timeout_s,
                                        read_timeout_s=cfg.timeout_s, api_key=cfg.api_key)
         self._rate = cfg.sample_rate  # updated from the first WAV header (read-only for others)
+        self.state = ServerState("tts", cfg.base_url)
 
     @property
     def sample_rate(self) -> int:
@@ -79,6 +80,14 @@ class OpenAiTts:
         """Yield the speech for ``text`` in pieces of ``chunk_ms`` as the server sends it; stop when cancelled."""
         if not text.strip() or is_cancelled(cancel):
             return
+        try:
+            yield from self._synthesize(text, cancel)
+        except TtsError as exc:
+            self.state.failed(str(exc))
+            raise
+        self.state.answered()
+
+    def _synthesize(self, text: str, cancel: CancelToken | None) -> Generator[AudioChunk, None, None]:
         cfg = self.config
         body = json.dumps({"model": cfg.model, "input": text, "voice": cfg.voice,
                            "response_format": cfg.response_format, "speed": cfg.speed}).encode()

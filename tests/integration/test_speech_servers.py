@@ -6,8 +6,8 @@ signalling with the scripted RTP peer, as in test_model_faults.py, so what the c
 whether RTP ever stopped are measured at the caller's end.
 
 * A question is transcribed by the server and answered; the server is then killed: the next
-  question costs the caller one apology (one clear ``reply_failed`` naming the server), RTP
-  keeps flowing and the call ends with the caller's BYE.
+  question costs the caller one apology, the operator one ``stt_server_down`` line naming the
+  server; RTP keeps flowing and the call ends with the caller's BYE.
 * An STT server down at start: the gateway starts, says so once (``stt_warm_up_failed``) and
   /readyz reports it; a TTS server down at start: the gateway refuses to start, naming it.
 * The bot speaks through the TTS server; killed mid-call, the next reply is one apology (cached
@@ -83,7 +83,9 @@ def test_a_question_is_transcribed_by_the_stt_server_and_its_death_costs_one_apo
     assert f"STT server {server.base_url}" in failed["error"], failed
     apology = gw.wait_log("bot_phrase", why="model_error", timeout=30)
     assert "sorry" in apology["text"].lower()
-    assert len(gw.find("reply_failed")) == 1  # one clear error for the one turn the dead server cost
+    assert len(gw.find("bot_phrase", why="model_error")) == 1  # the turn the dead server cost
+    down = gw.find("stt_server_down")  # one clear line for the operator, however many requests failed
+    assert len(down) == 1 and down[0]["url"] == server.base_url and down[0]["level"] == "error", down
     end = speech_end_tick(SECOND_AT, speech("Do you have parking?", tmp_path))
     assert first_bot_onset(peer, end, max(peer.received)) is not None  # the caller heard the apology
     assert gw.wait_log("call_ended", timeout=10)["reason"].startswith("remote_bye")
@@ -134,7 +136,8 @@ def test_the_bot_speaks_through_the_tts_server_and_its_death_costs_one_apology(g
     assert f"TTS server {server.base_url}" in failed["error"], failed
     apology = gw.wait_log("bot_phrase", why="model_error", timeout=30)
     assert "sorry" in apology["text"].lower()
-    assert len(gw.find("reply_failed")) == 1
+    assert len(gw.find("bot_phrase", why="model_error")) == 1
+    assert len(gw.find("tts_server_down")) == 1
     assert gw.wait_log("call_ended", timeout=10)["reason"].startswith("remote_bye")
     _rtp_never_stopped(peer)
     assert gw.process.poll() is None

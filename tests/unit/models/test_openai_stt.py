@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from structlog.testing import capture_logs
 
 from models.base import SttError
 from models.openai_stt import OpenAiStt, OpenAiSttConfig
@@ -88,7 +89,15 @@ def test_a_server_killed_between_utterances_fails_the_next_one_only(tmp_path: Pa
         stt = OpenAiStt(OpenAiSttConfig(base_url=server.base_url))
         assert "appointment" in words(stt.transcribe(question).text)
         server.kill()
-        with pytest.raises(SttError, match=server.base_url):
-            stt.transcribe(question)
+        with capture_logs() as logs:
+            for _ in range(3):  # a call transcribes at every pause: the operator gets one line, not three
+                with pytest.raises(SttError, match=server.base_url):
+                    stt.transcribe(question)
+        down = [e for e in logs if e["event"] == "stt_server_down"]
+        assert len(down) == 1 and down[0]["log_level"] == "error" and down[0]["url"] == server.base_url, logs
     finally:
         server.stop()
+    with SttServer(tmp_path / "again", port=server.port) as again, capture_logs() as logs:
+        assert again.base_url == server.base_url
+        assert "appointment" in words(stt.transcribe(question).text)  # back: the same engine works again
+    assert [e["event"] for e in logs if e["event"].startswith("stt_server")] == ["stt_server_back"]
