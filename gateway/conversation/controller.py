@@ -119,7 +119,15 @@ class Controller:
             except Exception:
                 self.log.exception("conversation_error", event=type(event).__name__)
             self.timers()
-        self._cancel_reply()
+        self._stop()
+
+    def _stop(self) -> None:
+        """The call is over: a reply still under way is cancelled but its turn is still logged and
+        recorded (the caller's question was asked, even if the answer never reached them), and so
+        is every turn waiting for its first audio."""
+        self._abandon_reply()
+        for logged in self.turn_log.flush(lambda _turn: False):
+            self.observe(TurnLogged(logged))
         self.memory.remember(self.history.everything_said())
 
     def handle(self, event: CallEvent) -> None:
@@ -345,8 +353,18 @@ class Controller:
             return
         self.log.error("reply_timeout", turn=reply.turn, waited_s=round(now - decided, 1))
         self.context.record(RecordKind.MODEL_ERROR, role="timeout")
-        self._cancel_reply(drop_audio=True)
+        self._abandon_reply()
         self.say(self.settings.apology, "model_timeout")
+
+    def _abandon_reply(self) -> None:
+        """Cancel the reply under way without an answer (the call ended, a model hangs); a released
+        one is still logged and recorded as a cancelled turn: the caller did ask."""
+        reply = self._reply
+        released = reply is not None and reply.released
+        self._cancel_reply(drop_audio=True)
+        if reply is not None and released and not reply.settled:
+            reply.settled = True
+            self.turn_log.add(reply)
 
     def _settle_history(self, interrupted: Mapping[int, str] | None = None) -> None:
         self.history.settle(self.playout.has_audio, self.playout.forget_turn, interrupted)
