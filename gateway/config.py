@@ -170,9 +170,14 @@ class AgentConfig:
 class ModelsConfig:
     """Which model files and engines to use; None means the pinned defaults from PyPI packages."""
 
-    stt_model: str | None = None
+    stt_engine: str = "local"  # local (faster-whisper in-process) | openai (a /v1/audio/transcriptions server)
+    stt_model: str | None = None  # a CTranslate2 directory (local) or the served model's name (openai)
     stt_threads: int = 2
     stt_beam_size: int = 2  # see models/whisper.py WhisperConfig.beam_size and docs/benchmarks.md
+    stt_base_url: str | None = None
+    stt_api_key: str | None = None
+    stt_timeout_s: float = 10.0
+    stt_language: str = "en"
     llm_engine: str = "local"  # local (llama.cpp in-process) | openai (an OpenAI-compatible server)
     llm_model: str | None = None  # a GGUF path (local) or the served model's name (openai)
     llm_threads: int = 2
@@ -181,7 +186,14 @@ class ModelsConfig:
     llm_base_url: str = "http://127.0.0.1:8080/v1"
     llm_api_key: str | None = None
     llm_timeout_s: float = 30.0
-    tts_voice: str | None = None  # a piper .onnx voice (its .onnx.json beside it)
+    tts_engine: str = "local"  # local (piper in-process) | openai (a /v1/audio/speech server)
+    tts_voice: str | None = None  # a piper .onnx voice (its .onnx.json beside it), or the server's voice name
+    tts_model: str = "tts-1"  # the served model's name (openai)
+    tts_base_url: str | None = None
+    tts_api_key: str | None = None
+    tts_timeout_s: float = 10.0
+    tts_response_format: str = "wav"  # wav | pcm (openai)
+    tts_sample_rate: int = 24000  # of a server's raw pcm
 
 
 @dataclass(frozen=True)
@@ -518,15 +530,31 @@ def _read_dtmf(r: _Reader, raw: object, key: str, tools: ToolsConfig) -> dict[st
     return actions
 
 
+_URL_EXAMPLE = {"stt": "http://10.0.0.7:8000/v1", "llm": "http://10.0.0.7:8080/v1", "tts": "http://10.0.0.7:8000/v1"}
+
+
 def _read_models(r: _Reader, raw: object) -> ModelsConfig:
     data = r.mapping(raw, "models", {"stt", "llm", "tts"})
-    stt = r.mapping(data.get("stt", {}), "models.stt", {"model", "threads", "beam_size"})
-    llm = r.mapping(data.get("llm", {}), "models.llm", {"engine", "model", "threads", "context", "parallel",
-                                                         "base_url", "api_key", "timeout_s"})
-    tts = r.mapping(data.get("tts", {}), "models.tts", {"voice"})
-    engine = r.optional(llm, "engine", "models.llm", r.string, "local")
-    if engine not in ("local", "openai"):
-        raise r.fail("models.llm.engine", "local or openai", engine)
+    server_keys = {"engine", "base_url", "api_key", "timeout_s"}
+    stt = r.mapping(data.get("stt", {}), "models.stt", {"model", "threads", "language", "beam_size"} | server_keys)
+    llm = r.mapping(data.get("llm", {}), "models.llm", {"model", "threads", "context", "parallel"} | server_keys)
+    tts = r.mapping(data.get("tts", {}), "models.tts", {"voice", "model", "response_format", "sample_rate"}
+                    | server_keys)
+    engines = {}
+    for section, values in (("stt", stt), ("llm", llm), ("tts", tts)):
+        key = f"models.{section}"
+        engine = r.optional(values, "engine", key, r.string, "local")
+        if engine not in ("local", "openai"):
+            raise r.fail(f"{key}.engine", "local or openai", engine)
+        if engine == "openai" and "base_url" not in values:
+            raise r.fail(f"{key}.base_url", f"the server's base URL (e.g. {_URL_EXAMPLE[section]})", has_got=False)
+        if "base_url" in values:
+            url = r.string(values["base_url"], f"{key}.base_url")
+            if not re.fullmatch(r"https?://[^/\s:]+(:\d{1,5})?(/\S*)?", url):
+                raise r.fail(f"{key}.base_url", "http(s)://host[:port]/path (e.g. " + _URL_EXAMPLE[section] + ")", url)
+        engines[section] = engine
+    if engines["stt"] == "openai" and "threads" in stt:
+        raise r.fail("models.stt.threads", "no such key with engine: openai (the server has its own)", has_got=False)
     paths = {}
     for section, name, value in (("stt", "model", stt.get("model")), ("llm", "model", llm.get("model")),
                                  ("tts", "voice", tts.get("voice"))):
@@ -534,24 +562,46 @@ def _read_models(r: _Reader, raw: object) -> ModelsConfig:
         if value is None:
             continue
         text = r.string(value, key)
-        if not (section == "llm" and engine == "openai") and not Path(text).exists():
+        if engines[section] == "local" and not Path(text).exists():
             raise r.fail(key, "an existing file or directory", text)
         paths[section] = text
-    if engine == "openai" and "base_url" not in llm:
-        raise r.fail("models.llm.base_url", "the server's base URL (e.g. http://10.0.0.7:8080/v1)", has_got=False)
+    if engines["tts"] == "local":
+        for server_only in ("model", "response_format", "sample_rate"):
+            if server_only in tts:
+                raise r.fail(f"models.tts.{server_only}", "no such key with engine: local (a server's setting)",
+                             has_got=False)
+    response_format = r.optional(tts, "response_format", "models.tts", r.string, "wav")
+    if response_format not in ("wav", "pcm"):
+        raise r.fail("models.tts.response_format", "wav or pcm", response_format)
+
+    def timeout(values: dict, section: str, default: float) -> float:
+        return r.optional(values, "timeout_s", f"models.{section}", lambda v, k: r.number(v, k, 1, 600), default)
+
     return ModelsConfig(
+        stt_engine=engines["stt"],
         stt_model=paths.get("stt"),
         stt_threads=r.optional(stt, "threads", "models.stt", lambda v, k: r.integer(v, k, 1, 64), 2),
         stt_beam_size=r.optional(stt, "beam_size", "models.stt", lambda v, k: r.integer(v, k, 1, 10), 2),
-        llm_engine=engine,
+        stt_base_url=r.optional(stt, "base_url", "models.stt", r.string, None),
+        stt_api_key=r.optional(stt, "api_key", "models.stt", r.string, None),
+        stt_timeout_s=timeout(stt, "stt", 10.0),
+        stt_language=r.optional(stt, "language", "models.stt", r.string, "en"),
+        llm_engine=engines["llm"],
         llm_model=paths.get("llm"),
         llm_threads=r.optional(llm, "threads", "models.llm", lambda v, k: r.integer(v, k, 1, 64), 2),
         llm_context=r.optional(llm, "context", "models.llm", lambda v, k: r.integer(v, k, 256, 131072), 2048),
         llm_parallel=r.optional(llm, "parallel", "models.llm", lambda v, k: r.integer(v, k, 1, 16), 2),
         llm_base_url=r.optional(llm, "base_url", "models.llm", r.string, "http://127.0.0.1:8080/v1"),
         llm_api_key=r.optional(llm, "api_key", "models.llm", r.string, None),
-        llm_timeout_s=r.optional(llm, "timeout_s", "models.llm", lambda v, k: r.number(v, k, 1, 600), 30.0),
+        llm_timeout_s=timeout(llm, "llm", 30.0),
+        tts_engine=engines["tts"],
         tts_voice=paths.get("tts"),
+        tts_model=r.optional(tts, "model", "models.tts", r.string, "tts-1"),
+        tts_base_url=r.optional(tts, "base_url", "models.tts", r.string, None),
+        tts_api_key=r.optional(tts, "api_key", "models.tts", r.string, None),
+        tts_timeout_s=timeout(tts, "tts", 10.0),
+        tts_response_format=response_format,
+        tts_sample_rate=r.optional(tts, "sample_rate", "models.tts", lambda v, k: r.integer(v, k, 8000, 48000), 24000),
     )
 
 

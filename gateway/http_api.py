@@ -62,7 +62,8 @@ class GatewayControl(Protocol):
         ...
 
     def readiness(self) -> dict[str, object]:
-        """{"ready": bool, "models_loaded": bool, "registrations": {aor: state}, "draining": bool}."""
+        """{"ready": bool, "models_loaded": bool, "model_servers": {engine: "unreachable: URL"},
+        "registrations": {aor: state}, "draining": bool}."""
         ...
 
     def drain(self) -> int:

@@ -62,10 +62,11 @@ class GatewayOperations:
         models_loaded = gw.services is not None or not gw.config.needs_models
         registrations = {a.name: _state(a) for a in list(gw.accounts)}
         draining = gw.calls.draining
-        ready = (models_loaded and gw.started.is_set() and not draining
+        servers = gw.services.models.unreachable_servers() if gw.services is not None else {}
+        ready = (models_loaded and gw.started.is_set() and not draining and not servers
                  and all(s == "registered" for s in registrations.values()))
-        return {"ready": ready, "models_loaded": models_loaded, "registrations": registrations,
-                "active_calls": gw.calls.active_count, "draining": draining}
+        return {"ready": ready, "models_loaded": models_loaded, "model_servers": servers,
+                "registrations": registrations, "active_calls": gw.calls.active_count, "draining": draining}
 
     def drain(self) -> int:
         self.gateway.drain()

@@ -35,9 +35,11 @@ __all__ = [
     "ModelError",
     "Role",
     "Stt",
+    "SttError",
     "Transcript",
     "TranscriptSegment",
     "Tts",
+    "TtsError",
     "Vad",
     "VadStream",
     "is_cancelled",
@@ -53,6 +55,14 @@ class ModelError(RuntimeError):
 
 class LlmError(ModelError):
     """The LLM engine failed (HTTP error, connection lost, malformed stream, model failure)."""
+
+
+class SttError(ModelError):
+    """The speech-to-text engine failed (a transcription server down, slow past its timeout, or erring)."""
+
+
+class TtsError(ModelError):
+    """The text-to-speech engine failed (a speech server down, slow past its timeout, or erring)."""
 
 
 @runtime_checkable

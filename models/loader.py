@@ -35,7 +35,10 @@ import structlog
 from models.base import Llm, ModelError, Stt, Timing, Tts, Vad
 from models.gate import ComputeGate
 from models.llama import LlamaConfig, LlamaCppLlm
+from models.openai_audio import reachable
 from models.openai_compat import OpenAiCompatibleLlm, OpenAiConfig
+from models.openai_stt import OpenAiStt, OpenAiSttConfig
+from models.openai_tts import OpenAiTts, OpenAiTtsConfig
 from models.piper import PiperConfigOptions, PiperTts
 from models.silero import SileroVad
 from models.whisper import WhisperConfig, WhisperStt
@@ -50,11 +53,15 @@ class ModelSetConfig:
     """What to load.  Every ``None`` path means the pinned default from :mod:`models.registry`."""
 
     vad_path: str | None = None
+    stt_engine: Literal["whisper", "openai"] = "whisper"
     stt: WhisperConfig = field(default_factory=WhisperConfig)
+    openai_stt: OpenAiSttConfig = field(default_factory=OpenAiSttConfig)
     llm_engine: Literal["llama", "openai"] = "llama"
     llama: LlamaConfig = field(default_factory=LlamaConfig)
     openai: OpenAiConfig = field(default_factory=OpenAiConfig)
+    tts_engine: Literal["piper", "openai"] = "piper"
     tts: PiperConfigOptions = field(default_factory=PiperConfigOptions)
+    openai_tts: OpenAiTtsConfig = field(default_factory=OpenAiTtsConfig)
     max_workers: int = 4
     compute_gate: bool = True  # serialize STT/LLM/TTS steps (see models/gate.py); off only for experiments
 
@@ -108,13 +115,13 @@ class ModelSet:
         vad = SileroVad(cfg.vad_path)
         report.add("load_vad", time.perf_counter() - t)
         t = time.perf_counter()
-        stt = WhisperStt(cfg.stt, gate=gate)
+        stt: Stt = WhisperStt(cfg.stt, gate=gate) if cfg.stt_engine == "whisper" else OpenAiStt(cfg.openai_stt)
         report.add("load_stt", time.perf_counter() - t)
         t = time.perf_counter()
         llm: Llm = LlamaCppLlm(cfg.llama, gate=gate) if cfg.llm_engine == "llama" else OpenAiCompatibleLlm(cfg.openai)
         report.add("load_llm", time.perf_counter() - t)
         t = time.perf_counter()
-        tts = PiperTts(cfg.tts, gate=gate)
+        tts: Tts = PiperTts(cfg.tts, gate=gate) if cfg.tts_engine == "piper" else OpenAiTts(cfg.openai_tts)
         report.add("load_tts", time.perf_counter() - t)
         ms = cls(vad, stt, llm, tts, max_workers=cfg.max_workers, gate=gate)
         ms.load_report = report
@@ -125,7 +132,10 @@ class ModelSet:
         """Run each model once and fill the LLM's KV cache with ``system_prompt``; return the timings.
 
         Whisper runs on 1 s of low-level noise (it may "hear" something: the text is ignored),
-        Piper on a short sentence, the VAD on one frame of silence.
+        Piper on a short sentence, the VAD on one frame of silence.  An STT or LLM server that
+        is down is logged (``stt_warm_up_failed``, ``llm_warm_up_failed``) and the gateway starts
+        anyway; a TTS server that is down raises :class:`models.base.TtsError`: without speech
+        the bot could not even apologise, so the gateway refuses to start rather than answer mute.
         """
         report = WarmUpReport()
         t = time.perf_counter()
@@ -134,8 +144,14 @@ class ModelSet:
         report.add("vad", time.perf_counter() - t)
         noise = (np.random.default_rng(0).standard_normal(16000) * 0.01).astype(np.float32)
         t = time.perf_counter()
-        self.stt.transcribe(noise)
-        report.add("stt", time.perf_counter() - t, "1 s of noise")
+        try:
+            self.stt.transcribe(noise)
+            report.add("stt", time.perf_counter() - t, "1 s of noise")
+        except ModelError as exc:
+            # A transcription server that is down at start-up must not keep the gateway from answering
+            # (as the LLM's): the greeting plays, each turn gets the apology until it is back.
+            log.error("stt_warm_up_failed", error=str(exc))
+            report.add("stt", time.perf_counter() - t, f"failed: {exc}")
         t = time.perf_counter()
         try:
             self.llm.warm_up(system_prompt)
@@ -151,6 +167,22 @@ class ModelSet:
         report.add("tts", time.perf_counter() - t, "one short sentence")
         log.info("models_warmed_up", **report.as_dict())
         return report
+
+    def unreachable_servers(self) -> dict[str, str]:
+        """The engines whose OpenAI-compatible server refuses connections now: ``{"stt": "unreachable: URL"}``.
+
+        For ``/readyz``: a gateway whose STT or LLM server is down still answers (with an apology),
+        but a dispatcher in front of several gateways should send new calls to one that can hear
+        and think.  Checked at each probe (a TCP connect, at most 1 s each), so it clears by itself
+        when the server is back.
+        """
+        out = {}
+        for name, engine in (("stt", self.stt), ("llm", self.llm), ("tts", self.tts)):
+            if isinstance(engine, OpenAiStt | OpenAiCompatibleLlm | OpenAiTts):
+                url = engine.config.base_url
+                if not reachable(url):
+                    out[name] = f"unreachable: {url}"
+        return out
 
     def close(self) -> None:
         """Stop the pool (waiting for running inferences) and free the engines that hold native memory."""

@@ -28,7 +28,7 @@ from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speak import Speaker
 from gateway.conversation.transcribe import Heard
-from models.base import ChatMessage, Llm, ModelError
+from models.base import CancelToken, ChatMessage, Llm, ModelError
 
 _FIRST_AUDIO_WAIT_S = 0.3  # longest the LLM pauses for the first clause's TTS
 
@@ -80,17 +80,30 @@ class ReplyPipeline:
         if planned is None:
             return
         items: queue.Queue[Speech | None] = queue.Queue()
-        speaker = threading.Thread(target=self.speaker.run, args=(reply, items), daemon=True,
-                                   name=f"speaker-{reply.turn}")
+        # A TTS server that dies mid-reply: its error, raised here once, and the LLM stopped at once
+        # (nothing it says can be spoken; the apology must not wait for the watchdog).
+        failed: list[ModelError] = []
+        speaker_failed = threading.Event()
+
+        def speak() -> None:
+            try:
+                self.speaker.run(reply, items)
+            except ModelError as exc:
+                failed.append(exc)
+                speaker_failed.set()
+
+        speaker = threading.Thread(target=speak, daemon=True, name=f"speaker-{reply.turn}")
         speaker.start()
         try:
             if isinstance(planned, Phrase):
                 items.put(planned)
             else:
-                self.generate(reply, history, planned, items)
+                self.generate(reply, history, planned, items, cancel=_Either(reply.cancelled, speaker_failed))
         finally:
             items.put(None)
             speaker.join()
+        if failed:
+            raise failed[0]
 
     def plan(self, reply: ReplyHandle, transcript: Future[Heard] | None) -> LlmTurn | Phrase | None:
         """What the LLM is asked this turn (or a fixed line to say instead; None: say nothing).
@@ -142,8 +155,10 @@ class ReplyPipeline:
         return Phrase(self.settings.repeat_request)
 
     def generate(self, reply: ReplyHandle, history: list[ChatMessage], turn: LlmTurn,
-                 items: queue.Queue[Speech | None]) -> None:
-        """LLM -> spoken clauses as they complete; a tool call at the end becomes `reply.action`."""
+                 items: queue.Queue[Speech | None], cancel: CancelToken | None = None) -> None:
+        """LLM -> spoken clauses as they complete; a tool call at the end becomes `reply.action`.
+        `cancel` (default: the reply's) stops the LLM."""
+        cancel = reply.cancelled if cancel is None else cancel
         messages = fit_history([*history, ChatMessage("user", turn.content)], self.settings.history_tokens,
                                approx_tokens)
         out = Generation()
@@ -151,9 +166,9 @@ class ReplyPipeline:
                               self.clock)
         follow_up = reply.follow_up
         if follow_up is not None and follow_up.fallback is not None:
-            stream = generator.checked_follow_up(messages, follow_up.fallback, out, cancel=reply.cancelled)
+            stream = generator.checked_follow_up(messages, follow_up.fallback, out, cancel=cancel)
         else:
-            stream = generator.reply(messages, reply.caller_text, turn.best_fact, out, cancel=reply.cancelled,
+            stream = generator.reply(messages, reply.caller_text, turn.best_fact, out, cancel=cancel,
                                           affinity=self.call_id)
         try:
             for item in stream:
@@ -174,6 +189,17 @@ class ReplyPipeline:
                 reply.timings.llm_first_token = out.first_token_at
         if out.call is not None and not reply.cancelled.is_set():
             reply.action = out.call
+
+
+@dataclass(frozen=True, slots=True)
+class _Either:
+    """A cancel token set when either of two is (the reply cancelled, or its speaker failed)."""
+
+    first: CancelToken
+    second: CancelToken
+
+    def is_set(self) -> bool:
+        return self.first.is_set() or self.second.is_set()
 
 
 def meaningful(text: str) -> bool:

@@ -131,16 +131,30 @@ def model_set_config(models: ModelsConfig) -> ModelSetConfig:
     from models.llama import LlamaConfig
     from models.loader import ModelSetConfig
     from models.openai_compat import OpenAiConfig
+    from models.openai_stt import OpenAiSttConfig
+    from models.openai_tts import OpenAiTtsConfig
     from models.piper import PiperConfigOptions
     from models.whisper import WhisperConfig
 
+    local_stt, local_tts = models.stt_engine != "openai", models.tts_engine != "openai"
     return ModelSetConfig(
-        stt=WhisperConfig(model_dir=models.stt_model, cpu_threads=models.stt_threads, beam_size=models.stt_beam_size),
+        stt_engine="whisper" if local_stt else "openai",
+        stt=WhisperConfig(model_dir=models.stt_model if local_stt else None, cpu_threads=models.stt_threads,
+                          beam_size=models.stt_beam_size,
+                          language=models.stt_language),
+        openai_stt=OpenAiSttConfig(base_url=models.stt_base_url or "http://127.0.0.1:8000/v1",
+                                   model=models.stt_model or "whisper-1", api_key=models.stt_api_key,
+                                   language=models.stt_language, timeout_s=models.stt_timeout_s),
         llm_engine="openai" if models.llm_engine == "openai" else "llama",
         llama=LlamaConfig(model_path=models.llm_model, n_ctx=models.llm_context, n_threads=models.llm_threads,
                           instances=models.llm_parallel),
         openai=OpenAiConfig(base_url=models.llm_base_url, model=models.llm_model or "default",
                             api_key=models.llm_api_key, read_timeout_s=models.llm_timeout_s),
-        tts=PiperConfigOptions(model_path=models.tts_voice,
-                               config_path=f"{models.tts_voice}.json" if models.tts_voice else None),
+        tts_engine="piper" if local_tts else "openai",
+        tts=PiperConfigOptions(model_path=models.tts_voice if local_tts else None,
+                               config_path=f"{models.tts_voice}.json" if models.tts_voice and local_tts else None),
+        openai_tts=OpenAiTtsConfig(base_url=models.tts_base_url or "http://127.0.0.1:8000/v1", model=models.tts_model,
+                                   voice=models.tts_voice or "alloy", api_key=models.tts_api_key,
+                                   response_format="pcm" if models.tts_response_format == "pcm" else "wav",
+                                   sample_rate=models.tts_sample_rate, timeout_s=models.tts_timeout_s),
     )

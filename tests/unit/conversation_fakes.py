@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.base import AudioChunk, ChatMessage, ModelError, Transcript
+from models.base import AudioChunk, ChatMessage, ModelError, SttError, Transcript, TtsError
 
 QUESTIONS = {1: "what are your opening hours", 2: "where is the office", 3: "okay thanks bye",
              4: "please transfer me to billing", 5: "do you sell car insurance?", 6: "what is the status of order 42"}
@@ -109,8 +109,11 @@ class FakeStt:
     calls: list[str] = field(default_factory=list)
     logprob: dict[str, float] = field(default_factory=dict)  # text -> the avg_logprob it is heard with
     prompts: list[str | None] = field(default_factory=list)
+    fail: bool = False  # raise SttError on every request (a transcription server gone)
 
     def transcribe(self, audio16k: np.ndarray, prompt: str | None = None) -> Transcript:
+        if self.fail:
+            raise SttError("cannot connect to STT server http://10.0.0.7:8000/v1: scripted failure")
         start = self.clock()
         # each stretch of speech (split at 100 ms of silence) names one question by its level
         frames = audio16k[: len(audio16k) // 320 * 320].reshape(-1, 320)
@@ -172,8 +175,11 @@ class FakeTts:
     word_s: float = 0.25
     sample_rate: int = 22050
     texts: list[str] = field(default_factory=list)
+    fail_on: str = ""  # raise TtsError for texts holding this (a speech server gone; cached phrases still play)
 
     def synthesize(self, text: str, *, cancel=None) -> Iterator[AudioChunk]:
+        if self.fail_on and self.fail_on in text:
+            raise TtsError("TTS server http://10.0.0.7:8000/v1 request failed: scripted failure")
         start = self.clock()
         self.texts.append(text)
         if not self.clock.wait_until(start + self.seconds, cancel):

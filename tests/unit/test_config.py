@@ -179,6 +179,15 @@ def test_conversation_keys_are_refused_on_an_echo_agent(tmp_path):
         ("models:\n  llm: {engine: openai}\n", "models.llm.base_url"),
         ("models:\n  tts: {voice: /no/such/voice.onnx}\n", "models.tts.voice"),
         ("models:\n  stt: {beam: 5}\n", "models.stt.beam"),
+        ("models:\n  stt: {engine: openai}\n", "models.stt.base_url"),
+        ("models:\n  stt: {engine: remote, base_url: 'http://gpu:8000/v1'}\n", "models.stt.engine"),
+        ("models:\n  stt: {engine: openai, base_url: 'gpu:8000'}\n", "models.stt.base_url"),
+        ("models:\n  stt: {engine: openai, base_url: 'http://gpu:8000/v1', threads: 4}\n", "models.stt.threads"),
+        ("models:\n  stt: {engine: openai, base_url: 'http://gpu:8000/v1', timeout_s: 0}\n", "models.stt.timeout_s"),
+        ("models:\n  tts: {engine: openai}\n", "models.tts.base_url"),
+        ("models:\n  tts: {engine: openai, base_url: 'http://gpu:8000/v1', response_format: mp3}\n",
+         "models.tts.response_format"),
+        ("models:\n  tts: {sample_rate: 16000}\n", "models.tts.sample_rate"),
     ],
 )
 def test_models_section_errors(tmp_path, models, key):
@@ -192,6 +201,34 @@ def test_openai_compatible_llm(tmp_path):
     config = load_config(write(tmp_path, text), env={})
     assert config.models.llm_engine == "openai" and config.models.llm_base_url.endswith("/v1")
     assert config.models.llm_model == "qwen"
+
+
+def test_openai_compatible_stt_and_tts(tmp_path):
+    text = CONVERSATION + (
+        "models:\n"
+        "  stt: {engine: openai, base_url: 'http://10.0.0.7:8000/v1', model: large-v3, api_key: '${KEY}',"
+        " timeout_s: 5, language: de}\n"
+        "  tts: {engine: openai, base_url: 'http://10.0.0.7:8000/v1', model: kokoro, voice: af_sky,"
+        " response_format: pcm, sample_rate: 24000}\n")
+    config = load_config(write(tmp_path, text), env={"KEY": "k3y"})
+    m = config.models
+    assert (m.stt_engine, m.stt_base_url, m.stt_model, m.stt_api_key, m.stt_timeout_s, m.stt_language) == (
+        "openai", "http://10.0.0.7:8000/v1", "large-v3", "k3y", 5.0, "de")
+    assert (m.tts_engine, m.tts_model, m.tts_voice, m.tts_response_format, m.tts_sample_rate, m.tts_timeout_s) == (
+        "openai", "kokoro", "af_sky", "pcm", 24000, 10.0)
+    assert m.llm_engine == "local"
+    from gateway.conversation.settings import model_set_config
+
+    models = model_set_config(m)
+    assert models.stt_engine == "openai" and models.openai_stt.model == "large-v3"
+    assert models.openai_stt.timeout_s == 5.0 and models.openai_stt.language == "de"
+    assert models.tts_engine == "openai" and models.openai_tts.voice == "af_sky"
+    assert models.openai_tts.response_format == "pcm" and models.tts.model_path is None
+
+
+def test_local_engines_are_the_default(tmp_path):
+    models = load_config(write(tmp_path, CONVERSATION), env={}).models
+    assert models.stt_engine == models.tts_engine == "local"
 
 
 SKILLS = """

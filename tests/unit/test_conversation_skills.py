@@ -215,6 +215,19 @@ def test_a_failing_model_costs_an_apology_not_the_call(harness):
     assert not h.hangups  # the call goes on
 
 
+@pytest.mark.parametrize("models", [{"stt": {"fail": True}},
+                                    {"tts": {"fail_on": "You asked"}, "llm": {"reply_words": 400}}],
+                         ids=["stt-server-gone", "tts-server-gone"])
+def test_a_failing_speech_server_costs_an_apology_not_the_call(harness, models):
+    h = harness(settings=SETTINGS, skills=skills(), **models)
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.5))
+    h.run(silence_frames(6.0))  # the LLM's 400 words would take 12 s: a dead speaker stops it
+    assert RecordKind.MODEL_ERROR in h.records
+    assert [p.why for p in h.phrases()][-1] == "model_error"
+    assert not h.hangups
+
+
 def test_a_hanging_model_is_cut_off_with_an_apology(harness):
     h = harness(settings=replace(SETTINGS, model_timeout_s=2.0), skills=skills(), llm={"first_token_s": 60.0})
     h.run(silence_frames(2.0))

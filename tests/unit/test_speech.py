@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.conversation.speech import clause_pause_ms, trim_silence
+from gateway.conversation.speech import clause_pause_ms, synthesize_line_audio, trim_silence
 
 
 def voiced(ms: float) -> np.ndarray:
@@ -23,3 +23,23 @@ def test_all_silence_gives_nothing_and_pauses_follow_punctuation():
     assert len(trim_silence(np.zeros(800, np.int16), 5, 30)) == 0
     assert clause_pause_ms("Sure,") > clause_pause_ms("Sure") < clause_pause_ms("Yes.")
     assert clause_pause_ms("We open at") == 30.0
+
+
+def test_a_streamed_clause_is_resampled_whole_not_piece_by_piece():
+    """A speech server's 200 ms pieces, resampled one by one, click at every joint."""
+    from models.base import AudioChunk
+    from rtp.resample import resample
+
+    rate = 22050
+    t = np.arange(rate) / rate
+    tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+    class Streamed:
+        sample_rate = rate
+
+        def synthesize(self, text, *, cancel=None):
+            for i in range(0, len(tone), rate // 5):
+                yield AudioChunk(tone[i:i + rate // 5], rate)
+
+    line = synthesize_line_audio(Streamed(), "x")
+    assert np.array_equal(line, resample(tone, rate, 8000))
