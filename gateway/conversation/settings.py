@@ -41,9 +41,10 @@ class ConversationSettings:
     min_speech_ms: int = _number(60, 20, 1000)  # voiced this long (bot silent) starts a turn
     barge_in_threshold: float = _number(0.6, 0.05, 0.99)  # speech probability that interrupts the bot
     barge_in_min_ms: int = _number(40, 20, 1000)
-    # End of turn from the sound of the turn (semantic_turn.py): `none` (silence alone) or `smart_turn`.
-    turn_model: str = _text("none")
-    turn_model_threshold: float = _number(0.5, 0.01, 0.99)  # P(finished) at or above which a turn is complete
+    # End of turn from the sound and the words of the turn (semantic_turn.py): `none` (silence alone),
+    # `smart_turn` (the audio model), `text` (the transcript's words) or both.
+    turn_model: str = _text("smart_turn+text")
+    turn_model_threshold: float = _number(0.8, 0.01, 0.99)  # P(finished) at or above which a turn is complete
     turn_min_silence_ms: int = _number(200, 20, 2000)  # a complete turn ends after this much silence
     turn_max_wait_ms: int = _number(1500, 100, 10000)  # an incomplete one after this much (>= end_of_turn_ms)
     preroll_ms: int = _number(200, 0, 1000)  # audio before the speech onset kept for the transcript
@@ -74,12 +75,22 @@ class ConversationSettings:
                           barge_in_threshold=self.barge_in_threshold, barge_in_min_ms=self.barge_in_min_ms)
 
     @property
+    def turn_audio_model(self) -> bool:
+        """Whether `turn_model` asks for the audio end-of-turn model (loaded once per process)."""
+        return "smart_turn" in self.turn_model.split("+")
+
+    @property
+    def turn_text(self) -> bool:
+        """Whether `turn_model` reads the speculative transcript's words (text_turn.py)."""
+        return "text" in self.turn_model.split("+")
+
+    @property
     def semantic_turn(self) -> SemanticTurnConfig:
         return SemanticTurnConfig(threshold=self.turn_model_threshold, min_silence_ms=self.turn_min_silence_ms,
-                                  max_wait_ms=self.turn_max_wait_ms)
+                                  max_wait_ms=self.turn_max_wait_ms, reads_words=self.turn_text)
 
 
-TURN_MODELS = ("none", "smart_turn")
+TURN_MODELS = ("none", "smart_turn", "text", "smart_turn+text")
 # Text keys that take one of a few values (checked by the config reader like the numbers' ranges).
 CHOICES: dict[str, tuple[str, ...]] = {"turn_model": TURN_MODELS}
 

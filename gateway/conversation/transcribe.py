@@ -8,6 +8,7 @@ that adds no new speech reuses the transcript already under way. Owned by the co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 
 import numpy as np
@@ -27,6 +28,8 @@ class Transcriber:
         self.prompt = prompt
         self._utterance = 0
         self._transcripts: list[tuple[int, Future[str]]] = []  # (frames covered, transcript) of that utterance
+        # told of every transcript started (the turn policy reads its words: semantic_turn.py)
+        self.listeners: list[Callable[[Utterance, Future[str]], None]] = []
 
     def transcribe(self, utterance: Utterance) -> Future[str]:
         """The transcript of `utterance` as it stands (started now, or one under way reused)."""
@@ -36,6 +39,8 @@ class Transcriber:
             return self._transcripts[-1][1]
         future = self.executor.submit(self._run, np.concatenate(utterance.frames))
         self._transcripts.append((utterance.length, future))
+        for listener in self.listeners:
+            listener(utterance, future)
         return future
 
     def forget(self) -> None:
