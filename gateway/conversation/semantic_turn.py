@@ -11,14 +11,20 @@ end-of-turn judge whether the turn sounds finished, and reads what the caller's 
   (shorter than `end_of_turn_ms`); a turn shorter than `SHORT_TURN_S` at `end_of_turn_ms` (see there);
 * unfinished: it waits until `max_wait_ms` of silence, or until the caller goes on (RESUME);
 * no verdict yet at `end_of_turn_ms`: it ends there, as the VAD policy would, so a slow model
-  never costs more than silence alone; a failing model turns the call back to the VAD policy.
+  never costs more than silence alone; a failing model is not asked again in the call (the words
+  still count, and without them silence alone decides).
 
 The words come first when they are plain: a transcript that stops on "and", "the", "if", a
 filler or a lead-in ("I was wondering") holds the turn open whatever the audio model says, and a
 question ("...?") that ends on a word a sentence can end on is finished. Only when the words say
 neither (whisper ends nearly every fragment with ".") does the audio verdict decide; a finished
 audio verdict then waits for the words (up to `end_of_turn_ms`) before ending the turn early, since
-an unfinished phrase is what they catch that the audio model misses on flat voices.
+an unfinished phrase is what they catch that the audio model misses on flat voices. A turn under
+`SHORT_TURN_S` whose words say neither ends at `end_of_turn_ms` whatever the sound ("Yes.").
+Measured on the tune half of the listening corpus (docs/benchmarks.md), smart-turn hears these
+narrowband synthetic voices badly even with Pipecat's exact input (the same features to the last
+bit; more trailing silence or pre-speech audio only raises P(finished) for unfinished phrases too):
+hence a threshold of 0.8 for the sound, and the words first.
 
 What the model hears: the turn so far, or, after a pause that only the model held open (longer than
 `end_of_turn_ms`), the phrase since that pause. smart-turn judges one phrase well and a turn with

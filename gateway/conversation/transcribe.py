@@ -36,9 +36,10 @@ class Transcriber:
         if utterance.number != self._utterance:
             self._utterance, self._transcripts = utterance.number, []
         if self._transcripts and self._transcripts[-1][0] >= utterance.length - _REUSE_FRAMES:
-            return self._transcripts[-1][1]
-        future = self.executor.submit(self._run, np.concatenate(utterance.frames))
-        self._transcripts.append((utterance.length, future))
+            future = self._transcripts[-1][1]
+        else:
+            future = self.executor.submit(self._run, np.concatenate(utterance.frames))
+            self._transcripts.append((utterance.length, future))
         for listener in self.listeners:
             listener(utterance, future)
         return future

@@ -188,3 +188,26 @@ def test_a_failed_transcript_says_nothing():
     verdicts.heard(utterance(0.5), transcript)
     transcript.set_exception(RuntimeError("stt down"))
     assert wait_for_heard(verdicts).verdict is UNSURE
+
+
+def test_the_transcriber_tells_the_call_of_every_transcript_it_hands_out():
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from gateway.conversation.transcribe import Transcriber
+
+    stt = SimpleNamespace(transcribe=lambda audio, prompt=None: SimpleNamespace(text="Could you tell me"))
+    told: list[tuple[int, int]] = []
+    with ThreadPoolExecutor(1) as pool:
+        transcriber = Transcriber(stt, pool)  # type: ignore[arg-type]
+        verdicts = CallVerdicts(None)
+        transcriber.listeners += [verdicts.heard, lambda u, f: told.append((u.number, u.length))]
+        said = utterance(1.0, number=2)
+        first = transcriber.transcribe(said)
+        # a pause that adds only 60 ms reuses the transcript under way: the call still hears of it
+        longer = Utterance(2, said.frames + said.frames[:3])
+        assert transcriber.transcribe(longer) is first
+        assert told == [(2, said.length), (2, longer.length)]
+        heard = [wait_for_heard(verdicts), wait_for_heard(verdicts)]
+    assert [h.frames for h in heard] == [said.length, longer.length]
+    assert all(h.verdict is INCOMPLETE for h in heard)
