@@ -66,7 +66,8 @@ what where when which who whom whose why how is are was were do does did can cou
 """)
 _PREAMBLE = _words("hi hello hey oh okay ok so and yes yeah um uh er well")
 _QUESTION_MIN_WORDS = 3
-_WORD = re.compile(r"[a-z']+")
+_WORD = re.compile(r"[a-z0-9']+")
+_FILLERS = _words("um uh er erm hmm mm")
 
 
 def judge_text(transcript: str) -> TextVerdict:
@@ -74,9 +75,11 @@ def judge_text(transcript: str) -> TextVerdict:
     text = transcript.strip().lower()
     if not text:
         return TextVerdict.UNSURE
+    words = _WORD.findall(text.replace("’", "'"))
+    if len(words) == 1 and words[0] not in _FILLERS:
+        return TextVerdict.UNSURE  # one word is an answer ("Yes.", "Eight." heard as "A.") more often than a start
     if text.endswith(("...", "…", ",", "-", "—", ":", ";")):
         return TextVerdict.INCOMPLETE
-    words = _WORD.findall(text.replace("’", "'"))
     if not words:
         return TextVerdict.UNSURE
     tail = " ".join(words[-6:])

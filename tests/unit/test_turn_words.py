@@ -44,6 +44,10 @@ INCOMPLETE, COMPLETE, UNSURE = TextVerdict.INCOMPLETE, TextVerdict.COMPLETE, Tex
     ("My tooth hurts since yesterday.", UNSURE),
     ("", UNSURE),
     ("...", INCOMPLETE),
+    ("A.", UNSURE),  # one word: an answer ("Eight."), not a start
+    ("Thirdly...", UNSURE),
+    ("Um.", INCOMPLETE),  # ... unless it is a filler
+    ("4 2 m in 1", UNSURE),  # digits are words
 ])
 def test_the_words_say_whether_a_turn_is_finished(transcript, expected):
     assert judge_text(transcript) is expected
