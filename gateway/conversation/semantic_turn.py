@@ -17,14 +17,16 @@ end-of-turn judge whether the turn sounds finished, and reads what the caller's 
 The words come first when they are plain: a transcript that stops on "and", "the", "if", a
 filler or a lead-in ("I was wondering") holds the turn open whatever the audio model says, and a
 question ("...?") that ends on a word a sentence can end on is finished. Only when the words say
-neither (whisper ends nearly every fragment with ".") does the audio verdict decide; a finished
-audio verdict then waits for the words (up to `end_of_turn_ms`) before ending the turn early, since
-an unfinished phrase is what they catch that the audio model misses on flat voices. A turn under
-`SHORT_TURN_S` whose words say neither ends at `end_of_turn_ms` whatever the sound ("Yes.").
+neither (whisper ends nearly every fragment with ".") does the audio verdict decide. The turn never
+ends before its words are read (up to `max_wait_ms`): the reply needs that transcript anyway, so
+the wait costs no latency, and on a loaded machine (transcripts 650 ms late) ending at
+`end_of_turn_ms` on a "finished" sound cut into "So my daughter needs ...". A one-word transcript
+("Yes.", "Tuesday.") ends at `end_of_turn_ms`, as silence alone would, whatever the sound.
 Measured on the tune half of the listening corpus (docs/benchmarks.md), smart-turn hears these
 narrowband synthetic voices badly even with Pipecat's exact input (the same features to the last
 bit; more trailing silence or pre-speech audio only raises P(finished) for unfinished phrases too):
-hence a threshold of 0.8 for the sound, and the words first.
+hence a threshold of 0.9 for the sound, and the words first ("Could you tell me" heard as
+"Come you can't help me." scored 0.88 and was cut into at 0.8).
 
 What the model hears: the turn so far, or, after a pause that only the model held open (longer than
 `end_of_turn_ms`), the phrase since that pause. smart-turn judges one phrase well and a turn with
@@ -181,17 +183,18 @@ class SemanticTurnPolicy:
             return False  # the VAD policy underneath ends it at max_wait_ms
         if words is TextVerdict.COMPLETE:
             return silence >= self._min_silence_s - _EPS
+        if words is TextVerdict.ANSWER:
+            return silence >= self._end_of_turn_s - _EPS  # "Yes.": as the VAD policy
+        if self._reads_words and words is None:
+            # Not read yet. The reply cannot start before its transcript anyway, so waiting for the
+            # words costs no latency, and ending without them cut into pauses on a loaded machine.
+            return False  # the VAD policy underneath ends it at max_wait_ms if they never come
         verdict = self._verdict
         if verdict is None or verdict.probability is None:
             return silence >= self._end_of_turn_s - _EPS  # no verdict (yet): as the VAD policy
-        short = spoken < SHORT_TURN_S - _EPS
         if verdict.probability >= self._threshold:
-            waits_for_words = self._reads_words and words is None  # due soon: until then, as silence alone
-            return silence >= (self._end_of_turn_s if short or waits_for_words else self._min_silence_s) - _EPS
-        if short and words is not None:
-            # "Yes.", "Tuesday.": too short for either judge (a word or two of transcript that says
-            # nothing, a sound the model calls either way): silence alone, as the VAD policy.
-            return silence >= self._end_of_turn_s - _EPS
+            short = spoken < SHORT_TURN_S - _EPS
+            return silence >= (self._end_of_turn_s if short else self._min_silence_s) - _EPS
         return False  # unfinished: the VAD policy underneath ends it at max_wait_ms
 
     def _probability(self) -> float | None:

@@ -44,7 +44,7 @@ class ConversationSettings:
     # End of turn from the sound and the words of the turn (semantic_turn.py): `none` (silence alone),
     # `smart_turn` (the audio model), `text` (the transcript's words) or both.
     turn_model: str = _text("smart_turn+text")
-    turn_model_threshold: float = _number(0.8, 0.01, 0.99)  # P(finished) at or above which a turn is complete
+    turn_model_threshold: float = _number(0.9, 0.01, 0.99)  # P(finished) at or above which a turn is complete
     turn_min_silence_ms: int = _number(200, 20, 2000)  # a complete turn ends after this much silence
     turn_max_wait_ms: int = _number(1500, 100, 10000)  # an incomplete one after this much (>= end_of_turn_ms)
     preroll_ms: int = _number(200, 0, 1000)  # audio before the speech onset kept for the transcript

@@ -10,11 +10,11 @@ punctuation helps the other way: it writes "?" after a question it heard as one.
 almost every fragment with "." so a full stop says nothing.
 
 The rules are grammar, not a list of the benchmark's sentences: a word class at the end of the
-transcript, or a short lead-in. Three answers: INCOMPLETE (hold the turn open), COMPLETE (a
-question mark after words that can end a sentence: end it early) and UNSURE (the audio model or
-silence decides); a question word or inverted auxiliary at the start of three words or more
-counts as a question mark. Pure and cheap (microseconds): it runs on whatever thread finished the
-transcript.
+transcript, or a short lead-in. Four answers: INCOMPLETE (hold the turn open), COMPLETE (a
+question mark after words that can end a sentence: end it early), ANSWER (one word: silence
+alone decides, as for any turn before) and UNSURE (the audio model decides); a question word or
+inverted auxiliary at the start of three words or more counts as a question mark. Pure and cheap
+(microseconds): it runs on whatever thread finished the transcript.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class TextVerdict(enum.Enum):
     COMPLETE = "complete"
     INCOMPLETE = "incomplete"
     UNSURE = "unsure"
+    ANSWER = "answer"  # one word ("Yes.", "Tuesday."): an answer, whatever the sound; silence decides
 
 
 def _words(text: str) -> frozenset[str]:
@@ -67,7 +68,7 @@ what where when which who whom whose why how is are was were do does did can cou
 _PREAMBLE = _words("hi hello hey oh okay ok so and yes yeah um uh er well")
 _QUESTION_MIN_WORDS = 3
 _WORD = re.compile(r"[a-z0-9']+")
-_FILLERS = _words("um uh er erm hmm mm")
+_FILLERS = _words("um uh er erm hmm mm so well and but or because")  # one of these alone is a start
 
 
 def judge_text(transcript: str) -> TextVerdict:
@@ -77,7 +78,7 @@ def judge_text(transcript: str) -> TextVerdict:
         return TextVerdict.UNSURE
     words = _WORD.findall(text.replace("’", "'"))
     if len(words) == 1 and words[0] not in _FILLERS:
-        return TextVerdict.UNSURE  # one word is an answer ("Yes.", "Eight." heard as "A.") more often than a start
+        return TextVerdict.ANSWER  # an answer ("Yes.", "Eight." heard as "A.") more often than a start
     if text.endswith(("...", "…", ",", "-", "—", ":", ";")):
         return TextVerdict.INCOMPLETE
     if not words:

@@ -137,7 +137,7 @@ def test_the_turn_model_settings(tmp_path):
     settings = conversation_settings(load_config(write(tmp_path, text), env={}).agents["front-desk"])
     assert settings.turn_model == "smart_turn"
     assert (settings.semantic_turn.min_silence_ms, settings.semantic_turn.max_wait_ms) == (150, 1200)
-    assert settings.semantic_turn.threshold == 0.8
+    assert settings.semantic_turn.threshold == 0.9
     assert settings.turn_audio_model and not settings.turn_text and not settings.semantic_turn.reads_words
     default = conversation_settings(load_config(write(tmp_path, CONVERSATION), env={}).agents["front-desk"])
     assert default.turn_model == "smart_turn+text"
