@@ -29,7 +29,7 @@ from bench.caller_audio import speech  # noqa: E402
 from bench.listening_spec import MID_THOUGHTS, ONE_WORDS, QUESTIONS, VOICES, Split  # noqa: E402
 from gateway.conversation.end_of_turn import model_input  # noqa: E402
 from gateway.conversation.events import TurnEnded, Utterance  # noqa: E402
-from gateway.conversation.semantic_turn import Heard, SemanticTurnPolicy, Verdict  # noqa: E402
+from gateway.conversation.semantic_turn import SemanticTurnPolicy, Verdict, Words  # noqa: E402
 from gateway.conversation.settings import TURN_MODELS, ConversationSettings  # noqa: E402
 from gateway.conversation.text_turn import judge_text  # noqa: E402
 from gateway.conversation.turn_taker import TurnTaker  # noqa: E402
@@ -48,7 +48,7 @@ class TimedJudges:
 
     def __init__(self, model: SmartTurn | None, stt: WhisperStt | None):
         self.model, self.stt, self.now = model, stt, 0.0
-        self.due: list[tuple[float, Verdict | Heard]] = []
+        self.due: list[tuple[float, Verdict | Words]] = []
 
     def ask(self, pause: int, utterance: Utterance) -> None:
         if self.model is None:
@@ -65,12 +65,12 @@ class TimedJudges:
         audio = int16_to_float(resample(np.concatenate(utterance.frames), 8000, 16000))
         text = self.stt.transcribe(audio).text.strip()
         took = time.perf_counter() - start
-        self.due.append((self.now + took, Heard(utterance.number, utterance.length, judge_text(text), text)))
+        self.due.append((self.now + took, Words(utterance.number, utterance.length, judge_text(text), text)))
 
     def forget(self) -> None:
-        self.due = [(t, a) for t, a in self.due if isinstance(a, Heard)]  # transcripts run on regardless
+        self.due = [(t, a) for t, a in self.due if isinstance(a, Words)]  # transcripts run on regardless
 
-    def poll(self) -> Verdict | Heard | None:
+    def poll(self) -> Verdict | Words | None:
         self.due.sort(key=lambda item: item[0])
         if self.due and self.due[0][0] <= self.now:
             return self.due.pop(0)[1]

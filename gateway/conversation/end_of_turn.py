@@ -9,7 +9,7 @@ transcript and an LLM token would cost the verdict more than its 50-120 ms of CP
 
 `CallVerdicts` is one call's end of it. What crosses threads: the `_Request` (a frozen snapshot
 of the utterance and an Event the media thread sets when the answer is no longer wanted) goes to
-the model thread; the `Verdict` comes back on the call's own queue. The words' verdict (`Heard`)
+the model thread; the `Verdict` comes back on the call's own queue. The words' verdict (`Words`)
 comes back on that same queue from whichever pool thread finished the speculative transcript the
 controller started at the pause (`heard`, registered with the call's `Transcriber`): the transcript
 is made anyway for the reply, so judging its words costs microseconds and no extra model run.
@@ -29,7 +29,7 @@ import numpy as np
 import soxr
 
 from gateway.conversation.events import Utterance
-from gateway.conversation.semantic_turn import Heard, Verdict
+from gateway.conversation.semantic_turn import Verdict, Words
 from gateway.conversation.text_turn import TextVerdict, judge_text
 
 LINE_RATE = 8000
@@ -110,7 +110,7 @@ class CallVerdicts:
 
     def __init__(self, submit: Callable[[_Request], None] | None):
         self._submit = submit
-        self._answers: queue.SimpleQueue[Verdict | Heard] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[Verdict | Words] = queue.SimpleQueue()
         self._open: list[_Request] = []  # asked, maybe not answered yet
 
     def ask(self, pause: int, utterance: Utterance) -> None:
@@ -125,7 +125,7 @@ class CallVerdicts:
             request.unwanted.set()
         self._open.clear()
 
-    def poll(self) -> Verdict | Heard | None:
+    def poll(self) -> Verdict | Words | None:
         try:
             answer = self._answers.get_nowait()
         except queue.Empty:
@@ -141,7 +141,7 @@ class CallVerdicts:
 
         def judged(done: Future[object]) -> None:  # on the thread that finished the transcript
             text = "" if done.cancelled() or done.exception() is not None else _text_of(done.result())
-            answers.put(Heard(number, frames, judge_text(text) if text else TextVerdict.UNSURE, text))
+            answers.put(Words(number, frames, judge_text(text) if text else TextVerdict.UNSURE, text))
 
         transcript.add_done_callback(judged)
 

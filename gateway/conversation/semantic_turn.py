@@ -72,7 +72,7 @@ class SemanticTurnConfig:
     threshold: float  # P(finished) at or above which the turn is finished
     min_silence_ms: int  # a finished turn ends after this much silence
     max_wait_ms: int  # an unfinished one after this much (>= the VAD's end_of_turn_ms)
-    reads_words: bool = False  # transcripts' words come too (`Heard`): a finished sound waits for them
+    reads_words: bool = False  # transcripts' words come too (`Words`): a finished sound waits for them
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Heard:
+class Words:
     """What the words of a transcript say: for the utterance `utterance` up to frame `frames`
     (one transcript may serve several pauses: the controller reuses one that covers all but the
     last 100 ms). Comes from the thread that finished the transcript."""
@@ -108,7 +108,7 @@ class VerdictSource(Protocol):
         """No answer asked for so far is wanted any more (the caller went on): skip the work."""
         ...
 
-    def poll(self) -> Verdict | Heard | None:
+    def poll(self) -> Verdict | Words | None:
         """The next answer (from the audio model, or from a transcript's words) that has arrived, or None."""
         ...
 
@@ -134,10 +134,10 @@ class SemanticTurnPolicy:
         self._pause = 0  # number of the latest pause
         self._waiting = False  # in a pause, deciding whether it ends the turn
         self._verdict: Verdict | None = None  # the audio model's answer for the pause we wait in
-        self._words: Heard | None = None  # what the transcript's words say about that pause
+        self._words: Words | None = None  # what the transcript's words say about that pause
         self.failed = False  # the audio model failed once: it is not asked again in this call
         self.last_verdict: Verdict | None = None  # for logs and tests
-        self.last_words: Heard | None = None  # for logs and tests
+        self.last_words: Words | None = None  # for logs and tests
 
     @property
     def in_speech(self) -> bool:
@@ -202,7 +202,7 @@ class SemanticTurnPolicy:
 
     def _collect(self) -> None:
         while (answer := self._verdicts.poll()) is not None:
-            if isinstance(answer, Heard):
+            if isinstance(answer, Words):
                 if self._waiting and answer.utterance == self._utterance \
                         and self._heard - _REUSED_FRAMES <= answer.frames <= self._heard:
                     self._words = self.last_words = answer

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.conversation.end_of_turn import CallVerdicts
 from gateway.conversation.events import Paused, Resumed, SpeechStarted, TurnEnded, Utterance
-from gateway.conversation.semantic_turn import Heard, SemanticTurnPolicy
+from gateway.conversation.semantic_turn import SemanticTurnPolicy, Words
 from gateway.conversation.text_turn import TextVerdict, judge_text
 from tests.unit.test_semantic_turn import ScriptedVerdicts, kinds, run, turn_end, utterance
 
@@ -69,7 +69,7 @@ class WordsAndSound(ScriptedVerdicts):
         self.pauses += 1
         if self.pauses in self.words:
             verdict, delay = self.words[self.pauses]
-            self._due.append((self.now + delay, Heard(utterance.number, utterance.length, verdict)))
+            self._due.append((self.now + delay, Words(utterance.number, utterance.length, verdict)))
 
 
 def run_words(verdicts: WordsAndSound, speech: list[tuple[float, float]], until: float, **settings):
@@ -160,7 +160,7 @@ def test_the_words_still_count_after_the_audio_model_failed():
 
 def test_words_of_another_utterance_are_ignored():
     verdicts = WordsAndSound({}, words={1: (UNSURE, 0.1)})
-    verdicts._due.append((0.0, Heard(7, 10, COMPLETE)))  # not this utterance: ignored
+    verdicts._due.append((0.0, Words(7, 10, COMPLETE)))  # not this utterance: ignored
     events, policy = run_words(verdicts, [(1.0, 2.0)], until=3.0)
     assert turn_end(events).decided_at == pytest.approx(1.98 + 0.4)  # the UNSURE words, no audio verdict
     assert policy.last_words is not None and policy.last_words.verdict is UNSURE
@@ -169,11 +169,11 @@ def test_words_of_another_utterance_are_ignored():
 # -- the words' plumbing -------------------------------------------------------------------------
 
 
-def wait_for_heard(verdicts: CallVerdicts, timeout: float = 2.0) -> Heard:
+def wait_for_heard(verdicts: CallVerdicts, timeout: float = 2.0) -> Words:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = verdicts.poll()
-        if isinstance(answer, Heard):
+        if isinstance(answer, Words):
             return answer
         time.sleep(0.005)
     raise AssertionError("no words")
