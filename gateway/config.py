@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from gateway.conversation.settings import CHOICES, ConversationSettings, yaml_keys
+from gateway.conversation.settings import CHOICES, WORDS, ConversationSettings, yaml_keys
 from gateway.store.dsn import dsn_password, is_postgres_dsn, redact_dsn
 from gateway.tools import ToolError, ToolsConfig, load_tools
 
@@ -172,6 +172,7 @@ class ModelsConfig:
 
     stt_model: str | None = None
     stt_threads: int = 2
+    stt_beam_size: int = 2  # see models/whisper.py WhisperConfig.beam_size and docs/benchmarks.md
     llm_engine: str = "local"  # local (llama.cpp in-process) | openai (an OpenAI-compatible server)
     llm_model: str | None = None  # a GGUF path (local) or the served model's name (openai)
     llm_threads: int = 2
@@ -427,9 +428,14 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
                 raise r.fail(where, f"one of {', '.join(CHOICES[setting])}", values[setting])
         elif bounds is None:
             values[setting] = r.string(data[setting], where, allow_empty=True)
-        elif kind_of is int:
+        elif bounds == WORDS:
+            items = data[setting]
+            if not isinstance(items, list):
+                raise r.fail(where, "a list of words or phrases", items)
+            values[setting] = tuple(r.string(v, f"{where}[{i}]") for i, v in enumerate(items))
+        elif kind_of is int and isinstance(bounds, tuple):
             values[setting] = r.integer(data[setting], where, int(bounds[0]), int(bounds[1]))
-        else:
+        elif isinstance(bounds, tuple):
             values[setting] = r.number(data[setting], where, bounds[0], bounds[1])
     conversation = ConversationSettings(**values)
     if conversation.end_of_turn_ms < conversation.pause_ms:
@@ -514,7 +520,7 @@ def _read_dtmf(r: _Reader, raw: object, key: str, tools: ToolsConfig) -> dict[st
 
 def _read_models(r: _Reader, raw: object) -> ModelsConfig:
     data = r.mapping(raw, "models", {"stt", "llm", "tts"})
-    stt = r.mapping(data.get("stt", {}), "models.stt", {"model", "threads"})
+    stt = r.mapping(data.get("stt", {}), "models.stt", {"model", "threads", "beam_size"})
     llm = r.mapping(data.get("llm", {}), "models.llm", {"engine", "model", "threads", "context", "parallel",
                                                          "base_url", "api_key", "timeout_s"})
     tts = r.mapping(data.get("tts", {}), "models.tts", {"voice"})
@@ -536,6 +542,7 @@ def _read_models(r: _Reader, raw: object) -> ModelsConfig:
     return ModelsConfig(
         stt_model=paths.get("stt"),
         stt_threads=r.optional(stt, "threads", "models.stt", lambda v, k: r.integer(v, k, 1, 64), 2),
+        stt_beam_size=r.optional(stt, "beam_size", "models.stt", lambda v, k: r.integer(v, k, 1, 10), 2),
         llm_engine=engine,
         llm_model=paths.get("llm"),
         llm_threads=r.optional(llm, "threads", "models.llm", lambda v, k: r.integer(v, k, 1, 64), 2),

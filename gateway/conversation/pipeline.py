@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.agents.base import RecordKind
+from gateway.conversation.confidence import Hearing
 from gateway.conversation.events import CallEvent, ReplyFinished
 from gateway.conversation.generate import Clause, Generation, Generator, Phrase, Speech
 from gateway.conversation.history import approx_tokens, fit_history
-from gateway.conversation.planner import is_goodbye, plan_turn
+from gateway.conversation.planner import asks_again, is_goodbye, plan_turn
 from gateway.conversation.playout import Playout
 from gateway.conversation.reply import ReplyHandle
 from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speak import Speaker
+from gateway.conversation.transcribe import Heard
 from models.base import ChatMessage, Llm, ModelError
 
 _FIRST_AUDIO_WAIT_S = 0.3  # longest the LLM pauses for the first clause's TTS
@@ -54,11 +56,11 @@ class ReplyPipeline:
         self.post = post
         self.record = record
 
-    def start(self, reply: ReplyHandle, transcript: Future[str] | None, history: list[ChatMessage]) -> None:
+    def start(self, reply: ReplyHandle, transcript: Future[Heard] | None, history: list[ChatMessage]) -> None:
         threading.Thread(target=self._work, args=(reply, transcript, history), daemon=True,
                          name=f"reply-{reply.turn}").start()
 
-    def _work(self, reply: ReplyHandle, transcript: Future[str] | None, history: list[ChatMessage]) -> None:
+    def _work(self, reply: ReplyHandle, transcript: Future[Heard] | None, history: list[ChatMessage]) -> None:
         try:
             self.run(reply, transcript, history)
         except ModelError as exc:
@@ -72,7 +74,7 @@ class ReplyPipeline:
             reply.finish(lambda: self.playout.has_audio(reply.turn))
             self.post(ReplyFinished(reply))
 
-    def run(self, reply: ReplyHandle, transcript: Future[str] | None, history: list[ChatMessage]) -> None:
+    def run(self, reply: ReplyHandle, transcript: Future[Heard] | None, history: list[ChatMessage]) -> None:
         """The whole reply, on the calling thread (tests and benchmarks may call it directly)."""
         planned = self.plan(reply, transcript)
         if planned is None:
@@ -90,7 +92,7 @@ class ReplyPipeline:
             items.put(None)
             speaker.join()
 
-    def plan(self, reply: ReplyHandle, transcript: Future[str] | None) -> LlmTurn | Phrase | None:
+    def plan(self, reply: ReplyHandle, transcript: Future[Heard] | None) -> LlmTurn | Phrase | None:
         """What the LLM is asked this turn (or a fixed line to say instead; None: say nothing).
 
         Plain transfer requests and questions the knowledge base cannot answer are handled here,
@@ -100,21 +102,27 @@ class ReplyPipeline:
             self.log.info("follow_up", turn=reply.turn, note=reply.follow_up.note[:200])
             return LlmTurn(reply.follow_up.note)
         assert transcript is not None
-        text = transcript.result()
+        heard = transcript.result()
         if reply.cancelled.is_set():
             return None
-        reply.caller_text = text.strip()
+        reply.caller_text = heard.text
         reply.timings.transcript_final = self.clock()
-        if not meaningful(reply.caller_text):
+        if not meaningful(reply.caller_text) or heard.hearing is Hearing.NOTHING:
             self.log.info("turn_ignored", turn=reply.turn, transcript=reply.caller_text)
             reply.caller_text = ""
             return None
+        if asks_again(heard.hearing, None, after_repeat_request=reply.after_repeat_request,
+                      repeat_request=self.settings.repeat_request):
+            return self._ask_again(reply, heard)
         if is_goodbye(reply.caller_text):
             reply.is_bye = True
             return None
         plan = plan_turn(self.skills, reply.caller_text, transfer_notice=self.settings.transfer_notice,
                          unknown_answer=self.settings.unknown_answer)
         reply.retrieval_ms = plan.retrieval_ms
+        if asks_again(heard.hearing, plan, after_repeat_request=reply.after_repeat_request,
+                      repeat_request=self.settings.repeat_request):
+            return self._ask_again(reply, heard)
         if plan.say is not None:
             reply.action = plan.action
             return Phrase(plan.say)
@@ -124,6 +132,14 @@ class ReplyPipeline:
             content = "\n".join([*(n.note for n in reply.notes), content])
             reply.told_notes = True
         return LlmTurn(content, plan.best_fact)
+
+    def _ask_again(self, reply: ReplyHandle, heard: Heard) -> Phrase:
+        """The transcript is not to be trusted: ask the caller to say it again (never twice running)."""
+        reply.asked_repeat = True
+        t = heard.transcript
+        self.log.info("repeat_request", turn=reply.turn, transcript=heard.text, hearing=heard.hearing.value,
+                      avg_logprob=round(t.avg_logprob, 3), no_speech_prob=round(t.no_speech_prob, 3))
+        return Phrase(self.settings.repeat_request)
 
     def generate(self, reply: ReplyHandle, history: list[ChatMessage], turn: LlmTurn,
                  items: queue.Queue[Speech | None]) -> None:

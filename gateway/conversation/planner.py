@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.conversation.confidence import Hearing
 from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
 from gateway.conversation.skills import AgentSkills
 from gateway.tools import ToolCall
@@ -46,6 +47,19 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
         return TurnPlan(say=unknown_answer, retrieval_ms=retrieval_ms, unknown=True)
     content = text if not facts else f"Facts:\n{facts}\n\nCaller: {text}"
     return TurnPlan(content=content, retrieval_ms=retrieval_ms, best_fact=first_fact(facts))
+
+
+def asks_again(hearing: Hearing, plan: TurnPlan | None, *, after_repeat_request: bool, repeat_request: str) -> bool:
+    """Ask the caller to say it again rather than act on what was heard: a doubtful transcript
+    before it is planned (`plan` None), an unsure one that would otherwise get "I don't have that
+    information" (nonsense for the agent: nothing it knows matches the words heard). Never right
+    after asking (`after_repeat_request`): a caller who was not understood twice gets the normal
+    answer, so the bot cannot loop; never when `repeat_request` is empty (the feature is off)."""
+    if not repeat_request or after_repeat_request:
+        return False
+    if plan is None:
+        return hearing is Hearing.DOUBTFUL
+    return hearing is Hearing.UNSURE and plan.unknown
 
 
 def first_fact(facts: str | None) -> str | None:

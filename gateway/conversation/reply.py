@@ -79,12 +79,14 @@ class ReplyHandle:
     notes: tuple[FollowUp, ...] = ()  # tool results handed to this reply; given back if it is cancelled unheard
     told_notes: bool = False  # the reply thread put `notes` into the LLM's message
     fixed_line: bool = False  # greeting, re-prompt, goodbye: kept out of the LLM's history
+    after_repeat_request: bool = False  # the bot's last answer asked the caller to say it again: not twice
     # Written by the reply's own thread until `finish()`; read by the controller after it.
     caller_text: str = ""
     spoken: list[str] = field(default_factory=list)  # clauses queued to play, in order
     phrases: list[str] = field(default_factory=list)  # fixed lines among them ("one moment"): not for the history
     bot_audio_s: float = 0.0
     is_bye: bool = False
+    asked_repeat: bool = False  # it asks the caller to say it again (the transcript was not trusted)
     failed: bool = False
     action: ToolCall | None = None  # run once released (and, for a transfer, played)
     retrieval_ms: float | None = None

@@ -27,6 +27,14 @@ def _number(default: float, lo: float, hi: float) -> Any:
     return field(default=default, metadata={"yaml": (lo, hi)})
 
 
+def _words() -> Any:
+    """A YAML list of strings (read as a tuple)."""
+    return field(default=(), metadata={"yaml": WORDS})
+
+
+WORDS = "words"  # the `yaml` metadata of a list-of-strings key
+
+
 @dataclass(frozen=True)
 class ConversationSettings:
     greeting: str = _text("")  # said as soon as the call is answered ({name} from the call's variables)
@@ -60,7 +68,13 @@ class ConversationSettings:
     tool_failed: str = _text("I'm sorry, I couldn't get that information right now.")
     message_taken: str = _text("I have taken your message. Someone will get back to you soon.")
     not_understood: str = _text("Sorry, I didn't quite get that. Could you say it again?")
+    # Said instead of acting on a transcript heard with low confidence (confidence.py); "" turns it off.
+    repeat_request: str = _text("Sorry, I didn't catch that, could you say it again?")
     apology: str = _text("I'm sorry, I'm having a technical problem. Could you say that again?")
+    # Whisper is conditioned on up to this many of the agent's own terms (vocabulary.py: names and
+    # headings of its instructions and knowledge, transfer targets, HTTP tools); 0: only stt_hotwords.
+    stt_vocabulary: int = _number(24, 0, 200)
+    stt_hotwords: tuple[str, ...] = _words()  # terms Whisper should hear, before the agent's own
     model_timeout_s: float = _number(8.0, 1, 120)  # a reply with no audio this long after the turn: models stuck
     dtmf_gap_s: float = _number(1.5, 0.2, 10)  # keys without an action are collected until this pause
     # Not from the agent's YAML keys: its name, its `dtmf` actions, and `memory.enabled`.
@@ -95,8 +109,9 @@ TURN_MODELS = ("none", "smart_turn", "text", "smart_turn+text")
 CHOICES: dict[str, tuple[str, ...]] = {"turn_model": TURN_MODELS}
 
 
-def yaml_keys() -> dict[str, tuple[type, tuple[float, float] | None]]:
-    """The agent YAML keys these settings read: key -> (str, None) or (int | float, (lo, hi))."""
+def yaml_keys() -> dict[str, tuple[type, tuple[float, float] | str | None]]:
+    """The agent YAML keys these settings read: key -> (str, None), (int | float, (lo, hi)) or
+    (tuple, WORDS) for a list of strings."""
     defaults = ConversationSettings()
     return {f.name: (type(getattr(defaults, f.name)), f.metadata["yaml"]) for f in fields(ConversationSettings)
             if "yaml" in f.metadata}
@@ -112,7 +127,7 @@ def fixed_phrases(agent: AgentConfig) -> list[str]:
     settings = conversation_settings(agent)
     phrases = [settings.greeting, settings.reprompt, settings.goodbye, settings.unknown_answer,
                settings.acknowledgement, settings.transfer_failed, settings.tool_failed, settings.message_taken,
-               settings.not_understood, settings.apology]
+               settings.not_understood, settings.apology, settings.repeat_request]
     phrases += [settings.transfer_notice.format(target=t) for t in agent.tools.transfer_targets]
     phrases += [action.say for action in agent.dtmf.values() if action.say]
     return [p for p in dict.fromkeys(phrases) if p]
@@ -128,7 +143,7 @@ def model_set_config(models: ModelsConfig) -> ModelSetConfig:
     from models.whisper import WhisperConfig
 
     return ModelSetConfig(
-        stt=WhisperConfig(model_dir=models.stt_model, cpu_threads=models.stt_threads),
+        stt=WhisperConfig(model_dir=models.stt_model, cpu_threads=models.stt_threads, beam_size=models.stt_beam_size),
         llm_engine="openai" if models.llm_engine == "openai" else "llama",
         llama=LlamaConfig(model_path=models.llm_model, n_ctx=models.llm_context, n_threads=models.llm_threads,
                           instances=models.llm_parallel),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from gateway.config import AgentConfig
+from gateway.conversation.vocabulary import agent_vocabulary
 from gateway.knowledge import KnowledgeBase, format_facts
 from gateway.tools import ToolsConfig, tool_instructions
 
@@ -27,6 +28,7 @@ class AgentSkills:
     system_prompt: str
     tools: ToolsConfig = field(default_factory=lambda: ToolsConfig({}))
     knowledge: KnowledgeBase | None = None
+    stt_prompt: str | None = None  # the agent's vocabulary, for Whisper (vocabulary.py)
 
     @classmethod
     def build(cls, agent: AgentConfig) -> AgentSkills:
@@ -40,7 +42,11 @@ class AgentSkills:
             parts.append(_KNOWLEDGE_RULE)
         if agent.tools.specs:
             parts.append(tool_instructions(agent.tools.specs))
-        return cls(agent.name, "\n\n".join(p for p in parts if p), agent.tools, knowledge)
+        settings = agent.conversation
+        vocabulary = agent_vocabulary(agent.instructions, agent.knowledge, agent.tools, settings.stt_hotwords,
+                                      settings.stt_vocabulary)
+        log.info("stt_vocabulary", agent=agent.name, terms=list(vocabulary.terms))
+        return cls(agent.name, "\n\n".join(p for p in parts if p), agent.tools, knowledge, vocabulary.prompt)
 
     def facts_for(self, question: str) -> tuple[str | None, float]:
         """Facts for this turn's prompt, and the retrieval time in ms. None: the agent has a

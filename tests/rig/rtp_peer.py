@@ -24,6 +24,7 @@ import numpy as np
 from rtp.g711 import PCMU, G711Codec
 
 FRAME = 160
+MAX_STALL_MS = 200.0  # RTP "never stopped": no gap longer than this, on a busy CI machine too
 
 
 def rms_dbfs(pcm: np.ndarray) -> float:
@@ -160,6 +161,15 @@ class RtpPeer:
         for tick, pcm in self.received.items():
             out[tick * FRAME:tick * FRAME + len(pcm)] = pcm[:FRAME]
         return out
+
+    def longest_gap_ms(self, first: int | None = None, last: int | None = None) -> float:
+        """The longest stretch without a packet between ticks `first` and `last` (all the call's
+        if None). A stall guard, not a jitter figure: the peer drains its socket once per 20 ms
+        tick of its own thread, which a busy machine delays too; `MAX_STALL_MS` is the bound the
+        tests use (the media clock's own timing is benchmarked in bench_media_capacity.py)."""
+        ticks = sorted(t for t in self.received
+                       if (first is None or t >= first) and (last is None or t <= last))
+        return float(np.diff(ticks).max()) * 20.0 if len(ticks) > 1 else float("inf")
 
     def bot_active(self, tick: int, threshold_dbfs: float = -40.0) -> bool:
         frame = self.received.get(tick)

@@ -107,6 +107,8 @@ class FakeStt:
     seconds: float = 0.1
     sample_rate: int = 16000
     calls: list[str] = field(default_factory=list)
+    logprob: dict[str, float] = field(default_factory=dict)  # text -> the avg_logprob it is heard with
+    prompts: list[str | None] = field(default_factory=list)
 
     def transcribe(self, audio16k: np.ndarray, prompt: str | None = None) -> Transcript:
         start = self.clock()
@@ -126,7 +128,9 @@ class FakeStt:
         text = " ".join(words)
         self.clock.wait_until(start + self.seconds)
         self.calls.append(text)
-        return Transcript(text=text, duration_s=len(audio16k) / 16000, elapsed_s=self.seconds)
+        self.prompts.append(prompt)
+        return Transcript(text=text, duration_s=len(audio16k) / 16000, elapsed_s=self.seconds,
+                          avg_logprob=self.logprob.get(text, 0.0))
 
 
 @dataclass

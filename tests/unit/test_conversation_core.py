@@ -17,6 +17,7 @@ from gateway.conversation.controller import Controller
 from gateway.conversation.events import (
     BargedIn,
     CallStarted,
+    CallStopped,
     Paused,
     PhraseSaid,
     ReplyFinished,
@@ -24,6 +25,7 @@ from gateway.conversation.events import (
     SpeechStarted,
     ToolFinished,
     TurnEnded,
+    TurnLogged,
     Utterance,
 )
 from gateway.conversation.playout import Playout
@@ -33,6 +35,7 @@ from gateway.conversation.skills import AgentSkills
 from gateway.conversation.turn_taker import TurnTaker
 from gateway.conversation.turns import TurnDetector
 from gateway.tools import load_tools
+from models.base import Transcript
 from rtp.jitter import FrameType
 from tests.unit.conversation_fakes import FakeVadStream
 
@@ -177,7 +180,7 @@ class Stt:
     text: str = "what are your opening hours"
 
     def transcribe(self, audio, prompt=None):
-        return type("T", (), {"text": self.text})()
+        return Transcript(self.text, duration_s=len(audio) / 16000, elapsed_s=0.0)
 
 
 @dataclass
@@ -265,7 +268,7 @@ def test_a_speculative_reply_is_released_at_the_end_of_the_turn_and_dropped_if_t
     call.do(TurnEnded(102.0, 102.4, u2))
     assert call.pipeline.started[-1][0] is second  # the speculation was kept, not redone
     assert second.state is ReplyState.RELEASED and second.timings.turn_decision == 102.4
-    assert transcript.result() == "what are your opening hours"
+    assert transcript.result().text == "what are your opening hours"
 
 
 def test_reprompt_and_goodbye_on_a_silent_caller_on_virtual_time():
@@ -328,3 +331,19 @@ def test_a_barge_in_cancels_the_reply_and_keeps_only_what_was_heard():
     assert [m.role for m in call.controller.history.messages][-1:] + \
         [call.controller.history.messages[-1].content] == ["assistant", "one two three"]
     assert RecordKind.BARGE_IN in call.records
+
+
+def test_a_hang_up_while_the_answer_is_still_generating_still_records_the_turn():
+    """Regression (seen on a loaded machine): the reply was cancelled at hang-up and its turn,
+    the caller's question included, was never logged or recorded."""
+    call = Call()
+    call.do(CallStarted())
+    u = call.utterance()
+    call.do(SpeechStarted(100.0), Paused(101.0, u), TurnEnded(101.0, 101.4, u))
+    reply, _ = call.pipeline.started[-1]
+    reply.caller_text = "what are your opening hours"
+    call.controller.post(CallStopped())
+    call.controller.run()
+    assert reply.state is ReplyState.CANCELLED
+    assert call.records.count(RecordKind.TURN) == 1
+    assert any(isinstance(o, TurnLogged) and o.reply is reply for o in call.seen)

