@@ -36,6 +36,7 @@ from bench.listening_spec import CallPlan, Interjection, Line, Split, TurnKind, 
 from bench.sample_business import front_desk_config  # noqa: E402
 from bench.scripted_call import place_call  # noqa: E402
 from bench.wer import NO_ERRORS  # noqa: E402
+from gateway.conversation.settings import TURN_MODELS, ConversationSettings  # noqa: E402
 from gateway.records import load_record  # noqa: E402
 from rtp.g711 import PCMA, PCMU  # noqa: E402
 from rtp.g722codec import G722  # noqa: E402
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 conditions, 3 turns each: a smoke run")
     parser.add_argument("--json", help="write every turn's score here")
     parser.add_argument("--keep-log", help="copy the gateway's JSON log here")
+    parser.add_argument("--turn-model", choices=TURN_MODELS, default=ConversationSettings().turn_model,
+                        help="the agent's turn_model (default: the settings' default)")
     parser.add_argument("--only", action="append", metavar="CONDITION",
                         help="run only this condition (by name, e.g. 'clean µ-law'; repeatable)")
     parser.add_argument("--also-line", choices=("G722",),
@@ -151,7 +154,7 @@ def main() -> None:
     scores: list[CallScore] = []
     with tempfile.TemporaryDirectory() as tmp:
         records = Path(tmp) / "records"
-        config = front_desk_config(inactivity_timeout_s=3)
+        config = front_desk_config(inactivity_timeout_s=3, turn_model=args.turn_model)
         config["recording"] = {"directory": str(records)}  # the turns' transcripts with their times
         gw = GatewayProcess(Path(tmp) / "gateway", config).start()
         t = time.monotonic()

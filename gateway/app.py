@@ -218,7 +218,7 @@ def load_conversation_services(config: Config):
 
 def _load_turn_model(agents: list[AgentConfig]) -> EndOfTurnModel | None:
     """The end-of-turn model, once for the process, only if some agent's `turn_model` uses it."""
-    if not any(a.conversation.turn_model == "smart_turn" for a in agents):
+    if not any(a.conversation.turn_audio_model for a in agents):
         return None
     from gateway.conversation.end_of_turn import EndOfTurnModel
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from gateway.agents.base import CallContext
 from gateway.conversation.controller import Controller
+from gateway.conversation.end_of_turn import CallVerdicts
 from gateway.conversation.events import BargedIn, CallStarted, CallStopped, DtmfPressed, Held, Observation, Unheld
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
@@ -56,6 +57,7 @@ class ConversationAgent:
         self.log = context.log
         models = services.models
         self.playout = Playout(clock=clock)
+        self._turn_verdicts: CallVerdicts | None = None  # set by _turn_policy when it reads transcripts
         self.turn_taker = TurnTaker(models.vad.new_stream(8000), policy or self._turn_policy(services),
                                     settings.preroll_ms // 20, speech_threshold=settings.vad_threshold)
         skills = services.skills_for(settings.agent_name) or AgentSkills(settings.agent_name, settings.instructions)
@@ -66,22 +68,30 @@ class ConversationAgent:
                                  context.call_id, controller.post, context.record)
 
         self.controller = Controller(context, settings, services, skills, self.playout, pipeline, clock, observe)
+        if self._turn_verdicts is not None:
+            self.controller.transcriber.listeners.append(self._turn_verdicts.heard)
         self._thread = threading.Thread(target=self.controller.run, name=f"call-{context.call_id[:12]}", daemon=True)
 
     def _turn_policy(self, services: ConversationServices) -> TurnPolicy:
-        """Silence alone (the VAD policy), or silence and the end-of-turn model (semantic_turn.py)."""
+        """Silence alone (the VAD policy), or silence with the end-of-turn model and/or the words of
+        the speculative transcript (semantic_turn.py)."""
         settings = self.settings
         if settings.turn_model == "none":
             return TurnDetector(settings.turn)
-        if services.turn_model is None:  # a test or tool that built its services without it
+        model = services.turn_model if settings.turn_audio_model else None
+        if settings.turn_audio_model and model is None:  # a test or tool that built its services without it
             self.log.warning("turn_model_not_loaded", turn_model=settings.turn_model)
-            return TurnDetector(settings.turn)
+            if not settings.turn_text:
+                return TurnDetector(settings.turn)
         log = self.log
 
         def failed(error: str) -> None:  # once per call, on the media thread
             log.warning("turn_model_failed", error=error, fallback="vad")
 
-        return SemanticTurnPolicy(settings.turn, settings.semantic_turn, services.turn_model.for_call(), failed)
+        verdicts = model.for_call() if model is not None else CallVerdicts(None)
+        if settings.turn_text:
+            self._turn_verdicts = verdicts  # the controller, built next, tells it of every transcript
+        return SemanticTurnPolicy(settings.turn, settings.semantic_turn, verdicts, failed)
 
     # -- SIP thread ----------------------------------------------------------------------------
 

@@ -9,7 +9,11 @@ transcript and an LLM token would cost the verdict more than its 50-120 ms of CP
 
 `CallVerdicts` is one call's end of it. What crosses threads: the `_Request` (a frozen snapshot
 of the utterance and an Event the media thread sets when the answer is no longer wanted) goes to
-the model thread; the `Verdict` comes back on the call's own queue. Nothing else is shared.
+the model thread; the `Verdict` comes back on the call's own queue. The words' verdict (`Words`)
+comes back on that same queue from whichever pool thread finished the speculative transcript the
+controller started at the pause (`heard`, registered with the call's `Transcriber`): the transcript
+is made anyway for the reply, so judging its words costs microseconds and no extra model run.
+Nothing else is shared.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gateway.conversation.events import Utterance
-from gateway.conversation.semantic_turn import Verdict
+from gateway.conversation.semantic_turn import Verdict, Words
+from gateway.conversation.text_turn import TextVerdict, judge_text
 from gateway.conversation.utterance_audio import MODEL_RATE, utterance_audio16k
 
 _WINDOW_FRAMES = 8 * 50  # smart-turn hears the last 8 s; 20 ms frames
@@ -96,14 +101,17 @@ class EndOfTurnModel:
 
 
 class CallVerdicts:
-    """One call's `VerdictSource`, used by its turn policy on the media thread only."""
+    """One call's `VerdictSource`: `ask`, `forget` and `poll` on the media thread only; `heard` on
+    the controller thread. `submit` None: no audio model (`turn_model: text`), only the words."""
 
-    def __init__(self, submit: Callable[[_Request], None]):
+    def __init__(self, submit: Callable[[_Request], None] | None):
         self._submit = submit
-        self._answers: queue.SimpleQueue[Verdict] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[Verdict | Words] = queue.SimpleQueue()
         self._open: list[_Request] = []  # asked, maybe not answered yet
 
     def ask(self, pause: int, utterance: Utterance) -> None:
+        if self._submit is None:
+            return
         request = _Request(pause, utterance, self._answers)
         self._open.append(request)
         self._submit(request)
@@ -113,10 +121,27 @@ class CallVerdicts:
             request.unwanted.set()
         self._open.clear()
 
-    def poll(self) -> Verdict | None:
+    def poll(self) -> Verdict | Words | None:
         try:
-            verdict = self._answers.get_nowait()
+            answer = self._answers.get_nowait()
         except queue.Empty:
             return None
-        self._open = [r for r in self._open if r.pause != verdict.pause]
-        return verdict
+        if isinstance(answer, Verdict):
+            self._open = [r for r in self._open if r.pause != answer.pause]
+        return answer
+
+    def heard(self, utterance: Utterance, transcript: Future[object]) -> None:
+        """Controller thread: a transcript of `utterance` is under way; its words' verdict joins
+        the answers when it is done (a failed transcript says nothing: UNSURE)."""
+        number, frames, answers = utterance.number, utterance.length, self._answers
+
+        def judged(done: Future[object]) -> None:  # on the thread that finished the transcript
+            text = "" if done.cancelled() or done.exception() is not None else _text_of(done.result())
+            answers.put(Words(number, frames, judge_text(text) if text else TextVerdict.UNSURE, text))
+
+        transcript.add_done_callback(judged)
+
+
+def _text_of(result: object) -> str:
+    """A transcript's text, whether the transcriber hands out a string or an object with `.text`."""
+    return result if isinstance(result, str) else str(getattr(result, "text", "") or "")

@@ -51,9 +51,10 @@ class ConversationSettings:
     barge_in_min_ms: int = _number(700, 20, 3000)  # speech this long over the bot interrupts it (cuts the reply)
     barge_in_pause_ms: int = _number(20, 20, 1000)  # an onset this long over the bot holds its audio at once
     barge_in_gap_ms: int = _number(350, 40, 2000)  # a held bot goes on after this much unvoiced line
-    # End of turn from the sound of the turn (semantic_turn.py): `none` (silence alone) or `smart_turn`.
-    turn_model: str = _text("none")
-    turn_model_threshold: float = _number(0.5, 0.01, 0.99)  # P(finished) at or above which a turn is complete
+    # End of turn from the sound and the words of the turn (semantic_turn.py): `none` (silence alone),
+    # `smart_turn` (the audio model), `text` (the transcript's words) or both.
+    turn_model: str = _text("smart_turn+text")
+    turn_model_threshold: float = _number(0.9, 0.01, 0.99)  # P(finished) at or above which a turn is complete
     turn_min_silence_ms: int = _number(200, 20, 2000)  # a complete turn ends after this much silence
     turn_max_wait_ms: int = _number(1500, 100, 10000)  # an incomplete one after this much (>= end_of_turn_ms)
     preroll_ms: int = _number(200, 0, 1000)  # audio before the speech onset kept for the transcript
@@ -91,12 +92,22 @@ class ConversationSettings:
                           barge_in_pause_ms=self.barge_in_pause_ms, barge_in_gap_ms=self.barge_in_gap_ms)
 
     @property
+    def turn_audio_model(self) -> bool:
+        """Whether `turn_model` asks for the audio end-of-turn model (loaded once per process)."""
+        return "smart_turn" in self.turn_model.split("+")
+
+    @property
+    def turn_text(self) -> bool:
+        """Whether `turn_model` reads the speculative transcript's words (text_turn.py)."""
+        return "text" in self.turn_model.split("+")
+
+    @property
     def semantic_turn(self) -> SemanticTurnConfig:
         return SemanticTurnConfig(threshold=self.turn_model_threshold, min_silence_ms=self.turn_min_silence_ms,
-                                  max_wait_ms=self.turn_max_wait_ms)
+                                  max_wait_ms=self.turn_max_wait_ms, reads_words=self.turn_text)
 
 
-TURN_MODELS = ("none", "smart_turn")
+TURN_MODELS = ("none", "smart_turn", "text", "smart_turn+text")
 # Text keys that take one of a few values (checked by the config reader like the numbers' ranges).
 CHOICES: dict[str, tuple[str, ...]] = {"turn_model": TURN_MODELS}
 

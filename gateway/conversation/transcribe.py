@@ -12,6 +12,7 @@ reply thread only reads it. The prompt is the agent's vocabulary (`vocabulary.py
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
@@ -44,15 +45,20 @@ class Transcriber:
         self.rule = rule or ConfidenceRule()
         self._utterance = 0
         self._transcripts: list[tuple[int, Future[Heard]]] = []  # (frames covered, transcript) of that utterance
+        # told of every transcript handed out (the turn policy reads its words: semantic_turn.py)
+        self.listeners: list[Callable[[Utterance, Future[Heard]], None]] = []
 
     def transcribe(self, utterance: Utterance) -> Future[Heard]:
         """The transcript of `utterance` as it stands (started now, or one under way reused)."""
         if utterance.number != self._utterance:
             self._utterance, self._transcripts = utterance.number, []
         if self._transcripts and self._transcripts[-1][0] >= utterance.length - _REUSE_FRAMES:
-            return self._transcripts[-1][1]
-        future = self.executor.submit(self._run, utterance)
-        self._transcripts.append((utterance.length, future))
+            future = self._transcripts[-1][1]
+        else:
+            future = self.executor.submit(self._run, utterance)
+            self._transcripts.append((utterance.length, future))
+        for listener in self.listeners:
+            listener(utterance, future)
         return future
 
     def forget(self) -> None:

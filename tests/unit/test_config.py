@@ -137,15 +137,17 @@ def test_the_turn_model_settings(tmp_path):
     settings = conversation_settings(load_config(write(tmp_path, text), env={}).agents["front-desk"])
     assert settings.turn_model == "smart_turn"
     assert (settings.semantic_turn.min_silence_ms, settings.semantic_turn.max_wait_ms) == (150, 1200)
-    assert settings.semantic_turn.threshold == 0.5
+    assert settings.semantic_turn.threshold == 0.9
+    assert settings.turn_audio_model and not settings.turn_text and not settings.semantic_turn.reads_words
     default = conversation_settings(load_config(write(tmp_path, CONVERSATION), env={}).agents["front-desk"])
-    assert default.turn_model == "none"
+    assert default.turn_model == "smart_turn+text"
+    assert default.turn_audio_model and default.turn_text and default.semantic_turn.reads_words
 
 
 @pytest.mark.parametrize(("line", "expected"), [("model_timeout_s: 0", "a number from 1 to 120"),
                                                 ("preroll_ms: lots", "an integer from 0 to 1000"),
                                                 ("end_of_turn_ms: 100\n    pause_ms: 200", "at least pause_ms"),
-                                                ("turn_model: smartturn", "one of none, smart_turn"),
+                                                ("turn_model: smartturn", "one of none, smart_turn, text"),
                                                 ("turn_model_threshold: 1.5", "a number from 0.01 to 0.99"),
                                                 ("turn_max_wait_ms: 300\n    end_of_turn_ms: 400",
                                                  "at least end_of_turn_ms (400)")])

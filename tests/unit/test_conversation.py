@@ -55,8 +55,9 @@ class Harness:
                               agent_name="t", hangup=lambda reason: self.hangups.append((self.clock(), reason)),
                               send_dtmf=self.dtmf_sent.append, log=self.log, transfer=transfer,
                               record=lambda kind, **fields: self.records.append(kind))
+        # silence alone unless a test asks for a turn model (the semantic policy: test_semantic_turn.py)
         self.settings = settings or ConversationSettings(greeting="Hello there.", instructions="Be brief.",
-                                                         reprompt_after_s=60, hangup_after_s=120)
+                                                         reprompt_after_s=60, hangup_after_s=120, turn_model="none")
         services = ConversationServices(self.models, {self.settings.agent_name: skills} if skills else None, store,
                                         turn_model)
         self.seen: list[object] = []  # the controller's typed observations
@@ -146,7 +147,7 @@ def test_the_turn_model_ends_a_finished_turn_sooner_and_a_failing_one_falls_back
     model = EndOfTurnModel(judge)
     try:
         settings = ConversationSettings(greeting="Hello there.", instructions="Be brief.", reprompt_after_s=60,
-                                        hangup_after_s=120, turn_model="smart_turn")
+                                        hangup_after_s=120, turn_model="smart_turn", turn_model_threshold=0.5)
         h = harness(settings=settings, turn_model=model)
         h.run(silence_frames(2.0))
         h.run(speech_frames(1, 1.5))

@@ -58,7 +58,7 @@ class ScriptedVerdicts:
 
 def run(verdicts: ScriptedVerdicts, speech: list[tuple[float, float]], until: float, failures: list[str] | None = None,
         **settings) -> tuple[list[tuple[float, object]], SemanticTurnPolicy]:
-    s = ConversationSettings(turn_model="smart_turn", **settings)
+    s = ConversationSettings(**{"turn_model": "smart_turn", **settings})
     policy = SemanticTurnPolicy(s.turn, s.semantic_turn, verdicts, (failures if failures is not None else []).append)
     taker = TurnTaker(FakeVadStream(1000.0), policy, preroll_frames=10)
     rng = np.random.default_rng(0)

@@ -50,3 +50,25 @@ def test_a_finished_sentence_is_a_finished_turn(smart_turn: SmartTurn, tts: Pipe
 @pytest.mark.parametrize("text", ["Hi, I was wondering", "So um, I was thinking that maybe", "The thing is, uh"])
 def test_a_phrase_that_trails_off_is_not(smart_turn: SmartTurn, tts: PiperTts, text: str) -> None:
     assert smart_turn.probability(_line_audio(tts, text)) < 0.2
+
+
+def test_the_features_are_pipecats_to_the_last_bit() -> None:
+    """Our input preparation against the reference that ships in the same pinned wheel as the model
+    (Pipecat's vendored WhisperFeatureExtractor): audio shorter and longer than the 8 s window."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("pipecat")  # the package is installed without its dependencies:
+    assert spec is not None and spec.origin is not None  # load the one numpy-only file by path
+    path = Path(spec.origin).parent / "audio" / "turn" / "smart_turn" / "_whisper_features.py"
+    if not path.exists():
+        pytest.skip(f"this pipecat-ai has no {path.name}")
+    reference_spec = importlib.util.spec_from_file_location("pipecat_whisper_features", path)
+    assert reference_spec is not None and reference_spec.loader is not None
+    reference = importlib.util.module_from_spec(reference_spec)
+    reference_spec.loader.exec_module(reference)
+    rng = np.random.default_rng(3)
+    for seconds in (0.5, 3.0, 9.0):
+        audio = (rng.standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
+        theirs = reference.compute_whisper_log_mel_features(fit_window(audio), do_normalize=True)
+        assert np.array_equal(log_mel(audio), theirs)
