@@ -110,12 +110,12 @@ def load_cases(path: Path) -> Cases:
     if agent_raw.get("knowledge"):
         agent_raw["knowledge"] = [str(ROOT / p) for p in agent_raw["knowledge"]]
     config = parse_config({"sip": {"listen": "127.0.0.1:5060"}, "agents": {AGENT: agent_raw}}, source=str(path))
-    conversations = [[_turn(conv["name"], raw) for raw in conv["turns"]] for conv in data["conversations"]]
+    conversations = [[load_turn(conv["name"], raw) for raw in conv["turns"]] for conv in data["conversations"]]
     return Cases(config.agents[AGENT], tuple(data.get("refusal_markers", ())), tuple(data.get("invented", ())),
                  conversations)
 
 
-def _turn(conversation: str, raw: dict[str, Any]) -> Turn:
+def load_turn(conversation: str, raw: dict[str, Any]) -> Turn:
     expect = raw["expect"]
     if expect not in EXPECTS:
         raise ValueError(f"{conversation}: {raw['say']!r}: expect must be one of {EXPECTS}, got {expect!r}")

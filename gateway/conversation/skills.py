@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from gateway.config import AgentConfig
-from gateway.knowledge import KnowledgeBase, format_facts
+from gateway.knowledge import KnowledgeBase, Retrieval, format_facts
 from gateway.tools import ToolsConfig, tool_instructions
 
 log = structlog.get_logger("conversation")
@@ -45,13 +45,19 @@ class AgentSkills:
     def facts_for(self, question: str) -> tuple[str | None, float]:
         """Facts for this turn's prompt, and the retrieval time in ms. None: the agent has a
         knowledge base and nothing in it is relevant (the caller asked something it cannot answer)."""
-        if self.knowledge is None:
+        retrieval = self.retrieve(question)
+        if retrieval is None:
             return "", 0.0
-        self.knowledge.maybe_refresh()
-        retrieval = self.knowledge.retrieve(question)
         if not retrieval.found:
             return None, retrieval.elapsed_ms
         return format_facts(retrieval), retrieval.elapsed_ms
+
+    def retrieve(self, question: str) -> Retrieval | None:
+        """The chunks retrieved for a question (None: the agent has nothing to retrieve from)."""
+        if self.knowledge is None:
+            return None
+        self.knowledge.maybe_refresh()
+        return self.knowledge.retrieve(question)
 
     def close(self) -> None:
         if self.knowledge is not None:
