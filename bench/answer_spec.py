@@ -14,7 +14,7 @@ Misheard turns: every caller line also goes through `misheard`, a deterministic 
 tiny.en on the 8 kHz line. Its errors are the kinds the listening benchmark shows (docs/benchmarks.md:
 "patients" -> "patience", "close" -> "clone", "book" -> "work", "cleaning cost" -> "no cleaning card",
 a dropped first word "do you take" -> "you take"): sound-alike substitutions from `SOUND_ALIKES`, a
-word split in two, a dropped leading question word. Two errors at most per turn, chosen by a hash of
+dropped leading question word, a dropped small word ("a", "the", "to"). Two errors at most per turn, chosen by a hash of
 the line, so a run is reproducible and no turn is tuned by hand.
 """
 
@@ -69,6 +69,7 @@ SOUND_ALIKES = {
     "mechanic": "mechanics", "open": "opened", "cheap": "sheep", "sofa": "so far", "mayor": "mare",
 }
 QUESTION_WORDS = ("do", "does", "is", "are", "can", "what", "how")
+SMALL_WORDS = ("a", "an", "the", "to", "of", "for", "is", "on", "in", "my")  # what the narrow band swallows
 
 
 @dataclass(frozen=True)
@@ -141,9 +142,7 @@ def misheard(said: str) -> str:
         words = words[1:]
         edits += 1
     if edits < 2:
-        long_words = [i for i, w in enumerate(words) if len(w) >= 7 and w.isalpha()]
-        if long_words:
-            i = rng.choice(long_words)
-            cut = len(words[i]) // 2
-            words[i] = words[i][:cut] + " " + words[i][cut:]
+        small = [i for i, w in enumerate(words) if w in SMALL_WORDS]
+        if small and len(words) > 3:
+            del words[rng.choice(small)]
     return re.sub(r"\s+", " ", " ".join(words)).strip()
