@@ -53,6 +53,7 @@ from bench.bench_quality import Caller, Outcome, Turn, call_correct, judge  # no
 from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
 from gateway.conversation.settings import conversation_settings  # noqa: E402
 from gateway.conversation.skills import AgentSkills  # noqa: E402
+from models.base import ChatMessage  # noqa: E402
 from models.llama import LlamaConfig, LlamaCppLlm  # noqa: E402
 
 SAME_REPLY = 0.85  # SequenceMatcher ratio at which two replies are the same answer
@@ -73,9 +74,11 @@ class Scored:
 # -- running -----------------------------------------------------------------------------------------
 
 
-def right_chunk_rank(skills: AgentSkills, said: str, phrase: str) -> int | None:
-    """Where the agent's retrieval ranks the chunk holding `phrase` for `said` (1-based), or None."""
-    retrieval = skills.retrieve(said)
+def right_chunk_rank(skills: AgentSkills, said: str, phrase: str, history: list[ChatMessage]) -> int | None:
+    """Where the agent's retrieval ranks the chunk holding `phrase` for `said` (1-based), or None.
+    The lookup is the planner's own (a follow-up is looked up with the question before it)."""
+    plan = plan_turn(skills, said, transfer_notice="", unknown_answer="", history=history)
+    retrieval = skills.retrieve(plan.query or said)
     if retrieval is None:
         return None
     want = _norm(phrase)
@@ -99,14 +102,16 @@ def run_business(business: Business, variant: str, noise: str, llm: LlamaCppLlm 
         settings = conversation_settings(cases.agent)
         try:
             for conv, clean_conv in zip(cases.conversations, clean, strict=True):
+                history: list[ChatMessage] = []
                 for turn, original in zip(conv, clean_conv, strict=True):
-                    rank = _rank(skills, business, turn, original)
+                    rank = _rank(skills, business, turn, original, history)
                     s = Scored(business.name, variant, noise, turn, None, rank)
                     if turn.expect in ("fact", "refusal") and not is_goodbye(turn.said):
                         plan = plan_turn(skills, turn.said, transfer_notice=settings.transfer_notice,
-                                         unknown_answer=settings.unknown_answer)
+                                         unknown_answer=settings.unknown_answer, history=history)
                         s.refused = plan.unknown
                     scored.append(s)
+                    history.append(ChatMessage("user", turn.said))
         finally:
             skills.close()
         return scored
@@ -116,9 +121,12 @@ def run_business(business: Business, variant: str, noise: str, llm: LlamaCppLlm 
         for conv, clean_conv in zip(cases.conversations, clean, strict=True):
             outcomes = caller.conversation(conv)
             call: list[Scored] = []
+            asked: list[ChatMessage] = []
             for turn, original, outcome in zip(conv, clean_conv, outcomes, strict=True):
                 outcome.passed = judge(outcome, cases)
-                s = Scored(business.name, variant, noise, turn, outcome, _rank(caller.skills, business, turn, original))
+                rank = _rank(caller.skills, business, turn, original, asked)
+                asked.append(ChatMessage("user", turn.said))
+                s = Scored(business.name, variant, noise, turn, outcome, rank)
                 s.refused = _refused(outcome, cases.refusal_markers)
                 s.repeated = _repeats(outcome, [c.outcome for c in call if c.outcome is not None])
                 call.append(s)
@@ -129,10 +137,11 @@ def run_business(business: Business, variant: str, noise: str, llm: LlamaCppLlm 
     return scored
 
 
-def _rank(skills: AgentSkills, business: Business, turn: Turn, original: Turn) -> int | None:
+def _rank(skills: AgentSkills, business: Business, turn: Turn, original: Turn,
+          history: list[ChatMessage]) -> int | None:
     if turn.expect != "fact":
         return None
-    return right_chunk_rank(skills, turn.said, business.chunks[(original.conversation, original.said)])
+    return right_chunk_rank(skills, turn.said, business.chunks[(original.conversation, original.said)], history)
 
 
 def _refused(outcome: Outcome, markers: tuple[str, ...]) -> bool:

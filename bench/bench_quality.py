@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.config import AgentConfig, parse_config  # noqa: E402
+from gateway.conversation.answer_check import FactSentence  # noqa: E402
 from gateway.conversation.generate import Generation, Generator  # noqa: E402
 from gateway.conversation.history import approx_tokens, fit_history  # noqa: E402
 from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
@@ -168,27 +169,30 @@ class Caller:
         said, s = turn.said.strip(), self.settings
         if is_goodbye(said):
             return Outcome(turn, "bye", s.goodbye, call=ToolCall("hangup", {}))
-        plan = plan_turn(self.skills, said, transfer_notice=s.transfer_notice, unknown_answer=s.unknown_answer)
+        plan = plan_turn(self.skills, said, transfer_notice=s.transfer_notice, unknown_answer=s.unknown_answer,
+                         history=history)
         if plan.say is not None:
             return Outcome(turn, "fixed", plan.say, call=plan.action, retrieval_ms=plan.retrieval_ms)
         assert plan.content is not None
         route = "llm+facts" if plan.content.startswith("Facts:") else "llm"
         messages = fit_history([*history, ChatMessage("user", plan.content)], s.history_tokens, approx_tokens)
         try:
-            outcome = self._stream(turn, messages, plan.best_fact)
+            outcome = self._stream(turn, messages, plan.best_fact, plan.sentences)
         except ModelError as exc:
             return Outcome(turn, "llm-error", f"<{exc}>", retrieval_ms=plan.retrieval_ms)
         outcome.route, outcome.retrieval_ms = route, plan.retrieval_ms
         return outcome
 
-    def _stream(self, turn: Turn, messages: list[ChatMessage], best_fact: str | None) -> Outcome:
+    def _stream(self, turn: Turn, messages: list[ChatMessage], best_fact: str | None,
+                sentences: Sequence[FactSentence] = ()) -> Outcome:
         """The agent's generate stage (gateway/conversation/generate.py) without TTS: the spoken
         clauses and fixed lines, in order, and the tool call its checks let through."""
         settings = replace(self.settings, temperature=self.temperature)
         generator = Generator(self.llm, self.skills.tools.specs, settings, _QUIET_LOG, time.perf_counter)
         out = Generation()
         t0 = time.perf_counter()
-        spoken = [item.text for item in generator.reply(messages, turn.said.strip(), best_fact, out)]
+        spoken = [item.text for item in generator.reply(messages, turn.said.strip(), best_fact, out,
+                                                        sentences=sentences)]
         stats = self.llm.thread_stats
         return Outcome(turn, "llm", " ".join(spoken), call=out.call, rejected=out.rejected, error=out.error,
                        llm_ms=(time.perf_counter() - t0) * 1000,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.agents.base import RecordKind
+from gateway.conversation.answer_check import FactSentence
 from gateway.conversation.events import CallEvent, ReplyFinished
 from gateway.conversation.generate import Clause, Generation, Generator, Phrase, Speech
 from gateway.conversation.history import approx_tokens, fit_history
@@ -37,6 +38,7 @@ class LlmTurn:
 
     content: str
     best_fact: str | None = None
+    sentences: tuple[FactSentence, ...] = ()  # the fact sentences the reply must carry (answer_check)
 
 
 class ReplyPipeline:
@@ -74,7 +76,7 @@ class ReplyPipeline:
 
     def run(self, reply: ReplyHandle, transcript: Future[str] | None, history: list[ChatMessage]) -> None:
         """The whole reply, on the calling thread (tests and benchmarks may call it directly)."""
-        planned = self.plan(reply, transcript)
+        planned = self.plan(reply, transcript, history)
         if planned is None:
             return
         items: queue.Queue[Speech | None] = queue.Queue()
@@ -90,7 +92,8 @@ class ReplyPipeline:
             items.put(None)
             speaker.join()
 
-    def plan(self, reply: ReplyHandle, transcript: Future[str] | None) -> LlmTurn | Phrase | None:
+    def plan(self, reply: ReplyHandle, transcript: Future[str] | None,
+             history: list[ChatMessage] | None = None) -> LlmTurn | Phrase | None:
         """What the LLM is asked this turn (or a fixed line to say instead; None: say nothing).
 
         Plain transfer requests and questions the knowledge base cannot answer are handled here,
@@ -113,7 +116,7 @@ class ReplyPipeline:
             reply.is_bye = True
             return None
         plan = plan_turn(self.skills, reply.caller_text, transfer_notice=self.settings.transfer_notice,
-                         unknown_answer=self.settings.unknown_answer)
+                         unknown_answer=self.settings.unknown_answer, history=history or ())
         reply.retrieval_ms = plan.retrieval_ms
         if plan.say is not None:
             reply.action = plan.action
@@ -123,7 +126,7 @@ class ReplyPipeline:
         if reply.notes:  # tool results that came in while the caller talked: this turn tells them
             content = "\n".join([*(n.note for n in reply.notes), content])
             reply.told_notes = True
-        return LlmTurn(content, plan.best_fact)
+        return LlmTurn(content, plan.best_fact, plan.sentences)
 
     def generate(self, reply: ReplyHandle, history: list[ChatMessage], turn: LlmTurn,
                  items: queue.Queue[Speech | None]) -> None:
@@ -138,7 +141,7 @@ class ReplyPipeline:
             stream = generator.checked_follow_up(messages, follow_up.fallback, out, cancel=reply.cancelled)
         else:
             stream = generator.reply(messages, reply.caller_text, turn.best_fact, out, cancel=reply.cancelled,
-                                          affinity=self.call_id)
+                                     affinity=self.call_id, sentences=turn.sentences)
         try:
             for item in stream:
                 if reply.timings.llm_first_token is None and out.first_token_at is not None:

@@ -7,11 +7,14 @@ very prompts, retrieval and tool-call checks a caller meets.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.conversation.answer_check import FactSentence, best_sentences, fact_reply
 from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
 from gateway.conversation.skills import AgentSkills
 from gateway.tools import ToolCall
+from models.base import ChatMessage
 
 BYE = re.compile(r"\b(good\s*-?\s*bye|bye(\s*-?\s*bye)?|hang(ing)? up now|that'?s all|that is all|"
                  r"nothing else|nothing more)\b", re.IGNORECASE)
@@ -32,20 +35,47 @@ class TurnPlan:
     retrieval_ms: float | None = None
     unknown: bool = False  # nothing in the knowledge answers this information question
     best_fact: str | None = None  # the top retrieved fact as a sentence: said if the model's reply is unusable
+    sentences: tuple[FactSentence, ...] = ()  # the fact sentences that best answer the turn (answer_check)
+    query: str | None = None  # what was looked up: the turn, or a follow-up with the question before it
 
 
-def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_answer: str) -> TurnPlan:
+_FOLLOW_UP = re.compile(r"^\W*(and|also|what about|how about|and what about|what if|but)\b|"
+                        r"\b(that|it|this|those|them|one)\b", re.IGNORECASE)
+FOLLOW_UP_MAX_WORDS = 6  # a turn this short is read with the question before it when it finds nothing alone
+
+
+def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_answer: str,
+              history: Sequence[ChatMessage] = ()) -> TurnPlan:
     """Plain transfer requests and questions the knowledge cannot answer are settled here,
-    without the model: faster, and a small model cannot get them wrong."""
+    without the model: faster, and a small model cannot get them wrong.
+
+    `history` (the call's messages so far) lets a follow-up ("and for a cat?", "what about
+    Sunday?") be looked up together with the caller's question before it, unless it names
+    something the facts never mention ("and do you do nails?" is a new question)."""
     target = transfer_target(text, skills.tools.transfer_targets)
     if target is not None:
         return TurnPlan(say=transfer_notice.format(target=target), action=ToolCall("transfer", {"target": target}))
     facts, retrieval_ms = skills.facts_for(text)
+    lookup = text
+    previous = _previous_caller_turn(history)
+    if facts is None and previous and _follows_up(text) and not skills.unknown_words(text):
+        facts, more_ms = skills.facts_for(f"{previous} {text}")
+        retrieval_ms, lookup = retrieval_ms + more_ms, f"{previous} {text}"
     names_a_target = transfer_target(f"transfer {text}", skills.tools.transfer_targets) is not None
     if facts is None and is_information_question(text) and not names_a_target:
-        return TurnPlan(say=unknown_answer, retrieval_ms=retrieval_ms, unknown=True)
+        return TurnPlan(say=unknown_answer, retrieval_ms=retrieval_ms, unknown=True, query=lookup)
     content = text if not facts else f"Facts:\n{facts}\n\nCaller: {text}"
-    return TurnPlan(content=content, retrieval_ms=retrieval_ms, best_fact=first_fact(facts))
+    sentences = tuple(best_sentences(facts, text if lookup == text else f"{text} {lookup}"))
+    best = fact_reply(sentences[0]) if sentences else first_fact(facts)
+    return TurnPlan(content=content, retrieval_ms=retrieval_ms, best_fact=best, sentences=sentences, query=lookup)
+
+
+def _previous_caller_turn(history: Sequence[ChatMessage]) -> str | None:
+    return next((m.content for m in reversed(history) if m.role == "user"), None)
+
+
+def _follows_up(text: str) -> bool:
+    return bool(_FOLLOW_UP.search(text)) or len(text.split()) <= FOLLOW_UP_MAX_WORDS
 
 
 def first_fact(facts: str | None) -> str | None:

@@ -13,6 +13,7 @@ import structlog
 
 from gateway.config import AgentConfig
 from gateway.knowledge import KnowledgeBase, Retrieval, format_facts
+from gateway.knowledge.chunking import chunk_fact_list
 from gateway.tools import ToolsConfig, tool_instructions
 
 log = structlog.get_logger("conversation")
@@ -31,10 +32,16 @@ class AgentSkills:
     @classmethod
     def build(cls, agent: AgentConfig) -> AgentSkills:
         knowledge = None
-        if agent.knowledge:
-            knowledge = KnowledgeBase(list(agent.knowledge))
+        listed = chunk_fact_list(agent.instructions)
+        if agent.knowledge or listed:
+            # Facts listed in the instructions are retrieved like a knowledge file's: the 0.5B model
+            # does not find them in a long system prompt (it answered four questions with the opening
+            # hours), but it repeats a fact handed to it with the question.
+            knowledge = KnowledgeBase(list(agent.knowledge), texts={"instructions": agent.instructions}
+                                      if listed else None)
             chunks = knowledge.build()
-            log.info("knowledge_indexed", agent=agent.name, sources=list(agent.knowledge), chunks=chunks)
+            log.info("knowledge_indexed", agent=agent.name, sources=list(agent.knowledge), chunks=chunks,
+                     instruction_facts=len(listed))
         parts = [agent.instructions.strip()]
         if knowledge is not None:
             parts.append(_KNOWLEDGE_RULE)
@@ -58,6 +65,10 @@ class AgentSkills:
             return None
         self.knowledge.maybe_refresh()
         return self.knowledge.retrieve(question)
+
+    def unknown_words(self, question: str) -> tuple[str, ...]:
+        """Content words of the question that the agent's facts never mention (see KnowledgeBase)."""
+        return () if self.knowledge is None else self.knowledge.unknown_words(question)
 
     def close(self) -> None:
         if self.knowledge is not None:
