@@ -117,6 +117,17 @@ def parrots(reply: str, caller_said: str, history: Sequence[ChatMessage]) -> boo
     return False
 
 
+def _starts_an_answer(prefix: str, caller_said: str, history: Sequence[ChatMessage]) -> bool:
+    """Whether an earlier answer (to another question) begins with these words."""
+    start, question, asked = _norm(prefix), _norm(caller_said), ""
+    for message in history:
+        if message.role == "user":
+            asked = _norm(message.content)
+        elif message.role == "assistant" and asked != question and _norm(message.content).startswith(start):
+            return True
+    return False
+
+
 def _content(text: str) -> set[str]:
     words = (HEARD_AS.get(w, w) for w in re.findall(r"[a-z0-9]+", text.lower().replace("'", "")))
     return {w for w in words if w not in STOP_WORDS and len(w) >= 3 and not w.isdigit()}
@@ -160,10 +171,13 @@ class AnswerGate:
     def feed(self, clause: str) -> list[str]:
         if self.parroted:
             return []
-        if parrots(" ".join([*self.spoken, *self.held, clause]), self.caller_said, self.history):
+        so_far = " ".join([*self.spoken, *self.held, clause])
+        if parrots(so_far, self.caller_said, self.history):
             self.parroted = True
             return []
         self.held.append(clause)
+        if len(_norm(so_far).split()) < MIN_PARROT_WORDS and _starts_an_answer(so_far, self.caller_said, self.history):
+            return []  # "We are" may be the start of the hours said before: wait for a few more words
         if not self.open and not says_fact(" ".join(self.held), self.sentences, self.caller_said):
             return []
         self.open = True

@@ -188,6 +188,7 @@ class QueryPlan:
         return " OR ".join(group.match_expression() for group in self.groups)
 
 
+POSSESSIVES = frozenset({"my", "our", "his", "her", "their"})
 HEARD_AS = {"wear": "where", "ware": "where", "wot": "what", "watt": "what", "wen": "when", "hoo": "who"}
 """Question words as speech-to-text writes them on a phone line ("wear are you" for "where are you"):
 read as the question word, whose intent they carry. Only words a business caller hardly ever means."""
@@ -254,6 +255,11 @@ def plan_query(words: list[str], known: Callable[[str], bool] | None = None,
             alternatives = SYNONYMS.get(word, (word,))
             if similar is not None and known is not None and not any(known(w) for w in alternatives):
                 alternatives = (*alternatives, *similar(word))
+                if len(alternatives) == 1 and i >= 2 and words[i - 2] in POSSESSIVES:
+                    # "where can I park my car?": the caller's own things, unknown to the business,
+                    # say nothing about the topic ("can you fix my windscreen" still has no topic word).
+                    light.setdefault(word, TermGroup(word, (word,)))
+                    continue
             content[word] = TermGroup(word, alternatives)
     return QueryPlan(tuple(content.values()), tuple(intents.values()), tuple(light.values()))
 
