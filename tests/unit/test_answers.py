@@ -9,7 +9,7 @@ from pathlib import Path
 import structlog
 
 from gateway.conversation.answer_check import AnswerGate, FactSentence, best_sentences, parrots, says_fact
-from gateway.conversation.generate import Clause, Generation, Generator
+from gateway.conversation.generate import Generation, Generator
 from gateway.conversation.planner import plan_turn
 from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.skills import AgentSkills
