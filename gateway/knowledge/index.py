@@ -26,8 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.knowledge.chunking import TextChunk, chunk_document, chunk_fact_list, humanise
-from gateway.knowledge.query import QueryPlan, TermGroup, join_split_words, plan_query, words_of
-from gateway.knowledge.sounds import neighbours
+from gateway.knowledge.query import (
+    LIGHT_WORDS,
+    STOP_WORDS,
+    QueryPlan,
+    TermGroup,
+    join_split_words,
+    plan_query,
+    words_of,
+)
+from gateway.knowledge.sounds import neighbours, vocabulary_of
 
 SUFFIXES = frozenset({".md", ".markdown", ".txt"})
 MIN_COVERAGE = 0.6  # share of the question's (idf-weighted) content a chunk must contain
@@ -90,7 +98,7 @@ class _Stats:
 
     chunks: int = 0
     rowids: dict[str, frozenset[int]] = field(default_factory=dict)
-    vocabulary: frozenset[str] | None = None  # every word of every chunk, for `sounds.neighbours`
+    vocabulary: dict[str, str] | None = None  # every word of every chunk and its sound key (`sounds`)
     neighbours: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -200,6 +208,7 @@ class KnowledgeBase:
             self._files.pop(path, None)
         self._files.update((path, seen[path]) for path in parsed)
         self._stats = _Stats(chunks=self._count_chunks())
+        self._stats.vocabulary = self._vocabulary()  # at indexing, not on a caller's first turn
 
     def _scan(self) -> Iterator[tuple[str, _FileState]]:
         """(path, (mtime_ns, size)) of every source file: stat only, no reads."""
@@ -290,14 +299,17 @@ class KnowledgeBase:
         stats = self._stats
         if word not in stats.neighbours:
             if stats.vocabulary is None:
-                with self._lock:
-                    rows = self._db.execute("SELECT heading, body FROM chunks").fetchall()
-                stats.vocabulary = frozenset(w for row in rows for text in row for w in words_of(text)
-                                             if w.isalpha())
+                stats.vocabulary = self._vocabulary()
             if len(stats.neighbours) >= MAX_CACHED_TERMS:
                 stats.neighbours.clear()
             stats.neighbours[word] = neighbours(word, stats.vocabulary)
         return stats.neighbours[word]
+
+    def _vocabulary(self) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT heading, body FROM chunks").fetchall()
+        return vocabulary_of(w for row in rows for text in row for w in words_of(text)
+                             if w not in STOP_WORDS and w not in LIGHT_WORDS)  # content words stand for content
 
     def _matching(self, expression: str) -> frozenset[int]:
         cache = self._stats.rowids

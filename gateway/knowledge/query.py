@@ -49,7 +49,7 @@ STOP_WORDS = _wordset(
     possible able way thing things good great fine hear heard mean
     office clinic practice place business company store shop near nearby
     exactly somewhere anywhere anything something everything happens happen happened recommend suggest must
-    run runs fit give away arrive again guys folks
+    run runs fit give away arrive again guys folks whether though although unless either neither
     """
 )
 """Words that never decide what a question is about. The "office/clinic/store" line is there
@@ -270,9 +270,9 @@ def _intent_for(words: str) -> Intent | None:
 
 def _sound_joinable(first: str, second: str, known: Callable[[str], bool],
                     similar: Callable[[str], tuple[str, ...]] | None) -> bool:
-    if similar is None or not (first.isalpha() and second.isalpha()) or first in STOP_WORDS:
+    if similar is None or not (first.isalpha() and second.isalpha()) or known(second):
         return False
-    if known(first) or known(second):
+    if first != "a" and (first in STOP_WORDS or known(first)):  # "a dress" -> "address"; not "my breaks"
         return False
     return bool(similar(first + second))
 

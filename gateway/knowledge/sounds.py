@@ -11,14 +11,15 @@ with no such neighbour stays unknown, which keeps refusals for topics the busine
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from difflib import SequenceMatcher
 
 MIN_LETTERS = 4  # shorter words have too many neighbours ("car" ~ "card", "bar")
-SPELLING = 0.8  # SequenceMatcher ratio of two spellings that are one mishearing apart
+SPELLING = 0.85  # SequenceMatcher ratio of two spellings that are one mishearing apart (same first sound)
 SPELLING_SHORT = 0.75  # ... for 4-letter words, which also need the same sound key
-SOUND = 0.85  # ratio of the sound keys, with at least SPELLING_LOOSE of the spellings
+SOUND = 0.85  # ratio of the sound keys, with at least SPELLING_LOOSE of the spellings and lengths within 1
 SPELLING_LOOSE = 0.6
+MAX_LENGTH_GAP = 3  # letters: "weather" is not "wet"
 MAX_NEIGHBOURS = 3
 
 _SUFFIXES = ("ings", "ing", "ers", "er", "ies", "es", "ed", "ly", "s")
@@ -54,24 +55,34 @@ def sounds_alike(heard: str, known: str) -> bool:
     if crude_stem(heard) == crude_stem(known):
         return True
     spelling = SequenceMatcher(None, heard, known).ratio()
-    same_key = sound_key(heard) == sound_key(known)
+    heard_key, known_key = sound_key(heard), sound_key(known)
     if min(len(heard), len(known)) == MIN_LETTERS:
-        return same_key and spelling >= SPELLING_SHORT
-    if spelling >= SPELLING:
+        return heard_key == known_key and spelling >= SPELLING_SHORT
+    if spelling >= SPELLING and heard_key[:1] == known_key[:1]:  # "iphones" is not "phones"
         return True
-    return spelling >= SPELLING_LOOSE and SequenceMatcher(None, sound_key(heard), sound_key(known)).ratio() >= SOUND
+    return (abs(len(heard) - len(known)) <= 1 and spelling >= SPELLING_LOOSE
+            and SequenceMatcher(None, heard_key, known_key).ratio() >= SOUND)  # "weather" is not "water"
 
 
-def neighbours(word: str, vocabulary: Iterable[str]) -> tuple[str, ...]:
-    """The knowledge base's words `word` may stand for, closest first (at most MAX_NEIGHBOURS)."""
+def vocabulary_of(words: Iterable[str]) -> dict[str, str]:
+    """Each distinct alphabetic word with its sound key: computed once per index version."""
+    return {w: sound_key(w) for w in set(words) if w.isalpha()}
+
+
+def neighbours(word: str, vocabulary: Mapping[str, str]) -> tuple[str, ...]:
+    """The knowledge base's words `word` may stand for, closest first (at most MAX_NEIGHBOURS).
+    `vocabulary`: its words and their `sound_key`s (see `vocabulary_of`)."""
     if len(word) < MIN_LETTERS or not word.isalpha():
         return ()
-    found = [(SequenceMatcher(None, word, v).ratio(), v) for v in vocabulary
-             if len(v) >= MIN_LETTERS and v != word and sounds_alike(word, v)]
+    first = sound_key(word)[:1]
+    stem = crude_stem(word)
+    found = [(SequenceMatcher(None, word, v).ratio(), v) for v, key in vocabulary.items()
+             if len(v) >= MIN_LETTERS and v != word and abs(len(v) - len(word)) <= MAX_LENGTH_GAP
+             and (key[:1] == first or v.startswith(stem)) and sounds_alike(word, v)]
     found.sort(key=lambda pair: -pair[0])
     if found:
         return tuple(v for _, v in found[:MAX_NEIGHBOURS])
-    known = set(vocabulary)
+    known = vocabulary
     for cut in range(3, len(word) - 2):  # a compound the document writes apart: "haircut" -> "hair", "cut"
         if word[:cut] in known and word[cut:] in known:
             return (word[:cut], word[cut:])

@@ -15,7 +15,7 @@ from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.skills import AgentSkills
 from gateway.knowledge import KnowledgeBase
 from gateway.knowledge.chunking import chunk_fact_list
-from gateway.knowledge.sounds import neighbours, sound_key, sounds_alike
+from gateway.knowledge.sounds import neighbours, sound_key, sounds_alike, vocabulary_of
 from gateway.tools import ToolsConfig
 from models.base import ChatMessage
 
@@ -69,7 +69,8 @@ def test_a_topic_the_business_never_mentions_is_still_refused_without_the_model(
 
 
 def test_misheard_and_inflected_words_are_matched_to_the_knowledge_words():
-    vocabulary = ["brake", "parking", "colour", "gluten", "owner", "address", "patients"]
+    vocabulary = vocabulary_of(["brake", "parking", "colour", "gluten", "owner", "address", "patients", "water",
+                                "phones"])
     assert neighbours("breaks", vocabulary)[0] == "brake"
     assert neighbours("barking", vocabulary) == ("parking",)
     assert neighbours("collar", vocabulary) == ("colour",)
@@ -77,6 +78,8 @@ def test_misheard_and_inflected_words_are_matched_to_the_knowledge_words():
     assert neighbours("owns", vocabulary) == ("owner",)
     assert neighbours("wifi", vocabulary) == ()
     assert neighbours("nails", vocabulary) == ()
+    assert neighbours("weather", vocabulary) == ()
+    assert neighbours("iphones", vocabulary) == ()
     assert sound_key("colour") == sound_key("collar")
     assert not sounds_alike("card", "cars")
 
