@@ -78,7 +78,7 @@ def right_chunk_rank(skills: AgentSkills, said: str, phrase: str, history: list[
     """Where the agent's retrieval ranks the chunk holding `phrase` for `said` (1-based), or None.
     The lookup is the planner's own (a follow-up is looked up with the question before it)."""
     plan = plan_turn(skills, said, transfer_notice="", unknown_answer="", history=history)
-    retrieval = skills.retrieve(plan.query or said)
+    retrieval = skills.retrieve(plan.query or said, loose=plan.loose)
     if retrieval is None:
         return None
     want = _norm(phrase)

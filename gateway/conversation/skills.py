@@ -49,22 +49,22 @@ class AgentSkills:
             parts.append(tool_instructions(agent.tools.specs))
         return cls(agent.name, "\n\n".join(p for p in parts if p), agent.tools, knowledge)
 
-    def facts_for(self, question: str) -> tuple[str | None, float]:
+    def facts_for(self, question: str, loose: bool = False) -> tuple[str | None, float]:
         """Facts for this turn's prompt, and the retrieval time in ms. None: the agent has a
         knowledge base and nothing in it is relevant (the caller asked something it cannot answer)."""
-        retrieval = self.retrieve(question)
+        retrieval = self.retrieve(question, loose)
         if retrieval is None:
             return "", 0.0
         if not retrieval.found:
             return None, retrieval.elapsed_ms
         return format_facts(retrieval), retrieval.elapsed_ms
 
-    def retrieve(self, question: str) -> Retrieval | None:
+    def retrieve(self, question: str, loose: bool = False) -> Retrieval | None:
         """The chunks retrieved for a question (None: the agent has nothing to retrieve from)."""
         if self.knowledge is None:
             return None
         self.knowledge.maybe_refresh()
-        return self.knowledge.retrieve(question)
+        return self.knowledge.retrieve(question, loose=loose)
 
     def unknown_words(self, question: str) -> tuple[str, ...]:
         """Content words of the question that the agent's facts never mention (see KnowledgeBase)."""

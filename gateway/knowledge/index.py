@@ -242,20 +242,22 @@ class KnowledgeBase:
 
     # -- retrieval ------------------------------------------------------------------------------
 
-    def retrieve(self, question: str, k: int = 3) -> Retrieval:
-        """The (at most) `k` chunks that answer `question`, best first; none if nothing is relevant."""
+    def retrieve(self, question: str, k: int = 3, loose: bool = False) -> Retrieval:
+        """The (at most) `k` chunks that answer `question`, best first; none if nothing is relevant.
+        `loose`: every chunk that matches some of the question counts (for a question whose every
+        topic word the documents contain, though no single chunk covers enough of them)."""
         started = time.perf_counter()
         if not self._ready:
             self.refresh()
         with self._lock:
-            chunks = self._search(question, k)
+            chunks = self._search(question, k, loose)
         return Retrieval(chunks, 1000.0 * (time.perf_counter() - started), question)
 
     def __len__(self) -> int:
         """Number of indexed chunks."""
         return self._stats.chunks
 
-    def _search(self, question: str, k: int) -> tuple[Chunk, ...]:
+    def _search(self, question: str, k: int, loose: bool = False) -> tuple[Chunk, ...]:
         stats = self._stats
         if stats.chunks == 0 or k <= 0:
             return ()
@@ -271,7 +273,7 @@ class KnowledgeBase:
         ).fetchall()
         scorer = _Scorer(plan, {g.name: self._rowids(g) for g in plan.groups}, stats.chunks)
         relevant = [Chunk(body, Path(source), heading, scorer.score(rowid))
-                    for rowid, heading, body, source, _ in rows if scorer.relevant(rowid)]
+                    for rowid, heading, body, source, _ in rows if loose or scorer.relevant(rowid)]
         relevant.sort(key=lambda chunk: -chunk.score)  # stable: bm25 order among equal scores
         return tuple(relevant[:k])
 
