@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
 
 from bench.answer_spec import NOISE, VARIANTS, Business, businesses  # noqa: E402
 from bench.bench_quality import Caller, Outcome, Turn, call_correct, judge  # noqa: E402
+from gateway.conversation.history import HistoryShape  # noqa: E402
 from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
 from gateway.conversation.settings import conversation_settings  # noqa: E402
 from gateway.conversation.skills import AgentSkills  # noqa: E402
@@ -93,7 +94,7 @@ def _norm(text: str) -> str:
 
 
 def run_business(business: Business, variant: str, noise: str, llm: LlamaCppLlm | None,
-                 temperature: float) -> list[Scored]:
+                 temperature: float, shape: HistoryShape = HistoryShape.FULL) -> list[Scored]:
     cases = business.cases(variant, noise)
     clean = business.turns
     scored: list[Scored] = []
@@ -115,7 +116,7 @@ def run_business(business: Business, variant: str, noise: str, llm: LlamaCppLlm 
         finally:
             skills.close()
         return scored
-    caller = Caller(cases.agent, llm, temperature)
+    caller = Caller(cases.agent, llm, temperature, shape=shape)
     llm.warm_up(caller.skills.system_prompt)
     try:
         for conv, clean_conv in zip(cases.conversations, clean, strict=True):
@@ -247,6 +248,8 @@ def main() -> None:
     ap.add_argument("--model", help="a GGUF file (default: the default Qwen2.5-Coder-0.5B)")
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--history-shape", choices=[s.value for s in HistoryShape], default="full",
+                    help="what of the bot's earlier answers the model sees (gateway/conversation/history.py)")
     ap.add_argument("--retrieval-only", action="store_true", help="no LLM: retrieval recall and planner refusals")
     ap.add_argument("--json", type=Path, help="write every turn's outcome here")
     args = ap.parse_args()
@@ -262,7 +265,8 @@ def main() -> None:
         for variant in variants:
             for noise in noises:
                 for business in chosen:
-                    rows += run_business(business, variant, noise, llm, args.temperature)
+                    rows += run_business(business, variant, noise, llm, args.temperature,
+                                         HistoryShape(args.history_shape))
     finally:
         if llm is not None:
             llm.close()
@@ -271,6 +275,7 @@ def main() -> None:
     groups["all"] = summarize(rows)
     model = "retrieval only" if llm is None else llm.model_path.name
     print(f"**{args.split}** ({', '.join(b.name for b in chosen)}), {model}, temperature {args.temperature:g}, "
+          f"history {args.history_shape}, "
           f"{len(rows)} turns in {time.monotonic() - started:.0f} s\n")
     print_tables(groups)
     if llm is not None:

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.config import AgentConfig, parse_config  # noqa: E402
 from gateway.conversation.answer_check import FactSentence  # noqa: E402
 from gateway.conversation.generate import Generation, Generator  # noqa: E402
-from gateway.conversation.history import approx_tokens, fit_history  # noqa: E402
+from gateway.conversation.history import HistoryShape, approx_tokens, fit_history, shape_history  # noqa: E402
 from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
 from gateway.conversation.settings import ConversationSettings, conversation_settings  # noqa: E402
 from gateway.conversation.skills import AgentSkills  # noqa: E402
@@ -137,12 +137,14 @@ def _groups(raw: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ...]:
 class Caller:
     """Plays scripted conversations against one agent and one LLM."""
 
-    def __init__(self, agent: AgentConfig, llm: LlamaCppLlm, temperature: float, isolated: bool = False) -> None:
+    def __init__(self, agent: AgentConfig, llm: LlamaCppLlm, temperature: float, isolated: bool = False,
+                 shape: HistoryShape = HistoryShape.FULL) -> None:
         self.skills = AgentSkills.build(agent)
         self.settings: ConversationSettings = conversation_settings(agent)
         self.llm = llm
         self.temperature = temperature
         self.isolated = isolated  # every turn starts a new call (no history): tells history effects apart
+        self.shape = shape  # what of the bot's earlier answers the model sees (history.shape_history)
 
     def _fixed_lines(self) -> set[str]:
         s = self.settings
@@ -175,7 +177,8 @@ class Caller:
             return Outcome(turn, "fixed", plan.say, call=plan.action, retrieval_ms=plan.retrieval_ms)
         assert plan.content is not None
         route = "llm+facts" if plan.content.startswith("Facts:") else "llm"
-        messages = fit_history([*history, ChatMessage("user", plan.content)], s.history_tokens, approx_tokens)
+        messages = fit_history(shape_history([*history, ChatMessage("user", plan.content)], self.shape),
+                               s.history_tokens, approx_tokens)
         try:
             outcome = self._stream(turn, messages, plan.best_fact, plan.sentences)
         except ModelError as exc:

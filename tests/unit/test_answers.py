@@ -204,3 +204,14 @@ def test_a_right_reply_streams_unchanged():
     said, out = generate(llm, [ChatMessage("user", "how much is a sourdough loaf")], "how much is a sourdough loaf",
                          [FactSentence("Sourdough loaf: 7 dollars.", 1.0)])
     assert " ".join(said).startswith("Yes! A sourdough loaf is 7 dollars") and not out.fact_said
+
+
+def test_history_shapes_drop_or_clip_the_bots_answers_but_never_the_last_message():
+    from gateway.conversation.history import HistoryShape, shape_history
+
+    messages = [ChatMessage("system", "s"), ChatMessage("user", "when are you open"),
+                ChatMessage("assistant", "We are open Tuesday to Sunday from 7 am to 3 pm."),
+                ChatMessage("user", "and the address")]
+    assert shape_history(messages, HistoryShape.FULL) == messages
+    assert [m.role for m in shape_history(messages, HistoryShape.QUESTIONS)] == ["system", "user", "user"]
+    assert shape_history(messages, HistoryShape.CLIPPED)[2].content == "We are open Tuesday to Sunday ..."
