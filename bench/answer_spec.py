@@ -48,26 +48,7 @@ INVENTED = (r"\d+\s*(dollars|bucks|usd)", r"\$\s*\d")
 STYLE = "Answer in one or two short sentences, in plain spoken English. Be friendly and never make things up."
 UNKNOWN = "If you do not know something, say so and offer to take a message."
 
-SOUND_ALIKES = {
-    "address": "a dress", "where": "wear", "patients": "patience", "close": "clothes", "closed": "clothes",
-    "book": "work", "price": "prize", "much": "must", "cost": "cast", "brakes": "breaks", "pads": "pants",
-    "hair": "here", "cut": "cat", "colour": "collar", "coloured": "collared", "vet": "bet", "dog": "doc",
-    "drain": "train", "boiler": "boy lure", "permit": "per mitt", "sourdough": "sour dough", "loaf": "love",
-    "cake": "take", "bread": "bred", "gluten": "glutton", "saturday": "saturn day", "saturdays": "saturn days",
-    "sunday": "some day", "monday": "man day", "mondays": "man days", "tuesday": "twos day",
-    "thursday": "thirsty", "friday": "fried day", "parking": "barking", "park": "bark", "vegan": "vague in",
-    "brioche": "bree osh", "order": "older", "early": "oily", "hours": "ours", "wine": "whine",
-    "deliver": "the liver", "pizza": "piece of", "passport": "pass port", "recycling": "recycle in",
-    "bin": "been", "certificate": "certificates", "licence": "license", "tyre": "tire", "inspection": "inspections",
-    "guarantee": "guaranty", "quote": "coat", "quotes": "coats", "emergency": "a mercy", "charge": "shards",
-    "trim": "tram", "beard": "bird", "highlights": "high lights", "jabs": "jobs", "neutered": "new tired",
-    "microchips": "micro chips", "horses": "hoarses", "rabbit": "rabid", "snakes": "snacks", "teeth": "tea",
-    "insurance": "in shorts", "nurse": "nears", "toilet": "toy let", "vaillant": "valiant", "wiring": "wire in",
-    "showroom": "show room", "croissants": "crescents", "baguette": "bag it", "coffee": "copy",
-    "cheques": "checks", "cheque": "check", "baker": "bakery", "lunch": "launch", "kids": "kits",
-    "menu": "many", "table": "cable", "oil": "all", "change": "chains", "weekdays": "weak days",
-    "mechanic": "mechanics", "open": "opened", "cheap": "sheep", "sofa": "so far", "mayor": "mare",
-}
+SOUND_ALIKES: dict[str, str] = yaml.safe_load((BUSINESSES_DIR / "sound_alikes.yaml").read_text(encoding="utf-8"))
 QUESTION_WORDS = ("do", "does", "is", "are", "can", "what", "how")
 SMALL_WORDS = ("a", "an", "the", "to", "of", "for", "is", "on", "in", "my")  # what the narrow band swallows
 
