@@ -19,7 +19,7 @@ Scores, per variant and hearing, over the split's businesses:
   *correct refusals*  refusal turns refused without inventing;
   *refusal precision* of the turns the agent refused (a refusal marker, no call, not a right answer),
                       the share the business really does not answer;
-  *repeated answers*  model replies that repeat (>= 0.85 similar) an earlier model reply of the same
+  *repeated answers*  model replies (fixed lines left out, >= 4 words) that repeat (>= 0.85 similar) an earlier model reply of the same
                       call given to a different question;
   *tool precision / recall* as in bench_quality;
   *recall@1 / @3*     fact turns whose right chunk (the turn's ``chunk`` phrase) the agent's retrieval
@@ -58,6 +58,7 @@ from models.base import ChatMessage  # noqa: E402
 from models.llama import LlamaConfig, LlamaCppLlm  # noqa: E402
 
 SAME_REPLY = 0.85  # SequenceMatcher ratio at which two replies are the same answer
+MIN_REPEAT_WORDS = 4
 
 
 @dataclass
@@ -117,6 +118,7 @@ def run_business(business: Business, variant: str, noise: str, llm: LlamaCppLlm 
             skills.close()
         return scored
     caller = Caller(cases.agent, llm, temperature, shape=shape)
+    fixed = caller.fixed_lines()
     llm.warm_up(caller.skills.system_prompt)
     try:
         for conv, clean_conv in zip(cases.conversations, clean, strict=True):
@@ -129,7 +131,7 @@ def run_business(business: Business, variant: str, noise: str, llm: LlamaCppLlm 
                 asked.append(ChatMessage("user", turn.said))
                 s = Scored(business.name, variant, noise, turn, outcome, rank)
                 s.refused = _refused(outcome, cases.refusal_markers)
-                s.repeated = _repeats(outcome, [c.outcome for c in call if c.outcome is not None])
+                s.repeated = _repeats(outcome, [c.outcome for c in call if c.outcome is not None], fixed)
                 call.append(s)
                 _progress(s)
             scored += call
@@ -155,17 +157,25 @@ def _refused(outcome: Outcome, markers: tuple[str, ...]) -> bool:
     return any(m in reply for m in markers)
 
 
-def _repeats(outcome: Outcome, earlier: list[Outcome]) -> bool:
-    """A model reply that says again what it said to an earlier, different question of the call."""
-    if not outcome.route.startswith("llm") or not outcome.reply.strip():
+def _repeats(outcome: Outcome, earlier: list[Outcome], fixed: set[str]) -> bool:
+    """A model reply that says again what it said to an earlier, different question of the call.
+    Fixed lines ("One moment, please.") are left out first; a reply of fewer than MIN_REPEAT_WORDS
+    words ("Yes, we do.") is not an answer one can repeat."""
+    mine = _model_words(outcome, fixed)
+    if len(mine.split()) < MIN_REPEAT_WORDS:
         return False
-    mine = _norm(outcome.reply)
     for before in earlier:
-        if not before.route.startswith("llm") or _norm(before.turn.said) == _norm(outcome.turn.said):
+        if _norm(before.turn.said) == _norm(outcome.turn.said):
             continue
-        if SequenceMatcher(None, mine, _norm(before.reply)).ratio() >= SAME_REPLY:
+        if SequenceMatcher(None, mine, _model_words(before, fixed)).ratio() >= SAME_REPLY:
             return True
     return False
+
+
+def _model_words(outcome: Outcome, fixed: set[str]) -> str:
+    if not outcome.route.startswith("llm"):
+        return ""
+    return _norm(" ".join(c for c in (outcome.spoken or [outcome.reply]) if c not in fixed))
 
 
 def _progress(s: Scored) -> None:
@@ -287,7 +297,8 @@ def main() -> None:
 
 def _row_json(r: Scored) -> dict[str, Any]:
     o = r.outcome
-    return {"business": r.business, "variant": r.variant, "noise": r.noise, "said": r.turn.said,
+    return {"business": r.business, "variant": r.variant, "noise": r.noise, "conversation": r.turn.conversation,
+            "said": r.turn.said,
             "expect": r.turn.expect, "rank": r.rank, "refused": r.refused, "repeated": r.repeated,
             "route": o.route if o else None, "reply": o.reply if o else None, "passed": o.passed if o else None,
             "call": [o.call.name, o.call.arguments] if o and o.call else None,

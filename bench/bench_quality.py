@@ -146,7 +146,7 @@ class Caller:
         self.isolated = isolated  # every turn starts a new call (no history): tells history effects apart
         self.shape = shape  # what of the bot's earlier answers the model sees (history.shape_history)
 
-    def _fixed_lines(self) -> set[str]:
+    def fixed_lines(self) -> set[str]:
         s = self.settings
         return {s.acknowledgement, s.not_understood, s.message_taken, s.unknown_answer,
                 *(s.transfer_notice.format(target=t) for t in self.skills.tools.transfer_targets)}
@@ -162,7 +162,7 @@ class Caller:
             if self.isolated:
                 continue
             history.append(ChatMessage("user", turn.said))
-            said = " ".join(c for c in outcome.spoken if c not in self._fixed_lines())  # as the agent keeps it
+            said = " ".join(c for c in outcome.spoken if c not in self.fixed_lines())  # as the agent keeps it
             if said:
                 history.append(ChatMessage("assistant", said))
         return outcomes
