@@ -19,8 +19,8 @@ Scores, per variant and hearing, over the split's businesses:
   *correct refusals*  refusal turns refused without inventing;
   *refusal precision* of the turns the agent refused (a refusal marker, no call, not a right answer),
                       the share the business really does not answer;
-  *repeated answers*  model replies (fixed lines left out, >= 4 words) that repeat (>= 0.85 similar) an earlier model reply of the same
-                      call given to a different question;
+  *repeated answers*  model replies (fixed lines left out, >= 4 words) that repeat (>= 0.85 similar)
+                      an earlier model reply of the same call given to a different question;
   *tool precision / recall* as in bench_quality;
   *recall@1 / @3*     fact turns whose right chunk (the turn's ``chunk`` phrase) the agent's retrieval
                       ranks first / in its top three; 0 when the agent retrieves nothing (no index).
