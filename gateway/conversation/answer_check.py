@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from gateway.knowledge.chunking import split_sentences
-from gateway.knowledge.query import HEARD_AS, STOP_WORDS
+from gateway.knowledge.query import HEARD_AS, STOP_WORDS, SYNONYMS
 from gateway.knowledge.sounds import sounds_alike
 from models.base import ChatMessage
 
@@ -33,6 +33,8 @@ _ASKS_VALUE = re.compile(r"\b(how (much|many|long|early|late|soon)|when|what tim
                          r"which day|what day)\b", re.IGNORECASE)
 _REFUSAL = re.compile(r"\b(don'?t|do not|can'?t|cannot|unable to|not able to|no information|not sure|"
                       r"i'?m sorry)\b", re.IGNORECASE)
+_NEGATIVE = re.compile(r"\b(no|not|never|closed|except|cannot|can'?t|don'?t|doesn'?t|isn'?t|aren'?t|won'?t)\b",
+                       re.IGNORECASE)
 _HEADING = re.compile(r"^-\s*([^.!?]{1,80}?):\s+(.*)$")
 
 
@@ -48,6 +50,7 @@ def best_sentences(facts: str | None, question: str, limit: int = 2) -> list[Fac
     if not facts:
         return []
     asked = _content(question)
+    alternatives = {a: {a, *SYNONYMS.get(a, ())} for a in asked}
     wants_value = bool(_ASKS_VALUE.search(question))
     scored: list[tuple[float, int, str]] = []
     for line in facts.strip().splitlines():
@@ -56,36 +59,47 @@ def best_sentences(facts: str | None, question: str, limit: int = 2) -> list[Fac
         heading = _content(match.group(1)) if match else set()
         for sentence in split_sentences(body):
             words = _content(sentence)
-            hits = sum(any(sounds_alike(a, w) for w in words | heading) for a in asked)
+            hits = sum(any(sounds_alike(alt, w) for alt in alternatives[a] for w in words | heading) for a in asked)
             score = hits / len(asked) if asked else 0.0
             if wants_value and re.search(r"\d", sentence):
                 score += 0.25
             scored.append((score, len(scored), sentence))
     scored.sort(key=lambda s: (-s[0], s[1]))
-    best = [FactSentence(text, score) for score, _, text in scored if score > 0][:limit]
+    top = scored[0][0] if scored else 0.0
+    best = [FactSentence(text, score) for score, _, text in scored if score > 0 and score >= top - 1e-9][:limit]
     return best or [FactSentence(scored[0][2], 0.0)] if scored else []
 
 
 def answer_words(sentence: str, question: str) -> set[str]:
-    """What a right answer has to say of `sentence`: its numbers, days and names not in the question,
-    else its content words not in the question."""
+    """What a right answer has to say of `sentence`: its numbers if it has any the question does not,
+    else its days and names not in the question, else its content words not in the question."""
     asked = _content(question) | set(_numbers(question))
-    salient = {*_numbers(sentence), *(d for d in _DAYS if re.search(rf"\b{d}", sentence.lower()))}
+    numbers = set(_numbers(sentence)) - asked
+    if numbers:
+        return numbers
+    salient = {d for d in _DAYS if re.search(rf"\b{d}", sentence.lower())}
     salient |= {w.lower() for w in re.findall(r"(?<!^)(?<![.!?:]\s)\b[A-Z][a-z]{2,}", sentence)}
-    salient -= asked
+    salient = {w for w in salient if not any(sounds_alike(w, a) for a in asked)}  # "mondays" when asked "monday"
     if salient:
         return salient
-    return {w for w in _content(sentence) if len(w) >= 4} - asked
+    return {w for w in _content(sentence) if len(w) >= 4 and not any(sounds_alike(w, a) for a in asked)}
 
 
 def says_fact(reply: str, sentences: Sequence[FactSentence], question: str) -> bool:
-    """Whether `reply` gives what one of the fact sentences answers (see `answer_words`)."""
+    """Whether `reply` gives what one of the fact sentences answers (see `answer_words`), with the
+    same polarity: "Closed on Mondays." is not answered by "Yes, we are open on Monday"."""
     said = _content(reply) | set(_numbers(reply)) | {d for d in _DAYS if d in reply.lower()}
     for sentence in sentences:
+        if _negative(sentence.text) and not _negative(reply):
+            continue
         needed = answer_words(sentence.text, question)
         if not needed or any(any(w == s or (len(w) > 3 and sounds_alike(w, s)) for s in said) for w in needed):
             return True
     return False
+
+
+def _negative(text: str) -> bool:
+    return bool(_NEGATIVE.search(text))
 
 
 def is_refusal(reply: str) -> bool:

@@ -70,7 +70,7 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
         facts, more_ms = skills.facts_for(text, loose=True)
         retrieval_ms, lookup = retrieval_ms + more_ms, text
     names_a_target = transfer_target(f"transfer {text}", skills.tools.transfer_targets) is not None
-    if facts is None and is_information_question(text) and not names_a_target:
+    if facts is None and is_information_question(text) and not names_a_target and not asks_for_action(text):
         return TurnPlan(say=unknown_answer, retrieval_ms=retrieval_ms, unknown=True, query=lookup)
     content = text if not facts else f"Facts:\n{facts}\n\nCaller: {text}"
     sentences = tuple(best_sentences(facts, text if lookup == text else f"{text} {lookup}"))
@@ -96,13 +96,27 @@ def first_fact(facts: str | None) -> str | None:
     return fact.strip() if sep and ">" in heading else line.strip()
 
 
+_ACTION = re.compile(r"\b(tell|let\s+\w+\s+know|ask\s+\w+\s+to|pass\s+(it\s+)?on|check|look\s+(it\s+)?up|"
+                     r"call\s+me|message|remind)\b|\d{3,}", re.IGNORECASE)
+_MESSAGE = re.compile(r"\b(message|tell|let\s+\w+\s+know|ask\s+\w+\s+to|pass\s+(it\s+)?on|call\s+me(\s+back)?|"
+                      r"get\s+back\s+to\s+me|remind)\b", re.IGNORECASE)
+
+
+def asks_for_action(text: str) -> bool:
+    """The caller asks for something done, not told ("tell Sara I'll be late", "check job 4417"):
+    a tool's business, never "I don't have that information"."""
+    return bool(_ACTION.search(text))
+
+
 def unasked_tool_call(call: ToolCall, caller_said: str) -> bool:
-    """A transfer or hang-up the caller's words do not support: a small model sometimes
-    "transfers" or "hangs up" on a plain question. Such calls are never executed."""
+    """A transfer, hang-up or message the caller's words do not support: a small model sometimes
+    "transfers", "hangs up" or "takes a message" on a plain question. Such calls are never executed."""
     if call.name == "transfer":
         return not asks_for_transfer(caller_said, str(call.arguments.get("target", "")))
     if call.name == "hangup":
         return not BYE.search(caller_said)
+    if call.name == "take_message":
+        return not _MESSAGE.search(caller_said)
     return False
 
 

@@ -215,3 +215,31 @@ def test_history_shapes_drop_or_clip_the_bots_answers_but_never_the_last_message
     assert shape_history(messages, HistoryShape.FULL) == messages
     assert [m.role for m in shape_history(messages, HistoryShape.QUESTIONS)] == ["system", "user", "user"]
     assert shape_history(messages, HistoryShape.CLIPPED)[2].content == "We are open Tuesday to Sunday ..."
+
+
+def test_says_fact_needs_the_number_and_the_polarity_of_the_fact():
+    address = [FactSentence("Address: 48 Mill Road, next to the Shell petrol station.", 1.0)]
+    assert not says_fact("We are next to the Shell petrol station.", address, "where exactly are you")
+    assert says_fact("We are at 48 Mill Road.", address, "where exactly are you")
+    closed = [FactSentence("Closed on Sundays and Mondays.", 1.0)]
+    assert not says_fact("Yes, we are open on Monday.", closed, "are you open on monday")
+    assert says_fact("No, we are closed on Mondays and Sundays.", closed, "are you open on monday")
+
+
+def test_only_the_best_matching_sentences_are_accepted_as_the_answer():
+    facts = "- Hours: Saturday: 9 am to 4 pm. Closed on Sundays and Mondays."
+    best = best_sentences(facts, "what time do you close on saturday")
+    assert [s.text for s in best] == ["Saturday: 9 am to 4 pm."]
+    assert not says_fact("We are closed on Saturdays and Mondays.", best, "what time do you close on saturday")
+
+
+def test_a_message_the_caller_did_not_ask_for_is_refused_and_requests_are_not_refused_as_unknown():
+    from gateway.conversation.planner import asks_for_action, unasked_tool_call
+    from gateway.tools import ToolCall
+
+    call = ToolCall("take_message", {"message": "How much is an oil change?"})
+    assert unasked_tool_call(call, "how much do you charge for an oil change")
+    assert not unasked_tool_call(call, "can you tell sara i will pick the car up at five")
+    assert asks_for_action("could you check on my car the job number is 4417")
+    assert asks_for_action("please let kim know that anna will be late")
+    assert not asks_for_action("how much is a haircut")
