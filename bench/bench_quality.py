@@ -52,8 +52,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.config import AgentConfig, parse_config  # noqa: E402
+from gateway.conversation.answer_check import FactSentence  # noqa: E402
 from gateway.conversation.generate import Generation, Generator  # noqa: E402
-from gateway.conversation.history import approx_tokens, fit_history  # noqa: E402
+from gateway.conversation.history import HistoryShape, approx_tokens, fit_history, shape_history  # noqa: E402
 from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
 from gateway.conversation.settings import ConversationSettings, conversation_settings  # noqa: E402
 from gateway.conversation.skills import AgentSkills  # noqa: E402
@@ -110,12 +111,12 @@ def load_cases(path: Path) -> Cases:
     if agent_raw.get("knowledge"):
         agent_raw["knowledge"] = [str(ROOT / p) for p in agent_raw["knowledge"]]
     config = parse_config({"sip": {"listen": "127.0.0.1:5060"}, "agents": {AGENT: agent_raw}}, source=str(path))
-    conversations = [[_turn(conv["name"], raw) for raw in conv["turns"]] for conv in data["conversations"]]
+    conversations = [[load_turn(conv["name"], raw) for raw in conv["turns"]] for conv in data["conversations"]]
     return Cases(config.agents[AGENT], tuple(data.get("refusal_markers", ())), tuple(data.get("invented", ())),
                  conversations)
 
 
-def _turn(conversation: str, raw: dict[str, Any]) -> Turn:
+def load_turn(conversation: str, raw: dict[str, Any]) -> Turn:
     expect = raw["expect"]
     if expect not in EXPECTS:
         raise ValueError(f"{conversation}: {raw['say']!r}: expect must be one of {EXPECTS}, got {expect!r}")
@@ -136,14 +137,16 @@ def _groups(raw: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ...]:
 class Caller:
     """Plays scripted conversations against one agent and one LLM."""
 
-    def __init__(self, agent: AgentConfig, llm: LlamaCppLlm, temperature: float, isolated: bool = False) -> None:
+    def __init__(self, agent: AgentConfig, llm: LlamaCppLlm, temperature: float, isolated: bool = False,
+                 shape: HistoryShape = HistoryShape.FULL) -> None:
         self.skills = AgentSkills.build(agent)
         self.settings: ConversationSettings = conversation_settings(agent)
         self.llm = llm
         self.temperature = temperature
         self.isolated = isolated  # every turn starts a new call (no history): tells history effects apart
+        self.shape = shape  # what of the bot's earlier answers the model sees (history.shape_history)
 
-    def _fixed_lines(self) -> set[str]:
+    def fixed_lines(self) -> set[str]:
         s = self.settings
         return {s.acknowledgement, s.not_understood, s.message_taken, s.unknown_answer,
                 *(s.transfer_notice.format(target=t) for t in self.skills.tools.transfer_targets)}
@@ -159,7 +162,7 @@ class Caller:
             if self.isolated:
                 continue
             history.append(ChatMessage("user", turn.said))
-            said = " ".join(c for c in outcome.spoken if c not in self._fixed_lines())  # as the agent keeps it
+            said = " ".join(c for c in outcome.spoken if c not in self.fixed_lines())  # as the agent keeps it
             if said:
                 history.append(ChatMessage("assistant", said))
         return outcomes
@@ -168,27 +171,31 @@ class Caller:
         said, s = turn.said.strip(), self.settings
         if is_goodbye(said):
             return Outcome(turn, "bye", s.goodbye, call=ToolCall("hangup", {}))
-        plan = plan_turn(self.skills, said, transfer_notice=s.transfer_notice, unknown_answer=s.unknown_answer)
+        plan = plan_turn(self.skills, said, transfer_notice=s.transfer_notice, unknown_answer=s.unknown_answer,
+                         history=history)
         if plan.say is not None:
             return Outcome(turn, "fixed", plan.say, call=plan.action, retrieval_ms=plan.retrieval_ms)
         assert plan.content is not None
         route = "llm+facts" if plan.content.startswith("Facts:") else "llm"
-        messages = fit_history([*history, ChatMessage("user", plan.content)], s.history_tokens, approx_tokens)
+        messages = fit_history(shape_history([*history, ChatMessage("user", plan.content)], self.shape),
+                               s.history_tokens, approx_tokens)
         try:
-            outcome = self._stream(turn, messages, plan.best_fact)
+            outcome = self._stream(turn, messages, plan.best_fact, plan.sentences)
         except ModelError as exc:
             return Outcome(turn, "llm-error", f"<{exc}>", retrieval_ms=plan.retrieval_ms)
         outcome.route, outcome.retrieval_ms = route, plan.retrieval_ms
         return outcome
 
-    def _stream(self, turn: Turn, messages: list[ChatMessage], best_fact: str | None) -> Outcome:
+    def _stream(self, turn: Turn, messages: list[ChatMessage], best_fact: str | None,
+                sentences: Sequence[FactSentence] = ()) -> Outcome:
         """The agent's generate stage (gateway/conversation/generate.py) without TTS: the spoken
         clauses and fixed lines, in order, and the tool call its checks let through."""
         settings = replace(self.settings, temperature=self.temperature)
         generator = Generator(self.llm, self.skills.tools.specs, settings, _QUIET_LOG, time.perf_counter)
         out = Generation()
         t0 = time.perf_counter()
-        spoken = [item.text for item in generator.reply(messages, turn.said.strip(), best_fact, out)]
+        spoken = [item.text for item in generator.reply(messages, turn.said.strip(), best_fact, out,
+                                                        sentences=sentences)]
         stats = self.llm.thread_stats
         return Outcome(turn, "llm", " ".join(spoken), call=out.call, rejected=out.rejected, error=out.error,
                        llm_ms=(time.perf_counter() - t0) * 1000,

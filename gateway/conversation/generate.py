@@ -9,10 +9,11 @@ no threads: the agent consumes it on a reply thread, `bench/bench_quality.py` on
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.conversation.answer_check import AnswerGate, FactSentence
 from gateway.conversation.clauses import ClauseSplitter
 from gateway.conversation.planner import unasked_tool_call, ungrounded_arguments, without_invented_number
 from gateway.conversation.settings import ConversationSettings
@@ -44,6 +45,8 @@ class Generation:
     first_token_at: float | None = None
     stats: object | None = None  # the engine's stream statistics, if it keeps any
     fell_back: bool = False  # a follow-up's answer was unusable: the fallback line was said
+    fact_said: bool = False  # the model's reply lacked the fact (or parroted): the fact itself was said
+    regenerated: bool = False  # the reply parroted an earlier answer and no fact was at hand: asked again
 
 
 class Generator:
@@ -56,8 +59,28 @@ class Generator:
         self.clock = clock
 
     def reply(self, messages: list[ChatMessage], caller_said: str, best_fact: str | None, out: Generation,
-              cancel: CancelToken | None = None, affinity: str | None = None) -> Iterator[Speech]:
-        """LLM -> clauses as they complete; a tool call at the end is checked into `out.call`."""
+              cancel: CancelToken | None = None, affinity: str | None = None,
+              sentences: Sequence[FactSentence] = ()) -> Iterator[Speech]:
+        """LLM -> clauses as they complete; a tool call at the end is checked into `out.call`.
+
+        The clauses pass an `AnswerGate` (answer_check.py): given the fact `sentences` that answer
+        the turn, clauses are held until one carries the fact, and if none does the fact itself is
+        said; a reply that repeats an earlier answer to another question is cut and replaced by the
+        fact, or, with no fact, generated once more from the history without the bot's answers."""
+        gate = AnswerGate(sentences, caller_said, messages[:-1])
+        yield from self._gated(messages, caller_said, best_fact, out, cancel, affinity, gate)
+        if gate.parroted and not sentences and not (cancel is not None and cancel.is_set()):
+            out.regenerated = True
+            self.log.info("reply_parroted", regenerate=True)
+            questions_only = [m for m in messages if m.role != "assistant"]
+            yield from self._gated(questions_only, caller_said, best_fact, out, cancel, affinity,
+                                   AnswerGate((), caller_said, ()))
+        elif gate.replaced:
+            out.fact_said = True
+            self.log.info("reply_replaced_by_fact", parroted=gate.parroted)
+
+    def _gated(self, messages: list[ChatMessage], caller_said: str, best_fact: str | None, out: Generation,
+               cancel: CancelToken | None, affinity: str | None, gate: AnswerGate) -> Iterator[Speech]:
         s = self.settings
         splitter = ClauseSplitter()
         detector = ToolCallDetector(self.specs) if self.specs else None
@@ -73,28 +96,35 @@ class Generator:
                 out.acknowledged = True
                 said += 1
                 yield Phrase(s.acknowledgement)
-            for clause in splitter.feed(speech):
+            for clause in (c for fed in splitter.feed(speech) for c in gate.feed(fed)):
                 said += 1
                 yield Clause(clause)
+            if gate.parroted:
+                break
         if cancel is not None and cancel.is_set():
             return
-        spoke = said > 0
-        if detector is not None:
+        if detector is not None and not gate.parroted:
             parsed = detector.finish()
-            for clause in splitter.feed(parsed.unspoken):
+            for clause in (c for fed in splitter.feed(parsed.unspoken) for c in gate.feed(fed)):
+                said += 1
                 yield Clause(clause)
+            if parsed.call is not None:
+                for clause in [*gate.flush(), *splitter.flush()]:  # words said with a call go with it
+                    said += 1
+                    yield Clause(clause)
+                yield from self._accept(parsed.call, caller_said, said > 0 or bool(parsed.speech.strip()), best_fact,
+                                        out)
+                return
             if parsed.error:
                 out.error = parsed.error
                 self.log.warning("tool_call_rejected", error=parsed.error)
-                if not spoke and not parsed.speech.strip():
+                if not said and not parsed.speech.strip() and not gate.sentences:
                     yield self._instead_of_call(best_fact)  # never silence after a bad call
-            if parsed.call is not None:
-                spoke = spoke or bool(parsed.speech.strip())
-                for clause in splitter.flush():
-                    yield Clause(clause)
-                yield from self._accept(parsed.call, caller_said, spoke, best_fact, out)
-                return
-        for clause in splitter.flush():
+                    return
+        if not gate.parroted:
+            for clause in (c for fed in splitter.flush() for c in gate.feed(fed)):
+                yield Clause(clause)
+        for clause in gate.finish():
             yield Clause(clause)
 
     def checked_follow_up(self, messages: list[ChatMessage], fallback: str, out: Generation,

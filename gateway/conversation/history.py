@@ -16,6 +16,7 @@ hears as silence.  So before each LLM request the history is cut to a token budg
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from gateway.conversation.caller_facts import call_reason, caller_name
 from models.base import ChatMessage
 
-__all__ = ["SUMMARY_PREFIX", "approx_tokens", "fit_history"]
+__all__ = ["SUMMARY_PREFIX", "HistoryShape", "approx_tokens", "fit_history", "shape_history"]
 
 SUMMARY_PREFIX = "Earlier in this call:"
 # Chat templates wrap every message in role markers (ChatML: "<|im_start|>user\n...<|im_end|>\n"),
@@ -175,3 +176,33 @@ class _Dropped:
                 words.pop()
             text = " ".join(words) + "..."
         return text
+
+
+class HistoryShape(enum.Enum):
+    """What of the bot's earlier answers the model sees (the 0.5B model copies its last answer).
+
+    Only FULL is used by the agent today; the others are there to be measured with
+    ``bench/bench_answers.py --history-shape`` (docs/benchmarks.md) before one is made the default.
+    """
+
+    FULL = "full"  # every answer as it was said
+    QUESTIONS = "questions"  # the caller's turns only: nothing to copy, but no "what did you just say?"
+    CLIPPED = "clipped"  # each answer cut to its first few words: the thread stays, the facts do not
+
+
+CLIPPED_WORDS = 6
+
+
+def shape_history(messages: Sequence[ChatMessage], shape: HistoryShape) -> list[ChatMessage]:
+    """`messages` with the bot's answers kept, dropped or clipped (the last message is never touched)."""
+    if shape is HistoryShape.FULL or not messages:
+        return list(messages)
+    shaped: list[ChatMessage] = []
+    for message in messages[:-1]:
+        if message.role != "assistant":
+            shaped.append(message)
+        elif shape is HistoryShape.CLIPPED:
+            words = message.content.split()
+            clipped = " ".join(words[:CLIPPED_WORDS]) + (" ..." if len(words) > CLIPPED_WORDS else "")
+            shaped.append(ChatMessage("assistant", clipped))
+    return [*shaped, messages[-1]]

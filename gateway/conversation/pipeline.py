@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.agents.base import RecordKind
+from gateway.conversation.answer_check import FactSentence
 from gateway.conversation.confidence import Hearing
 from gateway.conversation.events import CallEvent, ReplyFinished
 from gateway.conversation.generate import Clause, Generation, Generator, Phrase, Speech
@@ -39,6 +40,7 @@ class LlmTurn:
 
     content: str
     best_fact: str | None = None
+    sentences: tuple[FactSentence, ...] = ()  # the fact sentences the reply must carry (answer_check)
 
 
 class ReplyPipeline:
@@ -76,7 +78,7 @@ class ReplyPipeline:
 
     def run(self, reply: ReplyHandle, transcript: Future[Heard] | None, history: list[ChatMessage]) -> None:
         """The whole reply, on the calling thread (tests and benchmarks may call it directly)."""
-        planned = self.plan(reply, transcript)
+        planned = self.plan(reply, transcript, history)
         if planned is None:
             return
         items: queue.Queue[Speech | None] = queue.Queue()
@@ -105,7 +107,8 @@ class ReplyPipeline:
         if failed:
             raise failed[0]
 
-    def plan(self, reply: ReplyHandle, transcript: Future[Heard] | None) -> LlmTurn | Phrase | None:
+    def plan(self, reply: ReplyHandle, transcript: Future[Heard] | None,
+             history: list[ChatMessage] | None = None) -> LlmTurn | Phrase | None:
         """What the LLM is asked this turn (or a fixed line to say instead; None: say nothing).
 
         Plain transfer requests and questions the knowledge base cannot answer are handled here,
@@ -131,7 +134,7 @@ class ReplyPipeline:
             reply.is_bye = True
             return None
         plan = plan_turn(self.skills, reply.caller_text, transfer_notice=self.settings.transfer_notice,
-                         unknown_answer=self.settings.unknown_answer)
+                         unknown_answer=self.settings.unknown_answer, history=history or ())
         reply.retrieval_ms = plan.retrieval_ms
         if asks_again(heard.hearing, plan, after_repeat_request=reply.after_repeat_request,
                       repeat_request=self.settings.repeat_request):
@@ -144,7 +147,7 @@ class ReplyPipeline:
         if reply.notes:  # tool results that came in while the caller talked: this turn tells them
             content = "\n".join([*(n.note for n in reply.notes), content])
             reply.told_notes = True
-        return LlmTurn(content, plan.best_fact)
+        return LlmTurn(content, plan.best_fact, plan.sentences)
 
     def _ask_again(self, reply: ReplyHandle, heard: Heard) -> Phrase:
         """The transcript is not to be trusted: ask the caller to say it again (never twice running)."""
@@ -169,7 +172,7 @@ class ReplyPipeline:
             stream = generator.checked_follow_up(messages, follow_up.fallback, out, cancel=cancel)
         else:
             stream = generator.reply(messages, reply.caller_text, turn.best_fact, out, cancel=cancel,
-                                          affinity=self.call_id)
+                                     affinity=self.call_id, sentences=turn.sentences)
         try:
             for item in stream:
                 if reply.timings.llm_first_token is None and out.first_token_at is not None:

@@ -13,7 +13,8 @@ import structlog
 
 from gateway.config import AgentConfig
 from gateway.conversation.vocabulary import agent_vocabulary
-from gateway.knowledge import KnowledgeBase, format_facts
+from gateway.knowledge import KnowledgeBase, Retrieval, format_facts
+from gateway.knowledge.chunking import chunk_fact_list
 from gateway.tools import ToolsConfig, tool_instructions
 
 log = structlog.get_logger("conversation")
@@ -33,10 +34,16 @@ class AgentSkills:
     @classmethod
     def build(cls, agent: AgentConfig) -> AgentSkills:
         knowledge = None
-        if agent.knowledge:
-            knowledge = KnowledgeBase(list(agent.knowledge))
+        listed = chunk_fact_list(agent.instructions)
+        if agent.knowledge or listed:
+            # Facts listed in the instructions are retrieved like a knowledge file's: the 0.5B model
+            # does not find them in a long system prompt (it answered four questions with the opening
+            # hours), but it repeats a fact handed to it with the question.
+            knowledge = KnowledgeBase(list(agent.knowledge), texts={"instructions": agent.instructions}
+                                      if listed else None)
             chunks = knowledge.build()
-            log.info("knowledge_indexed", agent=agent.name, sources=list(agent.knowledge), chunks=chunks)
+            log.info("knowledge_indexed", agent=agent.name, sources=list(agent.knowledge), chunks=chunks,
+                     instruction_facts=len(listed))
         parts = [agent.instructions.strip()]
         if knowledge is not None:
             parts.append(_KNOWLEDGE_RULE)
@@ -48,16 +55,26 @@ class AgentSkills:
         log.info("stt_vocabulary", agent=agent.name, terms=list(vocabulary.terms))
         return cls(agent.name, "\n\n".join(p for p in parts if p), agent.tools, knowledge, vocabulary.prompt)
 
-    def facts_for(self, question: str) -> tuple[str | None, float]:
+    def facts_for(self, question: str, loose: bool = False) -> tuple[str | None, float]:
         """Facts for this turn's prompt, and the retrieval time in ms. None: the agent has a
         knowledge base and nothing in it is relevant (the caller asked something it cannot answer)."""
-        if self.knowledge is None:
+        retrieval = self.retrieve(question, loose)
+        if retrieval is None:
             return "", 0.0
-        self.knowledge.maybe_refresh()
-        retrieval = self.knowledge.retrieve(question)
         if not retrieval.found:
             return None, retrieval.elapsed_ms
         return format_facts(retrieval), retrieval.elapsed_ms
+
+    def retrieve(self, question: str, loose: bool = False) -> Retrieval | None:
+        """The chunks retrieved for a question (None: the agent has nothing to retrieve from)."""
+        if self.knowledge is None:
+            return None
+        self.knowledge.maybe_refresh()
+        return self.knowledge.retrieve(question, loose=loose)
+
+    def unknown_words(self, question: str) -> tuple[str, ...]:
+        """Content words of the question that the agent's facts never mention (see KnowledgeBase)."""
+        return () if self.knowledge is None else self.knowledge.unknown_words(question)
 
     def close(self) -> None:
         if self.knowledge is not None:

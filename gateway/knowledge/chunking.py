@@ -203,3 +203,24 @@ def _inline(text: str) -> str:
     text = _LINK.sub(r"\1", text)
     text = _EMPHASIS.sub("", text)
     return " ".join(text.split())
+
+
+def chunk_fact_list(text: str) -> list[TextChunk]:
+    """One chunk per list item of free text (an agent's `instructions`): "- Opening hours: Mon-Fri 8-5".
+
+    Users write an agent's facts as a flat bullet list with no headings; packed together as in a
+    document, one chunk would hold the parking, the prices and the hours, and the best retrieved
+    fact would be all of them. A short "Label:" before the fact becomes its heading, as a Markdown
+    heading would. Lines that are not list items (the role, the style rules) are not facts.
+    """
+    chunks = []
+    for line in text.splitlines():
+        if not _LIST_ITEM.match(line):
+            continue
+        item = _inline(_LIST_ITEM.sub("", line, count=1))
+        label, sep, fact = item.partition(": ")
+        if sep and fact and len(label.split()) <= 4:
+            chunks.append(TextChunk((label,), fact))
+        elif item:
+            chunks.append(TextChunk((), item))
+    return chunks

@@ -21,12 +21,21 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.knowledge.chunking import TextChunk, chunk_document, humanise
-from gateway.knowledge.query import QueryPlan, TermGroup, join_split_words, plan_query, words_of
+from gateway.knowledge.chunking import TextChunk, chunk_document, chunk_fact_list, humanise
+from gateway.knowledge.query import (
+    LIGHT_WORDS,
+    STOP_WORDS,
+    QueryPlan,
+    TermGroup,
+    join_split_words,
+    plan_query,
+    words_of,
+)
+from gateway.knowledge.sounds import neighbours, vocabulary_of
 
 SUFFIXES = frozenset({".md", ".markdown", ".txt"})
 MIN_COVERAGE = 0.6  # share of the question's (idf-weighted) content a chunk must contain
@@ -34,6 +43,7 @@ COMMON_SHARE = 0.5  # a word in more than this share of the chunks says nothing 
 MIN_CHUNKS_FOR_COMMON = 4  # ... but in a tiny knowledge base every word is in "half" of it
 LIGHT_WEIGHT = 0.5  # light words ("before", "work") only rank: half their idf, never needed for relevance
 HEADING_WEIGHT = 2.0  # bm25 weight of the heading column relative to the text
+INTENT_FLOOR = 0.1  # an intent found in most chunks ("hour" in a small file) still answers "how long?"
 CANDIDATES = 50  # bm25's best candidates that are checked for relevance
 MAX_CACHED_TERMS = 10_000
 SCHEMA_VERSION = 1
@@ -88,6 +98,8 @@ class _Stats:
 
     chunks: int = 0
     rowids: dict[str, frozenset[int]] = field(default_factory=dict)
+    vocabulary: dict[str, str] | None = None  # every word of every chunk and its sound key (`sounds`)
+    neighbours: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class KnowledgeBase:
@@ -97,8 +109,12 @@ class KnowledgeBase:
     connection, and refreshes are serialised separately so `maybe_refresh` never waits.
     """
 
-    def __init__(self, sources: Sequence[str | Path], db_path: str | Path = ":memory:") -> None:
+    def __init__(self, sources: Sequence[str | Path], db_path: str | Path = ":memory:",
+                 texts: Mapping[str, str] | None = None) -> None:
+        """`texts`: documents that are not files, by name ("instructions": the facts an agent's
+        instructions list, see `chunk_fact_list`); indexed with the files, never changed."""
         self.sources = tuple(_checked_source(Path(s)) for s in sources)
+        self._texts = {f"<{name}>": text for name, text in (texts or {}).items()}
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
         self._refresh_lock = threading.Lock()
@@ -192,6 +208,7 @@ class KnowledgeBase:
             self._files.pop(path, None)
         self._files.update((path, seen[path]) for path in parsed)
         self._stats = _Stats(chunks=self._count_chunks())
+        self._stats.vocabulary = self._vocabulary()  # at indexing, not on a caller's first turn
 
     def _scan(self) -> Iterator[tuple[str, _FileState]]:
         """(path, (mtime_ns, size)) of every source file: stat only, no reads."""
@@ -202,9 +219,12 @@ class KnowledgeBase:
                 except OSError:
                     continue  # deleted while we looked
                 yield str(path), (st.st_mtime_ns, st.st_size)
+        for name, text in self._texts.items():
+            yield name, (0, len(text))
 
-    @staticmethod
-    def _chunks_of(path: str) -> list[TextChunk]:
+    def _chunks_of(self, path: str) -> list[TextChunk]:
+        if path in self._texts:
+            return chunk_fact_list(self._texts[path])
         try:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -222,25 +242,27 @@ class KnowledgeBase:
 
     # -- retrieval ------------------------------------------------------------------------------
 
-    def retrieve(self, question: str, k: int = 3) -> Retrieval:
-        """The (at most) `k` chunks that answer `question`, best first; none if nothing is relevant."""
+    def retrieve(self, question: str, k: int = 3, loose: bool = False) -> Retrieval:
+        """The (at most) `k` chunks that answer `question`, best first; none if nothing is relevant.
+        `loose`: every chunk that matches some of the question counts (for a question whose every
+        topic word the documents contain, though no single chunk covers enough of them)."""
         started = time.perf_counter()
         if not self._ready:
             self.refresh()
         with self._lock:
-            chunks = self._search(question, k)
+            chunks = self._search(question, k, loose)
         return Retrieval(chunks, 1000.0 * (time.perf_counter() - started), question)
 
     def __len__(self) -> int:
         """Number of indexed chunks."""
         return self._stats.chunks
 
-    def _search(self, question: str, k: int) -> tuple[Chunk, ...]:
+    def _search(self, question: str, k: int, loose: bool = False) -> tuple[Chunk, ...]:
         stats = self._stats
         if stats.chunks == 0 or k <= 0:
             return ()
-        words = join_split_words(words_of(question), self._known)
-        plan = plan_query(words, self._known)
+        words = join_split_words(words_of(question), self._known, self._neighbours)
+        plan = plan_query(words, self._known, self._neighbours)
         expression = plan.match_expression()
         if not expression:
             return ()
@@ -251,9 +273,19 @@ class KnowledgeBase:
         ).fetchall()
         scorer = _Scorer(plan, {g.name: self._rowids(g) for g in plan.groups}, stats.chunks)
         relevant = [Chunk(body, Path(source), heading, scorer.score(rowid))
-                    for rowid, heading, body, source, _ in rows if scorer.relevant(rowid)]
+                    for rowid, heading, body, source, _ in rows if loose or scorer.relevant(rowid)]
         relevant.sort(key=lambda chunk: -chunk.score)  # stable: bm25 order among equal scores
         return tuple(relevant[:k])
+
+    def unknown_words(self, question: str) -> tuple[str, ...]:
+        """The question's content words that nothing indexed contains, even misheard or inflected:
+        a topic the business does not mention ("nails" at a hair salon)."""
+        if not self._ready:
+            self.refresh()
+        with self._lock:
+            words = join_split_words(words_of(question), self._known, self._neighbours)
+            plan = plan_query(words, self._known, self._neighbours)
+            return tuple(g.name for g in plan.content if not self._rowids(g))
 
     def _rowids(self, group: TermGroup) -> frozenset[int]:
         """The chunks containing the group (cached until the index changes: callers repeat themselves)."""
@@ -263,6 +295,23 @@ class KnowledgeBase:
         """Whether the index has the word itself (stemmed, no prefix: "acceptaetna" is not "accept...")."""
         with self._lock:
             return bool(self._matching('"' + word + '"'))
+
+    def _neighbours(self, word: str) -> tuple[str, ...]:
+        """Known words an unknown (misheard, inflected) word may stand for; cached per index version."""
+        stats = self._stats
+        if word not in stats.neighbours:
+            if stats.vocabulary is None:
+                stats.vocabulary = self._vocabulary()
+            if len(stats.neighbours) >= MAX_CACHED_TERMS:
+                stats.neighbours.clear()
+            stats.neighbours[word] = neighbours(word, stats.vocabulary)
+        return stats.neighbours[word]
+
+    def _vocabulary(self) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT heading, body FROM chunks").fetchall()
+        return vocabulary_of(w for row in rows for text in row for w in words_of(text)
+                             if w not in STOP_WORDS and w not in LIGHT_WORDS)  # content words stand for content
 
     def _matching(self, expression: str) -> frozenset[int]:
         cache = self._stats.rowids
@@ -292,16 +341,18 @@ class _Scorer:
         self.n = n_chunks
         self.unknown = {g.name for g in plan.content if not rowids[g.name]}
         self.content = self._weights(plan.content, unknown=self._idf(1))
-        self.intents = self._weights(plan.intents)
+        self.intents = self._weights(plan.intents, floor=INTENT_FLOOR)
         self.light = self._weights(plan.light, factor=LIGHT_WEIGHT)
         self.total_content = sum(self.content.values())
         self.total_known = sum(w for name, w in self.content.items() if name not in self.unknown)
         self.total = self.total_content + sum(self.intents.values()) + sum(self.light.values())
 
-    def _weights(self, groups: tuple[TermGroup, ...], unknown: float = 0.0, factor: float = 1.0) -> dict[str, float]:
-        """idf-based weight per group; groups that weigh nothing (too common, or unknown intents) are left out."""
-        weights = {g.name: factor * self._idf(len(self.rowids[g.name])) if self.rowids[g.name] else unknown
-                   for g in groups}
+    def _weights(self, groups: tuple[TermGroup, ...], unknown: float = 0.0, factor: float = 1.0,
+                 floor: float = 0.0) -> dict[str, float]:
+        """idf-based weight per group (at least `floor` if the group occurs at all); groups that weigh
+        nothing (too common, or unknown intents) are left out."""
+        weights = {g.name: max(floor, factor * self._idf(len(self.rowids[g.name]))) if self.rowids[g.name]
+                   else unknown for g in groups}
         return {name: weight for name, weight in weights.items() if weight > 0}
 
     def _idf(self, df: int) -> float:

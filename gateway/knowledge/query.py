@@ -48,6 +48,8 @@ STOP_WORDS = _wordset(
     dont doesnt didnt cant couldnt wont wouldnt isnt arent im ive id youre whats thats theres hows
     possible able way thing things good great fine hear heard mean
     office clinic practice place business company store shop near nearby
+    exactly somewhere anywhere anything something everything happens happen happened recommend suggest must
+    run runs fit give away arrive again guys folks whether though although unless either neither
     """
 )
 """Words that never decide what a question is about. The "office/clinic/store" line is there
@@ -62,6 +64,7 @@ LIGHT_WORDS = _wordset(
     today tomorrow tonight yesterday week weeks weekly next last morning afternoon evening soon later now
     currently usually still already again first time times day days late later early earlier available
     before after during until above below between against under over off out up down once further
+    fix fixes repair repairs treat treats serve serves eat drink brand brands type new
     """
 )
 """Verbs and time words that help to rank but rarely appear in the document the answer is in:
@@ -133,6 +136,18 @@ SYNONYMS = {
     "children": ("children", "child", "kid"),
     "weekend": ("weekend", "saturday", "sunday"),
     "weekends": ("weekend", "saturday", "sunday"),
+    "weekday": ("weekday", "monday", "friday"),
+    "weekdays": ("weekday", "monday", "friday"),
+    "daughter": ("daughter", "child", "children", "kid"),
+    "son": ("son", "child", "children", "kid"),
+    "guarantee": ("guarantee", "guaranteed", "warranty"),
+    "warranty": ("warranty", "guarantee", "guaranteed"),
+    "bridal": ("bridal", "wedding"),
+    "homemade": ("homemade", "fresh", "made"),
+    "loan": ("loan", "courtesy"),
+    "shampoo": ("shampoo", "products"),
+    "man": ("man", "men"),
+    "woman": ("woman", "women"),
 }
 """Content words callers and documents spell differently ("Doctor Patel" / "Dr. Patel")."""
 
@@ -173,6 +188,12 @@ class QueryPlan:
         return " OR ".join(group.match_expression() for group in self.groups)
 
 
+POSSESSIVES = frozenset({"my", "our", "his", "her", "their"})
+HEARD_AS = {"wear": "where", "ware": "where", "wot": "what", "watt": "what", "wen": "when", "hoo": "who"}
+"""Question words as speech-to-text writes them on a phone line ("wear are you" for "where are you"):
+read as the question word, whose intent they carry. Only words a business caller hardly ever means."""
+
+
 def words_of(question: str) -> list[str]:
     """Lower-case words of a question; "x-ray" stays one word (searched as a phrase), "Patel's" -> "patel"."""
     text = question.translate(_APOSTROPHES).lower()
@@ -181,14 +202,18 @@ def words_of(question: str) -> list[str]:
     return [word for word in words if word]
 
 
-def join_split_words(words: list[str], known: Callable[[str], bool]) -> list[str]:
+def join_split_words(words: list[str], known: Callable[[str], bool],
+                     similar: Callable[[str], tuple[str, ...]] | None = None) -> list[str]:
     """Undo STT splitting a word in two ("clean ing" -> "cleaning") when the halves are not both known
     but the joined word is. `known(word)`: whether the knowledge base contains the word (cached there).
+    With `similar` (see `plan_query`), a pair whose second half is unknown is also joined when the
+    joined word sounds like a known one ("a dress" -> "adress", which finds "address").
     """
     out: list[str] = []
     i = 0
     while i < len(words):
-        if i + 1 < len(words) and _joinable(words[i], words[i + 1], known):
+        if i + 1 < len(words) and (_joinable(words[i], words[i + 1], known)
+                                   or _sound_joinable(words[i], words[i + 1], known, similar)):
             out.append(words[i] + words[i + 1])
             i += 2
         else:
@@ -197,11 +222,15 @@ def join_split_words(words: list[str], known: Callable[[str], bool]) -> list[str
     return out
 
 
-def plan_query(words: list[str], known: Callable[[str], bool] | None = None) -> QueryPlan:
+def plan_query(words: list[str], known: Callable[[str], bool] | None = None,
+               similar: Callable[[str], tuple[str, ...]] | None = None) -> QueryPlan:
     """Sort the question's words into content words, intents and light words (see the module doc).
 
     `known`, if given, lets unknown two-letter fragments ("ex", "uh") be dropped as STT noise.
+    `similar(word)`, if given with `known`, names the known words an unknown content word may stand
+    for (misheard: "breaks" for "brakes"; inflected: "owns" for "owner"): the word's group takes them.
     """
+    words = [HEARD_AS.get(word, word) for word in words]
     content: dict[str, TermGroup] = {}
     intents: dict[str, TermGroup] = {}
     light: dict[str, TermGroup] = {}
@@ -222,13 +251,30 @@ def plan_query(words: list[str], known: Callable[[str], bool] | None = None) -> 
             light.setdefault(word, TermGroup(word, (word,)))
         elif len(word) < 3 and not word.isdigit() and known is not None and not known(word):
             continue
-        else:
-            content.setdefault(word, TermGroup(word, SYNONYMS.get(word, (word,))))
+        elif word not in content:
+            alternatives = SYNONYMS.get(word, (word,))
+            if similar is not None and known is not None and not any(known(w) for w in alternatives):
+                alternatives = (*alternatives, *similar(word))
+                if len(alternatives) == 1 and i >= 2 and words[i - 2] in POSSESSIVES:
+                    # "where can I park my car?": the caller's own things, unknown to the business,
+                    # say nothing about the topic ("can you fix my windscreen" still has no topic word).
+                    light.setdefault(word, TermGroup(word, (word,)))
+                    continue
+            content[word] = TermGroup(word, alternatives)
     return QueryPlan(tuple(content.values()), tuple(intents.values()), tuple(light.values()))
 
 
 def _intent_for(words: str) -> Intent | None:
     return next((intent for intent in INTENTS if words in intent.triggers), None)
+
+
+def _sound_joinable(first: str, second: str, known: Callable[[str], bool],
+                    similar: Callable[[str], tuple[str, ...]] | None) -> bool:
+    if similar is None or not (first.isalpha() and second.isalpha()) or known(second):
+        return False
+    if first != "a" and (first in STOP_WORDS or known(first)):  # "a dress" -> "address"; not "my breaks"
+        return False
+    return bool(similar(first + second))
 
 
 def _joinable(first: str, second: str, known: Callable[[str], bool]) -> bool:

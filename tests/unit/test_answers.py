@@ -1,0 +1,245 @@
+"""Answering on any business (issue 13): facts in instructions retrieved, misheard words matched,
+follow-ups, the fact said when the model leaves it out, parroting caught."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import structlog
+
+from gateway.conversation.answer_check import AnswerGate, FactSentence, best_sentences, parrots, says_fact
+from gateway.conversation.generate import Generation, Generator
+from gateway.conversation.planner import plan_turn
+from gateway.conversation.settings import ConversationSettings
+from gateway.conversation.skills import AgentSkills
+from gateway.knowledge import KnowledgeBase
+from gateway.knowledge.chunking import chunk_fact_list
+from gateway.knowledge.sounds import neighbours, sound_key, sounds_alike, vocabulary_of
+from gateway.tools import ToolsConfig
+from models.base import ChatMessage
+
+BAKERY = """You are the counter assistant of Crumb and Co, a bakery.
+Keep answers short.
+Facts:
+- Opening hours: Tuesday to Saturday 7 am to 3 pm, Sunday 8 am to 1 pm. Closed on Mondays.
+- Address: 22 Baker Street, on the corner of Elm Road.
+- Parking: free parking is behind the building.
+- Sourdough loaf: 7 dollars.
+- Gluten free bread is baked on Fridays only.
+- Birthday cakes must be ordered at least 3 days in advance.
+If you do not know something, say so."""
+
+
+def bakery() -> AgentSkills:
+    knowledge = KnowledgeBase([], texts={"instructions": BAKERY})
+    knowledge.build()
+    return AgentSkills("bakery", BAKERY, ToolsConfig({}), knowledge)
+
+
+def plan(skills: AgentSkills, text: str, history: Sequence[ChatMessage] = ()):
+    return plan_turn(skills, text, transfer_notice="Transferring.", unknown_answer="UNKNOWN", history=history)
+
+
+# -- retrieval --------------------------------------------------------------------------------------
+
+
+def test_a_fact_list_in_instructions_becomes_one_chunk_per_item_and_prose_is_left_out():
+    chunks = chunk_fact_list(BAKERY)
+    assert len(chunks) == 6
+    assert chunks[1].heading == ("Address",) and chunks[1].text.startswith("22 Baker Street")
+    assert chunks[4].heading == () and "Fridays" in chunks[4].text
+
+
+def test_questions_of_issue_13_find_their_fact_in_the_instructions():
+    skills = bakery()
+    for question, expected in [("how much is a sourdough loaf", "7 dollars"), ("what is your address", "Baker"),
+                               ("when do you close on saturday", "3 pm"), ("where can i park my car", "behind"),
+                               ("how early do i need to order a birthday cake", "3 days"),
+                               ("which day do you bake gluten free bread", "Fridays")]:
+        turn = plan(skills, question)
+        assert turn.say is None, question
+        assert expected in (turn.content or ""), question
+
+
+def test_a_topic_the_business_never_mentions_is_still_refused_without_the_model():
+    skills = bakery()
+    for question in ("do you sell wedding dresses", "what is the wifi password", "do you do pizza delivery"):
+        assert plan(skills, question).say == "UNKNOWN", question
+
+
+def test_misheard_and_inflected_words_are_matched_to_the_knowledge_words():
+    vocabulary = vocabulary_of(["brake", "parking", "colour", "gluten", "owner", "address", "patients", "water",
+                                "phones"])
+    assert neighbours("breaks", vocabulary)[0] == "brake"
+    assert neighbours("barking", vocabulary) == ("parking",)
+    assert neighbours("collar", vocabulary) == ("colour",)
+    assert neighbours("glutton", vocabulary) == ("gluten",)
+    assert neighbours("owns", vocabulary) == ("owner",)
+    assert neighbours("wifi", vocabulary) == ()
+    assert neighbours("nails", vocabulary) == ()
+    assert neighbours("weather", vocabulary) == ()
+    assert neighbours("iphones", vocabulary) == ()
+    assert sound_key("colour") == sound_key("collar")
+    assert not sounds_alike("card", "cars")
+
+
+def test_a_misheard_question_still_finds_the_fact():
+    skills = bakery()
+    assert "Baker Street" in (plan(skills, "wear is your a dress").content or "")
+    assert "7 dollars" in (plan(skills, "how much is a sour dough love").content or "")
+    assert "Fridays" in (plan(skills, "which day do you bake glutton free bred").content or "")
+
+
+def test_a_follow_up_is_looked_up_with_the_question_before_it_but_a_new_topic_is_not():
+    skills = bakery()
+    history = [ChatMessage("user", "are you open on saturday"), ChatMessage("assistant", "Yes, 7 am to 3 pm.")]
+    assert plan(skills, "and tomorrow", history).say is None
+    assert plan(skills, "and do you do nails", history).say == "UNKNOWN"
+
+
+def test_instruction_facts_are_indexed_by_agent_skills(tmp_path: Path):
+    from gateway.config import parse_config
+
+    config = parse_config({"sip": {"listen": "127.0.0.1:5060"},
+                           "agents": {"a": {"type": "conversation", "instructions": BAKERY}}}, source="t.yaml")
+    skills = AgentSkills.build(config.agents["a"])
+    try:
+        assert skills.knowledge is not None and len(skills.knowledge) == 6
+        assert skills.retrieve("where can i park") is not None
+    finally:
+        skills.close()
+
+
+# -- the fact, and no parroting ----------------------------------------------------------------------
+
+
+def test_best_sentence_is_the_one_that_answers_the_question():
+    facts = "- Hours: Tuesday to Saturday 7 am to 3 pm. Closed on Mondays.\n- Parking: free parking is behind it."
+    assert best_sentences(facts, "are you open on monday")[0].text == "Closed on Mondays."
+    assert best_sentences(facts, "where do i park")[0].text == "free parking is behind it."
+
+
+def test_says_fact_wants_the_number_day_or_words_that_answer():
+    price = [FactSentence("Sourdough loaf: 7 dollars.", 1.0)]
+    assert says_fact("It costs seven dollars.", price, "how much is a sourdough loaf")
+    assert not says_fact("We are open Tuesday to Sunday.", price, "how much is a sourdough loaf")
+    day = [FactSentence("Gluten free bread is baked on Fridays only.", 1.0)]
+    assert says_fact("We bake it on Friday.", day, "which day do you bake gluten free bread")
+    assert says_fact("Sixty-five dollars.", [FactSentence("Oil change: 65 dollars.", 1.0)], "oil change price")
+
+
+def test_parrots_only_counts_the_same_answer_to_another_question():
+    hours = "We are open Tuesday to Sunday from 7 am to 3 pm."
+    history = [ChatMessage("system", "x"), ChatMessage("user", "when are you open"), ChatMessage("assistant", hours)]
+    assert parrots(hours, "how much is a sourdough loaf", history)
+    assert parrots("We are open Tuesday to Sunday", "what is your address", history)  # its first clause
+    assert not parrots(hours, "when are you open", history)  # asked again
+    assert not parrots("Yes, we do.", "do you have parking", history)
+
+
+def test_the_gate_says_the_fact_when_the_reply_lacks_it_and_passes_a_right_reply_at_once():
+    fact = [FactSentence("Sourdough loaf: 7 dollars.", 1.0)]
+    right = AnswerGate(fact, "how much is a sourdough loaf", [])
+    assert right.feed("A sourdough loaf is 7 dollars.") == ["A sourdough loaf is 7 dollars."]
+    assert right.finish() == [] and not right.replaced
+    wrong = AnswerGate(fact, "how much is a sourdough loaf", [])
+    assert wrong.feed("I'm sorry, but I can't assist with that.") == []
+    assert wrong.finish() == ["Sourdough loaf: 7 dollars."] and wrong.replaced
+
+
+def test_the_gate_believes_a_refusal_when_the_fact_hardly_touches_the_question():
+    weak = [FactSentence("Sourdough loaf: 7 dollars.", 0.25)]
+    gate = AnswerGate(weak, "do you sell sourdough pizza bases", [])
+    assert gate.feed("I'm sorry, I don't know.") == []
+    assert gate.finish() == ["I'm sorry, I don't know."]
+
+
+class ScriptedLlm:
+    """Answers each request with the next scripted reply, word by word."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.prompts: list[list[ChatMessage]] = []
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: object) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        words = self.replies.pop(0).split(" ")
+        for i, word in enumerate(words):
+            yield ("" if i == 0 else " ") + word
+
+
+def generate(llm: ScriptedLlm, messages: list[ChatMessage], said: str,
+             sentences: Sequence[FactSentence] = ()) -> tuple[list[str], Generation]:
+    settings = ConversationSettings(greeting="Hi.", instructions="x")
+    out = Generation()
+    generator = Generator(llm, {}, settings, structlog.get_logger("test"), lambda: 0.0)  # type: ignore[arg-type]
+    items = [item.text for item in generator.reply(messages, said, None, out, sentences=sentences)]
+    assert all(isinstance(i, str) for i in items)
+    return items, out
+
+
+def test_a_parroted_reply_is_replaced_by_the_fact():
+    hours = "We are open Tuesday to Sunday from 7 am to 3 pm."
+    messages = [ChatMessage("system", "x"), ChatMessage("user", "when are you open"),
+                ChatMessage("assistant", hours), ChatMessage("user", "Facts: ...\n\nCaller: what is your address")]
+    llm = ScriptedLlm(hours)
+    said, out = generate(llm, messages, "what is your address",
+                         [FactSentence("Address: 22 Baker Street, on the corner of Elm Road.", 1.0)])
+    assert said == ["Address: 22 Baker Street, on the corner of Elm Road."] and out.fact_said
+
+
+def test_a_parroted_reply_without_facts_is_generated_again_without_the_bots_answers():
+    hours = "We are open Tuesday to Sunday from 7 am to 3 pm."
+    messages = [ChatMessage("system", "x"), ChatMessage("user", "when are you open"),
+                ChatMessage("assistant", hours), ChatMessage("user", "tell me about your cakes")]
+    llm = ScriptedLlm(hours, "Our cakes are made to order.")
+    said, out = generate(llm, messages, "tell me about your cakes")
+    assert " ".join(said) == "Our cakes are made to order." and out.regenerated
+    assert all(m.role != "assistant" for m in llm.prompts[1])
+
+
+def test_a_right_reply_streams_unchanged():
+    llm = ScriptedLlm("Yes! A sourdough loaf is 7 dollars, baked daily.")
+    said, out = generate(llm, [ChatMessage("user", "how much is a sourdough loaf")], "how much is a sourdough loaf",
+                         [FactSentence("Sourdough loaf: 7 dollars.", 1.0)])
+    assert " ".join(said).startswith("Yes! A sourdough loaf is 7 dollars") and not out.fact_said
+
+
+def test_history_shapes_drop_or_clip_the_bots_answers_but_never_the_last_message():
+    from gateway.conversation.history import HistoryShape, shape_history
+
+    messages = [ChatMessage("system", "s"), ChatMessage("user", "when are you open"),
+                ChatMessage("assistant", "We are open Tuesday to Sunday from 7 am to 3 pm."),
+                ChatMessage("user", "and the address")]
+    assert shape_history(messages, HistoryShape.FULL) == messages
+    assert [m.role for m in shape_history(messages, HistoryShape.QUESTIONS)] == ["system", "user", "user"]
+    assert shape_history(messages, HistoryShape.CLIPPED)[2].content == "We are open Tuesday to Sunday ..."
+
+
+def test_says_fact_needs_the_number_and_the_polarity_of_the_fact():
+    address = [FactSentence("Address: 48 Mill Road, next to the Shell petrol station.", 1.0)]
+    assert not says_fact("We are next to the Shell petrol station.", address, "where exactly are you")
+    assert says_fact("We are at 48 Mill Road.", address, "where exactly are you")
+    closed = [FactSentence("Closed on Sundays and Mondays.", 1.0)]
+    assert not says_fact("Yes, we are open on Monday.", closed, "are you open on monday")
+    assert says_fact("No, we are closed on Mondays and Sundays.", closed, "are you open on monday")
+
+
+def test_only_the_best_matching_sentences_are_accepted_as_the_answer():
+    facts = "- Hours: Saturday: 9 am to 4 pm. Closed on Sundays and Mondays."
+    best = best_sentences(facts, "what time do you close on saturday")
+    assert [s.text for s in best] == ["Saturday: 9 am to 4 pm."]
+    assert not says_fact("We are closed on Saturdays and Mondays.", best, "what time do you close on saturday")
+
+
+def test_a_message_the_caller_did_not_ask_for_is_refused_and_requests_are_not_refused_as_unknown():
+    from gateway.conversation.planner import asks_for_action, unasked_tool_call
+    from gateway.tools import ToolCall
+
+    call = ToolCall("take_message", {"message": "How much is an oil change?"})
+    assert unasked_tool_call(call, "how much do you charge for an oil change")
+    assert not unasked_tool_call(call, "can you tell sara i will pick the car up at five")
+    assert asks_for_action("could you check on my car the job number is 4417")
+    assert asks_for_action("please let kim know that anna will be late")
+    assert not asks_for_action("how much is a haircut")
