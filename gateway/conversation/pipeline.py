@@ -137,7 +137,7 @@ class ReplyPipeline:
                          unknown_answer=self.settings.unknown_answer, history=history or ())
         reply.retrieval_ms = plan.retrieval_ms
         if asks_again(heard.hearing, plan, after_repeat_request=reply.after_repeat_request,
-                      repeat_request=self.settings.repeat_request):
+                      repeat_request=self.settings.repeat_request, text=reply.caller_text):
             return self._ask_again(reply, heard)
         if plan.say is not None:
             reply.action = plan.action

@@ -14,6 +14,7 @@ from gateway.conversation.answer_check import FactSentence, best_sentences, fact
 from gateway.conversation.confidence import Hearing
 from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
 from gateway.conversation.skills import AgentSkills
+from gateway.conversation.text_turn import TextVerdict, judge_text
 from gateway.tools import ToolCall
 from models.base import ChatMessage
 
@@ -88,7 +89,8 @@ def _follows_up(text: str) -> bool:
     return bool(_FOLLOW_UP.search(text)) or len(text.split()) <= FOLLOW_UP_MAX_WORDS
 
 
-def asks_again(hearing: Hearing, plan: TurnPlan | None, *, after_repeat_request: bool, repeat_request: str) -> bool:
+def asks_again(hearing: Hearing, plan: TurnPlan | None, *, after_repeat_request: bool, repeat_request: str,
+               text: str = "") -> bool:
     """Ask the caller to say it again rather than act on what was heard: a doubtful transcript
     before it is planned (`plan` None), an unsure one that would otherwise get "I don't have that
     information" (nonsense for the agent: nothing it knows matches the words heard). Never right
@@ -98,7 +100,10 @@ def asks_again(hearing: Hearing, plan: TurnPlan | None, *, after_repeat_request:
         return False
     if plan is None:
         return hearing is Hearing.DOUBTFUL
-    return hearing is Hearing.UNSURE and plan.unknown
+    # An unsure transcript that reads as a whole, well-formed question ("Do you repair cars?" at a
+    # log-probability of -0.60) was most likely heard right and is simply not this business's: it
+    # gets the don't-know answer. Garbles rarely read as one ("You have power, King.").
+    return hearing is Hearing.UNSURE and plan.unknown and judge_text(text) is not TextVerdict.COMPLETE
 
 
 def first_fact(facts: str | None) -> str | None:

@@ -164,7 +164,9 @@ def test_an_unsure_turn_the_agent_can_answer_is_answered(harness, tmp_path):
     assert h.models.llm.prompts  # answered from the knowledge by the model
     h.run(speech_frames(5, 1.5))
     h.run(silence_frames(5.0))
-    assert phrases(h)[-1] == SETTINGS.repeat_request  # nonsense for the agent: asked again
+    # unknown to the agent but a well-formed question ("do you sell car insurance?"): heard, and
+    # answered as not this business's (a garble that reads as no question is asked again: above)
+    assert phrases(h)[-1] == SETTINGS.unknown_answer
 
 
 def test_an_empty_repeat_request_turns_it_off(harness, tmp_path):
@@ -202,3 +204,14 @@ def test_default_settings_ask_politely():
 ])
 def test_collapse_repeats(text: str, once: str):
     assert collapse_repeats(text) == once
+
+
+def test_an_unsure_but_well_formed_question_gets_the_dont_know_answer_not_a_repeat_request():
+    """'Do you repair cars?' came back at a log-probability of -0.60 (unsure) and the dental clinic
+    has nothing on cars: the caller was heard, the business just does not do it."""
+    phrase = "Sorry, could you say it again?"
+    unknown = TurnPlan(say="I'm sorry, I don't have that information.", unknown=True)
+    assert not asks_again(Hearing.UNSURE, unknown, after_repeat_request=False, repeat_request=phrase,
+                          text="Do you repair cars?")
+    assert asks_again(Hearing.UNSURE, unknown, after_repeat_request=False, repeat_request=phrase,
+                      text="You have power, King.")
