@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -74,7 +75,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.server.trigger in body:
+        if self.server.trigger in _last_user_message(body):
             self.server.hung += 1
             self.server.release.wait(120)  # a model that never answers
             return
@@ -94,6 +95,20 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         upstream.close()
 
 
+def _last_user_message(body: bytes) -> bytes:
+    """What this turn asks (the caller's words and the facts retrieved for them), not the system
+    prompt every call shares."""
+    try:
+        messages = json.loads(body).get("messages", [])
+    except (ValueError, AttributeError):
+        return body
+    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1] if users else "").lower().encode()
+
+
+PARKING = INSTRUCTIONS + "\n- Parking: free parking behind the building."
+
+
 @pytest.fixture
 def hanging_llm(llm_server) -> Iterator[_HangingProxy]:  # noqa: F811 - the imported fixture
     base = urlsplit(llm_server)
@@ -110,7 +125,7 @@ def test_an_llm_that_hangs_for_one_call_costs_that_caller_an_apology_and_no_othe
         gateway_factory, hanging_llm, tmp_path):
     # repeat_request off: the stuck question must reach the LLM however whisper hears it ("In their
     # parking near in the office." earns a repeat request, and the model is never asked)
-    config = gateway_config(agents={"front-desk": agent(instructions=INSTRUCTIONS, repeat_request="")},
+    config = gateway_config(agents={"front-desk": agent(instructions=PARKING, repeat_request="")},
                             rtp={"inactivity_timeout_s": 60})
     config["models"] = {"llm": {"engine": "openai", "base_url": f"http://127.0.0.1:{hanging_llm.server_port}/v1",
                                 "model": "qwen", "timeout_s": 60}}

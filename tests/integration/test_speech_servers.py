@@ -122,16 +122,17 @@ def test_a_tts_server_down_at_start_stops_the_gateway_with_its_address(gateway_f
 
 def test_the_bot_speaks_through_the_tts_server_and_its_death_costs_one_apology(gateway_factory, tmp_path):
     with SpeechServerProcess(tmp_path / "tts") as server:
-        # repeat_request off: the second question must reach the TTS whatever whisper makes of it
-        # ("Do you have parking?" came back "You have power, King.", which earns a repeat request:
-        # a fixed phrase, cached, that never asks the dead server). Hearing is test_hearing_call's.
+        # The second question must reach the model and the TTS: "Do you have parking?" came back
+        # "You have power, King.", which earns a repeat request or the don't-know answer, both
+        # fixed phrases, cached, that never ask the dead server. Hearing is test_hearing_call's.
         config = gateway_config(agents={"front-desk": agent(instructions=INSTRUCTIONS, repeat_request="")},
                                 rtp={"inactivity_timeout_s": 60})
         config["models"] = {"tts": {"engine": "openai", "base_url": server.base_url, "voice": "joe",
                                     "timeout_s": 10}}
         gw = gateway_factory(config, wait=False)
         gw.wait_log("gateway_ready", timeout=120)
-        peer = _ask_twice(gw, tmp_path, server.kill, "What are your opening hours?", "Do you have parking?")
+        peer = _ask_twice(gw, tmp_path, server.kill, "What are your opening hours?",
+                          "And your opening hours on Friday?")
     first = peer.first_turn  # type: ignore[attr-defined]
     assert first["bot"], first
     q1_end = speech_end_tick(ASK_AT, speech("What are your opening hours?", tmp_path))
