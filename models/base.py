@@ -43,6 +43,8 @@ __all__ = [
     "Vad",
     "VadStream",
     "is_cancelled",
+    "stt_audio",
+    "too_short_to_transcribe",
 ]
 
 Int16Array = npt.NDArray[np.int16]
@@ -112,6 +114,22 @@ class Vad(Protocol):
 
 
 # --------------------------------------------------------------------------- STT
+
+
+STT_RATE = 16000  # what every Stt takes
+
+
+def stt_audio(audio16k: Float32Array) -> Float32Array:
+    """The audio an :class:`Stt` was given, as mono float32; ValueError for anything else."""
+    audio = np.asarray(audio16k, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
+    return audio
+
+
+def too_short_to_transcribe(audio: Float32Array) -> bool:
+    """Under 100 ms: nothing Whisper can read, and it would invent text; every engine returns ""."""
+    return len(audio) < STT_RATE // 10
 
 
 @dataclass(frozen=True, slots=True)

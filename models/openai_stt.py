@@ -33,13 +33,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.base import SttError, Transcript, TranscriptSegment
+from models.base import SttError, Transcript, TranscriptSegment, stt_audio, too_short_to_transcribe
 from models.openai_audio import Endpoint, ServerState, error_detail, multipart_body, wav_bytes
 
 __all__ = ["OpenAiStt", "OpenAiSttConfig"]
 
 SAMPLE_RATE = 16000
-_MIN_SAMPLES = SAMPLE_RATE // 10  # < 100 ms: nothing to read, and Whisper would invent text (as WhisperStt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +69,10 @@ class OpenAiStt:
 
     def transcribe(self, audio16k: npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
         """Transcribe mono 16 kHz float32 audio on the server; :class:`SttError` when it cannot."""
-        audio = np.asarray(audio16k, dtype=np.float32)
-        if audio.ndim != 1:
-            raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
+        audio = stt_audio(audio16k)
         t0 = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
-        if len(audio) < _MIN_SAMPLES:
+        if too_short_to_transcribe(audio):
             return Transcript("", duration, time.perf_counter() - t0, no_speech_prob=1.0)
         try:
             transcript = self._transcribe(wav_bytes(audio, SAMPLE_RATE), prompt, duration, t0)

@@ -52,7 +52,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 
-from models.base import Transcript, TranscriptSegment
+from models.base import Transcript, TranscriptSegment, stt_audio, too_short_to_transcribe
 from models.gate import ComputeGate, Priority, gated
 from models.pinned import PinnedThread
 from models.registry import resolve_whisper
@@ -130,12 +130,10 @@ class WhisperStt:
 
     def transcribe(self, audio16k: npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
         """Transcribe mono 16 kHz float32 audio; ``prompt`` biases spelling (names, earlier context)."""
-        audio = np.asarray(audio16k, dtype=np.float32)
-        if audio.ndim != 1:
-            raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
+        audio = stt_audio(audio16k)
         t0 = time.perf_counter()
         duration = len(audio) / SAMPLE_RATE
-        if len(audio) < SAMPLE_RATE // 10:  # < 100 ms: nothing Whisper can read, and it would invent text
+        if too_short_to_transcribe(audio):
             return Transcript("", duration, time.perf_counter() - t0, no_speech_prob=1.0)
         full = self.config.window == "full" or duration > _MAX_FRAMES / _FRAMES_PER_S - self.config.pad_s
         with gated(self.gate, Priority.STT):
