@@ -27,6 +27,12 @@ class CallHistory:
     def add_system(self, text: str) -> None:
         self.messages.append(ChatMessage("system", text))
 
+    def add_call_details(self, variables: Mapping[str, str]) -> None:
+        """An originated call's details (a reminder's name and time). After the fixed system
+        prompt, so its KV cache still serves this call."""
+        if variables:
+            self.add_system("Details for this call: " + "; ".join(f"{k}: {v}" for k, v in variables.items()) + ".")
+
     def snapshot(self) -> list[ChatMessage]:
         return list(self.messages)
 

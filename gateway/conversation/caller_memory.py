@@ -51,3 +51,10 @@ class CallerMemory:
             self.log.exception("caller_memory_failed")
             return
         self.log.info("caller_remembered", caller_id=self.caller_id, name=name, reason=reason)
+
+
+def returning_caller_note(known: CallerRecord) -> str:
+    """What the LLM is told about a caller it knows: their name, last reason and open requests."""
+    about = f" Last time they called about: {known.last_reason}." if known.last_reason else ""
+    requests = f" Open requests: {'; '.join(known.open_requests)}." if known.open_requests else ""
+    return f"The caller is {known.name}, a returning caller.{about}{requests}"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from gateway.agents.base import CallContext, RecordKind
 from gateway.conversation.actions import CallFacts, ToolExecutor, ToolOutcome
 from gateway.conversation.call_history import CallHistory
-from gateway.conversation.caller_memory import CallerMemory
+from gateway.conversation.caller_memory import CallerMemory, returning_caller_note
 from gateway.conversation.events import (
     BargedIn,
     BargeInHandled,
@@ -41,10 +41,12 @@ from gateway.conversation.events import (
     Utterance,
     priority,
 )
+from gateway.conversation.keypad import Keypad
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
 from gateway.conversation.reply import FollowUp, ReplyHandle, ReplyState, TurnTimings
 from gateway.conversation.settings import ConversationSettings
+from gateway.conversation.silence import SilenceAction, SilenceTimer
 from gateway.conversation.skills import AgentSkills
 from gateway.conversation.speech import LINE_RATE, ConversationServices
 from gateway.conversation.tool_replies import follow_up_for, outcome_line
@@ -75,10 +77,7 @@ class Controller:
         caller_id = normalize_caller_id(context.remote_uri)
         self.memory = CallerMemory(services.store if settings.remember_callers else None, caller_id, self.log)
         self.history = CallHistory(skills.system_prompt, settings.history_tokens)
-        if context.variables:  # an originated call's details (a reminder's name and time): after the
-            # fixed system prompt, so its KV cache still serves this call
-            details = "; ".join(f"{k}: {v}" for k, v in context.variables.items())
-            self.history.add_system(f"Details for this call: {details}.")
+        self.history.add_call_details(context.variables)
         self.call_facts = CallFacts(caller_id, transcript=self.history.transcript)
         # Whisper is conditioned on the agent's vocabulary (vocabulary.py: names, targets, terms).
         self.transcriber = Transcriber(services.models.stt, services.models.executor, skills.stt_prompt)
@@ -89,10 +88,8 @@ class Controller:
         self._reply: ReplyHandle | None = None
         self._caller_speaking = False  # as the turn events tell it (the turn taker's own flag is the media thread's)
         self._notes: list[FollowUp] = []  # tool results not yet handed to a reply
-        self._digits: list[str] = []
-        self._last_digit_at = 0.0
-        self._idle_since = clock()
-        self._reprompted = False
+        self.keypad = Keypad(settings.dtmf, settings.dtmf_gap_s)
+        self.silence = SilenceTimer(settings.reprompt_after_s, settings.hangup_after_s, clock())
         self._asked_repeat = False  # the last turn answered was asked again: the next is not
         self._ending: ReplyHandle | None = None  # the goodbye after which we hang up
         self._hangup_sent = False
@@ -163,8 +160,7 @@ class Controller:
     def _new_utterance(self) -> None:
         self._caller_speaking = True
         self.transcriber.forget()
-        self._idle_since = self.clock()
-        self._reprompted = False
+        self.silence.caller_spoke(self.clock())
 
     def _on_barge_in(self, event: BargedIn) -> None:
         self._cancel_reply()  # the media thread silenced it already; this stops its models
@@ -264,10 +260,7 @@ class Controller:
         self._release(reply)
         if ends_call:
             self._ending = reply
-        self.log.info("bot_phrase", why=why, text=text)
-        start = time.time()
-        self.context.record(RecordKind.BOT_SPEECH, start=start, end=start + len(audio) / LINE_RATE, text=text,
-                            interrupted=False)
+        self.turn_log.phrase(why, text, len(audio) / LINE_RATE)
         self.observe(PhraseSaid(why, text))
         return reply
 
@@ -277,9 +270,7 @@ class Controller:
         known = self.memory.recall()
         if known is not None and known.name and self.settings.returning_greeting:
             self.call_facts.caller_name = known.name
-            about = f" Last time they called about: {known.last_reason}." if known.last_reason else ""
-            requests = f" Open requests: {'; '.join(known.open_requests)}." if known.open_requests else ""
-            self.history.add_system(f"The caller is {known.name}, a returning caller.{about}{requests}")
+            self.history.add_system(returning_caller_note(known))
             self.log.info("caller_recognised", caller_id=self.memory.caller_id, calls=known.call_count)
             self.say(self.settings.returning_greeting.format(name=known.name), "greeting_returning")
         else:
@@ -287,10 +278,8 @@ class Controller:
 
     def _on_dtmf(self, digit: str) -> None:
         self.log.info("caller_dtmf", digit=digit)
-        action = self.settings.dtmf.get(digit)
+        action = self.keypad.press(digit, self.clock())
         if action is None:
-            self._digits.append(digit)
-            self._last_digit_at = self.clock()
             return
         self._cancel_reply(drop_audio=True)
         self.playout.flush()
@@ -321,9 +310,9 @@ class Controller:
         now = self.clock()
         for reply in self.turn_log.flush(self.playout.has_audio):
             self.observe(TurnLogged(reply))
-        if self._digits and now - self._last_digit_at >= self.settings.dtmf_gap_s:
-            digits, self._digits = " ".join(self._digits), []
-            self._start_follow_up(FollowUp(f"The caller pressed these keys on the keypad: {digits}. Respond briefly."))
+        keys = self.keypad.due(now)
+        if keys is not None:
+            self._start_follow_up(keys)
         self._watchdog(now)
         reply = self._reply
         in_flight = reply is not None and not reply.finished
@@ -340,13 +329,12 @@ class Controller:
                 self.context.hangup("goodbye")
             return
         if self._caller_speaking or in_flight or self.playout.is_playing():
-            self._idle_since = now
+            self.silence.busy(now)
             return
-        idle = now - self._idle_since
-        if idle >= self.settings.hangup_after_s:
+        action = self.silence.check(now)
+        if action is SilenceAction.HANG_UP:
             self.say(self.settings.goodbye, "caller_silent", ends_call=True)
-        elif idle >= self.settings.reprompt_after_s and not self._reprompted:
-            self._reprompted = True
+        elif action is SilenceAction.REPROMPT:
             self.say(self.settings.reprompt, "reprompt")
 
     def _watchdog(self, now: float) -> None:

@@ -44,6 +44,12 @@ class TurnLog:
         self._pending = pending
         return done
 
+    def phrase(self, why: str, text: str, seconds: float) -> None:
+        """A fixed line said now (greeting, re-prompt, a tool's outcome): logged and recorded."""
+        self.log.info("bot_phrase", why=why, text=text)
+        start = time.time()
+        self.record(RecordKind.BOT_SPEECH, start=start, end=start + seconds, text=text, interrupted=False)
+
     def wall(self, t: float) -> float:
         """A time on the agent's clock as Unix time (records are read by people and other tools)."""
         return time.time() - (self.clock() - t)
