@@ -12,7 +12,7 @@ import re
 import pytest
 
 from tests.rig.audio import active_segments, make_speech_wav, read_wav, resample
-from tests.rig.gateway import gateway_config
+from tests.rig.gateway import PATIENT_MODEL_TIMEOUT_S, gateway_config
 
 INSTRUCTIONS = """You are the receptionist of Harbor Dental, answering the phone. Answer in one short sentence.
 Facts:
@@ -40,7 +40,8 @@ def transcribe(stt, samples, rate) -> str:
 def conversation_gateway(kamailio, gateway_factory, **agent):
     account = {"username": "2001", "password": "secret", "registrar": f"sip:{kamailio.hostport}",
                "domain": kamailio.domain, "agent": "front-desk"}
-    agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS, **agent}}
+    agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS,
+                             "model_timeout_s": PATIENT_MODEL_TIMEOUT_S, **agent}}
     gw = gateway_factory(gateway_config(accounts=[account], agents=agents))
     gw.wait_log("sip_registered", timeout=60)
     kamailio.wait_registered("2001")
