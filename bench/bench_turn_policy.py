@@ -15,6 +15,7 @@ turn ends before the caller goes on.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ class TimedJudges:
     def __init__(self, model: SmartTurn | None, stt: WhisperStt | None):
         self.model, self.stt, self.now = model, stt, 0.0
         self.due: list[tuple[float, Verdict | Words]] = []
+        self.asked: list[tuple[float, Verdict | Words]] = []  # (asked at, answer): for --trace
 
     def ask(self, pause: int, utterance: Utterance) -> None:
         if self.model is None:
@@ -57,6 +59,7 @@ class TimedJudges:
         probability = self.model.probability(model_input(utterance))
         took = time.perf_counter() - start
         self.due.append((self.now + took, Verdict(pause, probability, None, took)))
+        self.asked.append((self.now, self.due[-1][1]))
 
     def hear(self, utterance: Utterance) -> None:
         if self.stt is None:
@@ -66,6 +69,7 @@ class TimedJudges:
         text = self.stt.transcribe(audio).text.strip()
         took = time.perf_counter() - start
         self.due.append((self.now + took, Words(utterance.number, utterance.length, judge_text(text), text)))
+        self.asked.append((self.now, self.due[-1][1]))
 
     def forget(self) -> None:
         self.due = [(t, a) for t, a in self.due if isinstance(a, Words)]  # transcripts run on regardless
@@ -77,9 +81,14 @@ class TimedJudges:
         return None
 
 
+TRACE: list[tuple[float, Verdict | Words]] = []  # every answer of the last turn_ends call (--trace)
+
+
 def turn_ends(audio: np.ndarray, vad: SileroVad, turn_model: str, model: SmartTurn, stt: WhisperStt) -> list[TurnEnded]:
     settings = ConversationSettings(turn_model=turn_model)
     judges = TimedJudges(model if settings.turn_audio_model else None, stt if settings.turn_text else None)
+    TRACE[:] = []
+    judges.asked = TRACE
     policy: TurnPolicy
     if turn_model == "none":
         policy = TurnDetector(settings.turn)
@@ -106,7 +115,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=[s.value for s in Split], default="tune")
     parser.add_argument("--models", default=",".join(TURN_MODELS))
+    parser.add_argument("--trace", type=Path, help="write every pause's words and P(finished) per turn as JSON lines")
     args = parser.parse_args()
+    trace = args.trace.open("w") if args.trace else None
+
+    def traced(kind: str, voice: object, text: str, ends: list[TurnEnded], pause_at: float | None = None) -> None:
+        if trace is None:
+            return
+        answers = [{"asked_at": round(at, 2), "p": a.probability} if isinstance(a, Verdict) else
+                   {"asked_at": round(at, 2), "words": a.verdict.value, "transcript": a.transcript} for at, a in TRACE]
+        trace.write(json.dumps({"kind": kind, "voice": str(voice), "text": text, "pause_end": pause_at,
+                                "ends": [[round(e.at, 2), round(e.decided_at, 2)] for e in ends],
+                                "answers": answers}) + "\n")
     split = Split(args.split)
     vad, model, stt = SileroVad(), SmartTurn(resolve_turn_model()), WhisperStt()
     voices = [v for v in VOICES if v.split is split]
@@ -123,16 +143,20 @@ def main() -> None:
             for text in QUESTIONS[split]:
                 ends = turn_ends(np.concatenate([lead, speech(voice, text), tail]), vad, turn_model, model, stt)
                 questions += [round((e.decided_at - e.at) * 1000) for e in ends[-1:]]
+                traced("question", voice, text, ends)
             for text in ONE_WORDS[split]:
                 ends = turn_ends(np.concatenate([lead, speech(voice, text), tail]), vad, turn_model, model, stt)
                 ones += [round((e.decided_at - e.at) * 1000) for e in ends[-1:]]
+                traced("one_word", voice, text, ends)
             for head, pause_s, rest in MID_THOUGHTS[split]:
                 first = speech(voice, head)
                 think = np.zeros(int(pause_s * 8000), np.int16)
                 audio = np.concatenate([lead, first, think, speech(voice, rest), tail])
                 pause_end = (len(lead) + len(first)) / 8000 + pause_s
                 pauses += 1
-                cut += any(e.decided_at < pause_end for e in turn_ends(audio, vad, turn_model, model, stt))
+                ends = turn_ends(audio, vad, turn_model, model, stt)
+                cut += any(e.decided_at < pause_end for e in ends)
+                traced("thinking", voice, f"{head} ... {rest}", ends, pause_end)
 
         def pct(values: list[int], q: float) -> str:
             return f"{np.percentile(values, q):.0f}" if values else "-"
