@@ -100,6 +100,10 @@ class Controller:
     def post(self, event: CallEvent) -> None:
         self._events.put((priority(event), next(self._seq), event))
 
+    def busy(self) -> bool:
+        """Events posted and not yet handled: a driver of fake time waits for them to settle."""
+        return self._events.unfinished_tasks > 0
+
     # -- controller thread ---------------------------------------------------------------------
 
     def run(self) -> None:
@@ -116,6 +120,7 @@ class Controller:
             except Exception:
                 self.log.exception("conversation_error", event=type(event).__name__)
             self.timers()
+            self._events.task_done()
         self._stop()
 
     def _stop(self) -> None:

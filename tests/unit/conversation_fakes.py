@@ -57,14 +57,16 @@ class FakeClock:
             with self._lock:
                 del self._waiting[token]
 
-    def settle(self, timeout_s: float = 0.2) -> None:
+    def settle(self, timeout_s: float = 0.2, busy=lambda: False) -> None:
         """Wait (real time) until every model step whose fake deadline has passed has woken up,
-        so a loaded machine slows the test down instead of stretching the scripted durations."""
+        and `busy` (the controller's unhandled events) says no, so a loaded machine slows the
+        test down instead of stretching the scripted durations."""
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             with self._lock:
-                if not any(deadline <= self.now for deadline in self._waiting.values()):
-                    return
+                due = any(deadline <= self.now for deadline in self._waiting.values())
+            if not due and not busy():
+                return
             time.sleep(0.0002)
 
 

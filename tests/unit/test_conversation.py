@@ -77,7 +77,7 @@ class Harness:
             frame = self.agent.next_frame()
             self.out.append((self.clock(), frame is not None))
             previous = frame if frame is not None else np.zeros(160, dtype=np.int16)
-            self.clock.settle()
+            self.clock.settle(busy=self.agent.controller.busy)
             time.sleep(0.0015)  # real time for the agent's threads to act on what woke them
 
     def turns(self) -> list[ReplyHandle]:
