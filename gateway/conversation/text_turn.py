@@ -11,7 +11,7 @@ almost every fragment with "." so a full stop says nothing.
 
 The rules are grammar, not a list of the benchmark's sentences: a word class at the end of the
 transcript, or a short lead-in. Four answers: INCOMPLETE (hold the turn open), COMPLETE (a
-question mark after words that can end a sentence: end it early), ANSWER (one word: silence
+question mark after words that can end a sentence: end it early), ANSWER (one or two words: silence
 alone decides, as for any turn before) and UNSURE (the audio model decides); a question word or
 inverted auxiliary at the start of three words or more counts as a question mark. Pure and cheap
 (microseconds): it runs on whatever thread finished the transcript.
@@ -69,6 +69,10 @@ _PREAMBLE = _words("hi hello hey oh okay ok so and yes yeah um uh er well")
 _QUESTION_MIN_WORDS = 3
 _WORD = re.compile(r"[a-z0-9']+")
 _FILLERS = _words("um uh er erm hmm mm so well and but or because")  # one of these alone is a start
+# Two words that neither end open nor ask are an answer ("Yes, please.", "Thank you.", "Next
+# Tuesday.") far more often than the start of a longer turn, and whisper often hears a one-word
+# answer as two ("Tuesday." as "Two days."): silence decides them, as it does one word.
+_ANSWER_MAX_WORDS = 2
 
 
 def judge_text(transcript: str) -> TextVerdict:
@@ -94,6 +98,8 @@ def judge_text(transcript: str) -> TextVerdict:
         return TextVerdict.INCOMPLETE
     if asked:
         return TextVerdict.COMPLETE
+    if len(words) <= _ANSWER_MAX_WORDS and not any(w in _FILLERS for w in words):
+        return TextVerdict.ANSWER  # "Yes, please.", "Next Tuesday.", a one-word answer misheard as two
     body = words[next((i for i, w in enumerate(words) if w not in _PREAMBLE), len(words)):]
     if len(body) >= _QUESTION_MIN_WORDS and body[0] in _QUESTION_OPENERS:
         return TextVerdict.COMPLETE

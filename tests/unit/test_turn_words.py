@@ -40,8 +40,12 @@ INCOMPLETE, COMPLETE, UNSURE, ANSWER = (TextVerdict.INCOMPLETE, TextVerdict.COMP
     ("Can I book?", COMPLETE),
     ("Yes.", ANSWER),  # one word: an answer
     ("No.", ANSWER),
-    ("Yes, please.", UNSURE),  # whisper ends every fragment with "."
-    ("Thank you.", UNSURE),
+    ("Yes, please.", ANSWER),  # two words, neither open nor a filler: an answer
+    ("Thank you.", ANSWER),
+    ("Two days.", ANSWER),  # "Tuesday." heard as two words
+    ("And all.", UNSURE),  # starts like a continuation
+    ("So, um.", INCOMPLETE),  # a filler: a start
+    ("My husband.", ANSWER),  # the price: a two-word start is taken for an answer (400 ms of silence)
     ("I think so.", UNSURE),
     ("My tooth hurts since yesterday.", UNSURE),
     ("", UNSURE),
