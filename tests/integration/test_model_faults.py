@@ -28,9 +28,11 @@ from tests.rig.gateway import gateway_config
 from tests.rig.ports import free_port_pair, free_udp_port
 from tests.rig.rtp_peer import MAX_STALL_MS, RtpPeer
 
+WATCHDOG_S = 8.0  # the agent's model_timeout_s (the default): these tests are about it, not patient with it
+
 
 def test_an_unreachable_llm_server_gets_an_apology_and_the_call_goes_on(gateway_factory, tmp_path):
-    config = gateway_config(agents={"front-desk": agent()}, rtp={"inactivity_timeout_s": 60})
+    config = gateway_config(agents={"front-desk": agent(model_timeout_s=WATCHDOG_S)}, rtp={"inactivity_timeout_s": 60})
     config["models"] = {"llm": {"engine": "openai", "base_url": f"http://127.0.0.1:{free_udp_port()}/v1",
                                 "model": "down", "timeout_s": 2}}
     gw = gateway_factory(config, wait=False)
@@ -125,7 +127,8 @@ def test_an_llm_that_hangs_for_one_call_costs_that_caller_an_apology_and_no_othe
         gateway_factory, hanging_llm, tmp_path):
     # repeat_request off: the stuck question must reach the LLM however whisper hears it ("In their
     # parking near in the office." earns a repeat request, and the model is never asked)
-    config = gateway_config(agents={"front-desk": agent(instructions=PARKING, repeat_request="")},
+    stuck_agent = agent(instructions=PARKING, repeat_request="", model_timeout_s=WATCHDOG_S)
+    config = gateway_config(agents={"front-desk": stuck_agent},
                             rtp={"inactivity_timeout_s": 60})
     config["models"] = {"llm": {"engine": "openai", "base_url": f"http://127.0.0.1:{hanging_llm.server_port}/v1",
                                 "model": "qwen", "timeout_s": 60}}
