@@ -1,30 +1,19 @@
-"""The operator's other pages: messages taken, caller memory, campaigns, health.
-
-Campaigns go through the control API itself (`POST /campaigns`, `GET /campaigns/{id}`, and
-`GET /campaigns` when the gateway offers a list), called in-process with the gateway's token, so
-the console shows whatever the API reports and never depends on how campaigns run.
-"""
+"""The operator's other pages: messages taken, caller memory, health (campaigns: campaigns.py)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from gateway.console.auth import Session
-from gateway.console.html import action_button, csrf_field, esc, table, when
+from gateway.console.html import action_button, esc, table, when
 from gateway.console.sources import ConsoleSources
 from gateway.metrics import TURN_STAGES
 from gateway.store.caller_ids import normalize_caller_id
 
 if TYPE_CHECKING:
     from gateway.store import Store
-
-# (method, path, JSON payload or None) -> (status, JSON answer): the control API, in-process
-ControlApi = Callable[[str, str, Mapping[str, object] | None], tuple[int, Any]]
 
 NO_MEMORY = '<p class="empty">Caller memory is off (no conversation agent, or memory.enabled is false).</p>'
 
@@ -70,75 +59,6 @@ def callers_body(store: Store | None, caller: str, recent: list[str], session: S
     links = "".join(f'<li><a href="/console/callers?caller={quote(r, safe="")}">{esc(r)}</a></li>' for r in recent)
     recent_html = f"<h2>Recent callers</h2><ul class=\"recent\">{links}</ul>" if links else ""
     return form + found + recent_html
-
-
-# --------------------------------------------------------------------------- campaigns
-
-
-@dataclass
-class CampaignDesk:
-    """The campaigns started from this console (the API may not list them), newest last."""
-
-    ids: list[str]
-
-    def remember(self, campaign_id: str) -> None:
-        if campaign_id not in self.ids:
-            self.ids.append(campaign_id)
-            del self.ids[:-50]
-
-    def known(self, api: ControlApi) -> list[str]:
-        status, answer = api("GET", "/campaigns", None)
-        listed: list[str] = []
-        if status == HTTPStatus.OK and isinstance(answer, dict) and isinstance(answer.get("campaigns"), list):
-            listed = [str(c.get("campaign_id")) for c in answer["campaigns"] if isinstance(c, dict)]
-        return list(dict.fromkeys(listed + self.ids[::-1]))
-
-
-def campaigns_body(api: ControlApi | None, desk: CampaignDesk, agents: tuple[str, ...], session: Session) -> str:
-    if api is None:
-        return '<p class="empty">Campaigns need the control API: set <code>http.token</code>.</p>'
-    form = ""
-    if session.can_act:
-        options = "".join(f'<option value="{esc(a)}">{esc(a)}</option>' for a in agents)
-        form = (f'<form method="post" action="/console/campaigns" class="campaign">{csrf_field(session)}'
-                f'<label>CSV file <input type="file" id="csv-file" accept=".csv,text/csv"></label>'
-                f'<label>CSV (first column or "to": the number) <textarea name="csv" rows="5" required>'
-                f'</textarea></label>'
-                f'<label>Agent <select name="agent"><option value="">the account\'s</option>{options}</select></label>'
-                f'<label>Concurrent calls <input type="number" name="concurrency" value="1" min="1" max="100"></label>'
-                f'<label>Calls per second <input type="number" name="calls_per_second" value="1" min="0.01" '
-                f'max="50" step="0.01"></label><button type="submit">Start campaign</button></form>')
-    cards = []
-    for campaign_id in desk.known(api):
-        status, answer = api("GET", f"/campaigns/{quote(campaign_id, safe='')}", None)
-        if status != HTTPStatus.OK or not isinstance(answer, dict):
-            continue
-        stop = action_button(session, f"/console/campaigns/{quote(campaign_id, safe='')}/stop", "Stop",
-                             css="danger") if answer.get("running") else ""
-        cards.append(f'<article class="campaign" data-campaign-id="{esc(campaign_id)}">'
-                     f"<h2>Campaign {esc(campaign_id)} {stop}</h2>{_campaign_status(answer)}</article>")
-    return form + ("".join(cards) or '<p class="empty">No campaign yet.</p>')
-
-
-def _campaign_status(answer: Mapping[str, Any]) -> str:
-    """Whatever the API reports: numbers and flags as facts, a progress bar, lists of rows as tables."""
-    scalars = {k: v for k, v in answer.items() if not isinstance(v, dict | list) and k != "campaign_id"}
-    dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in scalars.items())
-    total, done = answer.get("total"), answer.get("completed", 0)
-    bar = ""
-    if isinstance(total, int) and total > 0 and isinstance(done, int):
-        bar = f'<progress max="{total}" value="{done}">{done}/{total}</progress>'
-    tables = []
-    for key, value in answer.items():
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            columns = list(dict.fromkeys(k for row in value for k in row))
-            rows = [[esc(_cell(row.get(c))) for c in columns] for row in value]
-            tables.append(f"<h3>{esc(key)}</h3>" + table(columns, rows, css="campaign-rows"))
-    return f'{bar}<dl class="facts">{dl}</dl>' + "".join(tables)
-
-
-def _cell(value: object) -> str:
-    return json.dumps(value) if isinstance(value, dict | list) else ("" if value is None else str(value))
 
 
 # --------------------------------------------------------------------------- health

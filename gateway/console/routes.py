@@ -18,12 +18,11 @@ from email.message import Message
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import structlog
 
-from gateway.console import pages_calls, pages_ops
+from gateway.console import campaigns, pages_calls, pages_ops
 from gateway.console.auth import Session, Sessions, is_tls, same_origin, session_cookie
 from gateway.console.history import HistoryQuery, audio_of, search
 from gateway.console.html import esc, page
@@ -41,12 +40,11 @@ _SECURITY_HEADERS = {
                                "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
                                "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not no-referrer: then browsers send `Origin: null` on our own forms
     "X-Frame-Options": "DENY",
 }
 
 Handler = Callable[[Request, tuple[str, ...]], Response]
-Dispatch = Callable[[str, str, Message, Body], tuple[Response, bool]]
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,8 @@ class Console:
     def __init__(self, sources: ConsoleSources):
         self.sources = sources
         self.sessions = Sessions(sources.session_ttl_s)
-        self.campaigns = pages_ops.CampaignDesk([])
-        self._api: pages_ops.ControlApi | None = None
+        self.campaigns = campaigns.CampaignDesk()
+        self._api: campaigns.ControlApi | None = None
         self._closed = threading.Event()
         r = re.compile
         self._routes = [
@@ -92,25 +90,9 @@ class Console:
 
     # --- the mount ------------------------------------------------------------------------------
 
-    def mount(self, dispatch: Dispatch, token: str | None) -> None:
+    def mount(self, dispatch: campaigns.Dispatch, token: str | None) -> None:
         """Called by `HttpApi`: its own dispatch, through which the console uses the campaign API."""
-        if token is None:
-            self._api = None
-            return
-
-        def call(method: str, path: str, payload: Mapping[str, object] | None) -> tuple[int, Any]:
-            headers = Message()
-            headers["Authorization"] = f"Bearer {token}"
-            raw = json.dumps(payload).encode() if payload is not None else b""
-            headers["Content-Length"] = str(len(raw))
-            pending = [raw]
-            response, _ = dispatch(method, path, headers, Body(headers, lambda n: pending.pop() if pending else b""))
-            try:
-                return int(response.status), json.loads(response.body or b"null")
-            except json.JSONDecodeError:
-                return int(response.status), None
-
-        self._api = call
+        self._api = campaigns.control_api(dispatch, token) if token is not None else None
 
     def serves(self, path: str) -> bool:
         return path == "/" or path == "/console" or path.startswith("/console/")
@@ -279,36 +261,21 @@ class Console:
 
     def _campaigns(self, request: Request, params: tuple[str, ...]) -> Response:
         assert request.session is not None
-        body = pages_ops.campaigns_body(self._api, self.campaigns, self.sources.agents, request.session)
+        body = campaigns.campaigns_body(self._api, self.campaigns, self.sources.agents, request.session)
         return _html(HTTPStatus.OK, page("Campaigns", body, request.session, page_id="campaigns"))
 
     def _start_campaign(self, request: Request, params: tuple[str, ...]) -> Response:
-        if self._api is None:
-            raise HttpError(HTTPStatus.CONFLICT, "campaigns need the control API: set http.token")
-        form = request.form
-        payload: dict[str, object] = {"csv": form.get("csv", "")}
-        if form.get("agent"):
-            payload["agent"] = form["agent"]
-        try:
-            payload["concurrency"] = int(form.get("concurrency") or 1)
-            payload["calls_per_second"] = float(form.get("calls_per_second") or 1)
-        except ValueError:
-            raise HttpError(HTTPStatus.BAD_REQUEST, "concurrency and calls per second must be numbers") from None
-        status, answer = self._api("POST", "/campaigns", payload)
-        if status >= 400:
-            error = answer.get("error") if isinstance(answer, dict) else None
-            raise HttpError(status, str(error or f"the campaign API answered {status}"))
-        self.campaigns.remember(str(answer["campaign_id"]))
+        campaigns.start(self._campaign_api(), self.campaigns, request.form)
         return _redirect("/console/campaigns")
 
     def _stop_campaign(self, request: Request, params: tuple[str, ...]) -> Response:
-        (campaign_id,) = params
+        campaigns.stop(self._campaign_api(), params[0])
+        return _redirect("/console/campaigns")
+
+    def _campaign_api(self) -> campaigns.ControlApi:
         if self._api is None:
             raise HttpError(HTTPStatus.CONFLICT, "campaigns need the control API: set http.token")
-        status, answer = self._api("DELETE", f"/campaigns/{quote(campaign_id, safe='')}", None)
-        if status >= 400:
-            raise HttpError(status, str(answer.get("error") if isinstance(answer, dict) else status))
-        return _redirect("/console/campaigns")
+        return self._api
 
     def _health(self, request: Request, params: tuple[str, ...]) -> Response:
         body = pages_ops.health_body(self.sources, self.sources.feed.subscribers)

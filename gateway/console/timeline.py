@@ -19,6 +19,7 @@ WIDTH = 1000
 LABEL_W = 170  # left column for lane and turn labels
 LANE_H = 22
 TURN_H = 18
+NOTE_W = 250  # room a turn's latency note needs right of its bar
 _LANES = (("caller", 0), ("bot", 1), ("tools", 2))
 
 
@@ -64,7 +65,10 @@ def timeline_svg(events: list[dict[str, Any]]) -> str:
             parts.append(_rect(x(seg.start_s), y + 2, max(1.0, seg.width_s * scale), TURN_H - 4, seg.colour,
                                f"{seg.label}: {seg.ms:.0f} ms"))
         end = max([s.start_s + s.width_s for s in turn.segments], default=turn.speech_end_s)
-        parts.append(_text(min(x(end) + 4, WIDTH - 200), y + 12, turn_note(turn), css="note"))
+        if x(end) + NOTE_W < WIDTH:
+            parts.append(_text(x(end) + 4, y + 12, turn_note(turn), css="note"))
+        else:  # a late turn: its note left of its bar, inside the picture
+            parts.append(_text(x(turn.speech_end_s) - 4, y + 12, turn_note(turn), css="note", anchor="end"))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -74,8 +78,8 @@ def _rect(x: float, y: float, w: float, h: float, fill: str, title: str) -> str:
             f"<title>{esc(title)}</title></rect>")
 
 
-def _text(x: float, y: float, text: str, css: str = "label") -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" class="{css}">{esc(text)}</text>'
+def _text(x: float, y: float, text: str, css: str = "label", anchor: str = "start") -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" class="{css}" text-anchor="{anchor}">{esc(text)}</text>'
 
 
 def _axis(y: float, x_end: float, x) -> str:

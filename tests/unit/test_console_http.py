@@ -284,3 +284,23 @@ def test_the_console_is_off_without_any_credential(tmp_path):
         assert Browser(api.port).login("anything at all") == 401
     finally:
         api.stop()
+
+
+def test_console_config_keys(tmp_path):
+    from gateway.config import ConfigError, load_config
+    from tests.unit.test_config import CONTRACT, write
+
+    env = {"FRONT_DESK_PASSWORD": "s3cret", "CONSOLE_PW": "a-long-console-pw", "VIEW_PW": "a-long-viewer-pw"}
+    text = CONTRACT + ("http:\n  listen: 127.0.0.1:8080\n  console_password: ${CONSOLE_PW}\n"
+                       "  console_viewer_password: ${VIEW_PW}\n  console_session_hours: 2\n")
+    http = load_config(write(tmp_path, text), env=env).http
+    assert (http.console_password, http.console_viewer_password, http.console_session_hours) == \
+        ("a-long-console-pw", "a-long-viewer-pw", 2.0)
+    with pytest.raises(ConfigError, match=r"http\.console_password.*12 characters"):
+        load_config(write(tmp_path, CONTRACT + "http:\n  console_password: ${PW}\n"), env={**env, "PW": "short"})
+    with pytest.raises(ConfigError, match=r"http\.console_session_hours"):
+        load_config(write(tmp_path, CONTRACT + "http:\n  console_session_hours: 0\n"), env=env)
+    path = write(tmp_path, CONTRACT + "http:\n  console_password: typed-into-the-file\n")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"http\.console_password.*chmod 600"):
+        load_config(path, env=env)

@@ -47,6 +47,10 @@ function callCard(call) {
   return card;
 }
 
+// Events of a call the page has no card for yet (the call list is compared once a second, the
+// greeting is said at once): kept until its card appears.
+const early = new Map();
+
 function cardOf(callId) {
   for (const card of document.querySelectorAll("article.call")) {
     if (card.dataset.callId === callId) return card;
@@ -62,7 +66,11 @@ function showCalls(calls) {
   }
   for (const call of calls) {
     let card = cardOf(call.call_id);
-    if (!card) section.appendChild(card = callCard(call));
+    if (!card) {
+      section.appendChild(card = callCard(call));
+      for (const replay of early.get(call.call_id) || []) replay();
+      early.delete(call.call_id);
+    }
     card.querySelector(".state").textContent = call.state || "";
   }
   const none = document.getElementById("no-calls");
@@ -71,9 +79,14 @@ function showCalls(calls) {
   tick();
 }
 
+function later(data, replay) {
+  if (!early.has(data.call_id)) early.set(data.call_id, []);
+  if (early.size <= 100) early.get(data.call_id).push(replay);
+}
+
 function addLine(data, who) {
   const card = cardOf(data.call_id);
-  if (!card) return;
+  if (!card) return later(data, () => addLine(data, who));
   const cls = who + (data.interrupted ? " interrupted" : "");
   const li = el("li", {class: cls});
   li.appendChild(el("span", {class: "who"}, who));
@@ -85,7 +98,7 @@ function addLine(data, who) {
 
 function addTurn(data) {
   const card = cardOf(data.call_id);
-  if (!card) return;
+  if (!card) return later(data, () => addTurn(data));
   const row = el("tr", {class: data.cancelled ? "cancelled" : ""});
   row.appendChild(el("td", {}, String(data.turn)));
   for (const key of STAGES) {
@@ -121,8 +134,10 @@ function live() {
   source.addEventListener("bot", (e) => addLine(JSON.parse(e.data), "bot"));
   source.addEventListener("turn", (e) => addTurn(JSON.parse(e.data)));
   source.addEventListener("ended", (e) => {
-    const card = cardOf(JSON.parse(e.data).call_id);
+    const data = JSON.parse(e.data);
+    const card = cardOf(data.call_id);
     if (card) card.classList.add("ended");
+    early.delete(data.call_id);
   });
   source.addEventListener("resync", () => { delete status.dataset.started; });
   source.addEventListener("busy", (e) => { status.textContent = "Live updates: " + JSON.parse(e.data).error; });
