@@ -9,8 +9,8 @@ how campaigns run.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 from typing import Any
@@ -46,23 +46,31 @@ def control_api(dispatch: Dispatch, token: str) -> ControlApi:
 # --------------------------------------------------------------------------- campaigns
 
 
-@dataclass
 class CampaignDesk:
-    """The campaigns started from this console (the API may not list them), newest last."""
+    """The campaigns started from this console (the API may not list them), newest last; shared by
+    the HTTP worker threads, behind its lock."""
 
-    ids: list[str] = field(default_factory=list)
+    KEPT = 50
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._lock = threading.Lock()
 
     def remember(self, campaign_id: str) -> None:
-        if campaign_id not in self.ids:
-            self.ids.append(campaign_id)
-            del self.ids[:-50]
+        with self._lock:
+            if campaign_id not in self._ids:
+                self._ids.append(campaign_id)
+                del self._ids[:-self.KEPT]
 
     def known(self, api: ControlApi) -> list[str]:
+        """The API's own list when it has one, then the ones started here, newest first."""
         status, answer = api("GET", "/campaigns", None)
         listed: list[str] = []
         if status == HTTPStatus.OK and isinstance(answer, dict) and isinstance(answer.get("campaigns"), list):
             listed = [str(c.get("campaign_id")) for c in answer["campaigns"] if isinstance(c, dict)]
-        return list(dict.fromkeys(listed + self.ids[::-1]))
+        with self._lock:
+            mine = self._ids[::-1]
+        return list(dict.fromkeys(listed + mine))
 
 
 def campaigns_body(api: ControlApi | None, desk: CampaignDesk, agents: tuple[str, ...], session: Session) -> str:
