@@ -142,7 +142,9 @@ class Gateway:
             return
         if self.config.http.token is None:
             log.warning("http_control_api_disabled", hint="set http.token to enable the control API")
-        self.http = HttpApi((listen.host, listen.port), self.config.http.token, GatewayOperations(self), self.metrics)
+        operations = GatewayOperations(self)
+        self.http = HttpApi((listen.host, listen.port), self.config.http.token, operations, self.metrics,
+                            console=_console(self, operations))
         self.http.start()
 
     # -- SIP thread ----------------------------------------------------------------------------
@@ -190,6 +192,24 @@ class Gateway:
                 acc.shutdown()
         self.accounts.clear()
         self.local_account = None
+
+
+def _console(gateway: Gateway, operations: GatewayOperations):
+    """The web console on the HTTP port, fed each call's recorded events as they happen."""
+    from gateway.console import CallFeed, Console, ConsoleSources, Credentials
+
+    config = gateway.config
+    feed = CallFeed()
+    gateway.calls.reporting.on_record(feed.record)
+    gateway.calls.on_ended(lambda call, code, reason: feed.call_ended(call.call_id, reason))
+    credentials = Credentials(config.http.token, config.http.console_password, config.http.console_viewer_password)
+    return Console(ConsoleSources(
+        control=operations, metrics=gateway.metrics, credentials=credentials, feed=feed,
+        records=Path(config.recording.directory) if config.recording.directory else None,
+        database=config.memory.database, store=lambda: gateway.services.store if gateway.services else None,
+        clock_stats=gateway.clock.stats, agents=tuple(config.agents),
+        session_ttl_s=config.http.console_session_hours * 3600.0,
+    ))
 
 
 def load_conversation_services(config: Config):

@@ -136,6 +136,9 @@ class HttpConfig:
 
     listen: HostPort | None = None  # None: no HTTP server
     token: str | None = None  # None: control API disabled (metrics and health still served)
+    console_password: str | None = None  # the web console's admin password (the token also opens it)
+    console_viewer_password: str | None = None  # a read-only login to the console
+    console_session_hours: float = 12.0  # an idle console session ends after this long
 
 
 @dataclass(frozen=True)
@@ -732,13 +735,21 @@ def _read_networks(r: _Reader, raw: object, key: str) -> tuple[str, ...]:
 
 
 def _read_http(r: _Reader, raw: object) -> HttpConfig:
-    data = r.mapping(raw, "http", {"listen", "token"})
+    data = r.mapping(raw, "http", {"listen", "token", "console_password", "console_viewer_password",
+                                   "console_session_hours"})
     listen = r.host_port(data["listen"], "http.listen") if "listen" in data else None
     token = r.optional(data, "token", "http", r.secret, None)
     if token is not None and len(token) < 16:
         raise r.fail("http.token", "a token of at least 16 characters (e.g. from `openssl rand -hex 24`)",
                      has_got=False)
-    return HttpConfig(listen=listen, token=token)
+    passwords = {}
+    for key in ("console_password", "console_viewer_password"):
+        passwords[key] = r.optional(data, key, "http", r.secret, None)
+        if passwords[key] is not None and len(passwords[key]) < 12:
+            raise r.fail(f"http.{key}", "a password of at least 12 characters (use ${VAR})", has_got=False)
+    hours = r.optional(data, "console_session_hours", "http", lambda v, k: r.number(v, k, 0.05, 720.0), 12.0)
+    return HttpConfig(listen=listen, token=token, console_password=passwords["console_password"],
+                      console_viewer_password=passwords["console_viewer_password"], console_session_hours=hours)
 
 
 def _read_recording(r: _Reader, raw: object) -> RecordingConfig:

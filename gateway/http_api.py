@@ -18,18 +18,21 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 import structlog
 
 from gateway.campaign import Campaign, parse_campaign_csv
 from gateway.metrics import Metrics
+
+if TYPE_CHECKING:
+    from gateway.console import Console
 
 log = structlog.get_logger("http")
 
@@ -80,6 +83,7 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterator[bytes] | None = None  # sent piece by piece after the headers (SSE, audio files)
 
 
 def json_response(status: int, payload: object, **headers: str) -> Response:
@@ -112,6 +116,15 @@ class Body:
             raise HttpError(HTTPStatus.BAD_REQUEST, "invalid Content-Length")
         return int(raw)
 
+    def raw(self) -> bytes:
+        """The body's bytes; 413 above MAX_BODY."""
+        self.length = self.declared_length()
+        if self.length > MAX_BODY:
+            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body larger than {MAX_BODY} bytes")
+        data = self._read(self.length) if self.length else b""
+        self.consumed = True
+        return data
+
     def json_object(self) -> dict[str, object]:
         """The body as a JSON object; 413 above MAX_BODY, 400 if it is not a JSON object."""
         self.length = self.declared_length()
@@ -141,13 +154,17 @@ class Route:
 class HttpApi:
     """Serves metrics, probes and the control API on `listen` (port 0: any free port)."""
 
-    def __init__(self, listen: tuple[str, int], token: str | None, control: GatewayControl, metrics: Metrics):
+    def __init__(self, listen: tuple[str, int], token: str | None, control: GatewayControl, metrics: Metrics,
+                 console: Console | None = None):
         if token is not None and not token.strip():
             raise ValueError("http.token must not be empty (leave it unset to disable the control API)")
         self.listen = listen
         self._token = token.encode() if token is not None else None
         self.control = control
         self.metrics = metrics
+        self.console = console  # the web console, served at / and /console/ (gateway/console/)
+        if console is not None:
+            console.mount(self.dispatch, token)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._campaigns: dict[str, Campaign] = {}
@@ -190,6 +207,8 @@ class HttpApi:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.console is not None:
+            self.console.close()
         with self._campaigns_lock:
             campaigns = list(self._campaigns.values())
         for campaign in campaigns:
@@ -202,6 +221,8 @@ class HttpApi:
         """Answer one request; also returns whether it should be logged (everything but the probes)."""
         path = urlsplit(raw_path).path
         loggable = path not in _PROBE_PATHS
+        if self.console is not None and self.console.serves(path):
+            return self.console.dispatch(method, raw_path, headers, body), True
         try:
             route, params = self._match(path)
             handler = route.methods.get(method)
@@ -435,7 +456,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _write(self, response: Response) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.stream is None:
+            self.send_header("Content-Length", str(len(response.body)))
+        elif "Content-Length" not in response.headers:
+            self.close_connection = True  # a stream of unknown length ends when the connection does
         self.send_header("Cache-Control", "no-store")
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -444,3 +468,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+        if response.stream is not None:
+            self._write_stream(response.stream)
+
+    def _write_stream(self, stream: Iterator[bytes]) -> None:
+        """Each piece as it comes; a browser that went away ends the stream (its generator is closed)."""
+        try:
+            if self.command != "HEAD":
+                for piece in stream:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+        except OSError:  # the client closed the connection (or stalled past `timeout`)
+            self.close_connection = True
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()

@@ -30,7 +30,7 @@ from matplotlib.patches import Patch
 
 from gateway.records import load_record, safe_call_id
 
-__all__ = ["STAGES", "StageSegment", "render_report", "report_main", "stage_segments"]
+__all__ = ["STAGES", "StageSegment", "render_report", "report_main", "stage_segments", "summarize", "turn_note"]
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("turn_decision_ms", "turn decision"),
@@ -181,7 +181,7 @@ def _apply(call: _Call, event: dict[str, Any], t0: float) -> None:
         call.duration_s = duration if duration is not None else (end_t - t0 if end_t is not None else 0.0)
 
 
-def _summarize(events: list[dict[str, Any]]) -> _Call:
+def summarize(events: list[dict[str, Any]]) -> _Call:
     events = [e for e in events if isinstance(e, dict)]
     t0 = _start_time(events)
     call = _Call()
@@ -232,7 +232,7 @@ def _lane_legend() -> list[Any]:
     ]
 
 
-def _turn_note(turn: _Turn) -> str:
+def turn_note(turn: _Turn) -> str:
     if not turn.segments:
         return "no stage reached"
     total = sum(s.ms for s in turn.segments)
@@ -258,7 +258,7 @@ def _draw_turns(ax: Axes, call: _Call, x_end: float) -> None:
         ax.text(
             end + 0.01 * x_end if right_side else turn.speech_end_s - 0.01 * x_end,
             row,
-            _turn_note(turn),
+            turn_note(turn),
             fontsize=7,
             va="center",
             ha="left" if right_side else "right",
@@ -290,7 +290,7 @@ def render_report(events: list[dict[str, Any]], out: Path) -> Path:
     """Draw the call's timeline to ``out`` (PNG) and return the path; ValueError if there is nothing to draw."""
     if not events:
         raise ValueError("no events: the call record is empty")
-    fig = _figure(_summarize(events))
+    fig = _figure(summarize(events))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", bbox_inches="tight")

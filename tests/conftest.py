@@ -34,6 +34,8 @@ DEBIAN_PACKAGES = {
     "tshark": "tshark",
     "espeak-ng": "espeak-ng",
     "sox": "sox",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 
 _LOGS_KEY = pytest.StashKey[list[tuple[str, Path]]]()

@@ -52,7 +52,7 @@ def build_call_parts(config: Config, services: ConversationServices | None, repo
         agent_name=agent_name, hangup=lambda reason: controls.hangup(call_id, reason),
         send_dtmf=lambda digits: controls.send_dtmf(call_id, digits), log=call_log,
         transfer=lambda target, done: controls.transfer(call_id, target, done),
-        record=reporting.record_to(recorder),
+        record=reporting.record_to(recorder, call_id),
         variables=dict(variables or {}),
     )
     try:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
+
 from gateway.agents.base import RecordKind
 from gateway.calls.outcome import CallOutcome
 from gateway.config import RecordingConfig
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
     from gateway.store.call_events import CallEventWriter
 
 EndedCallback = Callable[["ActiveCall", int, str], None]
+# (call_id, kind, fields): what an agent recorded, for observers such as the console's live feed.
+# Runs on the agent's thread: it must return at once (queue, never wait).
+RecordObserver = Callable[[str, RecordKind, dict[str, object]], None]
 
 
 class CallReporting:
@@ -31,9 +36,14 @@ class CallReporting:
         self.metrics = metrics
         self.call_events = call_events  # a shared copy of every call's record events (PostgreSQL), or None
         self._ended: list[EndedCallback] = []
+        self._observers: list[RecordObserver] = []
 
     def on_ended(self, callback: EndedCallback) -> None:
         self._ended.append(callback)
+
+    def on_record(self, observer: RecordObserver) -> None:
+        """Also hand every recorded event to `observer` (set up before calls start)."""
+        self._observers.append(observer)
 
     def recorder(self, call_id: str, direction: str, remote: str, agent: str) -> CallRecorder | None:
         if self.recording.directory is None:
@@ -43,9 +53,10 @@ class CallReporting:
         recorder.event("call_start", call_id=call_id, direction=direction, remote=remote, agent=agent)
         return recorder
 
-    def record_to(self, recorder: CallRecorder | None) -> Callable[..., None]:
-        """The agent's `record`: the call's record file, and the metrics that come from turns."""
+    def record_to(self, recorder: CallRecorder | None, call_id: str = "") -> Callable[..., None]:
+        """The agent's `record`: the call's record file, the metrics that come from turns, and the observers."""
         metrics = self.metrics
+        observers = self._observers
 
         def record(kind: RecordKind, **fields: object) -> None:
             if recorder is not None:
@@ -62,6 +73,11 @@ class CallReporting:
                     metrics.tool_call(str(fields.get("tool")), bool(fields.get("ok")))
                 case RecordKind.MODEL_ERROR:
                     metrics.model_error(str(fields.get("role", "unknown")))
+            for observe in observers:
+                try:
+                    observe(call_id, kind, fields)
+                except Exception:  # an observer's bug must never cost the call
+                    structlog.get_logger("calls").exception("record_observer_failed", call_id=call_id)
 
         return record
 
