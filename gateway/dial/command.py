@@ -28,6 +28,7 @@ log = structlog.get_logger("dial")
 ANSWER_WAIT_S = 15.0  # INVITE to 200 OK (a gateway that is not running never answers)
 GREETING_WAIT_S = 8.0  # the greeting is synthesized at start-up: it starts within a second of the answer
 SOUND_DEVICES = Path("/dev/snd")
+LEAD_IN_SAMPLES = 8000 * 3 // 10  # 0.3 s
 
 
 def add_dial_arguments(p: argparse.ArgumentParser) -> None:
@@ -146,8 +147,8 @@ def _call(config: Config, uri: str, turns: list[Turn], stt, expect_greeting: boo
             return 1
         line.connected.wait(5.0)
         record = args.record_dir / time.strftime("%Y%m%d-%H%M%S")
-        greeting = wait_reply(line, time.monotonic(), GREETING_WAIT_S if expect_greeting else 1.0, 30.0,
-                              call.ended.is_set)
+        # from the first packet: the gateway starts its greeting as it answers, before our ACK is out
+        greeting = wait_reply(line, 0.0, GREETING_WAIT_S if expect_greeting else 1.0, 30.0, call.ended.is_set)
         if greeting.heard:
             results.append(out.turn(_result(None, greeting, None, stt, record / "greeting.wav")))
         for i, turn in enumerate(turns, 1):
@@ -191,7 +192,10 @@ def _result(turn: Turn | None, reply: BotReply, latency_ms: float | None, stt, w
         return TurnResult(turn, reply, None, "", None)
     from rtp.resample import int16_to_float, resample_float
 
-    text = stt.transcribe(resample_float(int16_to_float(reply.audio), 8000, 16000)).text.strip()
+    # A lead-in of silence: Whisper dropped the first words of audio that starts mid-voice
+    # ("Harbor Dental, this is the front desk" heard as "this is the front desk").
+    padded = np.concatenate([np.zeros(LEAD_IN_SAMPLES, dtype=np.int16), reply.audio])
+    text = stt.transcribe(resample_float(int16_to_float(padded), 8000, 16000)).text.strip()
     return TurnResult(turn, reply, latency_ms, text, write_wav(wav, reply.audio))
 
 

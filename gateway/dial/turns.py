@@ -52,16 +52,17 @@ def ended(arrivals: Sequence[Arrival], now: float) -> bool:
 
 def wait_reply(line: CallerLine, since: float, start_within_s: float, max_s: float,
                hung_up: Callable[[], bool] = lambda: False) -> BotReply:
-    """The bot's reply that starts after `since`: waits up to `start_within_s` for its onset and
-    up to `max_s` in all for its end (or until the call ends)."""
-    deadline = since + start_within_s
+    """The bot's reply whose audio arrived after `since`: waits up to `start_within_s` (from now)
+    for its onset and up to `max_s` in all for its end (or until the call ends)."""
+    begun = time.monotonic()
+    deadline = begun + start_within_s
     started: float | None = None
     while True:
         now = time.monotonic()
         arrivals = line.arrivals(since)
         if started is None:
             started = onset(arrivals)
-        if started is not None and (ended(arrivals, now) or now - since > max_s):
+        if started is not None and (ended(arrivals, now) or now - begun > max_s):
             break
         if (started is None and now > deadline) or hung_up():
             break
