@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import structlog
 
@@ -81,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dial":
         configure_logging(args.log_level, log_format=log_format)
         return dial_command(config, args)
-    configure_logging(config.logging.level, log_format=log_format)
+    chosen = configure_logging(config.logging.level, log_format=log_format)
     if args.command == "run":
-        return _run(config)
+        return _run(config, args.config if chosen is LogFormat.CONSOLE else None)
     return _call(config, args.uri, args.account, args.agent)
 
 
@@ -121,8 +122,6 @@ def _memory_command(config, args) -> int:
 
 
 def _report_command(config, args) -> int:
-    from pathlib import Path
-
     from gateway.report import report_main  # matplotlib: imported only for this command
     from gateway.store import StoreError, is_postgres_dsn
 
@@ -187,12 +186,14 @@ def _start(config):
     return gateway
 
 
-def _run(config) -> int:
+def _run(config, hint_for: str | None = None) -> int:
     stop = _stop_event()
     drain = _drain_event()
     gateway = _start(config)
     if gateway is None:
         return 1
+    if hint_for is not None:
+        _try_it_hint(config, hint_for)
     try:
         while not stop.wait(0.2):
             if drain.is_set():
@@ -206,6 +207,18 @@ def _run(config) -> int:
     finally:
         gateway.stop()
     return 0
+
+
+def _try_it_hint(config, path: str) -> None:
+    """For a person at the terminal (console logs): how to talk to what just started."""
+    listen = config.sip.listen
+    host = config.sip.public_address if listen.host in ("0.0.0.0", "::") else listen.host
+    voicegate = sys.argv[0] if Path(sys.argv[0]).name == "voicegate" else f"{sys.executable} -m gateway.cli"
+    config_arg = "" if Path(path) == Path("configs/default.yaml") else f" --config {path}"
+    chat = f"  {voicegate} chat{config_arg}\n" if config.needs_models else ""
+    print(f"\nready: point a softphone at sip:voicegate@{host}:{listen.port}, or in another terminal:\n"
+          f'  {voicegate} dial{config_arg} --say "What are your opening hours?"\n{chat}', file=sys.stderr,
+          flush=True)
 
 
 def _call(config, uri: str, account: str | None, agent: str | None) -> int:
