@@ -52,36 +52,47 @@ class OutboundCall:
         self.answered = threading.Event()
         self.ended = threading.Event()
         self.end_status = ""
+        self._started = False
 
     # -- main thread ---------------------------------------------------------------------------------
 
     def start(self, uri: str) -> None:
-        self.stack.start(on_started=self._create_account, on_shutdown=self._shutdown)
-        self.stack.submit(lambda: self._place(uri)).result(timeout=10)
+        """Start the endpoint and send the INVITE; DialError if either fails at once."""
+        try:
+            self.stack.start(on_started=self._create_account, on_shutdown=self._shutdown)
+        except OSError as exc:
+            raise DialError(str(exc)) from None
+        self._started = True
+        error = self.stack.submit(lambda: self._place(uri)).result(timeout=10)
+        if error:
+            raise DialError(f"cannot call {uri}: {error}")
 
     def hang_up(self) -> None:
         """Send BYE (or CANCEL) and wait for the call to end; the SipCall is released on the SIP thread."""
-        if not self.ended.is_set():
+        if self._started and not self.ended.is_set():
             self.stack.submit(self._hang_up).result(timeout=10)
             self.ended.wait(HANGUP_WAIT_S)
 
     def close(self) -> None:
-        self.stack.stop()
+        if self._started:
+            self.stack.stop()
 
     # -- SIP thread ----------------------------------------------------------------------------------
 
     def _create_account(self) -> None:
         self._account = GatewayAccount.local(self.stack, "dial", lambda account, invite: None)
 
-    def _place(self, uri: str) -> None:
+    def _place(self, uri: str) -> str:
+        """Send the INVITE; returns pjsua's reason when it refuses at once (a malformed URI), else ""."""
         assert self._account is not None
         sip = SipCall(self._account, self)
         try:
             sip.makeCall(uri, pj.CallOpParam(True))
         except pj.Error as exc:
-            raise DialError(f"cannot call {uri}: {exc.reason}") from None
+            return str(exc.reason)  # `sip` is dropped here, on the SIP thread
         self._sip = sip
         self.call_id = sip.getInfo().callIdString
+        return ""
 
     def _hang_up(self) -> None:
         if self._sip is not None and not self.ended.is_set():
