@@ -71,3 +71,52 @@ def test_the_facts_shown_are_the_ones_given_to_the_model():
     assert reply.facts == "- Hours: 8 to 5\n- Parking: free"
     assert TextReply(Route.LLM, ["Hi."], plan=TurnPlan(content="hello")).facts is None
     assert show_call(ToolCall("hangup", {})) == "hangup()"
+
+
+def test_a_live_http_tool_runs_and_its_result_is_told(tmp_path: Path):
+    """A real HTTP server on loopback and the small test model (SmolLM2): the lookup runs, and its
+    result is told the way a call tells it (the model's sentence if the agent's check passes it,
+    else the fallback line; which one is the model's business, not the chat's)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from models.llama import LlamaConfig, LlamaCppLlm
+    from models.registry import resolve_test_llm
+
+    asked: list[str] = []
+
+    class Orders(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            asked.append(self.path)
+            body = json.dumps({"status": "shipped"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Orders)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tool = {"http": {"name": "order_status", "description": "Look up an order", "method": "GET",
+                     "url": f"http://127.0.0.1:{server.server_port}/orders/{{order_id}}",
+                     "parameters": {"order_id": {"type": "string", "description": "The order number"}}}}
+    cfg = parse_config({"sip": {"listen": "127.0.0.1:5080"},
+                        "agents": {"desk": {"type": "conversation", "instructions": INSTRUCTIONS, "tools": [tool]}}},
+                       source="gw.yaml")
+    llm = LlamaCppLlm(LlamaConfig(model_path=str(resolve_test_llm()), n_ctx=2048, n_threads=2))
+    out = io.StringIO()
+    c = Chat(cfg, cfg.agents["desk"], llm, live_tools=True, out=out)
+    try:
+        c._tool(ToolCall("order_status", {"order_id": "5521"}), "can you check order 5521")
+    finally:
+        c.close()
+        llm.close()
+        server.shutdown()
+    assert asked == ["/orders/5521"]
+    lines = out.getvalue().splitlines()
+    assert lines[0].strip() == "tool: order_status(order_id='5521')" and lines[1].strip().startswith("tool ok:")
+    assert len(lines) == 3 and lines[-1].startswith("bot: ") and len(lines[-1]) > len("bot: ") + 3, lines
