@@ -13,7 +13,7 @@ from pathlib import Path
 import structlog
 
 from gateway.config import ConfigError, HostPort, load_config
-from gateway.dial.command import add_dial_arguments, dial_command
+from gateway.dial.arguments import add_dial_arguments
 from gateway.logs import LogFormat, configure_logging
 
 log = structlog.get_logger("cli")
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.log_level, log_format=log_format)
         return _chat_command(config, args)
     if args.command == "dial":
+        from gateway.dial.command import dial_command  # audio and SIP code: only for this command
+
         configure_logging(args.log_level, log_format=log_format)
         return dial_command(config, args)
     chosen = configure_logging(config.logging.level, log_format=log_format)

@@ -123,3 +123,10 @@ def test_espeak_speaks_a_line_at_8khz_at_a_set_peak():
     pcm = CallerVoice(VoiceEngine.ESPEAK).speak("What are your opening hours?")
     assert pcm.dtype == np.int16 and 0.8 < len(pcm) / 8000 < 5.0
     assert np.max(np.abs(pcm)) == pytest.approx(PEAK * 32767, rel=0.01)
+
+
+def test_the_voice_choices_are_the_voice_engines():
+    from gateway.dial.arguments import VOICES
+    from gateway.dial.voice import VoiceEngine
+
+    assert VOICES == tuple(v.value for v in VoiceEngine) and VOICES[0] == VoiceEngine.PIPER
