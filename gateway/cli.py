@@ -1,4 +1,4 @@
-"""`voicegate` command line: run, call, check-config."""
+"""`voicegate` command line: run, call, chat, dial, check-config and the record commands."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import signal
 import sys
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import structlog
 
 from gateway.config import ConfigError, HostPort, load_config
-from gateway.logs import configure_logging
+from gateway.dial.arguments import add_dial_arguments
+from gateway.logs import LogFormat, configure_logging
 
 log = structlog.get_logger("cli")
 
@@ -20,11 +22,14 @@ log = structlog.get_logger("cli")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voicegate", description="On-prem AI voice agent: a SIP/RTP gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the gateway in the foreground")
+    logs = argparse.ArgumentParser(add_help=False)
+    logs.add_argument("--log-format", choices=[f.value for f in LogFormat], default=LogFormat.AUTO.value,
+                      help="log lines as JSON or coloured console lines (auto: console on a terminal, else JSON)")
+    run = sub.add_parser("run", help="run the gateway in the foreground", parents=[logs])
     run.add_argument("--config", required=True, help="YAML configuration file")
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", help="YAML configuration file")
-    call = sub.add_parser("call", help="place one outbound call, run its agent, exit when it ends")
+    call = sub.add_parser("call", help="place one outbound call, run its agent, exit when it ends", parents=[logs])
     call.add_argument("--config", required=True, help="YAML configuration file")
     call.add_argument("--account", help="account (username or AOR) to call from; default: the first one")
     call.add_argument("--agent", help="agent to attach; default: the account's agent")
@@ -40,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML configuration file (recording.directory, and a PostgreSQL database: all gateways)")
     report.add_argument("--out", help="output PNG (default: ./<call id>.png)")
     report.add_argument("call_id", help="the call's Call-ID (as in the logs)")
+    chat = sub.add_parser("chat", parents=[logs],
+                          help="talk to an agent by typing: its planner, knowledge, tools (dry run) and LLM")
+    chat.add_argument("--config", default="configs/default.yaml",
+                      help="YAML configuration file (default: configs/default.yaml)")
+    chat.add_argument("--agent", help="conversation agent; default: sip.default_agent or the first one")
+    chat.add_argument("--live-tools", action="store_true",
+                      help="really run HTTP tools and store messages (default: print the call it would make)")
+    chat.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning",
+                      help="log lines shown beside the chat (default: warning)")
+    add_dial_arguments(sub.add_parser("dial", parents=[logs],
+                                      help="call the running gateway over SIP/RTP, speak lines, print the "
+                                           "bot's answers and the voice-to-voice latency"))
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
@@ -58,9 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         return _memory_command(config, args)
     if args.command == "report":
         return _report_command(config, args)
-    configure_logging(config.logging.level)
+    log_format = LogFormat(args.log_format)
+    if args.command == "chat":
+        configure_logging(args.log_level, log_format=log_format)
+        return _chat_command(config, args)
+    if args.command == "dial":
+        from gateway.dial.command import dial_command  # audio and SIP code: only for this command
+
+        configure_logging(args.log_level, log_format=log_format)
+        return dial_command(config, args)
+    chosen = configure_logging(config.logging.level, log_format=log_format)
     if args.command == "run":
-        return _run(config)
+        return _run(config, args.config if chosen is LogFormat.CONSOLE else None)
     return _call(config, args.uri, args.account, args.agent)
 
 
@@ -98,8 +124,6 @@ def _memory_command(config, args) -> int:
 
 
 def _report_command(config, args) -> int:
-    from pathlib import Path
-
     from gateway.report import report_main  # matplotlib: imported only for this command
     from gateway.store import StoreError, is_postgres_dsn
 
@@ -116,6 +140,18 @@ def _report_command(config, args) -> int:
         return 1
     print(out)
     return 0
+
+
+def _chat_command(config, args) -> int:
+    from gateway.chat import run_chat  # loads the LLM engine: only for this command
+
+    try:
+        return run_chat(config, args.config, args.agent, args.live_tools)
+    except ConfigError as exc:
+        print(f"voicegate: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 def _signal_event(*signums: signal.Signals) -> threading.Event:
@@ -152,12 +188,14 @@ def _start(config):
     return gateway
 
 
-def _run(config) -> int:
+def _run(config, hint_for: str | None = None) -> int:
     stop = _stop_event()
     drain = _drain_event()
     gateway = _start(config)
     if gateway is None:
         return 1
+    if hint_for is not None:
+        _try_it_hint(config, hint_for)
     try:
         while not stop.wait(0.2):
             if drain.is_set():
@@ -171,6 +209,18 @@ def _run(config) -> int:
     finally:
         gateway.stop()
     return 0
+
+
+def _try_it_hint(config, path: str) -> None:
+    """For a person at the terminal (console logs): how to talk to what just started."""
+    listen = config.sip.listen
+    host = config.sip.public_address if listen.host in ("0.0.0.0", "::") else listen.host
+    voicegate = sys.argv[0] if Path(sys.argv[0]).name == "voicegate" else f"{sys.executable} -m gateway.cli"
+    config_arg = "" if Path(path) == Path("configs/default.yaml") else f" --config {path}"
+    chat = f"  {voicegate} chat{config_arg}\n" if config.needs_models else ""
+    print(f"\nready: point a softphone at sip:voicegate@{host}:{listen.port}, or in another terminal:\n"
+          f'  {voicegate} dial{config_arg} --say "What are your opening hours?"\n{chat}', file=sys.stderr,
+          flush=True)
 
 
 def _call(config, uri: str, account: str | None, agent: str | None) -> int:

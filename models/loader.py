@@ -24,10 +24,11 @@ all of that before the first call is answered and reports what it cost.
 
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TextIO
 
 import numpy as np
 import structlog
@@ -43,7 +44,7 @@ from models.piper import PiperConfigOptions, PiperTts
 from models.silero import SileroVad
 from models.whisper import WhisperConfig, WhisperStt
 
-__all__ = ["ModelSet", "ModelSetConfig", "WarmUpReport"]
+__all__ = ["LoadProgress", "ModelSet", "ModelSetConfig", "WarmUpReport", "load_llm", "load_stt", "load_tts"]
 
 log = structlog.get_logger("models")
 
@@ -111,18 +112,24 @@ class ModelSet:
         cfg = config or ModelSetConfig()
         gate = ComputeGate() if cfg.compute_gate else None
         report = WarmUpReport()
+        progress = LoadProgress(4)
         t = time.perf_counter()
+        progress.step("loading the voice activity detector")
         vad = SileroVad(cfg.vad_path)
         report.add("load_vad", time.perf_counter() - t)
         t = time.perf_counter()
-        stt: Stt = WhisperStt(cfg.stt, gate=gate) if cfg.stt_engine == "whisper" else OpenAiStt(cfg.openai_stt)
+        progress.step("loading the speech recognizer")
+        stt = load_stt(cfg, gate)
         report.add("load_stt", time.perf_counter() - t)
         t = time.perf_counter()
-        llm: Llm = LlamaCppLlm(cfg.llama, gate=gate) if cfg.llm_engine == "llama" else OpenAiCompatibleLlm(cfg.openai)
+        progress.step("loading the language model")
+        llm = load_llm(cfg, gate)
         report.add("load_llm", time.perf_counter() - t)
         t = time.perf_counter()
-        tts: Tts = PiperTts(cfg.tts, gate=gate) if cfg.tts_engine == "piper" else OpenAiTts(cfg.openai_tts)
+        progress.step("loading the voice")
+        tts = load_tts(cfg, gate)
         report.add("load_tts", time.perf_counter() - t)
+        progress.done(f"models loaded in {report.total_s:.1f} s")
         ms = cls(vad, stt, llm, tts, max_workers=cfg.max_workers, gate=gate)
         ms.load_report = report
         log.info("models_loaded", **report.as_dict())
@@ -138,6 +145,8 @@ class ModelSet:
         the bot could not even apologise, so the gateway refuses to start rather than answer mute.
         """
         report = WarmUpReport()
+        progress = LoadProgress(3)
+        progress.step("warming up the speech recognizer")
         t = time.perf_counter()
         stream = self.vad.new_stream(8000)
         stream.process(np.zeros(320, dtype=np.int16))
@@ -152,6 +161,7 @@ class ModelSet:
             # (as the LLM's): the greeting plays, each turn gets the apology until it is back.
             log.error("stt_warm_up_failed", error=str(exc))
             report.add("stt", time.perf_counter() - t, f"failed: {exc}")
+        progress.step("warming up the language model (the agent's prompt)")
         t = time.perf_counter()
         try:
             self.llm.warm_up(system_prompt)
@@ -161,10 +171,12 @@ class ModelSet:
             # calls get an apology until it is back (and /readyz says so meanwhile).
             log.error("llm_warm_up_failed", error=str(exc))
             report.add("llm", time.perf_counter() - t, f"failed: {exc}")
+        progress.step("warming up the voice")
         t = time.perf_counter()
         for _ in self.tts.synthesize("Hello, how can I help you?"):
             pass
         report.add("tts", time.perf_counter() - t, "one short sentence")
+        progress.done(f"models warmed up in {report.total_s:.1f} s")
         log.info("models_warmed_up", **report.as_dict())
         return report
 
@@ -197,3 +209,48 @@ class ModelSet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def load_stt(cfg: ModelSetConfig, gate: ComputeGate | None = None) -> Stt:
+    """The configured speech recognizer alone (`voicegate dial` transcribes the bot with it)."""
+    return WhisperStt(cfg.stt, gate=gate) if cfg.stt_engine == "whisper" else OpenAiStt(cfg.openai_stt)
+
+
+def load_llm(cfg: ModelSetConfig, gate: ComputeGate | None = None) -> Llm:
+    """The configured language model alone (`voicegate chat` needs nothing else)."""
+    return LlamaCppLlm(cfg.llama, gate=gate) if cfg.llm_engine == "llama" else OpenAiCompatibleLlm(cfg.openai)
+
+
+def load_tts(cfg: ModelSetConfig, gate: ComputeGate | None = None) -> Tts:
+    """The configured voice alone."""
+    return PiperTts(cfg.tts, gate=gate) if cfg.tts_engine == "piper" else OpenAiTts(cfg.openai_tts)
+
+
+class LoadProgress:
+    """One line on a terminal that says which model is loading, rewritten in place.
+
+    Loading and warming up take tens of seconds on 2 cores (the LLM's system prompt alone
+    1-2 s) and the JSON log says nothing until the end, so someone who typed `make run` saw a
+    frozen terminal. The line goes to stderr only when stderr is a terminal: logs piped to a file
+    or a collector never get carriage returns.
+    """
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = bool(isatty is not None and isatty())
+        self.done_steps = 0
+        self.started = time.perf_counter()
+
+    def step(self, what: str) -> None:
+        self.done_steps += 1
+        self._write(f"\r\033[K[{self.done_steps}/{self.total}] {what}...")
+
+    def done(self, summary: str) -> None:
+        self._write(f"\r\033[K{summary}\n")
+
+    def _write(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(text)
+            self.stream.flush()
