@@ -142,7 +142,13 @@ class Gateway:
             return
         if self.config.http.token is None:
             log.warning("http_control_api_disabled", hint="set http.token to enable the control API")
-        self.http = HttpApi((listen.host, listen.port), self.config.http.token, GatewayOperations(self), self.metrics)
+        from gateway.campaigns.dnc import DoNotCallList
+        from gateway.store import open_store
+
+        database = self.config.memory.database  # the do-not-call table lives beside caller memory
+        dnc = DoNotCallList(lambda: open_store(database), self.config.campaigns.do_not_call_file)
+        self.http = HttpApi((listen.host, listen.port), self.config.http.token, GatewayOperations(self), self.metrics,
+                            self.config.campaigns, dnc)
         self.http.start()
 
     # -- SIP thread ----------------------------------------------------------------------------

@@ -28,7 +28,12 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from gateway.campaign import Campaign, parse_campaign_csv
+from gateway.campaigns.contacts import contacts_from_rows, parse_campaign_csv
+from gateway.campaigns.dnc import DoNotCallError, DoNotCallList
+from gateway.campaigns.outcomes import EndedCall
+from gateway.campaigns.policy import POLICY_KEYS, CampaignDefaults
+from gateway.campaigns.results import results_csv
+from gateway.campaigns.scheduler import Campaign
 from gateway.metrics import Metrics
 
 log = structlog.get_logger("http")
@@ -59,6 +64,10 @@ class GatewayControl(Protocol):
 
     def wait_ended(self, call_id: str, timeout: float) -> bool:
         """True once that call has ended (waiting up to `timeout` seconds)."""
+        ...
+
+    def ended_call(self, call_id: str) -> EndedCall | None:
+        """What the call left (outcome, code, duration, AMD verdict, record) once it has ended, else None."""
         ...
 
     def readiness(self) -> dict[str, object]:
@@ -141,7 +150,9 @@ class Route:
 class HttpApi:
     """Serves metrics, probes and the control API on `listen` (port 0: any free port)."""
 
-    def __init__(self, listen: tuple[str, int], token: str | None, control: GatewayControl, metrics: Metrics):
+    def __init__(self, listen: tuple[str, int], token: str | None, control: GatewayControl, metrics: Metrics,
+                 campaign_defaults: CampaignDefaults | None = None, do_not_call: DoNotCallList | None = None):
+        """`do_not_call` is the campaigns' list (None: no list, `/do-not-call` answers 503); closed by `stop()`."""
         if token is not None and not token.strip():
             raise ValueError("http.token must not be empty (leave it unset to disable the control API)")
         self.listen = listen
@@ -152,6 +163,8 @@ class HttpApi:
         self._thread: threading.Thread | None = None
         self._campaigns: dict[str, Campaign] = {}
         self._campaigns_lock = threading.Lock()
+        self._campaign_defaults = campaign_defaults or CampaignDefaults()
+        self._do_not_call = do_not_call
         self._routes = [
             Route(re.compile(r"/metrics"), {"GET": self._get_metrics}, control=False),
             Route(re.compile(r"/healthz"), {"GET": self._get_health}, control=False),
@@ -164,6 +177,10 @@ class HttpApi:
                 re.compile(r"/campaigns/([^/]+)"),
                 {"GET": self._campaign_status, "DELETE": self._stop_campaign}, control=True,
             ),
+            Route(re.compile(r"/campaigns/([^/]+)/results"), {"GET": self._campaign_results}, control=True),
+            Route(re.compile(r"/campaigns/([^/]+)/results\.csv"), {"GET": self._campaign_results_csv}, control=True),
+            Route(re.compile(r"/do-not-call"), {"GET": self._list_dnc, "POST": self._add_dnc}, control=True),
+            Route(re.compile(r"/do-not-call/([^/]+)"), {"DELETE": self._remove_dnc}, control=True),
         ]
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -194,6 +211,8 @@ class HttpApi:
             campaigns = list(self._campaigns.values())
         for campaign in campaigns:
             campaign.stop()
+        if self._do_not_call is not None:
+            self._do_not_call.close()
         self._server = self._thread = None
 
     # --- dispatch -------------------------------------------------------------------------------
@@ -292,18 +311,21 @@ class HttpApi:
         if rate <= 0:
             raise HttpError(HTTPStatus.BAD_REQUEST, "'calls_per_second' must be greater than 0")
         try:
-            rows = parse_campaign_csv(csv_text)
-        except ValueError as exc:
+            policy = self._campaign_defaults.policy.merged({k: v for k, v in data.items() if k in POLICY_KEYS})
+            contacts = contacts_from_rows(parse_campaign_csv(csv_text), policy.timezone)
+        except ValueError as exc:  # PolicyError is one: it names the key
             raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        campaign = Campaign(
-            rows, _optional_str(data, "agent"), int(concurrency), float(rate), self.control,
-            account=_optional_str(data, "account"),
-        )
         campaign_id = uuid.uuid4().hex[:12]
+        campaign = Campaign(
+            contacts, _optional_str(data, "agent"), int(concurrency), float(rate), self.control,
+            account=_optional_str(data, "account"), policy=policy, do_not_call=self._do_not_call, name=campaign_id,
+        )
         self._keep_campaign(campaign_id, campaign)
         campaign.start()
-        log.info("campaign_started", campaign_id=campaign_id, rows=len(rows), concurrency=concurrency, rate=rate)
-        return json_response(HTTPStatus.ACCEPTED, {"campaign_id": campaign_id, "total": len(rows)})
+        log.info("campaign_started", campaign_id=campaign_id, rows=len(contacts), concurrency=concurrency, rate=rate,
+                 policy=policy.describe())
+        return json_response(HTTPStatus.ACCEPTED, {"campaign_id": campaign_id, "total": len(contacts),
+                                                   "policy": policy.describe()})
 
     def _keep_campaign(self, campaign_id: str, campaign: Campaign) -> None:
         with self._campaigns_lock:
@@ -329,6 +351,59 @@ class HttpApi:
         campaign.stop()
         log.info("campaign_stopped", campaign_id=campaign_id)
         return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **campaign.status()})
+
+    def _campaign_results(self, params: tuple[str, ...], body: Body) -> Response:
+        (campaign_id,) = params
+        results = [r.as_json() for r in self._find_campaign(campaign_id).results()]
+        return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, "contacts": results})
+
+    def _campaign_results_csv(self, params: tuple[str, ...], body: Body) -> Response:
+        (campaign_id,) = params
+        text = results_csv(self._find_campaign(campaign_id).results())
+        return Response(HTTPStatus.OK, text.encode(), "text/csv; charset=utf-8",
+                        {"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'})
+
+    # --- do-not-call list ------------------------------------------------------------------------
+
+    def _dnc(self) -> DoNotCallList:
+        if self._do_not_call is None:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "no do-not-call list on this gateway")
+        return self._do_not_call
+
+    def _list_dnc(self, params: tuple[str, ...], body: Body) -> Response:
+        dnc = self._dnc()
+        try:
+            entries = [{"number": e.number, "added_at": e.added_at, "note": e.note} for e in dnc.entries()]
+            return json_response(HTTPStatus.OK, {"numbers": entries, "file_numbers": dnc.file_numbers()})
+        except DoNotCallError as exc:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
+
+    def _add_dnc(self, params: tuple[str, ...], body: Body) -> Response:
+        dnc = self._dnc()
+        data = body.json_object()
+        numbers = data.get("numbers", [data.get("number")])
+        if not isinstance(numbers, list) or not numbers or not all(isinstance(n, str) and n.strip() for n in numbers):
+            raise HttpError(HTTPStatus.BAD_REQUEST, "'number' (a string) or 'numbers' (a list of strings) is required")
+        note = _optional_str(data, "note")
+        try:
+            added = [dnc.add(n, note) for n in numbers]
+        except ValueError as exc:
+            raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        except DoNotCallError as exc:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
+        log.info("do_not_call_added", count=len(added))  # numbers are personal data: not logged
+        return json_response(HTTPStatus.CREATED, {"added": [e.number for e in added]})
+
+    def _remove_dnc(self, params: tuple[str, ...], body: Body) -> Response:
+        (number,) = params
+        try:
+            removed = self._dnc().remove(number)
+        except DoNotCallError as exc:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
+        if not removed:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"not on the do-not-call list: {number}")
+        log.info("do_not_call_removed")
+        return json_response(HTTPStatus.OK, {"removed": number})
 
 
 # --- request field validation -------------------------------------------------------------------

@@ -19,9 +19,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.store.caller_ids import compact_number, normalize_caller_id
+from gateway.store.caller_ids import compact_number, do_not_call_key, normalize_caller_id
 
-__all__ = ["MAX_OPEN_REQUESTS", "MAX_REQUEST_CHARS", "CallerRecord", "MessageRecord", "Store", "StoreError"]
+__all__ = [
+    "MAX_OPEN_REQUESTS", "MAX_REQUEST_CHARS", "CallerRecord", "DoNotCallEntry", "MessageRecord", "Store", "StoreError",
+]
 
 MAX_OPEN_REQUESTS = 20  # newest kept: an endless list would only bloat the prompt it ends up in
 MAX_REQUEST_CHARS = 200
@@ -30,6 +32,8 @@ SECONDS_PER_DAY = 86_400.0
 CALLER_COLUMNS = "caller_id, name, last_reason, last_call_at, call_count, open_requests"
 MESSAGE_COLUMNS = "id, created_at, caller_id, caller_name, callback_number, text, call_id, transcript, agent"
 MESSAGE_INSERT_COLUMNS = MESSAGE_COLUMNS.removeprefix("id, ")
+DO_NOT_CALL_COLUMNS = "number, added_at, note"
+MAX_NOTE_CHARS = 200
 
 
 class StoreError(RuntimeError):
@@ -61,6 +65,15 @@ class MessageRecord:
     call_id: str | None
     transcript: str | None
     agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DoNotCallEntry:
+    """A number that campaigns must never dial (checked right before each dial)."""
+
+    number: str  # as :func:`gateway.store.caller_ids.do_not_call_key` spells it
+    added_at: float
+    note: str | None  # why, or who asked ("asked on the call of 3 May")
 
 
 RequestChange = Callable[[list[str]], list[str]]
@@ -170,6 +183,31 @@ class Store(ABC):
         """Messages created at or after ``since`` (unix seconds; all if None), oldest first."""
         return [message_record(row) for row in self._messages(None if since is None else float(since))]
 
+    # ------------------------------------------------------------------ do-not-call list
+
+    def add_do_not_call(self, number: str, note: str | None = None, at: float | None = None) -> DoNotCallEntry:
+        """Put a number on the do-not-call list (again: keeps the first date, takes a new note)."""
+        key = do_not_call_key(number)
+        if key is None:
+            raise ValueError(f"{number!r} is not a number to put on the do-not-call list")
+        text = clean(note)
+        added = time.time() if at is None else float(at)
+        return DoNotCallEntry(*self._add_do_not_call(key, added, text[:MAX_NOTE_CHARS] if text else None))
+
+    def remove_do_not_call(self, number: str) -> bool:
+        """Take a number off the list; False if it was not on it."""
+        key = do_not_call_key(number)
+        return key is not None and self._remove_do_not_call(key)
+
+    def on_do_not_call(self, number: str) -> bool:
+        """Whether `number` (any spelling) is on the list."""
+        key = do_not_call_key(number)
+        return key is not None and self._on_do_not_call(key)
+
+    def do_not_call(self) -> list[DoNotCallEntry]:
+        """The whole list, oldest first."""
+        return [DoNotCallEntry(*row) for row in self._do_not_call()]  # type: ignore[arg-type]
+
     # ------------------------------------------------------------------ retention
 
     def forget(self, caller_id: str | None) -> int:
@@ -221,6 +259,22 @@ class Store(ABC):
     @abstractmethod
     def _purge(self, cutoff: float) -> int:
         """Delete callers last seen, and messages created, before ``cutoff``; rows deleted."""
+
+    @abstractmethod
+    def _add_do_not_call(self, key: str, at: float, note: str | None) -> Sequence[object]:
+        """Upsert a number (keep added_at, replace a note given) and return its row (DO_NOT_CALL_COLUMNS)."""
+
+    @abstractmethod
+    def _remove_do_not_call(self, key: str) -> bool:
+        """Delete a number; whether it was there."""
+
+    @abstractmethod
+    def _on_do_not_call(self, key: str) -> bool:
+        """Whether the number is listed."""
+
+    @abstractmethod
+    def _do_not_call(self) -> list[Sequence[object]]:
+        """Every row, ordered by (added_at, number)."""
 
 
 # --------------------------------------------------------------------------- helpers for backends

@@ -60,6 +60,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.store.base import (
     CALLER_COLUMNS,
+    DO_NOT_CALL_COLUMNS,
     MESSAGE_COLUMNS,
     MESSAGE_INSERT_COLUMNS,
     RequestChange,
@@ -127,6 +128,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX call_events_call ON call_events (call_id, id)",
         "CREATE INDEX call_events_t ON call_events (t)",
+    ),    # the campaigns' do-not-call list: numbers as gateway.store.caller_ids.do_not_call_key spells them
+    (
+        """CREATE TABLE do_not_call (
+            number   TEXT PRIMARY KEY,
+            added_at DOUBLE PRECISION NOT NULL,
+            note     TEXT
+        )""",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -397,6 +405,32 @@ class PostgresStore(Store):
             return deleted + cur.rowcount
 
         return self._run(work)
+
+    def _add_do_not_call(self, key: str, at: float, note: str | None) -> Sequence[object]:
+        def work(cur: psycopg.Cursor[Any]) -> Sequence[object]:
+            row = cur.execute(
+                f"""INSERT INTO do_not_call (number, added_at, note) VALUES (%s, %s, %s)
+                    ON CONFLICT (number) DO UPDATE SET note = COALESCE(EXCLUDED.note, do_not_call.note)
+                    RETURNING {DO_NOT_CALL_COLUMNS}""",
+                (key, at, note),
+            ).fetchone()
+            assert row is not None  # an upsert with RETURNING always returns its row
+            return row
+
+        return self._run(work)
+
+    def _remove_do_not_call(self, key: str) -> bool:
+        return self._run(lambda cur: cur.execute("DELETE FROM do_not_call WHERE number = %s", (key,)).rowcount > 0)
+
+    def _on_do_not_call(self, key: str) -> bool:
+        return self._run(
+            lambda cur: cur.execute("SELECT 1 FROM do_not_call WHERE number = %s", (key,)).fetchone() is not None
+        )
+
+    def _do_not_call(self) -> list[Sequence[object]]:
+        return self._run(lambda cur: cur.execute(
+            f"SELECT {DO_NOT_CALL_COLUMNS} FROM do_not_call ORDER BY added_at, number"
+        ).fetchall())
 
     # ------------------------------------------------------------------ call events
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from gateway.store.base import (
     CALLER_COLUMNS,
+    DO_NOT_CALL_COLUMNS,
     MESSAGE_COLUMNS,
     MESSAGE_INSERT_COLUMNS,
     RequestChange,
@@ -67,6 +68,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX messages_created ON messages (created_at)",
         "CREATE INDEX messages_caller ON messages (caller_id)",
+    ),    # the campaigns' do-not-call list: numbers as gateway.store.caller_ids.do_not_call_key spells them
+    (
+        """CREATE TABLE do_not_call (
+            number   TEXT PRIMARY KEY,
+            added_at REAL NOT NULL,
+            note     TEXT
+        )""",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -213,3 +221,24 @@ class SqliteStore(Store):
             deleted = db.execute("DELETE FROM callers WHERE last_seen_at < ?", (cutoff,)).rowcount
             deleted += db.execute("DELETE FROM messages WHERE created_at < ?", (cutoff,)).rowcount
         return deleted
+
+    def _add_do_not_call(self, key: str, at: float, note: str | None) -> Sequence[object]:
+        with self._transaction() as db:
+            return db.execute(
+                f"""INSERT INTO do_not_call (number, added_at, note) VALUES (?, ?, ?)
+                    ON CONFLICT (number) DO UPDATE SET note = COALESCE(excluded.note, note)
+                    RETURNING {DO_NOT_CALL_COLUMNS}""",
+                (key, at, note),
+            ).fetchone()
+
+    def _remove_do_not_call(self, key: str) -> bool:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM do_not_call WHERE number = ?", (key,)).rowcount > 0
+
+    def _on_do_not_call(self, key: str) -> bool:
+        with self._reading() as db:
+            return db.execute("SELECT 1 FROM do_not_call WHERE number = ?", (key,)).fetchone() is not None
+
+    def _do_not_call(self) -> list[Sequence[object]]:
+        with self._reading() as db:
+            return db.execute(f"SELECT {DO_NOT_CALL_COLUMNS} FROM do_not_call ORDER BY added_at, number").fetchall()
