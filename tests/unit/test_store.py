@@ -294,3 +294,50 @@ def test_newer_schema_is_refused(tmp_path: Path):
 
 def test_store_error_is_a_runtime_error():
     assert issubclass(StoreError, RuntimeError)
+
+
+# --------------------------------------------------------------------------- do-not-call list
+
+
+def test_do_not_call_matches_any_spelling_of_a_number(store: Store):
+    first = store.add_do_not_call("0049 (30) 123-4567", "asked on the call", at=1000.0)
+    assert first.number == "+49301234567" and first.added_at == 1000.0
+    for spelling in ("+49 30 1234567", "sip:+49301234567@pbx", "tel:+49-30-123-4567", "0049301234567"):
+        assert store.on_do_not_call(spelling), spelling
+    assert not store.on_do_not_call("+49301234568")
+    assert not store.on_do_not_call("030 1234567")  # national: no country is assumed
+
+
+def test_do_not_call_add_again_keeps_the_date_and_takes_a_new_note(store: Store):
+    store.add_do_not_call("2001", "first", at=1000.0)
+    again = store.add_do_not_call("2001", None, at=2000.0)
+    assert (again.added_at, again.note) == (1000.0, "first")
+    store.add_do_not_call("2002", at=1500.0)
+    assert store.add_do_not_call("2001", "  second\n note ", at=3000.0).note == "second note"
+    assert [(e.number, e.note) for e in store.do_not_call()] == [("2001", "second note"), ("2002", None)]
+    assert store.remove_do_not_call("sip:2001@pbx") is True
+    assert store.remove_do_not_call("2001") is False
+    assert [e.number for e in store.do_not_call()] == ["2002"]
+    with pytest.raises(ValueError, match="not a number"):
+        store.add_do_not_call("anonymous")
+
+
+def test_do_not_call_outlives_forget_and_purge(store: Store):
+    store.add_do_not_call("+15551234", at=0.0)
+    store.record_call("+15551234", name="Ann", at=0.0)
+    store.forget("+15551234")  # forgetting a caller must not put them back on the call lists
+    store.purge(1, now=10 * DAY)
+    assert store.on_do_not_call("+1 555 1234")
+
+
+def test_a_version_1_file_gets_the_do_not_call_table(tmp_path: Path):
+    path = tmp_path / "store.db"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE do_not_call")
+    db.execute("UPDATE schema_version SET version = 1")
+    db.commit()
+    db.close()
+    with SqliteStore(path) as store:
+        store.add_do_not_call("2001")
+        assert store.on_do_not_call("2001")
