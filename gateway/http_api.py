@@ -17,32 +17,31 @@ import json
 import re
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import structlog
 
+from gateway.campaigns.book import CampaignBook
 from gateway.campaigns.contacts import contacts_from_rows, parse_campaign_csv
 from gateway.campaigns.dnc import DoNotCallError, DoNotCallList
 from gateway.campaigns.outcomes import EndedCall
-from gateway.campaigns.policy import POLICY_KEYS, CampaignDefaults
 from gateway.campaigns.results import results_csv
-from gateway.campaigns.scheduler import Campaign
 from gateway.metrics import Metrics
+from gateway.store import StoreError
 
 log = structlog.get_logger("http")
+T = TypeVar("T")
 
 MAX_BODY = 1 << 20  # 1 MiB: a 10 000-row campaign CSV fits; anything bigger is a mistake or an attack
 _DRAIN_LIMIT = 4 << 20  # an unread body up to this size is drained so the client still gets our answer
 MAX_CONCURRENCY = 100
 MAX_CALLS_PER_SECOND = 50.0
-MAX_CAMPAIGNS_KEPT = 100  # finished campaigns are kept for status queries, oldest dropped first
 _SHUTDOWN_POLL_S = 0.1  # how soon stop() returns; the idle wake-ups this costs are negligible
 _PROBE_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # scraped often: not logged per request
 
@@ -151,8 +150,8 @@ class HttpApi:
     """Serves metrics, probes and the control API on `listen` (port 0: any free port)."""
 
     def __init__(self, listen: tuple[str, int], token: str | None, control: GatewayControl, metrics: Metrics,
-                 campaign_defaults: CampaignDefaults | None = None, do_not_call: DoNotCallList | None = None):
-        """`do_not_call` is the campaigns' list (None: no list, `/do-not-call` answers 503); closed by `stop()`."""
+                 campaigns: CampaignBook | None = None):
+        """`campaigns`: their defaults, do-not-call list and storage (none: no list, results in memory)."""
         if token is not None and not token.strip():
             raise ValueError("http.token must not be empty (leave it unset to disable the control API)")
         self.listen = listen
@@ -161,10 +160,7 @@ class HttpApi:
         self.metrics = metrics
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._campaigns: dict[str, Campaign] = {}
-        self._campaigns_lock = threading.Lock()
-        self._campaign_defaults = campaign_defaults or CampaignDefaults()
-        self._do_not_call = do_not_call
+        self._campaigns = campaigns or CampaignBook()
         self._routes = [
             Route(re.compile(r"/metrics"), {"GET": self._get_metrics}, control=False),
             Route(re.compile(r"/healthz"), {"GET": self._get_health}, control=False),
@@ -207,12 +203,7 @@ class HttpApi:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        with self._campaigns_lock:
-            campaigns = list(self._campaigns.values())
-        for campaign in campaigns:
-            campaign.stop()
-        if self._do_not_call is not None:
-            self._do_not_call.close()
+        self._campaigns.close()
         self._server = self._thread = None
 
     # --- dispatch -------------------------------------------------------------------------------
@@ -311,64 +302,47 @@ class HttpApi:
         if rate <= 0:
             raise HttpError(HTTPStatus.BAD_REQUEST, "'calls_per_second' must be greater than 0")
         try:
-            policy = self._campaign_defaults.policy.merged({k: v for k, v in data.items() if k in POLICY_KEYS})
+            policy = self._campaigns.policy(data)
             contacts = contacts_from_rows(parse_campaign_csv(csv_text), policy.timezone)
         except ValueError as exc:  # PolicyError is one: it names the key
             raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        campaign_id = uuid.uuid4().hex[:12]
-        campaign = Campaign(
-            contacts, _optional_str(data, "agent"), int(concurrency), float(rate), self.control,
-            account=_optional_str(data, "account"), policy=policy, do_not_call=self._do_not_call, name=campaign_id,
-        )
-        self._keep_campaign(campaign_id, campaign)
-        campaign.start()
+        campaign_id = self._campaigns.start(contacts, _optional_str(data, "agent"), int(concurrency), float(rate),
+                                            self.control, _optional_str(data, "account"), policy)
         log.info("campaign_started", campaign_id=campaign_id, rows=len(contacts), concurrency=concurrency, rate=rate,
                  policy=policy.describe())
         return json_response(HTTPStatus.ACCEPTED, {"campaign_id": campaign_id, "total": len(contacts),
                                                    "policy": policy.describe()})
 
-    def _keep_campaign(self, campaign_id: str, campaign: Campaign) -> None:
-        with self._campaigns_lock:
-            self._campaigns[campaign_id] = campaign
-            finished = [cid for cid, c in self._campaigns.items() if not c.status()["running"]]
-            for cid in finished[: max(0, len(self._campaigns) - MAX_CAMPAIGNS_KEPT)]:
-                del self._campaigns[cid]
-
-    def _find_campaign(self, campaign_id: str) -> Campaign:
-        with self._campaigns_lock:
-            campaign = self._campaigns.get(campaign_id)
-        if campaign is None:
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no such campaign: {campaign_id}")
-        return campaign
-
     def _campaign_status(self, params: tuple[str, ...], body: Body) -> Response:
         (campaign_id,) = params
-        return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **self._find_campaign(campaign_id).status()})
+        return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **_known(self._campaigns.status, campaign_id)})
 
     def _stop_campaign(self, params: tuple[str, ...], body: Body) -> Response:
         (campaign_id,) = params
-        campaign = self._find_campaign(campaign_id)
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is None:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no campaign running here: {campaign_id}")
         campaign.stop()
         log.info("campaign_stopped", campaign_id=campaign_id)
         return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **campaign.status()})
 
     def _campaign_results(self, params: tuple[str, ...], body: Body) -> Response:
         (campaign_id,) = params
-        results = [r.as_json() for r in self._find_campaign(campaign_id).results()]
+        results = _known(self._campaigns.results, campaign_id)
         return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, "contacts": results})
 
     def _campaign_results_csv(self, params: tuple[str, ...], body: Body) -> Response:
         (campaign_id,) = params
-        text = results_csv(self._find_campaign(campaign_id).results())
+        text = results_csv(_known(self._campaigns.results, campaign_id))
         return Response(HTTPStatus.OK, text.encode(), "text/csv; charset=utf-8",
                         {"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'})
 
     # --- do-not-call list ------------------------------------------------------------------------
 
     def _dnc(self) -> DoNotCallList:
-        if self._do_not_call is None:
+        if self._campaigns.do_not_call is None:
             raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "no do-not-call list on this gateway")
-        return self._do_not_call
+        return self._campaigns.do_not_call
 
     def _list_dnc(self, params: tuple[str, ...], body: Body) -> Response:
         dnc = self._dnc()
@@ -407,6 +381,16 @@ class HttpApi:
 
 
 # --- request field validation -------------------------------------------------------------------
+
+
+def _known(lookup: Callable[[str], T], campaign_id: str) -> T:
+    """A campaign lookup: 404 for an unknown campaign, 503 when the store that kept it fails."""
+    try:
+        return lookup(campaign_id)
+    except KeyError:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no such campaign: {campaign_id}") from None
+    except StoreError as exc:
+        raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, f"campaign results: {exc}") from None
 
 
 def _required_str(data: Mapping[str, object], key: str) -> str:

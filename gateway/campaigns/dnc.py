@@ -1,9 +1,8 @@
 """The do-not-call list campaigns check right before each dial: a table in the gateway's database,
 and optionally a plain file (one number a line, `#` comments) that another system maintains.
 
-The table is the one the API edits (`/do-not-call`); with a PostgreSQL `database` every gateway
-shares it.  It is opened here, on first use, as a store of its own: an echo-only gateway opens no
-caller memory, and a campaign's check must not queue behind the calls' caller lookups.  The file
+The table is the one the API edits (`/do-not-call`), in the campaigns' storage (`storage.py`):
+with a PostgreSQL `database` every gateway shares it.  The file
 is read again whenever its modification time changes, so an export dropped in place counts from
 the next dial.  A list that cannot be read blocks the dial (the campaign retries the contact
 later): calling someone who asked not to be called is worse than calling late.
@@ -18,6 +17,7 @@ from typing import TypeVar
 
 import structlog
 
+from gateway.campaigns.storage import CampaignStorage
 from gateway.store import DoNotCallEntry, Store, StoreError, do_not_call_key
 
 log = structlog.get_logger("campaign")
@@ -31,11 +31,8 @@ class DoNotCallError(RuntimeError):
 class DoNotCallList:
     """Safe to share between threads (HTTP workers, campaign threads)."""
 
-    def __init__(self, open_store: Callable[[], Store], file: Path | None = None):
-        self._open_store = open_store
-        self._store: Store | None = None
-        self._closed = False
-        self._lock = threading.Lock()
+    def __init__(self, storage: CampaignStorage, file: Path | None = None):
+        self._storage = storage
         self.file = file
         self._file_numbers: frozenset[str] = frozenset()
         self._file_mtime: float | None = None
@@ -64,22 +61,12 @@ class DoNotCallList:
         return sorted(self._file_keys())
 
     def close(self) -> None:
-        """Close the table's store; the list then answers DoNotCallError (a campaign dials nobody)."""
-        with self._lock:
-            self._closed = True
-            store, self._store = self._store, None
-        if store is not None:
-            store.close()
+        """Close the table's storage; the list then answers DoNotCallError (a campaign dials nobody)."""
+        self._storage.close()
 
     def _with_store(self, work: Callable[[Store], T]) -> T:
         try:
-            with self._lock:
-                if self._closed:
-                    raise StoreError("closed")
-                if self._store is None:
-                    self._store = self._open_store()
-                store = self._store
-            return work(store)
+            return self._storage.run(work)
         except StoreError as exc:
             raise DoNotCallError(f"do-not-call list: {exc}") from None
 

@@ -11,8 +11,10 @@ import csv
 import datetime as dt
 import enum
 import io
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.campaigns.outcomes import AmdVerdict, AttemptOutcome
 
@@ -80,17 +82,31 @@ CSV_COLUMNS = ("row", "to", "timezone", "status", "outcome", "amd", "attempts", 
                "last_attempt_at", "next_attempt_at")
 
 
-def results_csv(results: Iterable[ContactResult]) -> str:
-    """One line per contact (its latest attempt); the full history is in the JSON."""
+def results_csv(results: Iterable[Mapping[str, Any]]) -> str:
+    """One line per contact (its latest attempt) from `ContactResult.as_json()` dicts; the history is in the JSON."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for result in results:
-        row = result.as_json()
-        last = result.last
-        row["last_attempt_at"] = _iso(last.started_at) if last else None
-        writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
+        history = result.get("history") or [{}]
+        row = {**result, "last_attempt_at": history[-1].get("started_at")}
+        writer.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
     return out.getvalue()
+
+
+def tally(contacts: Iterable[tuple[str, str | None, bool]]) -> dict[str, object]:
+    """Counts over (status, outcome of the latest attempt, attempted at all) per contact, as the API shows them."""
+    by_status: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    not_attempted = total = 0
+    for status, outcome, attempted in contacts:
+        total += 1
+        by_status[status] += 1
+        not_attempted += not attempted
+        if status == ContactStatus.DONE and outcome is not None:
+            outcomes[outcome] += 1
+    return {"total": total, "not_attempted": not_attempted, "scheduled": by_status[ContactStatus.SCHEDULED],
+            "done": by_status[ContactStatus.DONE], "outcomes": dict(sorted(outcomes.items()))}
 
 
 def _iso(t: float | None) -> str | None:

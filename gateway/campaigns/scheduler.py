@@ -24,7 +24,6 @@ import dataclasses
 import heapq
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -35,7 +34,9 @@ from gateway.campaigns.contacts import Contact
 from gateway.campaigns.dnc import DoNotCallError, DoNotCallList
 from gateway.campaigns.outcomes import AttemptOutcome, EndedCall, classify
 from gateway.campaigns.policy import CampaignPolicy
-from gateway.campaigns.results import Attempt, ContactResult, ContactStatus
+from gateway.campaigns.results import Attempt, ContactResult, ContactStatus, tally
+from gateway.campaigns.storage import CampaignStorage
+from gateway.store import StoreError
 
 if TYPE_CHECKING:
     from gateway.http_api import GatewayControl
@@ -58,6 +59,7 @@ class Campaign:
     account: str | None = None
     policy: CampaignPolicy = field(default_factory=CampaignPolicy)
     do_not_call: DoNotCallList | None = None
+    archive: CampaignStorage | None = None  # where each contact's latest result is kept (needs a name)
     name: str = ""  # the campaign's id, for the logs
     clock: Callable[[], float] = time.monotonic  # rate spacing
     wall: Callable[[], float] = time.time  # calling hours and back-off
@@ -74,6 +76,7 @@ class Campaign:
     _completed: int = field(default=0, init=False)
     _failed: int = field(default=0, init=False)
     _running: bool = field(default=False, init=False)
+    _archive_failed: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -111,25 +114,23 @@ class Campaign:
 
     def status(self) -> dict[str, object]:
         with self._lock:
-            by_status = Counter(r.status for r in self._results)
-            outcomes = Counter(str(r.last.outcome) for r in self._results if r.status is ContactStatus.DONE and r.last)
+            counts = tally((r.status, None if r.last is None else str(r.last.outcome), bool(r.attempts))
+                           for r in self._results)
             return {
-                "total": len(self._results),
+                "total": counts.pop("total"),
                 "started": self._started,
                 "completed": self._completed,
                 "failed": self._failed,
                 "active": len(self._active),
                 "running": self._running,
                 "stopped": self._stop.is_set(),
-                "not_attempted": sum(1 for r in self._results if not r.attempts),
-                "scheduled": by_status[ContactStatus.SCHEDULED],
-                "done": by_status[ContactStatus.DONE],
-                "outcomes": dict(sorted(outcomes.items())),
+                **counts,
             }
 
     def run(self) -> None:
         """The campaign loop; returns once every contact has a final outcome (or stop()) and its calls ended."""
         self._running = True
+        self._keep(self.results())  # every contact, in one transaction: after a restart the list shows who is left
         next_start = self.clock()
         try:
             while True:
@@ -206,10 +207,9 @@ class Campaign:
         with self._lock:
             self._started += 1
             self._active[call_id] = contact.row
-            result = self._results[contact.row - 1]
-            self._results[contact.row - 1] = dataclasses.replace(
-                result, status=ContactStatus.CALLING, next_attempt_at=None,
-                attempts=(*result.attempts, Attempt(wall, call_id)))
+        result = self._results[contact.row - 1]
+        self._publish(dataclasses.replace(result, status=ContactStatus.CALLING, next_attempt_at=None,
+                                          attempts=(*result.attempts, Attempt(wall, call_id))))
 
     def _reap(self) -> None:
         for call_id, row in list(self._active.items()):
@@ -247,22 +247,35 @@ class Campaign:
             return
         due = self.wall() + delay
         heapq.heappush(self._due, (due, contact.row))
-        with self._lock:
-            self._results[contact.row - 1] = dataclasses.replace(
-                result, status=ContactStatus.SCHEDULED, attempts=attempts, next_attempt_at=due)
+        self._publish(dataclasses.replace(result, status=ContactStatus.SCHEDULED, attempts=attempts,
+                                          next_attempt_at=due))
 
     def _finish(self, contact: Contact, attempt: Attempt, replace_last: bool = False) -> None:
-        with self._lock:
-            result = self._results[contact.row - 1]
-            attempts = (*result.attempts[: -1 if replace_last else None], attempt)
-            self._results[contact.row - 1] = dataclasses.replace(
-                result, status=ContactStatus.DONE, attempts=attempts, next_attempt_at=None)
+        result = self._results[contact.row - 1]
+        attempts = (*result.attempts[: -1 if replace_last else None], attempt)
+        self._publish(dataclasses.replace(result, status=ContactStatus.DONE, attempts=attempts, next_attempt_at=None))
 
     def _schedule(self, contact: Contact, due: float) -> None:
         heapq.heappush(self._due, (due, contact.row))
+        self._publish(dataclasses.replace(self._results[contact.row - 1], status=ContactStatus.SCHEDULED,
+                                          next_attempt_at=due))
+
+    def _publish(self, result: ContactResult) -> None:
+        """Replace the contact's snapshot (under the lock: readers see whole snapshots) and keep it in the store."""
         with self._lock:
-            self._results[contact.row - 1] = dataclasses.replace(
-                self._results[contact.row - 1], status=ContactStatus.SCHEDULED, next_attempt_at=due)
+            self._results[result.row - 1] = result
+        self._keep([result])
+
+    def _keep(self, results: list[ContactResult]) -> None:
+        if self.archive is None or not self.name:
+            return
+        rows = [(r.row, r.as_json()) for r in results]
+        try:
+            self.archive.run(lambda store: store.save_campaign_contacts(self.name, rows))
+        except StoreError as exc:  # the results stay in memory; the campaign goes on
+            if not self._archive_failed:
+                self._log.warning("campaign_results_not_kept", error=str(exc))
+            self._archive_failed = True
 
     def _count(self, failed: int) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.store.caller_ids import compact_number, do_not_call_key, normalize_caller_id
@@ -208,6 +208,29 @@ class Store(ABC):
         """The whole list, oldest first."""
         return [DoNotCallEntry(*row) for row in self._do_not_call()]  # type: ignore[arg-type]
 
+    # ------------------------------------------------------------------ campaign results
+
+    def save_campaign_contacts(self, campaign_id: str, results: Iterable[tuple[int, Mapping[str, object]]],
+                               at: float | None = None) -> None:
+        """Keep campaign contacts' latest results (row number, the JSON the API shows), in one transaction;
+        purged with the callers."""
+        when = time.time() if at is None else float(at)
+        rows = [(campaign_id, int(row), when, json.dumps(dict(result), default=str)) for row, result in results]
+        if rows:
+            self._save_campaign_contacts(rows)
+
+    def campaign_contacts(self, campaign_id: str) -> list[dict[str, object]]:
+        """A campaign's kept contact results, in list order (empty for an unknown campaign)."""
+        results = []
+        for (payload,) in self._campaign_contacts(campaign_id):
+            try:
+                value = json.loads(str(payload))
+            except ValueError:
+                continue  # a damaged row: the others still show
+            if isinstance(value, dict):
+                results.append(value)
+        return results
+
     # ------------------------------------------------------------------ retention
 
     def forget(self, caller_id: str | None) -> int:
@@ -222,7 +245,8 @@ class Store(ABC):
         return self._forget(key)
 
     def purge(self, retention_days: float, now: float | None = None) -> int:
-        """Delete callers not seen, and messages created, more than ``retention_days`` ago.
+        """Delete callers not seen, messages created, and campaign results last changed more than
+        ``retention_days`` ago (never the do-not-call list).
 
         Returns the number of rows deleted.  ``inf`` keeps everything.
         """
@@ -258,7 +282,15 @@ class Store(ABC):
 
     @abstractmethod
     def _purge(self, cutoff: float) -> int:
-        """Delete callers last seen, and messages created, before ``cutoff``; rows deleted."""
+        """Delete callers last seen, messages created and campaign results changed before ``cutoff``; rows deleted."""
+
+    @abstractmethod
+    def _save_campaign_contacts(self, rows: list[tuple[str, int, float, str]]) -> None:
+        """Upsert (campaign_id, row_number, updated_at, result) rows."""
+
+    @abstractmethod
+    def _campaign_contacts(self, campaign_id: str) -> list[Sequence[object]]:
+        """``(result,)`` rows of the campaign, ordered by row number."""
 
     @abstractmethod
     def _add_do_not_call(self, key: str, at: float, note: str | None) -> Sequence[object]:

@@ -128,13 +128,22 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX call_events_call ON call_events (call_id, id)",
         "CREATE INDEX call_events_t ON call_events (t)",
-    ),    # the campaigns' do-not-call list: numbers as gateway.store.caller_ids.do_not_call_key spells them
+    ),    # campaigns: the do-not-call list (numbers as gateway.store.caller_ids.do_not_call_key spells them), results
     (
         """CREATE TABLE do_not_call (
             number   TEXT PRIMARY KEY,
             added_at DOUBLE PRECISION NOT NULL,
             note     TEXT
         )""",
+        # each campaign contact's latest result (gateway.campaigns.results), so results outlive the process
+        """CREATE TABLE campaign_contacts (
+            campaign_id TEXT NOT NULL,
+            row_number  INTEGER NOT NULL,
+            updated_at  DOUBLE PRECISION NOT NULL,
+            result      TEXT NOT NULL,
+            PRIMARY KEY (campaign_id, row_number)
+        )""",
+        "CREATE INDEX campaign_contacts_updated ON campaign_contacts (updated_at)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -401,7 +410,8 @@ class PostgresStore(Store):
         def work(cur: psycopg.Cursor[Any]) -> int:
             _maintenance_timeout(cur)  # at start-up, and the first purge after a long pause may be big
             deleted = cur.execute("DELETE FROM callers WHERE last_seen_at < %s", (cutoff,)).rowcount
-            cur.execute("DELETE FROM messages WHERE created_at < %s", (cutoff,))
+            deleted += cur.execute("DELETE FROM messages WHERE created_at < %s", (cutoff,)).rowcount
+            cur.execute("DELETE FROM campaign_contacts WHERE updated_at < %s", (cutoff,))
             return deleted + cur.rowcount
 
         return self._run(work)
@@ -430,6 +440,19 @@ class PostgresStore(Store):
     def _do_not_call(self) -> list[Sequence[object]]:
         return self._run(lambda cur: cur.execute(
             f"SELECT {DO_NOT_CALL_COLUMNS} FROM do_not_call ORDER BY added_at, number"
+        ).fetchall())
+
+    def _save_campaign_contacts(self, rows: list[tuple[str, int, float, str]]) -> None:
+        self._run(lambda cur: cur.executemany(
+            """INSERT INTO campaign_contacts (campaign_id, row_number, updated_at, result) VALUES (%s, %s, %s, %s)
+               ON CONFLICT (campaign_id, row_number) DO UPDATE SET
+                   updated_at = EXCLUDED.updated_at, result = EXCLUDED.result""",
+            rows,
+        ))
+
+    def _campaign_contacts(self, campaign_id: str) -> list[Sequence[object]]:
+        return self._run(lambda cur: cur.execute(
+            "SELECT result FROM campaign_contacts WHERE campaign_id = %s ORDER BY row_number", (campaign_id,)
         ).fetchall())
 
     # ------------------------------------------------------------------ call events

@@ -10,11 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from pathlib import Path
 
 from tests.integration.conftest import SCENARIOS
-from tests.integration.test_operations_api import http, operated_gateway
+from tests.integration.test_operations_api import campaign_finished, http, operated_gateway
 
 
 def test_campaign_retries_busy_skips_do_not_call_and_reports_per_contact(
@@ -37,13 +36,7 @@ def test_campaign_retries_busy_skips_do_not_call_and_reports_per_contact(
     status, body = http(port, "POST", "/campaigns", request)
     assert status == 202, body
     campaign = json.loads(body)["campaign_id"]
-    deadline = time.monotonic() + 60
-    progress: dict = {}
-    while time.monotonic() < deadline:
-        progress = json.loads(http(port, "GET", f"/campaigns/{campaign}")[1])
-        if not progress["running"]:
-            break
-        time.sleep(0.5)
+    progress = campaign_finished(port, campaign, timeout=60)
     assert not progress["running"], progress
     assert progress["outcomes"] == {"answered": 1, "busy": 1, "do_not_call": 1, "unreachable": 1}, progress
 
@@ -70,3 +63,13 @@ def test_campaign_retries_busy_skips_do_not_call_and_reports_per_contact(
         ("0049301234567", "do_not_call", "0")]
     assert rows[1]["call_id"] == anna["call_id"]
     assert [line["call_id"] for line in gw.find("campaign_attempt_ended")].count(anna["call_id"]) == 1
+
+    # the results outlive the process: a restarted gateway on the same database still has them
+    assert gw.stop() == 0
+    again, again_port = operated_gateway(gateway_factory, tmp_path, database=gw.config["database"])
+    status, body = http(again_port, "GET", f"/campaigns/{campaign}")
+    assert status == 200 and json.loads(body)["kept"] is True, body
+    assert json.loads(body)["outcomes"] == progress["outcomes"]
+    assert http(again_port, "GET", f"/campaigns/{campaign}/results.csv") == (200, text)
+    status, body = http(again_port, "GET", "/do-not-call")
+    assert [e["number"] for e in json.loads(body)["numbers"]] == ["+49301234567"]

@@ -20,6 +20,7 @@ from gateway.campaigns.outcomes import AmdVerdict, EndedCall
 from gateway.campaigns.policy import CampaignPolicy, read_policy
 from gateway.campaigns.results import ContactStatus, results_csv
 from gateway.campaigns.scheduler import Campaign
+from gateway.campaigns.storage import CampaignStorage
 from gateway.store import SqliteStore
 
 # --- CSV -------------------------------------------------------------------------------------------
@@ -369,7 +370,7 @@ def test_no_call_ever_starts_outside_the_window() -> None:
 @pytest.fixture
 def dnc(tmp_path: Path) -> DoNotCallList:
     store = SqliteStore(tmp_path / "vg.db")
-    listed = DoNotCallList(lambda: store)
+    listed = DoNotCallList(CampaignStorage(lambda: store))
     yield listed
     listed.close()
 
@@ -396,7 +397,7 @@ def test_the_list_is_checked_right_before_each_dial(dnc: DoNotCallList) -> None:
 
 def test_an_unreadable_list_holds_the_dial_back(tmp_path: Path) -> None:
     file = tmp_path / "dnc.txt"
-    listed = DoNotCallList(lambda: SqliteStore(tmp_path / "vg.db"), file)  # the file is missing: unreadable
+    listed = DoNotCallList(CampaignStorage(lambda: SqliteStore(tmp_path / "vg.db")), file)  # no file: unreadable
     clock = FakeClock()
     campaign, control = fake_campaign(1, 1, 10.0, 1.0, clock=clock, dnc=listed)
     export = "# exported nightly\n2999  # not this contact\n"
@@ -410,7 +411,7 @@ def test_an_unreadable_list_holds_the_dial_back(tmp_path: Path) -> None:
 def test_the_file_is_read_again_when_it_changes(tmp_path: Path, dnc: DoNotCallList) -> None:
     file = tmp_path / "dnc.txt"
     file.write_text("+1 555 0100\n")
-    listed = DoNotCallList(lambda: SqliteStore(tmp_path / "other.db"), file)
+    listed = DoNotCallList(CampaignStorage(lambda: SqliteStore(tmp_path / "other.db")), file)
     assert listed.blocked("tel:+15550100") and not listed.blocked("+15550101")
     file.write_text("+1 555 0101\n")
     os.utime(file, (time.time() + 5, time.time() + 5))
@@ -424,7 +425,7 @@ def test_the_file_is_read_again_when_it_changes(tmp_path: Path, dnc: DoNotCallLi
 def test_results_csv_has_one_line_per_contact() -> None:
     campaign, _ = fake_campaign(2, 1, 10.0, 1.0, answers={"2001": [603]})
     campaign.run()
-    lines = results_csv(campaign.results()).splitlines()
+    lines = results_csv(r.as_json() for r in campaign.results()).splitlines()
     assert lines[0] == ("row,to,timezone,status,outcome,amd,attempts,duration_s,call_id,record,last_attempt_at,"
                         "next_attempt_at")
     assert lines[1] == "1,2000,UTC,done,answered,,1,1.0,call-1,/records/call-1.jsonl,2026-06-01T12:00:00+00:00,"

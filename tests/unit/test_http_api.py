@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import structlog
 
+from gateway.campaigns.book import CampaignBook
 from gateway.campaigns.dnc import DoNotCallList
 from gateway.campaigns.outcomes import EndedCall
 from gateway.campaigns.policy import read_defaults
+from gateway.campaigns.storage import CampaignStorage
 from gateway.http_api import MAX_BODY, HttpApi
 from gateway.metrics import Metrics
 from gateway.store import SqliteStore
@@ -312,7 +314,7 @@ def wait_finished(api: HttpApi, campaign_id: str) -> dict[str, object]:
 
 def test_campaign_policy_from_the_request_over_the_yaml_defaults(control: FakeControl) -> None:
     defaults = read_defaults({"timezone": "Europe/Berlin", "max_attempts": 2, "retry": {"busy": [3600]}})
-    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), defaults)
+    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), CampaignBook(defaults))
     api.start()
     try:
         reply = request(api, "POST", "/campaigns", {"csv": "to\nbusy-1\n2002\n", "calls_per_second": 50,
@@ -349,8 +351,9 @@ def test_campaign_bad_policy_is_400_naming_the_key(api: HttpApi, payload: dict[s
 
 
 def test_do_not_call_api_adds_lists_and_removes(control: FakeControl, tmp_path: Path) -> None:
-    dnc = DoNotCallList(lambda: SqliteStore(tmp_path / "vg.db"))
-    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), do_not_call=dnc)
+    storage = CampaignStorage(lambda: SqliteStore(tmp_path / "vg.db"))
+    dnc = DoNotCallList(storage)
+    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), CampaignBook(do_not_call=dnc, storage=storage))
     api.start()
     try:
         assert request(api, "POST", "/do-not-call", {"number": "+49 30 123-4567"}, token=None).status == 401
@@ -381,6 +384,36 @@ def request_refused_after_stop(dnc: DoNotCallList) -> bool:
     except Exception as exc:  # DoNotCallError
         return "closed" in str(exc)
     return False
+
+
+def test_campaign_results_outlive_the_api_that_ran_it(control: FakeControl, tmp_path: Path) -> None:
+    def book() -> CampaignBook:
+        return CampaignBook(storage=CampaignStorage(lambda: SqliteStore(tmp_path / "vg.db")))
+
+    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), book())
+    api.start()
+    try:
+        reply = request(api, "POST", "/campaigns", {"csv": "to\nbusy-1\n2002\n", "calls_per_second": 50,
+                                                    "max_attempts": 1})
+        campaign_id = reply.json()["campaign_id"]
+        live = wait_finished(api, campaign_id)
+        results = request(api, "GET", f"/campaigns/{campaign_id}/results").json()
+        csv_text = request(api, "GET", f"/campaigns/{campaign_id}/results.csv").body
+    finally:
+        api.stop()
+    again = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), book())  # a restarted gateway
+    again.start()
+    try:
+        kept = request(again, "GET", f"/campaigns/{campaign_id}").json()
+        assert kept["kept"] is True and kept["running"] is False
+        same = ("total", "done", "outcomes")
+        assert {k: kept[k] for k in same} == {k: live[k] for k in same}
+        assert request(again, "GET", f"/campaigns/{campaign_id}/results").json() == results
+        assert request(again, "GET", f"/campaigns/{campaign_id}/results.csv").body == csv_text
+        assert request(again, "DELETE", f"/campaigns/{campaign_id}").status == 404  # nothing runs here to stop
+        assert request(again, "GET", "/campaigns/unknown/results").status == 404
+    finally:
+        again.stop()
 
 
 def test_no_do_not_call_list_is_503(api: HttpApi) -> None:

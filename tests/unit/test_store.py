@@ -330,14 +330,27 @@ def test_do_not_call_outlives_forget_and_purge(store: Store):
     assert store.on_do_not_call("+1 555 1234")
 
 
-def test_a_version_1_file_gets_the_do_not_call_table(tmp_path: Path):
+def test_a_version_1_file_gets_the_campaign_tables(tmp_path: Path):
     path = tmp_path / "store.db"
     SqliteStore(path).close()
     db = sqlite3.connect(path)
     db.execute("DROP TABLE do_not_call")
+    db.execute("DROP TABLE campaign_contacts")
     db.execute("UPDATE schema_version SET version = 1")
     db.commit()
     db.close()
     with SqliteStore(path) as store:
         store.add_do_not_call("2001")
         assert store.on_do_not_call("2001")
+        store.save_campaign_contacts("c", [(1, {"to": "2001"})])
+        assert store.campaign_contacts("c") == [{"to": "2001"}]
+
+
+def test_campaign_results_are_kept_per_row_and_purged_with_the_callers(store: Store):
+    store.save_campaign_contacts("c1", [(2, {"to": "2002", "status": "pending"}), (1, {"to": "2001"})], at=0.0)
+    store.save_campaign_contacts("c1", [(2, {"to": "2002", "status": "done", "outcome": "busy"})], at=5 * DAY)
+    store.save_campaign_contacts("c2", [(1, {"to": "3001"})], at=5 * DAY)
+    assert store.campaign_contacts("c1") == [{"to": "2001"}, {"to": "2002", "status": "done", "outcome": "busy"}]
+    assert store.campaign_contacts("nope") == []
+    assert store.purge(2, now=6 * DAY) == 1  # row 1 of c1, unchanged since day 0
+    assert [r["to"] for r in store.campaign_contacts("c1")] == ["2002"]
