@@ -1,5 +1,5 @@
-"""The gateway's database: what it remembers about callers, the messages it took, and (on
-PostgreSQL) the events of every call.
+"""The gateway's database: what it remembers about callers, the messages it took, the campaigns'
+do-not-call list and results, and (on PostgreSQL) the events of every call.
 
 Two backends behind one API (:class:`Store`):
 

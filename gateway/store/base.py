@@ -215,7 +215,8 @@ class Store(ABC):
         """Keep campaign contacts' latest results (row number, the JSON the API shows), in one transaction;
         purged with the callers."""
         when = time.time() if at is None else float(at)
-        rows = [(campaign_id, int(row), when, json.dumps(dict(result), default=str)) for row, result in results]
+        rows = [(campaign_id, int(row), normalize_caller_id(str(result.get("to") or "")), when,
+                 json.dumps(dict(result), default=str)) for row, result in results]
         if rows:
             self._save_campaign_contacts(rows)
 
@@ -234,7 +235,8 @@ class Store(ABC):
     # ------------------------------------------------------------------ retention
 
     def forget(self, caller_id: str | None) -> int:
-        """Delete everything about a caller (their record and their messages); return rows deleted.
+        """Delete everything about a caller (their record, their messages, campaign results for their
+        number; never the do-not-call list); return rows deleted.
 
         Messages are matched by the caller ID they came from and by the callback number they
         left, so a caller who phoned anonymously but left this number is forgotten too.
@@ -278,15 +280,15 @@ class Store(ABC):
 
     @abstractmethod
     def _forget(self, key: str) -> int:
-        """Delete the caller and their messages (by caller ID or callback number); rows deleted."""
+        """Delete the caller, their messages (by caller ID or callback number) and campaign results; rows deleted."""
 
     @abstractmethod
     def _purge(self, cutoff: float) -> int:
         """Delete callers last seen, messages created and campaign results changed before ``cutoff``; rows deleted."""
 
     @abstractmethod
-    def _save_campaign_contacts(self, rows: list[tuple[str, int, float, str]]) -> None:
-        """Upsert (campaign_id, row_number, updated_at, result) rows."""
+    def _save_campaign_contacts(self, rows: list[tuple[str, int, str | None, float, str]]) -> None:
+        """Upsert (campaign_id, row_number, number, updated_at, result) rows."""
 
     @abstractmethod
     def _campaign_contacts(self, campaign_id: str) -> list[Sequence[object]]:

@@ -139,11 +139,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE campaign_contacts (
             campaign_id TEXT NOT NULL,
             row_number  INTEGER NOT NULL,
+            number      TEXT,
             updated_at  DOUBLE PRECISION NOT NULL,
             result      TEXT NOT NULL,
             PRIMARY KEY (campaign_id, row_number)
         )""",
         "CREATE INDEX campaign_contacts_updated ON campaign_contacts (updated_at)",
+        "CREATE INDEX campaign_contacts_number ON campaign_contacts (number)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -401,7 +403,10 @@ class PostgresStore(Store):
     def _forget(self, key: str) -> int:
         def work(cur: psycopg.Cursor[Any]) -> int:
             deleted = cur.execute("DELETE FROM callers WHERE caller_id = %s", (key,)).rowcount
-            cur.execute("DELETE FROM messages WHERE caller_id = %s OR callback_number = %s", (key, key))
+            deleted += cur.execute(
+                "DELETE FROM messages WHERE caller_id = %s OR callback_number = %s", (key, key)
+            ).rowcount
+            cur.execute("DELETE FROM campaign_contacts WHERE number = %s", (key,))
             return deleted + cur.rowcount
 
         return self._run(work)
@@ -442,9 +447,10 @@ class PostgresStore(Store):
             f"SELECT {DO_NOT_CALL_COLUMNS} FROM do_not_call ORDER BY added_at, number"
         ).fetchall())
 
-    def _save_campaign_contacts(self, rows: list[tuple[str, int, float, str]]) -> None:
+    def _save_campaign_contacts(self, rows: list[tuple[str, int, str | None, float, str]]) -> None:
         self._run(lambda cur: cur.executemany(
-            """INSERT INTO campaign_contacts (campaign_id, row_number, updated_at, result) VALUES (%s, %s, %s, %s)
+            """INSERT INTO campaign_contacts (campaign_id, row_number, number, updated_at, result)
+                   VALUES (%s, %s, %s, %s, %s)
                ON CONFLICT (campaign_id, row_number) DO UPDATE SET
                    updated_at = EXCLUDED.updated_at, result = EXCLUDED.result""",
             rows,

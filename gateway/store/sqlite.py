@@ -79,11 +79,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE campaign_contacts (
             campaign_id TEXT NOT NULL,
             row_number  INTEGER NOT NULL,
+            number      TEXT,
             updated_at  REAL NOT NULL,
             result      TEXT NOT NULL,
             PRIMARY KEY (campaign_id, row_number)
         )""",
         "CREATE INDEX campaign_contacts_updated ON campaign_contacts (updated_at)",
+        "CREATE INDEX campaign_contacts_number ON campaign_contacts (number)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -220,6 +222,7 @@ class SqliteStore(Store):
             deleted += db.execute(
                 "DELETE FROM messages WHERE caller_id = ? OR callback_number = ?", (key, key)
             ).rowcount
+            deleted += db.execute("DELETE FROM campaign_contacts WHERE number = ?", (key,)).rowcount
         if deleted:
             with self._reading() as db:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -253,10 +256,11 @@ class SqliteStore(Store):
         with self._reading() as db:
             return db.execute(f"SELECT {DO_NOT_CALL_COLUMNS} FROM do_not_call ORDER BY added_at, number").fetchall()
 
-    def _save_campaign_contacts(self, rows: list[tuple[str, int, float, str]]) -> None:
+    def _save_campaign_contacts(self, rows: list[tuple[str, int, str | None, float, str]]) -> None:
         with self._transaction() as db:
             db.executemany(
-                """INSERT INTO campaign_contacts (campaign_id, row_number, updated_at, result) VALUES (?, ?, ?, ?)
+                """INSERT INTO campaign_contacts (campaign_id, row_number, number, updated_at, result)
+                   VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (campaign_id, row_number) DO UPDATE SET
                        updated_at = excluded.updated_at, result = excluded.result""",
                 rows,

@@ -354,3 +354,9 @@ def test_campaign_results_are_kept_per_row_and_purged_with_the_callers(store: St
     assert store.campaign_contacts("nope") == []
     assert store.purge(2, now=6 * DAY) == 1  # row 1 of c1, unchanged since day 0
     assert [r["to"] for r in store.campaign_contacts("c1")] == ["2002"]
+
+
+def test_forget_deletes_the_callers_campaign_results(store: Store):
+    store.save_campaign_contacts("c1", [(1, {"to": "sip:+1 555 1234@pbx"}), (2, {"to": "2002"})])
+    assert store.forget("+15551234") == 1
+    assert store.campaign_contacts("c1") == [{"to": "2002"}]
