@@ -3,6 +3,9 @@ the contacts' time zones."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,6 +14,7 @@ from gateway.calls.outcome import CallOutcome
 from gateway.campaigns.contacts import contacts_from_rows
 from gateway.campaigns.outcomes import AmdVerdict, AttemptOutcome, EndedCall, classify
 from gateway.campaigns.policy import CampaignPolicy, PolicyError, RetryPolicy, read_defaults, read_policy
+from gateway.operations import GatewayOperations
 
 
 def after_call_progress(*values: object) -> object:
@@ -104,3 +108,22 @@ def test_timezone_column_is_per_contact_and_not_a_variable() -> None:
     assert second.zone.key == "Europe/Berlin"
     with pytest.raises(ValueError, match=r"row 2 \(2\): 'TimeZone': expected an IANA"):
         contacts_from_rows([rows[0], {"to": "2", "TimeZone": "CEST"}], ZoneInfo("UTC"))
+
+
+def test_the_gateway_tells_campaigns_what_an_ended_call_left() -> None:
+    hooks: list = []
+    calls = SimpleNamespace(on_ended=hooks.append, metrics=SimpleNamespace(on_collect=lambda f: None))
+    operations = GatewayOperations(SimpleNamespace(calls=calls))  # type: ignore[arg-type]
+    recorder = SimpleNamespace(paths=SimpleNamespace(jsonl=Path("/records/2026-06-01/c1.jsonl")))
+    answered = SimpleNamespace(call_id="c1", confirmed=True, created_at=time.monotonic() - 12.3, recorder=recorder,
+                               amd_verdict="machine")
+    assert operations.ended_call("c1") is None
+    hooks[0](answered, 200, "remote_bye: Normal call clearing")
+    ended = operations.ended_call("c1")
+    assert ended is not None and operations.wait_ended("c1", 0)
+    assert (ended.code, ended.answered, ended.amd, ended.record) == (200, True, AmdVerdict.MACHINE,
+                                                                     "/records/2026-06-01/c1.jsonl")
+    assert 12.3 <= ended.duration_s < 15 and classify(ended) is AttemptOutcome.MACHINE
+    hooks[0](SimpleNamespace(call_id="c2", confirmed=False, created_at=time.monotonic(), recorder=None), 486,
+             "not_answered: Busy Here")  # no AMD on a call nobody answered
+    assert classify(operations.ended_call("c2")) is AttemptOutcome.BUSY
