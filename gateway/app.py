@@ -142,9 +142,17 @@ class Gateway:
             return
         if self.config.http.token is None:
             log.warning("http_control_api_disabled", hint="set http.token to enable the control API")
+        from gateway.campaigns.book import CampaignBook
+        from gateway.campaigns.dnc import DoNotCallList
+        from gateway.campaigns.storage import CampaignStorage
+        from gateway.store import open_store
+
+        database = self.config.memory.database  # the do-not-call list and campaign results live beside caller memory
+        storage = CampaignStorage(lambda: open_store(database))
+        dnc = DoNotCallList(storage, self.config.campaigns.do_not_call_file)
         operations = GatewayOperations(self)
         self.http = HttpApi((listen.host, listen.port), self.config.http.token, operations, self.metrics,
-                            console=_console(self, operations))
+                            CampaignBook(self.config.campaigns, dnc, storage), console=_console(self, operations))
         self.http.start()
 
     # -- SIP thread ----------------------------------------------------------------------------

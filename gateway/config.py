@@ -9,6 +9,7 @@ that secrets stay out of the file.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from gateway.campaigns.policy import CampaignDefaults, PolicyError, read_defaults
 from gateway.conversation.settings import CHOICES, WORDS, ConversationSettings, yaml_keys
 from gateway.store.dsn import dsn_password, is_postgres_dsn, redact_dsn
 from gateway.tools import ToolError, ToolsConfig, load_tools
@@ -216,6 +218,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    campaigns: CampaignDefaults = field(default_factory=CampaignDefaults)
 
     @property
     def needs_models(self) -> bool:
@@ -819,7 +822,7 @@ def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] 
     """Validate an already-parsed YAML document."""
     r = _Reader(source, os.environ if env is None else env)
     top = r.mapping(data, "", {"sip", "rtp", "agents", "logging", "models", "memory", "database", "http",
-                               "recording"}, {"sip", "agents"})
+                               "recording", "campaigns"}, {"sip", "agents"})
     agents_raw = top["agents"]
     if not isinstance(agents_raw, dict) or not agents_raw:
         raise r.fail("agents", "at least one agent", agents_raw)
@@ -838,7 +841,18 @@ def parse_config(data: object, source: str = "<config>", env: Mapping[str, str] 
         memory=_read_memory(r, top.get("memory", {}), top.get("database")),
         http=_read_http(r, top.get("http", {})),
         recording=_read_recording(r, top.get("recording", {})),
+        campaigns=_read_campaigns(r, top.get("campaigns", {})),
     )
+
+
+def _read_campaigns(r: _Reader, raw: object) -> CampaignDefaults:
+    """The campaigns' defaults; their one parser (gateway/campaigns/policy.py) also reads API requests."""
+    try:
+        return read_defaults(raw)
+    except PolicyError as exc:
+        key = "campaigns" if exc.key == "campaigns" else f"campaigns.{exc.key}"
+        given = exc.got is not dataclasses.MISSING
+        raise r.fail(key, exc.expected, exc.got if given else None, has_got=given) from None
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -17,30 +17,34 @@ import json
 import re
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from gateway.campaign import Campaign, parse_campaign_csv
+from gateway.campaigns.book import CampaignBook
+from gateway.campaigns.contacts import contacts_from_rows, parse_campaign_csv
+from gateway.campaigns.dnc import DoNotCallError, DoNotCallList
+from gateway.campaigns.outcomes import EndedCall
+from gateway.campaigns.results import results_csv
 from gateway.metrics import Metrics
+from gateway.store import StoreError
 
 if TYPE_CHECKING:
     from gateway.console import Console
 
 log = structlog.get_logger("http")
+T = TypeVar("T")
 
 MAX_BODY = 1 << 20  # 1 MiB: a 10 000-row campaign CSV fits; anything bigger is a mistake or an attack
 _DRAIN_LIMIT = 4 << 20  # an unread body up to this size is drained so the client still gets our answer
 MAX_CONCURRENCY = 100
 MAX_CALLS_PER_SECOND = 50.0
-MAX_CAMPAIGNS_KEPT = 100  # finished campaigns are kept for status queries, oldest dropped first
 _SHUTDOWN_POLL_S = 0.1  # how soon stop() returns; the idle wake-ups this costs are negligible
 _PROBE_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # scraped often: not logged per request
 
@@ -62,6 +66,10 @@ class GatewayControl(Protocol):
 
     def wait_ended(self, call_id: str, timeout: float) -> bool:
         """True once that call has ended (waiting up to `timeout` seconds)."""
+        ...
+
+    def ended_call(self, call_id: str) -> EndedCall | None:
+        """What the call left (outcome, code, duration, AMD verdict, record) once it has ended, else None."""
         ...
 
     def readiness(self) -> dict[str, object]:
@@ -155,7 +163,8 @@ class HttpApi:
     """Serves metrics, probes and the control API on `listen` (port 0: any free port)."""
 
     def __init__(self, listen: tuple[str, int], token: str | None, control: GatewayControl, metrics: Metrics,
-                 console: Console | None = None):
+                 campaigns: CampaignBook | None = None, console: Console | None = None):
+        """`campaigns`: their defaults, do-not-call list and storage (none: no list, results in memory)."""
         if token is not None and not token.strip():
             raise ValueError("http.token must not be empty (leave it unset to disable the control API)")
         self.listen = listen
@@ -167,8 +176,7 @@ class HttpApi:
             console.mount(self.dispatch, token)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._campaigns: dict[str, Campaign] = {}
-        self._campaigns_lock = threading.Lock()
+        self._campaigns = campaigns or CampaignBook()
         self._routes = [
             Route(re.compile(r"/metrics"), {"GET": self._get_metrics}, control=False),
             Route(re.compile(r"/healthz"), {"GET": self._get_health}, control=False),
@@ -181,6 +189,10 @@ class HttpApi:
                 re.compile(r"/campaigns/([^/]+)"),
                 {"GET": self._campaign_status, "DELETE": self._stop_campaign}, control=True,
             ),
+            Route(re.compile(r"/campaigns/([^/]+)/results"), {"GET": self._campaign_results}, control=True),
+            Route(re.compile(r"/campaigns/([^/]+)/results\.csv"), {"GET": self._campaign_results_csv}, control=True),
+            Route(re.compile(r"/do-not-call"), {"GET": self._list_dnc, "POST": self._add_dnc}, control=True),
+            Route(re.compile(r"/do-not-call/([^/]+)"), {"DELETE": self._remove_dnc}, control=True),
         ]
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -209,10 +221,7 @@ class HttpApi:
             self._thread.join(timeout=5)
         if self.console is not None:
             self.console.close()
-        with self._campaigns_lock:
-            campaigns = list(self._campaigns.values())
-        for campaign in campaigns:
-            campaign.stop()
+        self._campaigns.close()
         self._server = self._thread = None
 
     # --- dispatch -------------------------------------------------------------------------------
@@ -313,46 +322,95 @@ class HttpApi:
         if rate <= 0:
             raise HttpError(HTTPStatus.BAD_REQUEST, "'calls_per_second' must be greater than 0")
         try:
-            rows = parse_campaign_csv(csv_text)
-        except ValueError as exc:
+            policy = self._campaigns.policy(data)
+            contacts = contacts_from_rows(parse_campaign_csv(csv_text), policy.timezone)
+        except ValueError as exc:  # PolicyError is one: it names the key
             raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        campaign = Campaign(
-            rows, _optional_str(data, "agent"), int(concurrency), float(rate), self.control,
-            account=_optional_str(data, "account"),
-        )
-        campaign_id = uuid.uuid4().hex[:12]
-        self._keep_campaign(campaign_id, campaign)
-        campaign.start()
-        log.info("campaign_started", campaign_id=campaign_id, rows=len(rows), concurrency=concurrency, rate=rate)
-        return json_response(HTTPStatus.ACCEPTED, {"campaign_id": campaign_id, "total": len(rows)})
-
-    def _keep_campaign(self, campaign_id: str, campaign: Campaign) -> None:
-        with self._campaigns_lock:
-            self._campaigns[campaign_id] = campaign
-            finished = [cid for cid, c in self._campaigns.items() if not c.status()["running"]]
-            for cid in finished[: max(0, len(self._campaigns) - MAX_CAMPAIGNS_KEPT)]:
-                del self._campaigns[cid]
-
-    def _find_campaign(self, campaign_id: str) -> Campaign:
-        with self._campaigns_lock:
-            campaign = self._campaigns.get(campaign_id)
-        if campaign is None:
-            raise HttpError(HTTPStatus.NOT_FOUND, f"no such campaign: {campaign_id}")
-        return campaign
+        campaign_id = self._campaigns.start(contacts, _optional_str(data, "agent"), int(concurrency), float(rate),
+                                            self.control, _optional_str(data, "account"), policy)
+        log.info("campaign_started", campaign_id=campaign_id, rows=len(contacts), concurrency=concurrency, rate=rate,
+                 policy=policy.describe())
+        return json_response(HTTPStatus.ACCEPTED, {"campaign_id": campaign_id, "total": len(contacts),
+                                                   "policy": policy.describe()})
 
     def _campaign_status(self, params: tuple[str, ...], body: Body) -> Response:
         (campaign_id,) = params
-        return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **self._find_campaign(campaign_id).status()})
+        return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **_known(self._campaigns.status, campaign_id)})
 
     def _stop_campaign(self, params: tuple[str, ...], body: Body) -> Response:
         (campaign_id,) = params
-        campaign = self._find_campaign(campaign_id)
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is None:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no campaign running here: {campaign_id}")
         campaign.stop()
         log.info("campaign_stopped", campaign_id=campaign_id)
         return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **campaign.status()})
 
+    def _campaign_results(self, params: tuple[str, ...], body: Body) -> Response:
+        (campaign_id,) = params
+        results = _known(self._campaigns.results, campaign_id)
+        return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, "contacts": results})
+
+    def _campaign_results_csv(self, params: tuple[str, ...], body: Body) -> Response:
+        (campaign_id,) = params
+        text = results_csv(_known(self._campaigns.results, campaign_id))
+        return Response(HTTPStatus.OK, text.encode(), "text/csv; charset=utf-8",
+                        {"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'})
+
+    # --- do-not-call list ------------------------------------------------------------------------
+
+    def _dnc(self) -> DoNotCallList:
+        if self._campaigns.do_not_call is None:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "no do-not-call list on this gateway")
+        return self._campaigns.do_not_call
+
+    def _list_dnc(self, params: tuple[str, ...], body: Body) -> Response:
+        dnc = self._dnc()
+        try:
+            entries = [{"number": e.number, "added_at": e.added_at, "note": e.note} for e in dnc.entries()]
+            return json_response(HTTPStatus.OK, {"numbers": entries, "file_numbers": dnc.file_numbers()})
+        except DoNotCallError as exc:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
+
+    def _add_dnc(self, params: tuple[str, ...], body: Body) -> Response:
+        dnc = self._dnc()
+        data = body.json_object()
+        numbers = data.get("numbers", [data.get("number")])
+        if not isinstance(numbers, list) or not numbers or not all(isinstance(n, str) and n.strip() for n in numbers):
+            raise HttpError(HTTPStatus.BAD_REQUEST, "'number' (a string) or 'numbers' (a list of strings) is required")
+        note = _optional_str(data, "note")
+        try:
+            added = [dnc.add(n, note) for n in numbers]
+        except ValueError as exc:
+            raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        except DoNotCallError as exc:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
+        log.info("do_not_call_added", count=len(added))  # numbers are personal data: not logged
+        return json_response(HTTPStatus.CREATED, {"added": [e.number for e in added]})
+
+    def _remove_dnc(self, params: tuple[str, ...], body: Body) -> Response:
+        (number,) = params
+        try:
+            removed = self._dnc().remove(number)
+        except DoNotCallError as exc:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from None
+        if not removed:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"not on the do-not-call list: {number}")
+        log.info("do_not_call_removed")
+        return json_response(HTTPStatus.OK, {"removed": number})
+
 
 # --- request field validation -------------------------------------------------------------------
+
+
+def _known(lookup: Callable[[str], T], campaign_id: str) -> T:
+    """A campaign lookup: 404 for an unknown campaign, 503 when the store that kept it fails."""
+    try:
+        return lookup(campaign_id)
+    except KeyError:
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no such campaign: {campaign_id}") from None
+    except StoreError as exc:
+        raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, f"campaign results: {exc}") from None
 
 
 def _required_str(data: Mapping[str, object], key: str) -> str:

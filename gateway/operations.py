@@ -7,9 +7,12 @@ SIP thread through the gateway's own thread-safe entry points, never touching pj
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from gateway.campaigns.outcomes import AmdVerdict, EndedCall
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -21,7 +24,7 @@ _ENDED_KEPT = 10000
 class GatewayOperations:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
-        self._ended: OrderedDict[str, float] = OrderedDict()
+        self._ended: OrderedDict[str, EndedCall] = OrderedDict()
         self._cond = threading.Condition()
         gateway.calls.on_ended(self._call_ended)
         gateway.calls.metrics.on_collect(self._collect_registrations)
@@ -57,6 +60,10 @@ class GatewayOperations:
         with self._cond:
             return self._cond.wait_for(lambda: call_id in self._ended, timeout)
 
+    def ended_call(self, call_id: str) -> EndedCall | None:
+        with self._cond:
+            return self._ended.get(call_id)
+
     def readiness(self) -> dict[str, object]:
         gw = self.gateway
         models_loaded = gw.services is not None or not gw.config.needs_models
@@ -77,8 +84,15 @@ class GatewayOperations:
         return self.gateway.calls.draining
 
     def _call_ended(self, call, code: int, reason: str) -> None:
+        recorder = call.recorder
+        ended = EndedCall(
+            call.call_id, code, reason, call.confirmed, round(time.monotonic() - call.created_at, 2),
+            # the answering-machine verdict, when the call has one (issue 14's AMD sets it)
+            AmdVerdict.parse(getattr(call, "amd_verdict", None)),
+            str(recorder.paths.jsonl) if recorder is not None else None,
+        )
         with self._cond:
-            self._ended[call.call_id] = code
+            self._ended[call.call_id] = ended
             while len(self._ended) > _ENDED_KEPT:
                 self._ended.popitem(last=False)
             self._cond.notify_all()

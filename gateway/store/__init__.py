@@ -1,5 +1,5 @@
-"""The gateway's database: what it remembers about callers, the messages it took, and (on
-PostgreSQL) the events of every call.
+"""The gateway's database: what it remembers about callers, the messages it took, the campaigns'
+do-not-call list and results, and (on PostgreSQL) the events of every call.
 
 Two backends behind one API (:class:`Store`):
 
@@ -19,11 +19,12 @@ from gateway.store.base import (
     MAX_OPEN_REQUESTS,
     MAX_REQUEST_CHARS,
     CallerRecord,
+    DoNotCallEntry,
     MessageRecord,
     Store,
     StoreError,
 )
-from gateway.store.caller_ids import normalize_caller_id
+from gateway.store.caller_ids import do_not_call_key, normalize_caller_id
 from gateway.store.dsn import is_postgres_dsn, redact_dsn
 from gateway.store.sqlite import SCHEMA_VERSION, SqliteStore
 
@@ -32,10 +33,12 @@ __all__ = [
     "MAX_REQUEST_CHARS",
     "SCHEMA_VERSION",
     "CallerRecord",
+    "DoNotCallEntry",
     "MessageRecord",
     "SqliteStore",
     "Store",
     "StoreError",
+    "do_not_call_key",
     "is_postgres_dsn",
     "normalize_caller_id",
     "open_store",

@@ -16,12 +16,14 @@ import json
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.store.caller_ids import compact_number, normalize_caller_id
+from gateway.store.caller_ids import compact_number, do_not_call_key, normalize_caller_id
 
-__all__ = ["MAX_OPEN_REQUESTS", "MAX_REQUEST_CHARS", "CallerRecord", "MessageRecord", "Store", "StoreError"]
+__all__ = [
+    "MAX_OPEN_REQUESTS", "MAX_REQUEST_CHARS", "CallerRecord", "DoNotCallEntry", "MessageRecord", "Store", "StoreError",
+]
 
 MAX_OPEN_REQUESTS = 20  # newest kept: an endless list would only bloat the prompt it ends up in
 MAX_REQUEST_CHARS = 200
@@ -30,6 +32,8 @@ SECONDS_PER_DAY = 86_400.0
 CALLER_COLUMNS = "caller_id, name, last_reason, last_call_at, call_count, open_requests"
 MESSAGE_COLUMNS = "id, created_at, caller_id, caller_name, callback_number, text, call_id, transcript, agent"
 MESSAGE_INSERT_COLUMNS = MESSAGE_COLUMNS.removeprefix("id, ")
+DO_NOT_CALL_COLUMNS = "number, added_at, note"
+MAX_NOTE_CHARS = 200
 
 
 class StoreError(RuntimeError):
@@ -61,6 +65,15 @@ class MessageRecord:
     call_id: str | None
     transcript: str | None
     agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DoNotCallEntry:
+    """A number that campaigns must never dial (checked right before each dial)."""
+
+    number: str  # as :func:`gateway.store.caller_ids.do_not_call_key` spells it
+    added_at: float
+    note: str | None  # why, or who asked ("asked on the call of 3 May")
 
 
 RequestChange = Callable[[list[str]], list[str]]
@@ -170,10 +183,60 @@ class Store(ABC):
         """Messages created at or after ``since`` (unix seconds; all if None), oldest first."""
         return [message_record(row) for row in self._messages(None if since is None else float(since))]
 
+    # ------------------------------------------------------------------ do-not-call list
+
+    def add_do_not_call(self, number: str, note: str | None = None, at: float | None = None) -> DoNotCallEntry:
+        """Put a number on the do-not-call list (again: keeps the first date, takes a new note)."""
+        key = do_not_call_key(number)
+        if key is None:
+            raise ValueError(f"{number!r} is not a number to put on the do-not-call list")
+        text = clean(note)
+        added = time.time() if at is None else float(at)
+        return DoNotCallEntry(*self._add_do_not_call(key, added, text[:MAX_NOTE_CHARS] if text else None))
+
+    def remove_do_not_call(self, number: str) -> bool:
+        """Take a number off the list; False if it was not on it."""
+        key = do_not_call_key(number)
+        return key is not None and self._remove_do_not_call(key)
+
+    def on_do_not_call(self, number: str) -> bool:
+        """Whether `number` (any spelling) is on the list."""
+        key = do_not_call_key(number)
+        return key is not None and self._on_do_not_call(key)
+
+    def do_not_call(self) -> list[DoNotCallEntry]:
+        """The whole list, oldest first."""
+        return [DoNotCallEntry(*row) for row in self._do_not_call()]  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ campaign results
+
+    def save_campaign_contacts(self, campaign_id: str, results: Iterable[tuple[int, Mapping[str, object]]],
+                               at: float | None = None) -> None:
+        """Keep campaign contacts' latest results (row number, the JSON the API shows), in one transaction;
+        purged with the callers."""
+        when = time.time() if at is None else float(at)
+        rows = [(campaign_id, int(row), normalize_caller_id(str(result.get("to") or "")), when,
+                 json.dumps(dict(result), default=str)) for row, result in results]
+        if rows:
+            self._save_campaign_contacts(rows)
+
+    def campaign_contacts(self, campaign_id: str) -> list[dict[str, object]]:
+        """A campaign's kept contact results, in list order (empty for an unknown campaign)."""
+        results = []
+        for (payload,) in self._campaign_contacts(campaign_id):
+            try:
+                value = json.loads(str(payload))
+            except ValueError:
+                continue  # a damaged row: the others still show
+            if isinstance(value, dict):
+                results.append(value)
+        return results
+
     # ------------------------------------------------------------------ retention
 
     def forget(self, caller_id: str | None) -> int:
-        """Delete everything about a caller (their record and their messages); return rows deleted.
+        """Delete everything about a caller (their record, their messages, campaign results for their
+        number; never the do-not-call list); return rows deleted.
 
         Messages are matched by the caller ID they came from and by the callback number they
         left, so a caller who phoned anonymously but left this number is forgotten too.
@@ -184,7 +247,8 @@ class Store(ABC):
         return self._forget(key)
 
     def purge(self, retention_days: float, now: float | None = None) -> int:
-        """Delete callers not seen, and messages created, more than ``retention_days`` ago.
+        """Delete callers not seen, messages created, and campaign results last changed more than
+        ``retention_days`` ago (never the do-not-call list).
 
         Returns the number of rows deleted.  ``inf`` keeps everything.
         """
@@ -216,11 +280,35 @@ class Store(ABC):
 
     @abstractmethod
     def _forget(self, key: str) -> int:
-        """Delete the caller and their messages (by caller ID or callback number); rows deleted."""
+        """Delete the caller, their messages (by caller ID or callback number) and campaign results; rows deleted."""
 
     @abstractmethod
     def _purge(self, cutoff: float) -> int:
-        """Delete callers last seen, and messages created, before ``cutoff``; rows deleted."""
+        """Delete callers last seen, messages created and campaign results changed before ``cutoff``; rows deleted."""
+
+    @abstractmethod
+    def _save_campaign_contacts(self, rows: list[tuple[str, int, str | None, float, str]]) -> None:
+        """Upsert (campaign_id, row_number, number, updated_at, result) rows."""
+
+    @abstractmethod
+    def _campaign_contacts(self, campaign_id: str) -> list[Sequence[object]]:
+        """``(result,)`` rows of the campaign, ordered by row number."""
+
+    @abstractmethod
+    def _add_do_not_call(self, key: str, at: float, note: str | None) -> Sequence[object]:
+        """Upsert a number (keep added_at, replace a note given) and return its row (DO_NOT_CALL_COLUMNS)."""
+
+    @abstractmethod
+    def _remove_do_not_call(self, key: str) -> bool:
+        """Delete a number; whether it was there."""
+
+    @abstractmethod
+    def _on_do_not_call(self, key: str) -> bool:
+        """Whether the number is listed."""
+
+    @abstractmethod
+    def _do_not_call(self) -> list[Sequence[object]]:
+        """Every row, ordered by (added_at, number)."""
 
 
 # --------------------------------------------------------------------------- helpers for backends

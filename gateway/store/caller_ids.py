@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["compact_number", "normalize_caller_id"]
+__all__ = ["compact_number", "do_not_call_key", "normalize_caller_id"]
 
 _ANONYMOUS = frozenset({"", "anonymous", "unknown", "unavailable", "restricted", "private", "withheld", "none"})
 _PHONE = re.compile(r"^\+?[\d\s().\-/]+$")  # a number written with visual separators
@@ -45,3 +45,17 @@ def compact_number(text: str | None) -> str | None:
     if _PHONE.match(text) and any(c.isdigit() for c in text):
         return ("+" if text.startswith("+") else "") + re.sub(r"\D", "", text)
     return text
+
+
+def do_not_call_key(text: str | None) -> str | None:
+    """The spelling a number is kept under on the do-not-call list, E.164-ish.
+
+    As :func:`normalize_caller_id` (``sip:`` URIs, separators, brackets), plus an international
+    ``00`` prefix written as ``+``: ``0049 30 123-4567``, ``+49 (30) 1234567`` and
+    ``sip:+49301234567@pbx`` are one entry.  National numbers (``030 1234567``) are kept as written:
+    without a country to assume, guessing one could block the wrong person or miss the right one.
+    """
+    key = normalize_caller_id(text)
+    if key is not None and key.startswith("00") and key[2:].isdigit() and len(key) > 4:
+        return "+" + key[2:]
+    return key

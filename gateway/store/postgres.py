@@ -60,6 +60,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.store.base import (
     CALLER_COLUMNS,
+    DO_NOT_CALL_COLUMNS,
     MESSAGE_COLUMNS,
     MESSAGE_INSERT_COLUMNS,
     RequestChange,
@@ -127,6 +128,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX call_events_call ON call_events (call_id, id)",
         "CREATE INDEX call_events_t ON call_events (t)",
+    ),    # campaigns: the do-not-call list (numbers as gateway.store.caller_ids.do_not_call_key spells them), results
+    (
+        """CREATE TABLE do_not_call (
+            number   TEXT PRIMARY KEY,
+            added_at DOUBLE PRECISION NOT NULL,
+            note     TEXT
+        )""",
+        # each campaign contact's latest result (gateway.campaigns.results), so results outlive the process
+        """CREATE TABLE campaign_contacts (
+            campaign_id TEXT NOT NULL,
+            row_number  INTEGER NOT NULL,
+            number      TEXT,
+            updated_at  DOUBLE PRECISION NOT NULL,
+            result      TEXT NOT NULL,
+            PRIMARY KEY (campaign_id, row_number)
+        )""",
+        "CREATE INDEX campaign_contacts_updated ON campaign_contacts (updated_at)",
+        "CREATE INDEX campaign_contacts_number ON campaign_contacts (number)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -384,7 +403,10 @@ class PostgresStore(Store):
     def _forget(self, key: str) -> int:
         def work(cur: psycopg.Cursor[Any]) -> int:
             deleted = cur.execute("DELETE FROM callers WHERE caller_id = %s", (key,)).rowcount
-            cur.execute("DELETE FROM messages WHERE caller_id = %s OR callback_number = %s", (key, key))
+            deleted += cur.execute(
+                "DELETE FROM messages WHERE caller_id = %s OR callback_number = %s", (key, key)
+            ).rowcount
+            cur.execute("DELETE FROM campaign_contacts WHERE number = %s", (key,))
             return deleted + cur.rowcount
 
         return self._run(work)
@@ -393,10 +415,51 @@ class PostgresStore(Store):
         def work(cur: psycopg.Cursor[Any]) -> int:
             _maintenance_timeout(cur)  # at start-up, and the first purge after a long pause may be big
             deleted = cur.execute("DELETE FROM callers WHERE last_seen_at < %s", (cutoff,)).rowcount
-            cur.execute("DELETE FROM messages WHERE created_at < %s", (cutoff,))
+            deleted += cur.execute("DELETE FROM messages WHERE created_at < %s", (cutoff,)).rowcount
+            cur.execute("DELETE FROM campaign_contacts WHERE updated_at < %s", (cutoff,))
             return deleted + cur.rowcount
 
         return self._run(work)
+
+    def _add_do_not_call(self, key: str, at: float, note: str | None) -> Sequence[object]:
+        def work(cur: psycopg.Cursor[Any]) -> Sequence[object]:
+            row = cur.execute(
+                f"""INSERT INTO do_not_call (number, added_at, note) VALUES (%s, %s, %s)
+                    ON CONFLICT (number) DO UPDATE SET note = COALESCE(EXCLUDED.note, do_not_call.note)
+                    RETURNING {DO_NOT_CALL_COLUMNS}""",
+                (key, at, note),
+            ).fetchone()
+            assert row is not None  # an upsert with RETURNING always returns its row
+            return row
+
+        return self._run(work)
+
+    def _remove_do_not_call(self, key: str) -> bool:
+        return self._run(lambda cur: cur.execute("DELETE FROM do_not_call WHERE number = %s", (key,)).rowcount > 0)
+
+    def _on_do_not_call(self, key: str) -> bool:
+        return self._run(
+            lambda cur: cur.execute("SELECT 1 FROM do_not_call WHERE number = %s", (key,)).fetchone() is not None
+        )
+
+    def _do_not_call(self) -> list[Sequence[object]]:
+        return self._run(lambda cur: cur.execute(
+            f"SELECT {DO_NOT_CALL_COLUMNS} FROM do_not_call ORDER BY added_at, number"
+        ).fetchall())
+
+    def _save_campaign_contacts(self, rows: list[tuple[str, int, str | None, float, str]]) -> None:
+        self._run(lambda cur: cur.executemany(
+            """INSERT INTO campaign_contacts (campaign_id, row_number, number, updated_at, result)
+                   VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (campaign_id, row_number) DO UPDATE SET
+                   updated_at = EXCLUDED.updated_at, result = EXCLUDED.result""",
+            rows,
+        ))
+
+    def _campaign_contacts(self, campaign_id: str) -> list[Sequence[object]]:
+        return self._run(lambda cur: cur.execute(
+            "SELECT result FROM campaign_contacts WHERE campaign_id = %s ORDER BY row_number", (campaign_id,)
+        ).fetchall())
 
     # ------------------------------------------------------------------ call events
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from gateway.store.base import (
     CALLER_COLUMNS,
+    DO_NOT_CALL_COLUMNS,
     MESSAGE_COLUMNS,
     MESSAGE_INSERT_COLUMNS,
     RequestChange,
@@ -67,6 +68,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX messages_created ON messages (created_at)",
         "CREATE INDEX messages_caller ON messages (caller_id)",
+    ),    # campaigns: the do-not-call list (numbers as gateway.store.caller_ids.do_not_call_key spells them), results
+    (
+        """CREATE TABLE do_not_call (
+            number   TEXT PRIMARY KEY,
+            added_at REAL NOT NULL,
+            note     TEXT
+        )""",
+        # each campaign contact's latest result (gateway.campaigns.results), so results outlive the process
+        """CREATE TABLE campaign_contacts (
+            campaign_id TEXT NOT NULL,
+            row_number  INTEGER NOT NULL,
+            number      TEXT,
+            updated_at  REAL NOT NULL,
+            result      TEXT NOT NULL,
+            PRIMARY KEY (campaign_id, row_number)
+        )""",
+        "CREATE INDEX campaign_contacts_updated ON campaign_contacts (updated_at)",
+        "CREATE INDEX campaign_contacts_number ON campaign_contacts (number)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -203,6 +222,7 @@ class SqliteStore(Store):
             deleted += db.execute(
                 "DELETE FROM messages WHERE caller_id = ? OR callback_number = ?", (key, key)
             ).rowcount
+            deleted += db.execute("DELETE FROM campaign_contacts WHERE number = ?", (key,)).rowcount
         if deleted:
             with self._reading() as db:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -212,4 +232,42 @@ class SqliteStore(Store):
         with self._transaction() as db:
             deleted = db.execute("DELETE FROM callers WHERE last_seen_at < ?", (cutoff,)).rowcount
             deleted += db.execute("DELETE FROM messages WHERE created_at < ?", (cutoff,)).rowcount
+            deleted += db.execute("DELETE FROM campaign_contacts WHERE updated_at < ?", (cutoff,)).rowcount
         return deleted
+
+    def _add_do_not_call(self, key: str, at: float, note: str | None) -> Sequence[object]:
+        with self._transaction() as db:
+            return db.execute(
+                f"""INSERT INTO do_not_call (number, added_at, note) VALUES (?, ?, ?)
+                    ON CONFLICT (number) DO UPDATE SET note = COALESCE(excluded.note, note)
+                    RETURNING {DO_NOT_CALL_COLUMNS}""",
+                (key, at, note),
+            ).fetchone()
+
+    def _remove_do_not_call(self, key: str) -> bool:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM do_not_call WHERE number = ?", (key,)).rowcount > 0
+
+    def _on_do_not_call(self, key: str) -> bool:
+        with self._reading() as db:
+            return db.execute("SELECT 1 FROM do_not_call WHERE number = ?", (key,)).fetchone() is not None
+
+    def _do_not_call(self) -> list[Sequence[object]]:
+        with self._reading() as db:
+            return db.execute(f"SELECT {DO_NOT_CALL_COLUMNS} FROM do_not_call ORDER BY added_at, number").fetchall()
+
+    def _save_campaign_contacts(self, rows: list[tuple[str, int, str | None, float, str]]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                """INSERT INTO campaign_contacts (campaign_id, row_number, number, updated_at, result)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (campaign_id, row_number) DO UPDATE SET
+                       updated_at = excluded.updated_at, result = excluded.result""",
+                rows,
+            )
+
+    def _campaign_contacts(self, campaign_id: str) -> list[Sequence[object]]:
+        with self._reading() as db:
+            return db.execute(
+                "SELECT result FROM campaign_contacts WHERE campaign_id = ? ORDER BY row_number", (campaign_id,)
+            ).fetchall()

@@ -40,8 +40,20 @@ def http(port: int, method: str, path: str, body: object | None = None, token: s
         return err.code, err.read().decode()
 
 
-def operated_gateway(gateway_factory, tmp_path: Path, **extra):
+def campaign_finished(port: int, campaign_id: str, timeout: float = 40) -> dict:
+    """The campaign's status once it stopped running (or at the timeout, still running: the test's assert says)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        progress = json.loads(http(port, "GET", f"/campaigns/{campaign_id}")[1])
+        if not progress["running"] or time.monotonic() > deadline:
+            return progress
+        time.sleep(0.5)
+
+
+def operated_gateway(gateway_factory, tmp_path: Path, database: str | None = None, **extra):
     config = gateway_config(**extra)
+    if database is not None:
+        config["database"] = database
     port = free_udp_port()  # a free TCP port is very likely free as UDP too; both are checked at bind
     config["http"] = {"listen": f"127.0.0.1:{port}", "token": TOKEN}
     config["recording"] = {"directory": str(tmp_path / "records"), "audio": True}
@@ -89,14 +101,7 @@ def test_campaign_from_csv_respects_its_concurrency(gateway_factory, sipp_uas_fa
     csv = "to,name\n" + "".join(f"{uas.uri(f'10{i}')},Patient {i}\n" for i in range(3))
     status, body = http(port, "POST", "/campaigns", {"csv": csv, "concurrency": 1, "calls_per_second": 2})
     assert status == 202, body
-    campaign = json.loads(body)["campaign_id"]
-    deadline = time.monotonic() + 40
-    progress: dict = {}
-    while time.monotonic() < deadline:
-        progress = json.loads(http(port, "GET", f"/campaigns/{campaign}")[1])
-        if not progress["running"]:
-            break
-        time.sleep(0.5)
+    progress = campaign_finished(port, json.loads(body)["campaign_id"])
     assert progress["completed"] == 3 and progress["failed"] == 0, progress
     # never two calls up at once: each call ended before the next one started
     events = [e for e in gw.lines if e.get("event") in ("call_outgoing", "call_ended")]

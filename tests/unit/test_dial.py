@@ -129,4 +129,4 @@ def test_the_voice_choices_are_the_voice_engines():
     from gateway.dial.arguments import VOICES
     from gateway.dial.voice import VoiceEngine
 
-    assert VOICES == tuple(v.value for v in VoiceEngine) and VOICES[0] == VoiceEngine.PIPER
+    assert tuple(v.value for v in VoiceEngine) == VOICES and VOICES[0] == VoiceEngine.PIPER

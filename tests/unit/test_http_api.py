@@ -10,12 +10,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import structlog
 
+from gateway.campaigns.book import CampaignBook
+from gateway.campaigns.dnc import DoNotCallList
+from gateway.campaigns.outcomes import EndedCall
+from gateway.campaigns.policy import read_defaults
+from gateway.campaigns.storage import CampaignStorage
 from gateway.http_api import MAX_BODY, HttpApi
 from gateway.metrics import Metrics
+from gateway.store import SqliteStore
 
 TOKEN = "s3cret-token-never-logged"
 
@@ -47,6 +54,11 @@ class FakeControl:
 
     def wait_ended(self, call_id: str, timeout: float) -> bool:
         return True
+
+    def ended_call(self, call_id: str) -> EndedCall | None:
+        remote = str(self.calls[call_id]["remote"]) if call_id in self.calls else ""
+        code = 486 if remote.startswith("busy") else 200
+        return EndedCall(call_id, code, "remote_bye" if code == 200 else "not_answered: Busy Here", code == 200, 2.5)
 
     def readiness(self) -> dict[str, object]:
         return {"ready": self.ready and not self.draining, "models_loaded": self.ready,
@@ -289,6 +301,123 @@ def test_campaign_bad_input_is_400(api: HttpApi, payload: dict[str, object], mes
 
 def test_campaign_needs_the_token(api: HttpApi) -> None:
     assert request(api, "POST", "/campaigns", {"csv": "to\n1\n"}, token=None).status == 401
+
+
+def wait_finished(api: HttpApi, campaign_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 10
+    while True:
+        status = request(api, "GET", f"/campaigns/{campaign_id}").json()
+        if not status["running"] or time.monotonic() > deadline:
+            return status
+        time.sleep(0.02)
+
+
+def test_campaign_policy_from_the_request_over_the_yaml_defaults(control: FakeControl) -> None:
+    defaults = read_defaults({"timezone": "Europe/Berlin", "max_attempts": 2, "retry": {"busy": [3600]}})
+    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), CampaignBook(defaults))
+    api.start()
+    try:
+        reply = request(api, "POST", "/campaigns", {"csv": "to\nbusy-1\n2002\n", "calls_per_second": 50,
+                                                    "retry": {"busy": 0.2}})
+        assert reply.status == 202
+        assert reply.json()["policy"] == {"max_attempts": 2, "retry": {"busy": [0.2]}, "calling_hours": [],
+                                          "timezone": "Europe/Berlin"}
+        campaign_id = reply.json()["campaign_id"]
+        status = wait_finished(api, campaign_id)
+        assert status["outcomes"] == {"answered": 1, "busy": 1} and status["started"] == 3
+        contacts = request(api, "GET", f"/campaigns/{campaign_id}/results").json()["contacts"]
+        assert [(c["to"], c["outcome"], c["attempts"], c["timezone"]) for c in contacts] == [
+            ("busy-1", "busy", 2, "Europe/Berlin"), ("2002", "answered", 1, "Europe/Berlin")]
+        assert contacts[1]["duration_s"] == 2.5 and contacts[1]["call_id"] == "call-2@gw"
+        download = request(api, "GET", f"/campaigns/{campaign_id}/results.csv")
+        assert download.status == 200 and download.headers["Content-Type"].startswith("text/csv")
+        assert f'filename="campaign-{campaign_id}.csv"' in download.headers["Content-Disposition"]
+        assert download.body.decode().splitlines()[1].startswith("1,busy-1,Europe/Berlin,done,busy,,2,2.5,call-3@gw")
+        assert request(api, "GET", "/campaigns/nope/results.csv").status == 404
+        assert request(api, "GET", f"/campaigns/{campaign_id}/results", token=None).status == 401
+    finally:
+        api.stop()
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    ({"retry": {"answered": [1]}}, "'retry.answered'"),
+    ({"calling_hours": [{"start": "20:00", "end": "08:00"}]}, "'calling_hours[0].end'"),
+    ({"timezone": "Moon/Base"}, "'timezone'"),
+    ({"csv": "to,timezone\n2001,Moon/Base\n"}, "row 1 (2001)"),
+])
+def test_campaign_bad_policy_is_400_naming_the_key(api: HttpApi, payload: dict[str, object], message: str) -> None:
+    reply = request(api, "POST", "/campaigns", {"csv": "to\n2001\n", **payload})
+    assert reply.status == 400 and message in reply.json()["error"], reply.json()
+
+
+def test_do_not_call_api_adds_lists_and_removes(control: FakeControl, tmp_path: Path) -> None:
+    storage = CampaignStorage(lambda: SqliteStore(tmp_path / "vg.db"))
+    dnc = DoNotCallList(storage)
+    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), CampaignBook(do_not_call=dnc, storage=storage))
+    api.start()
+    try:
+        assert request(api, "POST", "/do-not-call", {"number": "+49 30 123-4567"}, token=None).status == 401
+        added = request(api, "POST", "/do-not-call", {"numbers": ["+49 30 123-4567", "0044 20 7946 0000"],
+                                                      "note": "asked on the call"})
+        assert added.status == 201 and added.json() == {"added": ["+49301234567", "+442079460000"]}
+        assert request(api, "POST", "/do-not-call", {"number": "anonymous"}).status == 400
+        assert request(api, "POST", "/do-not-call", {"numbers": []}).status == 400
+        listed = request(api, "GET", "/do-not-call").json()
+        assert [(e["number"], e["note"]) for e in listed["numbers"]] == [
+            ("+49301234567", "asked on the call"), ("+442079460000", "asked on the call")]
+        reply = request(api, "POST", "/campaigns", {"csv": "to\n0049301234567\n2002\n", "calls_per_second": 50})
+        status = wait_finished(api, reply.json()["campaign_id"])
+        assert status["outcomes"] == {"answered": 1, "do_not_call": 1}
+        assert [o[0] for o in control.originated] == ["2002"]
+        assert request(api, "DELETE", "/do-not-call/%2B49301234567").status == 200
+        assert request(api, "DELETE", "/do-not-call/+49301234567").status == 404
+        assert [e["number"] for e in request(api, "GET", "/do-not-call").json()["numbers"]] == ["+442079460000"]
+    finally:
+        api.stop()
+    assert request_refused_after_stop(dnc)
+
+
+def request_refused_after_stop(dnc: DoNotCallList) -> bool:
+    """The API closes its list when it stops: nothing dials on a closed list."""
+    try:
+        dnc.blocked("2001")
+    except Exception as exc:  # DoNotCallError
+        return "closed" in str(exc)
+    return False
+
+
+def test_campaign_results_outlive_the_api_that_ran_it(control: FakeControl, tmp_path: Path) -> None:
+    def book() -> CampaignBook:
+        return CampaignBook(storage=CampaignStorage(lambda: SqliteStore(tmp_path / "vg.db")))
+
+    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), book())
+    api.start()
+    try:
+        reply = request(api, "POST", "/campaigns", {"csv": "to\nbusy-1\n2002\n", "calls_per_second": 50,
+                                                    "max_attempts": 1})
+        campaign_id = reply.json()["campaign_id"]
+        live = wait_finished(api, campaign_id)
+        results = request(api, "GET", f"/campaigns/{campaign_id}/results").json()
+        csv_text = request(api, "GET", f"/campaigns/{campaign_id}/results.csv").body
+    finally:
+        api.stop()
+    again = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), book())  # a restarted gateway
+    again.start()
+    try:
+        kept = request(again, "GET", f"/campaigns/{campaign_id}").json()
+        assert kept["kept"] is True and kept["running"] is False
+        same = ("total", "done", "outcomes")
+        assert {k: kept[k] for k in same} == {k: live[k] for k in same}
+        assert request(again, "GET", f"/campaigns/{campaign_id}/results").json() == results
+        assert request(again, "GET", f"/campaigns/{campaign_id}/results.csv").body == csv_text
+        assert request(again, "DELETE", f"/campaigns/{campaign_id}").status == 404  # nothing runs here to stop
+        assert request(again, "GET", "/campaigns/unknown/results").status == 404
+    finally:
+        again.stop()
+
+
+def test_no_do_not_call_list_is_503(api: HttpApi) -> None:
+    assert request(api, "GET", "/do-not-call").status == 503
 
 
 # --- logging ----------------------------------------------------------------------------------------

@@ -294,3 +294,69 @@ def test_newer_schema_is_refused(tmp_path: Path):
 
 def test_store_error_is_a_runtime_error():
     assert issubclass(StoreError, RuntimeError)
+
+
+# --------------------------------------------------------------------------- do-not-call list
+
+
+def test_do_not_call_matches_any_spelling_of_a_number(store: Store):
+    first = store.add_do_not_call("0049 (30) 123-4567", "asked on the call", at=1000.0)
+    assert first.number == "+49301234567" and first.added_at == 1000.0
+    for spelling in ("+49 30 1234567", "sip:+49301234567@pbx", "tel:+49-30-123-4567", "0049301234567"):
+        assert store.on_do_not_call(spelling), spelling
+    assert not store.on_do_not_call("+49301234568")
+    assert not store.on_do_not_call("030 1234567")  # national: no country is assumed
+
+
+def test_do_not_call_add_again_keeps_the_date_and_takes_a_new_note(store: Store):
+    store.add_do_not_call("2001", "first", at=1000.0)
+    again = store.add_do_not_call("2001", None, at=2000.0)
+    assert (again.added_at, again.note) == (1000.0, "first")
+    store.add_do_not_call("2002", at=1500.0)
+    assert store.add_do_not_call("2001", "  second\n note ", at=3000.0).note == "second note"
+    assert [(e.number, e.note) for e in store.do_not_call()] == [("2001", "second note"), ("2002", None)]
+    assert store.remove_do_not_call("sip:2001@pbx") is True
+    assert store.remove_do_not_call("2001") is False
+    assert [e.number for e in store.do_not_call()] == ["2002"]
+    with pytest.raises(ValueError, match="not a number"):
+        store.add_do_not_call("anonymous")
+
+
+def test_do_not_call_outlives_forget_and_purge(store: Store):
+    store.add_do_not_call("+15551234", at=0.0)
+    store.record_call("+15551234", name="Ann", at=0.0)
+    store.forget("+15551234")  # forgetting a caller must not put them back on the call lists
+    store.purge(1, now=10 * DAY)
+    assert store.on_do_not_call("+1 555 1234")
+
+
+def test_a_version_1_file_gets_the_campaign_tables(tmp_path: Path):
+    path = tmp_path / "store.db"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE do_not_call")
+    db.execute("DROP TABLE campaign_contacts")
+    db.execute("UPDATE schema_version SET version = 1")
+    db.commit()
+    db.close()
+    with SqliteStore(path) as store:
+        store.add_do_not_call("2001")
+        assert store.on_do_not_call("2001")
+        store.save_campaign_contacts("c", [(1, {"to": "2001"})])
+        assert store.campaign_contacts("c") == [{"to": "2001"}]
+
+
+def test_campaign_results_are_kept_per_row_and_purged_with_the_callers(store: Store):
+    store.save_campaign_contacts("c1", [(2, {"to": "2002", "status": "pending"}), (1, {"to": "2001"})], at=0.0)
+    store.save_campaign_contacts("c1", [(2, {"to": "2002", "status": "done", "outcome": "busy"})], at=5 * DAY)
+    store.save_campaign_contacts("c2", [(1, {"to": "3001"})], at=5 * DAY)
+    assert store.campaign_contacts("c1") == [{"to": "2001"}, {"to": "2002", "status": "done", "outcome": "busy"}]
+    assert store.campaign_contacts("nope") == []
+    assert store.purge(2, now=6 * DAY) == 1  # row 1 of c1, unchanged since day 0
+    assert [r["to"] for r in store.campaign_contacts("c1")] == ["2002"]
+
+
+def test_forget_deletes_the_callers_campaign_results(store: Store):
+    store.save_campaign_contacts("c1", [(1, {"to": "sip:+1 555 1234@pbx"}), (2, {"to": "2002"})])
+    assert store.forget("+15551234") == 1
+    assert store.campaign_contacts("c1") == [{"to": "2002"}]
