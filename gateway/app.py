@@ -42,6 +42,7 @@ class Gateway:
             sip_trace=config.logging.sip_trace,
             tls=config.sip.tls,
             srtp=config.rtp.srtp,
+            tcp=config.sip.tcp,
         ))
         self.ports = PortAllocator(config.sip.listen.host, *config.rtp.port_range)
         self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))

@@ -59,6 +59,7 @@ class StackSettings:
     sip_trace: bool = False
     tls: TlsConfig | None = None
     srtp: str = "off"  # off | optional | required
+    tcp: bool = True  # also listen (and connect) over TCP on the listen address
 
 
 class _PjLogWriter(pj.LogWriter):
@@ -223,13 +224,24 @@ class SipStack:
             ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         except pj.Error as exc:
             raise OSError(f"cannot listen for SIP on {s.listen_host}:{s.listen_port}/udp: {exc.reason}") from None
+        if s.tcp:
+            # RFC 3261 section 18: a UA listens on TCP where it listens on UDP, and a request
+            # within 200 bytes of the path MTU goes over TCP. pjsip makes that switch by itself
+            # (PJSIP_UDP_SIZE_THRESHOLD, 1300 bytes), but only when a TCP transport exists; it
+            # also serves ;transport=tcp URIs (registrar, outbound targets) through this one.
+            try:
+                ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
+            except pj.Error as exc:
+                raise OSError(f"cannot listen for SIP on {s.listen_host}:{s.listen_port}/tcp: {exc.reason} "
+                              "(another program holds the TCP port, or set sip.tcp: false)") from None
         if s.tls is not None:
             self._create_tls(ep, s.tls)
         ep.libStart()
         # No sound device: nothing may run pjmedia's conference clock (it would send RTP).
         ep.audDevManager().setNoDev()
         self._set_codec_priorities(ep)
-        log.info("sip_listening", address=f"{s.listen_host}:{s.listen_port}", public=s.public_address)
+        log.info("sip_listening", address=f"{s.listen_host}:{s.listen_port}", public=s.public_address,
+                 transports=["udp", "tcp"] if s.tcp else ["udp"])
 
     def _create_tls(self, ep: pj.Endpoint, tls: TlsConfig) -> None:
         """A TLS listener (and client transport for sips:/;transport=tls calls): TLS 1.2, strong suites."""
