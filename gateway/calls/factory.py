@@ -38,6 +38,7 @@ class CallParts:
     agent: Agent
     session: RtpSession
     recorder: CallRecorder | None
+    media: CallMedia
 
 
 def build_call_parts(config: Config, services: ConversationServices | None, reporting: CallReporting,
@@ -70,4 +71,4 @@ def build_call_parts(config: Config, services: ConversationServices | None, repo
         if recorder is not None:
             recorder.close()
         raise
-    return CallParts(agent, session, recorder)
+    return CallParts(agent, session, recorder, listener)

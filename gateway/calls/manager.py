@@ -29,6 +29,7 @@ from gateway.metrics import Metrics
 from gateway.sip.account import GatewayAccount, IncomingInvite, user_agent_header
 from gateway.sip.call import NegotiatedMedia, SipCall
 from gateway.sip.guard import SourceGuard
+from gateway.sip.info_dtmf import InfoDtmf
 from gateway.sip.sdp import MediaAddress
 from gateway.sip.stack import SipStack
 from rtp.clock import MediaClock
@@ -206,7 +207,7 @@ class CallManager:
             raise
         call = ActiveCall(sip=sip, call_id=call_id, direction=direction, agent_name=agent_name, ports=ports,
                           session=parts.session, agent=parts.agent, log=call_log, recorder=parts.recorder,
-                          remote=remote_uri, started_at=time.time())
+                          remote=remote_uri, started_at=time.time(), media=parts.media)
         self.metrics.call_started(direction)
         sip.log = call_log
         sip.call_id = call_id
@@ -297,6 +298,19 @@ class CallManager:
         call = self.calls.of(sip)
         if call is not None and not call.ended:
             self._hangup(call, reason)
+
+    def on_info_dtmf(self, sip: SipCall, dtmf: InfoDtmf) -> None:
+        """A keypress sent as SIP INFO: to the agent like an RFC 4733 one, once per CSeq."""
+        call = self.calls.of(sip)
+        if call is None or call.ended or call.media is None:
+            return
+        if dtmf.cseq <= call.info_cseq:  # pjsip answers a retransmission itself; this guards the rest
+            call.log.info("dtmf_info_repeated", digit=dtmf.digit, cseq=dtmf.cseq)
+            return
+        call.info_cseq = dtmf.cseq
+        call.log.info("dtmf_received", digit=dtmf.digit, method="sip_info", duration_ms=dtmf.duration_ms,
+                      content_type=dtmf.content_type)
+        call.media.signalled_dtmf(dtmf.digit)
 
     def on_transfer_status(self, sip: SipCall, code: int, reason: str, final: bool) -> None:
         call = self.calls.of(sip)

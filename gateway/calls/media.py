@@ -9,6 +9,8 @@ once a torn-down call's session is no longer ticked: it holds the session, never
 
 from __future__ import annotations
 
+import collections
+import enum
 from collections.abc import Callable
 
 import numpy as np
@@ -23,15 +25,34 @@ from rtp.ports import PortAllocator
 from rtp.session import RemoteMedia, RtpSession
 
 
+class DtmfMethod(enum.StrEnum):
+    """How a keypress reached us: in the media (RFC 4733) or in the signalling (SIP INFO)."""
+
+    RFC4733 = "rfc4733"
+    SIP_INFO = "sip_info"
+
+
 class CallMedia:
-    """Adapts the RTP session's listener interface to the agent (media clock thread)."""
+    """Adapts the RTP session's listener interface to the agent (media clock thread).
+
+    Keypresses reach the agent here whichever way they came: RFC 4733 events from the session on
+    this thread, SIP INFO digits from the SIP thread through `signalled_dtmf`, a queue this thread
+    empties on its next tick, so `Agent.on_dtmf` keeps its one thread and both kinds keep their order.
+    """
 
     def __init__(self, agent: Agent, on_inactive: Callable[[float], None], recorder: CallRecorder | None = None):
         self.agent = agent
         self._on_inactive = on_inactive
         self._recorder = recorder
+        self._signalled: collections.deque[str] = collections.deque()  # SIP thread appends, media thread pops
+
+    def signalled_dtmf(self, digit: str) -> None:
+        """A keypress that came as SIP INFO (SIP thread): the agent gets it on the next tick."""
+        self._signalled.append(digit)
 
     def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
+        while self._signalled:
+            self._deliver(self._signalled.popleft(), DtmfMethod.SIP_INFO)
         self.agent.on_audio(frame, echo_cancelled)
         out = self.agent.next_frame()
         if self._recorder is not None:
@@ -39,6 +60,11 @@ class CallMedia:
         return out
 
     def on_dtmf(self, digit: str) -> None:
+        self._deliver(digit, DtmfMethod.RFC4733)
+
+    def _deliver(self, digit: str, method: DtmfMethod) -> None:
+        if self._recorder is not None:
+            self._recorder.event("dtmf", digit=digit, method=str(method))
         self.agent.on_dtmf(digit)
 
     def on_inactive(self, idle_s: float) -> None:
