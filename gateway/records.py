@@ -28,7 +28,9 @@ seconds); non-finite floats are written as ``null``.  The gateway writes these k
 ``tool_call``      ``tool``, ``arguments`` (dict), ``start``, ``end``, ``ok`` (bool)
 ``dtmf``           ``digit``, ``method`` ("rfc4733": in the media; "sip_info": a SIP INFO request),
                    as the agent got it (each keypress once)
-``call_end``       ``reason``, ``duration_s``
+``call_end``       ``reason``, ``outcome`` (a ``gateway.calls.outcome.CallOutcome`` value: ``remote_bye``,
+                   ``busy``, ``no_answer``, ``rejected``, ``unreachable``...), ``code`` (the last SIP
+                   status), ``answered`` (bool), ``duration_s``
 
 Readers (:func:`load_record`, :mod:`gateway.report`) must tolerate missing kinds and fields: a
 crashed call has no ``call_end``, and a future gateway may add kinds.

@@ -38,6 +38,7 @@ class ActiveCall:
     log: structlog.typing.FilteringBoundLogger
     created_at: float = field(default_factory=time.monotonic)
     media_started: bool = False
+    agent_started: bool = False  # at first media inbound; at answer outbound (not on early media)
     confirmed: bool = False
     end_reason: str | None = None
     ended: bool = False

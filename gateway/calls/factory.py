@@ -58,7 +58,8 @@ def build_call_parts(config: Config, services: ConversationServices | None, repo
     )
     try:
         agent = create_agent(config.agents[agent_name], context, services, config.memory.enabled)
-        listener = CallMedia(agent, lambda idle: controls.hangup(call_id, f"rtp_timeout after {idle:.1f}s"), recorder)
+        listener = CallMedia(agent, lambda idle: controls.hangup(call_id, f"rtp_timeout after {idle:.1f}s"), recorder,
+                             answered=direction == "inbound")  # we answer inbound calls before media flows
         session = RtpSession(
             ports, listener,
             inactivity_timeout_s=config.rtp.inactivity_timeout_s,
