@@ -9,7 +9,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from gateway.calls.outcome import CallOutcome
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -18,10 +21,21 @@ _ORIGINATE_TIMEOUT_S = 10.0
 _ENDED_KEPT = 10000
 
 
+@dataclass(frozen=True)
+class EndedCall:
+    """How a call ended, kept for whoever placed it (campaigns retry on the outcome)."""
+
+    call_id: str
+    outcome: CallOutcome  # BUSY, NO_ANSWER, REJECTED, UNREACHABLE for outbound calls never answered
+    code: int  # the last SIP status
+    reason: str
+    answered: bool
+
+
 class GatewayOperations:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
-        self._ended: OrderedDict[str, float] = OrderedDict()
+        self._ended: OrderedDict[str, EndedCall] = OrderedDict()
         self._cond = threading.Condition()
         gateway.calls.on_ended(self._call_ended)
         gateway.calls.metrics.on_collect(self._collect_registrations)
@@ -76,9 +90,14 @@ class GatewayOperations:
     def draining(self) -> bool:
         return self.gateway.calls.draining
 
+    def ended_call(self, call_id: str) -> EndedCall | None:
+        """How that call ended (None: still up, unknown, or ended too long ago to be kept)."""
+        with self._cond:
+            return self._ended.get(call_id)
+
     def _call_ended(self, call, code: int, reason: str) -> None:
         with self._cond:
-            self._ended[call.call_id] = code
+            self._ended[call.call_id] = EndedCall(call.call_id, CallOutcome.of(reason), code, reason, call.confirmed)
             while len(self._ended) > _ENDED_KEPT:
                 self._ended.popitem(last=False)
             self._cond.notify_all()
