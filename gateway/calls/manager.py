@@ -312,7 +312,8 @@ class CallManager:
         if call.agent_started or not call.media_started or call.ended:
             return
         if call.direction == "outbound" and not call.confirmed:
-            call.log.info("call_early_media")
+            if call.sip is not None and call.sip.getInfo().state == pj.PJSIP_INV_STATE_EARLY:
+                call.log.info("call_early_media")  # (a 200's media is reported just before CONFIRMED)
             return
         call.agent_started = True
         if call.media is not None:
