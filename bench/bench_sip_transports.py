@@ -52,7 +52,7 @@ def run(transport: str, calls: int, rate: float, hold_ms: int, workdir: Path) ->
         result = run_sipp("sn:uac", f"127.0.0.1:{gw.sip_port}", sipp_dir, service="voicegate",
                           local_port=free_sip_port(), calls=calls, timeout=calls / rate + 60, name="uac",
                           extra_args=("-t", transport, "-r", f"{rate:g}", "-d", str(hold_ms),
-                                      "-trace_rtt", "-rtt_freq", "1"))
+                                      "-trace_rtt", "-rtt_freq", "1", "-max_socket", "1000"))
         wait_until(lambda: len(gw.find("rtp_released")) >= result.successful_calls, 30)
         cpu = cpu_seconds(gw.process.pid) - before
     finally:
