@@ -117,3 +117,22 @@ def test_rfc4733_digits_are_in_the_call_record_too(gateway_factory, tmp_path: Pa
     assert result.ok, result.describe()
     ended = gw.wait_log("call_ended")
     assert keys_pressed(tmp_path, ended["call_id"]) == [("1", "rfc4733")]
+
+
+def test_a_conversation_agent_acts_on_a_key_sent_as_info(gateway_factory, tmp_path: Path):
+    """The keypad action of a conversation agent (real models) fires on an INFO key: 9 hangs up."""
+    config = recorded_config(tmp_path)
+    config["agents"] = {"front-desk": {"type": "conversation", "greeting": "Harbor Dental, hello.",
+                                       "instructions": "You answer the phone in one short sentence.",
+                                       "dtmf": {"9": "hangup"}}}
+    gw = gateway_factory(config)
+    scenario = tmp_path / "info_key_9.xml"
+    scenario.write_text((SCENARIOS / "info_key_then_bye.xml").read_text().replace("[key]", "9"))
+    result = run_sipp(scenario, f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp", service="voicegate", timeout=60)
+    assert result.ok, result.describe()
+    ended = gw.wait_log("call_ended", timeout=30)
+    # the gateway hung up (SIPp waited for its BYE): said goodbye, as the agent does on a hang-up key
+    # (the controller ends such calls as `goodbye`, not `dtmf_hangup`)
+    assert ended["outcome"] == "goodbye", ended
+    assert keys_pressed(tmp_path, ended["call_id"]) == [("9", "sip_info")]
+    assert gw.find("bot_phrase", why="dtmf_hangup")
