@@ -60,7 +60,7 @@ class StackSettings:
     sip_trace: bool = False
     tls: TlsConfig | None = None
     srtp: str = "off"  # off | optional | required
-    tcp: bool = True  # also listen (and connect) over TCP on the listen address
+    tcp: bool = False  # also listen (and connect) over TCP on the listen address
 
 
 class _PjLogWriter(pj.LogWriter):

@@ -88,7 +88,7 @@ def test_the_account_ring_timeout_overrides_the_gateways(gateway_factory, kamail
 def test_a_dead_tcp_port_is_unreachable_at_once(gateway_factory, tmp_path):
     port = free_tcp_port()  # nothing listens: the connection is refused
     start = time.monotonic()
-    gw = call_out(gateway_factory, tmp_path, f"sip:bob@127.0.0.1:{port};transport=tcp")
+    gw = call_out(gateway_factory, tmp_path, f"sip:bob@127.0.0.1:{port};transport=tcp", tcp=True)
     ended, _ = ended_call(gw, tmp_path)
     assert ended["outcome"] == "unreachable" and ended["code"] in (408, 503), ended
     assert time.monotonic() - start < 15

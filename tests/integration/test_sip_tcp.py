@@ -1,10 +1,10 @@
-"""SIP over TCP beside UDP on the same address (RFC 3261 section 18), against real peers.
+"""SIP over TCP beside UDP on the same address (RFC 3261 section 18, `sip.tcp: true`), against real peers.
 
 SIPp over TCP (``-t t1``) calls the gateway directly and through Kamailio (which the gateway has
 registered with over TCP); an INVITE of ~1.9 kB arrives whole over TCP; a request of the gateway's
-own over the 1300-byte threshold goes out over TCP to a peer that only listens on TCP; and broken
-TCP streams (garbage, a half-closed request, a body that never comes) cost a UDP call running
-alongside nothing.
+own over the 1300-byte threshold goes out over TCP to a peer that only listens on TCP; broken TCP
+streams (garbage, a half-closed request, a body that never comes) cost a UDP call running alongside
+nothing; connections that send nothing, or come from an untrusted source, are closed.
 """
 
 from __future__ import annotations
@@ -12,16 +12,26 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Any
+
+import pytest
 
 from tests.conftest import require_binaries
 from tests.integration.conftest import SCENARIOS
 from tests.integration.sip_abuse import LegitCall, alive
 from tests.integration.test_sip_torture import assert_echo_call_works
-from tests.rig.gateway import GatewayProcess, gateway_config
+from tests.rig.gateway import gateway_config
 from tests.rig.ports import free_sip_port
+from tests.rig.proc import wait_until
 from tests.rig.sipp import SippResult, run_sipp
 
 TCP = ("-t", "t1")
+
+
+def tcp_config(**kwargs: Any) -> dict[str, Any]:
+    config = gateway_config(**kwargs)
+    config["sip"]["tcp"] = True
+    return config
 
 
 def tcp_messages(result: SippResult) -> tuple[int, int]:
@@ -50,7 +60,7 @@ def options_over_tcp(port: int, timeout: float = 5.0) -> str:
 
 
 def test_sipp_over_tcp_calls_the_gateway_directly(gateway_factory, tmp_path):
-    gw = gateway_factory(gateway_config())
+    gw = gateway_factory(tcp_config())
     assert gw.wait_log("sip_listening")["transports"] == ["udp", "tcp"]
     result = run_sipp("sn:uac_pcap", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp", service="voicegate",
                       local_port=free_sip_port(), timeout=30, extra_args=TCP, name="uac_pcap")
@@ -64,7 +74,7 @@ def test_sipp_over_tcp_calls_the_gateway_directly(gateway_factory, tmp_path):
 
 
 def test_an_invite_of_1_9_kb_over_tcp_is_taken_whole(gateway_factory, tmp_path):
-    gw = gateway_factory(gateway_config())
+    gw = gateway_factory(tcp_config())
     result = run_sipp(SCENARIOS / "big_invite_bye.xml", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp",
                       service="voicegate", local_port=free_sip_port(), timeout=20, extra_args=TCP)
     assert result.ok, result.describe()
@@ -78,8 +88,8 @@ def test_an_invite_of_1_9_kb_over_tcp_is_taken_whole(gateway_factory, tmp_path):
 def test_registers_over_tcp_and_takes_a_tcp_call_through_kamailio(kamailio_factory, gateway_factory, tmp_path):
     require_binaries("kamailio")
     kamailio = kamailio_factory(tcp=True)
-    cfg = gateway_config(accounts=[{"username": "2001", "password": "secret", "registrar": kamailio.tcp_uri,
-                                    "domain": kamailio.domain, "agent": "front-desk"}])
+    cfg = tcp_config(accounts=[{"username": "2001", "password": "secret", "registrar": kamailio.tcp_uri,
+                                "domain": kamailio.domain, "agent": "front-desk"}])
     gw = gateway_factory(cfg)
     gw.wait_log("sip_registered")
     contacts = kamailio.wait_registered("2001")
@@ -102,7 +112,7 @@ def test_a_request_over_the_mtu_threshold_goes_out_over_tcp(gateway_factory, sip
     """
     uas = sipp_uas_factory(scenario=SCENARIOS / "uas_bye_after.xml", port=free_sip_port(), extra_args=TCP,
                            max_calls=1)
-    cfg = gateway_config()
+    cfg = tcp_config()
     cfg["sip"]["user_agent"] = "voicegate " + "x" * 1200
     gw = gateway_factory(cfg, command="call", extra_args=(uas.uri("bob"),))
     uas.wait_message("INVITE", timeout=15)
@@ -113,7 +123,7 @@ def test_a_request_over_the_mtu_threshold_goes_out_over_tcp(gateway_factory, sip
 
 
 def test_broken_tcp_streams_do_not_disturb_a_udp_call(gateway_factory, tmp_path):
-    gw = gateway_factory(gateway_config())
+    gw = gateway_factory(tcp_config())
     legit = LegitCall.start(gw, tmp_path / "legit", seconds=8)
     t0 = time.monotonic()
     port = gw.sip_port
@@ -152,17 +162,30 @@ def test_broken_tcp_streams_do_not_disturb_a_udp_call(gateway_factory, tmp_path)
     assert_echo_call_works(gw, tmp_path / "after")
 
 
-def gateway_without_tcp(gateway_factory) -> GatewayProcess:
-    cfg = gateway_config()
-    cfg["sip"]["tcp"] = False
-    return gateway_factory(cfg)
-
-
-def test_sip_tcp_false_listens_on_udp_only(gateway_factory):
-    gw = gateway_without_tcp(gateway_factory)
+def test_tcp_is_off_by_default(gateway_factory):
+    gw = gateway_factory(gateway_config())
     assert gw.wait_log("sip_listening")["transports"] == ["udp"]
-    try:
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", gw.sip_port), timeout=2).close()
-        raise AssertionError("a TCP connection to the SIP port was accepted with sip.tcp: false")
-    except ConnectionRefusedError:
-        pass
+
+
+def test_silent_and_untrusted_connections_are_closed(gateway_factory, tmp_path):
+    """50 connections that never send anything are closed after 5 s; one from outside trusted_sources at once."""
+    config = tcp_config()
+    config["sip"]["trusted_sources"] = ["127.0.0.1/32"]
+    gw = gateway_factory(config)
+    silent = [socket.create_connection(("127.0.0.1", gw.sip_port), timeout=5) for _ in range(50)]
+    stranger = socket.socket()
+    stranger.bind(("127.0.0.9", 0))  # another loopback address: another source (see sip_abuse.py)
+    stranger.connect(("127.0.0.1", gw.sip_port))
+    stranger.settimeout(5)
+    assert stranger.recv(100) == b""  # closed by the gateway
+    assert gw.wait_log("sip_security_event", kind="untrusted_tcp")["src_ip"] == "127.0.0.9"
+    for s in silent:
+        s.settimeout(15)
+        assert s.recv(100) == b""
+        s.close()
+    assert wait_until(lambda: len(gw.find("sip_tcp_closed")) == 50, 5)  # the log lines may trail the FINs
+    assert all(c["after_s"] >= 5 for c in gw.find("sip_tcp_closed"))
+    assert options_over_tcp(gw.sip_port).startswith("SIP/2.0 200")
+    assert alive(gw) and not [e for e in gw.errors() if e.get("event") != "pjsip"]
