@@ -42,7 +42,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run(transport: str, calls: int, rate: float, hold_ms: int, workdir: Path) -> dict[str, float]:
-    gw = GatewayProcess(workdir / f"gateway-{transport}", gateway_config(max_calls=4))
+    config = gateway_config(max_calls=4)
+    config["sip"]["tcp"] = True
+    gw = GatewayProcess(workdir / f"gateway-{transport}", config)
     gw.start()
     try:
         gw.wait_ready()
