@@ -64,6 +64,7 @@ class CallMedia:
 
     def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
         if not self._answered.is_set():
+            self._signalled.clear()  # keys of the early dialog are no keypresses of the callee's either
             return None  # early media: heard by no one, answered with silence
         while self._signalled:
             self._deliver(self._signalled.popleft(), DtmfMethod.SIP_INFO)
