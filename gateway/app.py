@@ -19,6 +19,7 @@ from gateway.operations import GatewayOperations
 from gateway.records import purge_records
 from gateway.sip.account import GatewayAccount
 from gateway.sip.stack import SipStack, StackSettings
+from gateway.sip.tcp_guard import TcpGuard
 from rtp.clock import MediaClock
 from rtp.ports import PortAllocator
 
@@ -42,6 +43,7 @@ class Gateway:
             sip_trace=config.logging.sip_trace,
             tls=config.sip.tls,
             srtp=config.rtp.srtp,
+            tcp=config.sip.tcp,
         ))
         self.ports = PortAllocator(config.sip.listen.host, *config.rtp.port_range)
         self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))
@@ -170,6 +172,8 @@ class Gateway:
 
     def _create_accounts(self) -> None:
         self.stack.call_later(MEDIA_REPORT_INTERVAL_S, self._report_media)
+        if self.config.sip.tcp:
+            TcpGuard(self.config.sip.listen.port, self.calls.admission.guard.trusts).start(self.stack)
         self.local_account = GatewayAccount.local(self.stack, self.config.sip.default_agent, self.calls.incoming)
         for account in self.config.sip.accounts:
             self.accounts.append(GatewayAccount.registered(self.stack, account, self.calls.incoming))

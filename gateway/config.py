@@ -59,6 +59,7 @@ class AccountConfig:
     agent: str
     register_expires_s: int = 300
     auth_username: str | None = None
+    ring_timeout_s: float | None = None  # outbound calls from this account: None takes sip.ring_timeout_s
 
     @property
     def aor(self) -> str:
@@ -93,6 +94,8 @@ class SipConfig:
     tls: TlsConfig | None = None
     drain_timeout_s: float = 3600.0  # a drain hangs up the calls still up after this long, then exits
     max_call_duration_s: float = 14400.0  # any call is hung up after this long (0: no limit)
+    tcp: bool = False  # SIP over TCP on the listen address, beside UDP (off: see gateway/sip/tcp_guard.py)
+    ring_timeout_s: float = 60.0  # an outbound call not answered by then is CANCELled (no_answer)
 
 
 SRTP_MODES = ("off", "optional", "required")
@@ -401,7 +404,7 @@ def _sip_uri_host(reader: _Reader, uri: str, key: str) -> str:
 
 def _read_account(r: _Reader, raw: object, key: str, agents: Mapping[str, AgentConfig]) -> AccountConfig:
     data = r.mapping(raw, key, {"username", "password", "registrar", "domain", "agent", "register_expires_s",
-                                "auth_username"}, {"username", "password", "registrar", "agent"})
+                                "auth_username", "ring_timeout_s"}, {"username", "password", "registrar", "agent"})
     registrar = r.string(data["registrar"], _join(key, "registrar"))
     registrar_host = _sip_uri_host(r, registrar, _join(key, "registrar"))
     agent = r.string(data["agent"], _join(key, "agent"))
@@ -419,6 +422,7 @@ def _read_account(r: _Reader, raw: object, key: str, agents: Mapping[str, AgentC
         register_expires_s=r.optional(data, "register_expires_s", key,
                                       lambda v, k: r.integer(v, k, 1, 86400), 300),
         auth_username=r.optional(data, "auth_username", key, r.string, None),
+        ring_timeout_s=r.optional(data, "ring_timeout_s", key, lambda v, k: r.number(v, k, 1, 600), None),
     )
 
 
@@ -652,7 +656,8 @@ def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
 def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> SipConfig:
     data = r.mapping(raw, "sip", {"listen", "public_address", "max_calls", "default_agent", "accounts",
                                   "user_agent", "routes", "trusted_sources", "invites_per_source_per_s",
-                                  "invite_burst", "tls", "drain_timeout_s", "max_call_duration_s"}, {"listen"})
+                                  "invite_burst", "tls", "drain_timeout_s", "max_call_duration_s", "tcp",
+                                  "ring_timeout_s"}, {"listen"})
     listen = r.host_port(data["listen"], "sip.listen")
     public = r.optional(data, "public_address", "sip", r.string, None)
     if public is None:
@@ -698,6 +703,8 @@ def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> Sip
         drain_timeout_s=r.optional(data, "drain_timeout_s", "sip", lambda v, k: r.number(v, k, 1, 7 * 86400), 3600.0),
         max_call_duration_s=r.optional(data, "max_call_duration_s", "sip",
                                        lambda v, k: r.number(v, k, 0, 7 * 86400), 14400.0),
+        tcp=r.optional(data, "tcp", "sip", r.boolean, False),
+        ring_timeout_s=r.optional(data, "ring_timeout_s", "sip", lambda v, k: r.number(v, k, 1, 600), 60.0),
     )
 
 

@@ -26,7 +26,11 @@ seconds); non-finite floats are written as ``null``.  The gateway writes these k
                    not happen (e.g. the turn was cancelled) is ``null``
 ``barge_in``       ``at`` (unix time the caller's speech cut the bot off)
 ``tool_call``      ``tool``, ``arguments`` (dict), ``start``, ``end``, ``ok`` (bool)
-``call_end``       ``reason``, ``duration_s``
+``dtmf``           ``digit``, ``method`` ("rfc4733": in the media; "sip_info": a SIP INFO request),
+                   as the agent got it (each keypress once)
+``call_end``       ``reason``, ``outcome`` (a ``gateway.calls.outcome.CallOutcome`` value: ``remote_bye``,
+                   ``busy``, ``no_answer``, ``rejected``, ``unreachable``...), ``code`` (the last SIP
+                   status), ``answered`` (bool), ``duration_s``
 
 Readers (:func:`load_record`, :mod:`gateway.report`) must tolerate missing kinds and fields: a
 crashed call has no ``call_end``, and a future gateway may add kinds.

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from gateway.agents import Agent
+from gateway.calls.media import CallMedia
 from gateway.calls.transfer import Transfer
 from gateway.records import CallRecorder
 from gateway.sip.call import SipCall
@@ -37,6 +38,7 @@ class ActiveCall:
     log: structlog.typing.FilteringBoundLogger
     created_at: float = field(default_factory=time.monotonic)
     media_started: bool = False
+    agent_started: bool = False  # at first media inbound; at answer outbound (not on early media)
     confirmed: bool = False
     end_reason: str | None = None
     ended: bool = False
@@ -44,6 +46,8 @@ class ActiveCall:
     recorder: CallRecorder | None = None
     remote: str = ""
     started_at: float = 0.0  # Unix time
+    media: CallMedia | None = None  # the session's listener: where SIP INFO keypresses go in
+    info_cseq: int = 0  # CSeq of the last SIP INFO keypress given to the agent (each one once)
 
 
 class CallRegistry:

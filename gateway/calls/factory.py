@@ -38,6 +38,7 @@ class CallParts:
     agent: Agent
     session: RtpSession
     recorder: CallRecorder | None
+    media: CallMedia
 
 
 def build_call_parts(config: Config, services: ConversationServices | None, reporting: CallReporting,
@@ -57,7 +58,8 @@ def build_call_parts(config: Config, services: ConversationServices | None, repo
     )
     try:
         agent = create_agent(config.agents[agent_name], context, services, config.memory.enabled)
-        listener = CallMedia(agent, lambda idle: controls.hangup(call_id, f"rtp_timeout after {idle:.1f}s"), recorder)
+        listener = CallMedia(agent, lambda idle: controls.hangup(call_id, f"rtp_timeout after {idle:.1f}s"), recorder,
+                             answered=direction == "inbound")  # we answer inbound calls before media flows
         session = RtpSession(
             ports, listener,
             inactivity_timeout_s=config.rtp.inactivity_timeout_s,
@@ -70,4 +72,4 @@ def build_call_parts(config: Config, services: ConversationServices | None, repo
         if recorder is not None:
             recorder.close()
         raise
-    return CallParts(agent, session, recorder)
+    return CallParts(agent, session, recorder, listener)

@@ -22,6 +22,7 @@ from gateway.calls.active import ActiveCall, CallRegistry
 from gateway.calls.admission import Admission
 from gateway.calls.factory import CallControls, build_call_parts
 from gateway.calls.media import release_media, remote_media
+from gateway.calls.progress import RingTimer, ring_timeout_s, unanswered_outcome
 from gateway.calls.reporting import CallReporting, EndedCallback
 from gateway.calls.transfer import TransferDesk
 from gateway.config import Config
@@ -29,6 +30,7 @@ from gateway.metrics import Metrics
 from gateway.sip.account import GatewayAccount, IncomingInvite, user_agent_header
 from gateway.sip.call import NegotiatedMedia, SipCall
 from gateway.sip.guard import SourceGuard
+from gateway.sip.info_dtmf import InfoDtmf
 from gateway.sip.sdp import MediaAddress
 from gateway.sip.stack import SipStack
 from rtp.clock import MediaClock
@@ -64,6 +66,7 @@ class CallManager:
         self.calls = CallRegistry()
         self._controls = CallControls(self.hangup, self.send_dtmf, self.transfer)
         self.transfers = TransferDesk(stack, lambda call: self._hangup(call, "transferred"))
+        self.ring_timer = RingTimer(stack, self._hangup, self.calls.get)
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -190,7 +193,10 @@ class CallManager:
         call = self._create(sip, info.callIdString, "outbound", agent_name, info.localUri, uri, ports, variables)
         call.log.info("call_outgoing", remote=uri, account=account.name, agent=agent_name)
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:  # failed inside makeCall
-            self._teardown(call, info.lastStatusCode, f"failed: {info.lastReason}")
+            self._teardown(call, info.lastStatusCode,
+                           f"{unanswered_outcome(info.lastStatusCode).value}: {info.lastReason}")
+        else:
+            self.ring_timer.start(call, ring_timeout_s(account.config, self.config.sip))
         return call.call_id
 
     def _create(self, sip: SipCall, call_id: str, direction: str, agent_name: str, local_uri: str,
@@ -206,7 +212,7 @@ class CallManager:
             raise
         call = ActiveCall(sip=sip, call_id=call_id, direction=direction, agent_name=agent_name, ports=ports,
                           session=parts.session, agent=parts.agent, log=call_log, recorder=parts.recorder,
-                          remote=remote_uri, started_at=time.time())
+                          remote=remote_uri, started_at=time.time(), media=parts.media)
         self.metrics.call_started(direction)
         sip.log = call_log
         sip.call_id = call_id
@@ -266,9 +272,16 @@ class CallManager:
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not call.confirmed:
             call.confirmed = True
             call.log.info("call_confirmed", remote=info.remoteUri)
+            self._start_agent(call)
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            reason = call.end_reason or ("remote_bye" if call.confirmed else "not_answered")
+            reason = call.end_reason or self._unanswered_reason(call, info.lastStatusCode)
             self._teardown(call, info.lastStatusCode, f"{reason}: {info.lastReason}")
+
+    @staticmethod
+    def _unanswered_reason(call: ActiveCall, code: int) -> str:
+        if call.confirmed:
+            return "remote_bye"
+        return unanswered_outcome(code).value if call.direction == "outbound" else "not_answered"
 
     def on_media(self, sip: SipCall, media: NegotiatedMedia | None) -> None:
         call = self.calls.of(sip)
@@ -291,12 +304,39 @@ class CallManager:
         if not call.media_started:
             call.media_started = True
             self.clock.add(call.session)
-            call.agent.on_start()
+            self._start_agent(call)
+
+    def _start_agent(self, call: ActiveCall) -> None:
+        """Once media flows and the call is answered: inbound that is at first media (we answered
+        already), outbound at CONFIRMED, never on early media (see gateway.calls.progress)."""
+        if call.agent_started or not call.media_started or call.ended:
+            return
+        if call.direction == "outbound" and not call.confirmed:
+            if call.sip is not None and call.sip.getInfo().state == pj.PJSIP_INV_STATE_EARLY:
+                call.log.info("call_early_media")  # (a 200's media is reported just before CONFIRMED)
+            return
+        call.agent_started = True
+        if call.media is not None:
+            call.media.answer()
+        call.agent.on_start()
 
     def on_media_failed(self, sip: SipCall, reason: str) -> None:
         call = self.calls.of(sip)
         if call is not None and not call.ended:
             self._hangup(call, reason)
+
+    def on_info_dtmf(self, sip: SipCall, dtmf: InfoDtmf) -> None:
+        """A keypress sent as SIP INFO: to the agent like an RFC 4733 one, once per CSeq."""
+        call = self.calls.of(sip)
+        if call is None or call.ended or call.media is None:
+            return
+        if dtmf.cseq <= call.info_cseq:  # pjsip answers a retransmission itself; this guards the rest
+            call.log.info("dtmf_info_repeated", digit=dtmf.digit, cseq=dtmf.cseq)
+            return
+        call.info_cseq = dtmf.cseq
+        call.log.info("dtmf_received", digit=dtmf.digit, method="sip_info", duration_ms=dtmf.duration_ms,
+                      content_type=dtmf.content_type)
+        call.media.signalled_dtmf(dtmf.digit)
 
     def on_transfer_status(self, sip: SipCall, code: int, reason: str, final: bool) -> None:
         call = self.calls.of(sip)

@@ -9,6 +9,9 @@ once a torn-down call's session is no longer ticked: it holds the session, never
 
 from __future__ import annotations
 
+import collections
+import enum
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -23,15 +26,48 @@ from rtp.ports import PortAllocator
 from rtp.session import RemoteMedia, RtpSession
 
 
-class CallMedia:
-    """Adapts the RTP session's listener interface to the agent (media clock thread)."""
+class DtmfMethod(enum.StrEnum):
+    """How a keypress reached us: in the media (RFC 4733) or in the signalling (SIP INFO)."""
 
-    def __init__(self, agent: Agent, on_inactive: Callable[[float], None], recorder: CallRecorder | None = None):
+    RFC4733 = "rfc4733"
+    SIP_INFO = "sip_info"
+
+
+class CallMedia:
+    """Adapts the RTP session's listener interface to the agent (media clock thread).
+
+    Keypresses reach the agent here whichever way they came: RFC 4733 events from the session on
+    this thread, SIP INFO digits from the SIP thread through `signalled_dtmf`, a queue this thread
+    empties on its next tick, so `Agent.on_dtmf` keeps its one thread and both kinds keep their order.
+    """
+
+    def __init__(self, agent: Agent, on_inactive: Callable[[float], None], recorder: CallRecorder | None = None,
+                 answered: bool = True):
         self.agent = agent
         self._on_inactive = on_inactive
         self._recorder = recorder
+        self._signalled: collections.deque[str] = collections.deque()  # SIP thread appends, media thread pops
+        # An outbound call's early media (183) plays before the callee answers: the agent must not
+        # hear a ringback tone as its callee nor talk over it, so until then it gets nothing and
+        # we send silence. Set by the SIP thread, read by the media thread.
+        self._answered = threading.Event()
+        if answered:
+            self._answered.set()
+
+    def answer(self) -> None:
+        """The call is answered (SIP thread): from the next tick the agent hears and speaks."""
+        self._answered.set()
+
+    def signalled_dtmf(self, digit: str) -> None:
+        """A keypress that came as SIP INFO (SIP thread): the agent gets it on the next tick."""
+        self._signalled.append(digit)
 
     def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
+        if not self._answered.is_set():
+            self._signalled.clear()  # keys of the early dialog are no keypresses of the callee's either
+            return None  # early media: heard by no one, answered with silence
+        while self._signalled:
+            self._deliver(self._signalled.popleft(), DtmfMethod.SIP_INFO)
         self.agent.on_audio(frame, echo_cancelled)
         out = self.agent.next_frame()
         if self._recorder is not None:
@@ -39,6 +75,12 @@ class CallMedia:
         return out
 
     def on_dtmf(self, digit: str) -> None:
+        if self._answered.is_set():  # a tone in early media is no keypress of the callee's
+            self._deliver(digit, DtmfMethod.RFC4733)
+
+    def _deliver(self, digit: str, method: DtmfMethod) -> None:
+        if self._recorder is not None:
+            self._recorder.event("dtmf", digit=digit, method=str(method))
         self.agent.on_dtmf(digit)
 
     def on_inactive(self, idle_s: float) -> None:

@@ -3,6 +3,12 @@
 The free-text end reason ("remote_bye: Normal call clearing", "rtp_timeout after 30.0s") stays
 in the log and the call record for people; `CallOutcome.of()` maps it onto this enum for
 anything that counts.
+
+An outbound call that was never answered ends as one of the call-progress outcomes (see
+`gateway.calls.progress` for the SIP responses behind each): BUSY, NO_ANSWER (it rang until the
+ring timeout, or the far end gave up on it), REJECTED (declined, forbidden, no such number: not
+worth retrying), UNREACHABLE (no route, no response, a server or transport failure: worth retrying
+later). NOT_ANSWERED is an inbound call the caller gave up on before we answered.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ class CallOutcome(enum.StrEnum):
     TRANSFERRED = "transferred"
     SHUTDOWN = "shutdown"
     NOT_ANSWERED = "not_answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    REJECTED = "rejected"
+    UNREACHABLE = "unreachable"
     RTP_TIMEOUT = "rtp_timeout"
     MEDIA_ERROR = "media_error"
     ANSWER_FAILED = "answer_failed"

@@ -85,19 +85,21 @@ class CallReporting:
         """Metrics, the `call_ended` line, the record's last event, then the registered callbacks."""
         stats = call.session.snapshot()
         duration_s = round(time.monotonic() - call.created_at, 2)
-        self.metrics.call_ended(call.direction, CallOutcome.of(reason).value)
+        outcome = CallOutcome.of(reason).value
+        self.metrics.call_ended(call.direction, outcome)
         jitter = stats.jitter or {}
         self.metrics.jitter(float(jitter.get("target_delay_ms", 0.0)), int(jitter.get("lost", 0)),
                             int(jitter.get("concealed", 0)), int(jitter.get("late", 0)))
         self.metrics.security_event("srtp_rejected", stats.srtp_rejected)  # forged or replayed media
         call.log.info(
-            "call_ended", code=code, reason=reason, duration_s=duration_s,
+            "call_ended", code=code, reason=reason, outcome=outcome, answered=call.confirmed, duration_s=duration_s,
             rtp_sent=stats.packets_sent, rtp_received=stats.packets_received, malformed=stats.malformed,
             foreign_dropped=stats.foreign_dropped, srtp_rejected=stats.srtp_rejected, jitter=stats.jitter,
             reception=stats.reception,
         )
         if call.recorder is not None:
-            call.recorder.event("call_end", reason=reason, code=code, duration_s=duration_s)
+            call.recorder.event("call_end", reason=reason, outcome=outcome, code=code, answered=call.confirmed,
+                                duration_s=duration_s)
             call.recorder.close()
         for callback in self._ended:
             try:

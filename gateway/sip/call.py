@@ -19,6 +19,7 @@ from typing import Protocol
 import pjsua2 as pj
 import structlog
 
+from gateway.sip.info_dtmf import InfoDtmf, InfoDtmfRejected, read_info_dtmf
 from gateway.sip.sdp import (
     MediaAddress,
     SdpError,
@@ -59,6 +60,8 @@ class CallEvents(Protocol):
     def on_transfer_status(self, call: SipCall, code: int, reason: str, final: bool) -> None: ...
 
     def on_media_failed(self, call: SipCall, reason: str) -> None: ...
+
+    def on_info_dtmf(self, call: SipCall, dtmf: InfoDtmf) -> None: ...
 
 
 _MEDIA_STATUS = {
@@ -110,8 +113,18 @@ class SipCall(pj.Call):
         self.events.on_call_state(self, info)
 
     def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
-        """Keep the SDP of any message the peer sends us (the answer to our offer arrives here)."""
+        """Keep the SDP of any message the peer sends us (the answer to our offer arrives here), and
+        hand on a keypress sent as SIP INFO (see gateway.sip.info_dtmf)."""
         self._remote_sdp_from(prm.e)
+        message = _received_message(prm.e)
+        if not message.startswith("INFO "):
+            return
+        dtmf = read_info_dtmf(message)
+        if isinstance(dtmf, InfoDtmfRejected):
+            self.log.warning("dtmf_info_rejected", reason=dtmf.reason, cseq=dtmf.cseq,
+                             content_type=dtmf.content_type, body=dtmf.body, response=200)
+        elif dtmf is not None:
+            self.events.on_info_dtmf(self, dtmf)
 
     def _remote_sdp_from(self, event: pj.SipEvent) -> None:
         body = _received_sdp(event)
@@ -198,14 +211,18 @@ class SipCall(pj.Call):
         self.events.on_media(self, replace(negotiated, srtp=keys))
 
 
+def _received_message(event: pj.SipEvent) -> str:
+    """The whole message an event received, or "" (the event received none)."""
+    if event.type == pj.PJSIP_EVENT_RX_MSG:
+        return event.body.rxMsg.rdata.wholeMsg
+    if event.type == pj.PJSIP_EVENT_TSX_STATE and event.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
+        return event.body.tsxState.src.rdata.wholeMsg
+    return ""
+
+
 def _received_sdp(event: pj.SipEvent) -> str:
     """The SDP body of the message an event received, or "" (no message, or no SDP)."""
-    if event.type == pj.PJSIP_EVENT_RX_MSG:
-        message = event.body.rxMsg.rdata.wholeMsg
-    elif event.type == pj.PJSIP_EVENT_TSX_STATE and event.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
-        message = event.body.tsxState.src.rdata.wholeMsg
-    else:
-        return ""
+    message = _received_message(event)
     head, sep, body = message.partition("\r\n\r\n")
     if not sep or not body.startswith("v="):
         return ""

@@ -52,6 +52,10 @@ class SourceGuard:
             return Verdict(False, 503, "rate_limited", ip)
         return Verdict(True, src_ip=ip)
 
+    def trusts(self, ip: str) -> bool:
+        """Whether `ip` may reach us at all (any address when no trusted sources are set)."""
+        return not self.trusted or self._is_trusted(ip)
+
     def _is_trusted(self, ip: str) -> bool:
         try:
             address = ipaddress.ip_address(ip)

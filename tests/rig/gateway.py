@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tests.rig.ports import free_udp_port
+from tests.rig.ports import free_sip_port
 
 
 class GatewayError(AssertionError):
@@ -177,7 +177,7 @@ def gateway_config(
     """A config in the public YAML contract, on 127.0.0.1 with a free SIP port."""
     return {
         "sip": {
-            "listen": f"127.0.0.1:{sip_port or free_udp_port()}",
+            "listen": f"127.0.0.1:{sip_port or free_sip_port()}",
             "public_address": "127.0.0.1",
             "max_calls": max_calls,
             "default_agent": "front-desk",

@@ -238,7 +238,7 @@ def _parse_log_line(line: str) -> SipLogLine | None:
 
 @dataclass
 class Kamailio:
-    """A Kamailio registrar/proxy listening on ``127.0.0.1:port`` (UDP only).
+    """A Kamailio registrar/proxy listening on ``127.0.0.1:port`` (UDP, and TCP with ``tcp``).
 
     ``users`` maps extension -> password (domain 127.0.0.1). ``require_invite_auth``
     makes the proxy challenge INVITE/REFER/... from its own domain with 407, like most
@@ -251,6 +251,7 @@ class Kamailio:
     host: str = HOST
     require_invite_auth: bool = False
     tls: tuple[Path, Path] | None = None  # (certificate, key): also listen for SIP over TLS on tls_port
+    tcp: bool = False  # also listen for SIP over TCP on ``port`` (RFC 3261 section 18)
     tls_port: int = 0
     debug: int = 2
     start_timeout: float = 10.0
@@ -327,9 +328,12 @@ class Kamailio:
         self.cfg_path.write_text(cfg)
 
     def _transport_block(self) -> str:
-        if self.tls is None:
+        if self.tls is None and not self.tcp:
             return "disable_tcp=yes\n"
-        return f"enable_tls=yes\nlisten=tls:{self.host}:{self.tls_port}\n"
+        block = f"listen=tcp:{self.host}:{self.port}\n" if self.tcp else ""
+        if self.tls is not None:
+            block += f"enable_tls=yes\nlisten=tls:{self.host}:{self.tls_port}\n"
+        return block
 
     def _tls_module(self) -> str:
         """Kamailio's tls module with a test server certificate; peers' certificates are not checked."""
@@ -343,6 +347,11 @@ class Kamailio:
             "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
         )
         return f'loadmodule "tls.so"\nmodparam("tls", "config", "{tls_cfg}")\n'
+
+    @property
+    def tcp_uri(self) -> str:
+        """The registrar URI over TCP (only with ``tcp``)."""
+        return f"sip:{self.host}:{self.port};transport=tcp"
 
     @property
     def tls_uri(self) -> str:

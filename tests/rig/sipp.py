@@ -154,6 +154,11 @@ def _parse_stats(path: Path) -> dict[str, str]:
     return {h: v for h, v in zip(header, last, strict=False) if h}
 
 
+def _over_tcp(args: Sequence[str]) -> bool:
+    """SIPp's ``-t t1``/``-t tn``: it listens on TCP instead of UDP."""
+    return any(a == "-t" and b.startswith("t") for a, b in zip(args, args[1:], strict=False))
+
+
 def _prepare_workdir(workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     link = workdir / "pcap"
@@ -278,16 +283,25 @@ def run_sipp_uac_pcap(
 
 def udp_port_bound(port: int, host: str = HOST) -> bool:
     """True if some process has ``host:port`` (UDP) bound, judged from /proc/net/udp."""
+    return _port_in_table("/proc/net/udp", port, host)
+
+
+def tcp_port_listening(port: int, host: str = HOST) -> bool:
+    """True if some process listens on ``host:port`` (TCP), judged from /proc/net/tcp (state 0A)."""
+    return _port_in_table("/proc/net/tcp", port, host, state="0A")
+
+
+def _port_in_table(table: str, port: int, host: str, state: str | None = None) -> bool:
     hexport = f"{port:04X}"
     hexhost = "".join(f"{int(o):02X}" for o in reversed(host.split(".")))
     try:
-        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+        lines = Path(table).read_text().splitlines()[1:]
     except OSError:
         return False
     for line in lines:
-        local = line.split()[1]
-        h, p = local.split(":")
-        if p == hexport and h in (hexhost, "00000000"):
+        fields = line.split()
+        h, p = fields[1].split(":")
+        if p == hexport and h in (hexhost, "00000000") and state in (None, fields[3]):
             return True
     return False
 
@@ -350,7 +364,8 @@ class SippUas(StartStop):
             f"sipp-{self.name}", argv, self.workdir / f"{self.name}.stdout.log", cwd=self.workdir
         )
         self._proc.start()
-        if not wait_until(lambda: udp_port_bound(self.port) or not self._running(), 5.0):
+        bound = tcp_port_listening if _over_tcp(self.extra_args) else udp_port_bound
+        if not wait_until(lambda: bound(self.port) or not self._running(), 5.0):
             self.stop()
             raise self._proc.error(f"did not bind {self.hostport}")
         if not self._running():

@@ -13,11 +13,11 @@ from dataclasses import replace
 import pytest
 
 from gateway.sip.stack import SipStack, StackSettings
-from tests.rig.ports import free_udp_port
+from tests.rig.ports import free_sip_port
 
 
 def _priorities(codecs: tuple[str, ...] | None) -> dict[str, int]:
-    settings = StackSettings("127.0.0.1", free_udp_port(), "127.0.0.1", max_calls=1)
+    settings = StackSettings("127.0.0.1", free_sip_port(), "127.0.0.1", max_calls=1)
     stack = SipStack(settings if codecs is None else replace(settings, codecs=codecs))
     stack.start(on_started=lambda: None, on_shutdown=lambda: None)
     try:

@@ -18,13 +18,13 @@ from structlog.testing import capture_logs
 from gateway.sip.account import GatewayAccount
 from gateway.sip.call import SipCall
 from gateway.sip.stack import SipStack, StackSettings, _run_into
-from tests.rig.ports import free_udp_port
+from tests.rig.ports import free_sip_port
 
 
 @pytest.fixture
 def stack() -> Iterator[tuple[SipStack, list[GatewayAccount]]]:
     """The stack and a list holding its one account: tests touch the account on the SIP thread only."""
-    stack = SipStack(StackSettings("127.0.0.1", free_udp_port(), "127.0.0.1", max_calls=2))
+    stack = SipStack(StackSettings("127.0.0.1", free_sip_port(), "127.0.0.1", max_calls=2))
     accounts: list[GatewayAccount] = []
 
     def started() -> None:
