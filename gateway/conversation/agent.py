@@ -28,9 +28,11 @@ from collections.abc import Callable
 import numpy as np
 
 from gateway.agents.base import CallContext
+from gateway.conversation.answer_detection import ShapeAnswerPolicy
 from gateway.conversation.controller import Controller
 from gateway.conversation.end_of_turn import CallVerdicts
 from gateway.conversation.events import BargedIn, CallStarted, CallStopped, DtmfPressed, Held, Observation, Unheld
+from gateway.conversation.outbound_start import AnswerListener
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
 from gateway.conversation.semantic_turn import SemanticTurnPolicy
@@ -70,6 +72,9 @@ class ConversationAgent:
         self.controller = Controller(context, settings, services, skills, self.playout, pipeline, clock, observe)
         if self._turn_verdicts is not None:
             self.controller.transcriber.listeners.append(self._turn_verdicts.heard)
+        # outbound calls: who answered, before the turn taker's events reach the controller
+        self.answer = AnswerListener(ShapeAnswerPolicy(settings.amd.answer(settings.vad_threshold)),
+                                     settings.amd.enabled) if context.direction == "outbound" else None
         self._thread = threading.Thread(target=self.controller.run, name=f"call-{context.call_id[:12]}", daemon=True)
 
     def _turn_policy(self, services: ConversationServices) -> TurnPolicy:
@@ -125,6 +130,12 @@ class ConversationAgent:
             self.log.debug("turn_levels", probability=round(cues.probability, 2), loud=cues.loud,
                            raw_db=round(cues.level_db, 1), background_db=round(cues.background_db, 1),
                            echo_correlation=round(cues.echo_correlation, 2))
+        answer = self.answer
+        if answer is not None:
+            cues = self.turn_taker.last_cues
+            for found in answer.feed(now, frame.pcm, cues.probability if cues is not None else 0.0):
+                self.controller.post(found)
+            signals = [s for s in signals if answer.passes(s)]
         for signal in signals:
             if isinstance(signal, Held):
                 self.playout.hold()  # silence from the very next tick, nothing lost yet

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 from gateway.agents.base import CallContext, RecordKind
 from gateway.conversation.actions import CallFacts, ToolExecutor, ToolOutcome
+from gateway.conversation.answer_detection import AnswerClassified, MachineReady
 from gateway.conversation.call_history import CallHistory
 from gateway.conversation.caller_memory import CallerMemory
 from gateway.conversation.events import (
@@ -41,6 +42,7 @@ from gateway.conversation.events import (
     Utterance,
     priority,
 )
+from gateway.conversation.outbound_start import OutboundOpening
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
 from gateway.conversation.reply import FollowUp, ReplyHandle, ReplyState, TurnTimings
@@ -97,6 +99,10 @@ class Controller:
         self._ending: ReplyHandle | None = None  # the goodbye after which we hang up
         self._hangup_sent = False
         self._held_at = 0.0  # onset of what holds the bot's audio (bot_held), for the bot_resumed line
+        # outbound calls: the callee speaks first, a machine gets a message (outbound_start.py)
+        self.opening = OutboundOpening(settings.amd, fill(settings.amd.message, context.variables), self.log,
+                                       context.record, self._greet, lambda text, why: self.say(text, why, True),
+                                       context.hangup, services.phrase) if context.direction == "outbound" else None
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -133,7 +139,10 @@ class Controller:
     def handle(self, event: CallEvent) -> None:
         match event:
             case CallStarted():
-                self._greet()
+                if self.opening is None:
+                    self._greet()
+            case AnswerClassified() | MachineReady() if self.opening is not None:
+                self.opening.handle(event)
             case BargedIn():
                 self._on_barge_in(event)
             case Held(at=at, held_at=held_at):  # the media thread held the bot's audio already
@@ -338,6 +347,9 @@ class Controller:
             if not self.playout.has_audio(self._ending.turn):
                 self._hangup_sent = True
                 self.context.hangup("goodbye")
+            return
+        if self.opening is not None and self.opening.waiting:  # who answered is not known yet: no re-prompt
+            self._idle_since = now
             return
         if self._caller_speaking or in_flight or self.playout.is_playing():
             self._idle_since = now
