@@ -24,7 +24,7 @@ virtual clock, `bench/bench_amd.py` over a generated corpus.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -61,6 +61,7 @@ class AnswerConfig:
     max_human_speech_s: float = 1.9  # speech this long (pauses excluded) is a greeting, not an answer
     beep_wait_s: float = 3.0  # after a machine's greeting, silence this long without a beep: speak
     max_wait_s: float = 30.0  # the longest a machine is listened to before the message is left anyway
+    late_beep_s: float = 2.0  # a beep this soon after a HUMAN verdict makes it MACHINE after all
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,16 @@ class ShapeAnswerPolicy:
         self._last_speech_at: float | None = None
         self._speech_s = 0.0
         self._beep: Tone | None = None  # the last tone that ended, while nobody spoke after it
+        self._late_beep_until: float | None = None  # after a HUMAN verdict: a beep until then revises it
 
     @property
     def done(self) -> bool:
         verdict = self.verdict
-        return verdict is not None and (verdict.kind is not AnswerKind.MACHINE or self.ready is not None)
+        if verdict is None:
+            return False
+        if verdict.kind is AnswerKind.MACHINE:
+            return self.ready is not None
+        return self._late_beep_until is None  # a person: once no beep can revise it any more
 
     def feed(self, now: float, pcm: np.ndarray, speech_probability: float) -> list[AnswerSignal]:
         if self.done:
@@ -140,7 +146,11 @@ class ShapeAnswerPolicy:
                 return []
             self.verdict = verdict
             self._beep = tone
+            if verdict.kind is not AnswerKind.MACHINE:
+                self._late_beep_until = now + self.config.late_beep_s
             return [verdict]
+        if self.verdict.kind is not AnswerKind.MACHINE:
+            return self._late_beep(now)
         ready = self._machine_ready(now, tone)
         if ready is None:
             return []
@@ -163,6 +173,20 @@ class ShapeAnswerPolicy:
             return self._verdict(AnswerKind.HUMAN, now, "short_answer")
         return None
 
+    def _late_beep(self, now: float) -> list[AnswerSignal]:
+        """A short greeting ("Anna, leave a message") reads as a person's answer until its beep:
+        a steady tone soon after a HUMAN verdict makes it a machine after all (the bot's opening
+        line is cut by the controller, and the message waits for the beep's end)."""
+        assert self.verdict is not None and self._late_beep_until is not None
+        if self.beeps.in_tone and self.verdict.first_words_at is not None:
+            self.verdict = replace(self._verdict(AnswerKind.MACHINE, now, "beep_after_answer"),
+                                   first_words_at=self.verdict.first_words_at)
+            self._late_beep_until = None
+            return [self.verdict]
+        if now >= self._late_beep_until - 1e-9:
+            self._late_beep_until = None
+        return []
+
     def _verdict(self, kind: AnswerKind, now: float, reason: str) -> AnswerClassified:
         assert self._answered_at is not None
         return AnswerClassified(kind, now, reason, self._answered_at, self._first_words_at, self._last_speech_at,
@@ -175,6 +199,8 @@ class ShapeAnswerPolicy:
         if tone is not None:
             self._beep = tone
         beep = self._beep
+        if beep is not None and (self._first_words_at is None or self._first_words_at > beep.started_at):
+            beep = None  # tones before any words: a carrier's information tones, its announcement follows
         if beep is not None and self._last_speech_at is not None and self._last_speech_at > beep.ended_at:
             beep = self._beep = None  # words after the tone: a carrier's tones, or a tone inside the greeting
         if beep is not None and not self.beeps.in_tone and now - beep.ended_at >= _BEEP_SETTLE_S - 1e-9:

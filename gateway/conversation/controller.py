@@ -42,7 +42,7 @@ from gateway.conversation.events import (
     Utterance,
     priority,
 )
-from gateway.conversation.outbound_start import OutboundOpening
+from gateway.conversation.outbound_start import OpeningActions, OutboundOpening
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
 from gateway.conversation.reply import FollowUp, ReplyHandle, ReplyState, TurnTimings
@@ -100,9 +100,10 @@ class Controller:
         self._hangup_sent = False
         self._held_at = 0.0  # onset of what holds the bot's audio (bot_held), for the bot_resumed line
         # outbound calls: the callee speaks first, a machine gets a message (outbound_start.py)
+        actions = OpeningActions(self._greet, lambda text, why: self.say(text, why, True), context.hangup,
+                                 services.phrase, self.playout.flush)
         self.opening = OutboundOpening(settings.amd, fill(settings.amd.message, context.variables), self.log,
-                                       context.record, self._greet, lambda text, why: self.say(text, why, True),
-                                       context.hangup, services.phrase) if context.direction == "outbound" else None
+                                       context.record, actions) if context.direction == "outbound" else None
 
     # -- any thread ----------------------------------------------------------------------------
 

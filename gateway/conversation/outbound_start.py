@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import structlog
@@ -78,20 +79,27 @@ class OpeningState(enum.Enum):
     DONE = "done"  # greeted, message said, or hung up
 
 
+@dataclass(frozen=True)
+class OpeningActions:
+    """What the opening may make the call do (the controller's own methods)."""
+
+    greet: Callable[[], None]  # the greeting (or the returning caller's), now
+    say_last: Callable[[str, str], object]  # (text, why): spoken once, then the call hangs up
+    hangup: Callable[[str], None]  # (reason)
+    prepare: Callable[[str], object]  # synthesize a line now, so it plays the moment it is needed
+    cut: Callable[[], object]  # silence the bot at once (a greeting said to what turned out a machine)
+
+
 class OutboundOpening:
     """The controller's half: what the verdict makes the call do. Controller thread only."""
 
     def __init__(self, settings: AmdSettings, message: str, log: structlog.typing.FilteringBoundLogger,
-                 record: Callable[..., None], greet: Callable[[], None], say_last: Callable[[str, str], None],
-                 hangup: Callable[[str], None], prepare: Callable[[str], None]):
+                 record: Callable[..., None], actions: OpeningActions):
         self.settings = settings
         self.message = message  # the voicemail message, its {variables} filled
         self.log = log
         self.record = record
-        self._greet = greet
-        self._say_last = say_last  # (text, why): spoken once, then the call hangs up
-        self._hangup = hangup
-        self._prepare = prepare  # synthesize a line now, so it plays the moment it is needed
+        self.actions = actions
         self.state = OpeningState.WAITING
 
     @property
@@ -115,16 +123,22 @@ class OutboundOpening:
                       after_words_ms=after_words_ms, speech_s=verdict.speech_s, amd=self.settings.enabled)
         self.record(RecordKind.AMD, at=time.time(), verdict=verdict.kind.value, reason=verdict.reason,
                     after_answer_ms=verdict.after_answer_ms, first_words_ms=first_words_ms, speech_s=verdict.speech_s)
+        actions = self.actions
         if verdict.kind is not AnswerKind.MACHINE:
             self.state = OpeningState.DONE
-            self._greet()
-        elif self.settings.enabled and self.settings.on_machine == "hangup":
+            actions.greet()
+            return
+        if self.state is OpeningState.DONE:  # a beep after a short "greeting" we took for a person
+            if not self.settings.enabled:
+                return  # the conversation has started: it goes on
+            actions.cut()
+        if self.settings.enabled and self.settings.on_machine == "hangup":
             self.state = OpeningState.DONE
-            self._hangup("answering_machine")
+            actions.hangup("answering_machine")
         else:
             self.state = OpeningState.MACHINE
             if self.settings.enabled:
-                self._prepare(self.message)  # while the greeting plays: the message goes out at the beep
+                actions.prepare(self.message)  # while the greeting plays: the message goes out at the beep
 
     def _on_ready(self, ready: MachineReady) -> None:
         if self.state is not OpeningState.MACHINE:
@@ -136,8 +150,8 @@ class OutboundOpening:
         self.record(RecordKind.AMD, at=time.time(), ready=ready.why.value,
                     beep_hz=beep.frequency_hz if beep else None)
         if self.settings.enabled:
-            self._say_last(self.message, "voicemail_message")
+            self.actions.say_last(self.message, "voicemail_message")
         else:
-            self._greet()  # no detection wanted: the machine is talked to like a person, once it is quiet
+            self.actions.greet()  # no detection wanted: the machine is talked to like a person, once it is quiet
 
 

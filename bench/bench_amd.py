@@ -1,0 +1,161 @@
+"""Answering-machine detection over the generated set (amd_spec.py), offline: accuracy and timing.
+
+Each answer's audio (amd_audio.py: µ-law, with its background) goes frame by frame through what the
+gateway runs on its media thread for an outbound call: the turn taker (real silero VAD, the line's
+levels) and the answer policy (answer_detection.py), on a virtual clock. Scored against the truth
+of the spec:
+
+* accuracy both ways: machines called MACHINE, people called HUMAN (UNKNOWN, "nobody spoke yet, the
+  bot speaks first", is counted apart: it starts the conversation, as HUMAN does);
+* time to verdict after the answer, and for people after the end of their first words: how long
+  the person waits for the bot (the greeting then goes out at once, plus ~60 ms on the wire:
+  tests/integration/test_amd_call.py measures that);
+* for machines, when the message would start: after the beep (within 1 s of its end), or, with
+  no beep, after the greeting; never over the greeting.
+
+    .venv/bin/python bench/bench_amd.py [--split held_out|tune|both] [--show]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.amd_audio import AnswerAudio, render  # noqa: E402
+from bench.amd_spec import Who, plan_answers  # noqa: E402
+from bench.listening_spec import Split  # noqa: E402
+from gateway.conversation.answer_detection import (  # noqa: E402
+    AnswerClassified,
+    AnswerKind,
+    MachineReady,
+    ShapeAnswerPolicy,
+)
+from gateway.conversation.settings import ConversationSettings  # noqa: E402
+from gateway.conversation.turn_taker import TurnTaker  # noqa: E402
+from gateway.conversation.turns import TurnDetector  # noqa: E402
+from models.silero import SileroVad  # noqa: E402
+from rtp.jitter import FrameType  # noqa: E402
+
+FRAME, FRAME_S = 160, 0.02
+WAIT_LIMIT_S = 1.5  # a person should not wait longer than this after their first words
+AFTER_BEEP_S = 1.0  # a message that starts within this of the beep's end is "after the beep"
+
+
+@dataclass(frozen=True)
+class Result:
+    audio: AnswerAudio
+    verdict: AnswerClassified | None
+    ready: MachineReady | None
+    policy_us: float  # mean time per frame in the answer policy
+
+    @property
+    def correct(self) -> bool:
+        kind = self.verdict.kind if self.verdict else None
+        return kind is (AnswerKind.MACHINE if self.audio.answer.who is Who.MACHINE else AnswerKind.HUMAN)
+
+
+def detect(audio: AnswerAudio, vad: SileroVad, settings: ConversationSettings) -> Result:
+    taker = TurnTaker(vad.new_stream(8000), TurnDetector(settings.turn), settings.preroll_ms // 20,
+                      speech_threshold=settings.vad_threshold)
+    policy = ShapeAnswerPolicy(settings.amd.answer(settings.vad_threshold))
+    verdict = ready = None
+    spent = 0.0
+    frames = len(audio.pcm) // FRAME
+    for i in range(frames):
+        now = i * FRAME_S
+        pcm = audio.pcm[i * FRAME:(i + 1) * FRAME]
+        taker.feed(now, pcm, FrameType.NORMAL, False)
+        probability = taker.last_cues.probability if taker.last_cues is not None else 0.0
+        start = time.perf_counter()
+        signals = policy.feed(now, pcm, probability)
+        spent += time.perf_counter() - start
+        for signal in signals:
+            if isinstance(signal, AnswerClassified):
+                verdict = signal
+            else:
+                ready = signal
+        if policy.done:
+            break
+    return Result(audio, verdict, ready, spent / max(1, i + 1) * 1e6)
+
+
+def describe(r: Result) -> str:
+    a, v = r.audio, r.verdict
+    kind = v.kind.value if v else "-"
+    at = f"{v.at:5.2f}s ({v.reason})" if v else "-"
+    extra = ""
+    if a.answer.who is Who.HUMAN and v is not None:
+        extra = f" wait {v.at - a.first_words_end:+.2f}s after words end {a.first_words_end:.2f}s"
+    if r.ready is not None:
+        beep = f" beep {a.beep_at:.2f}-{a.beep_end:.2f}s" if a.beep_at is not None else " no beep"
+        extra = f" ready {r.ready.at:.2f}s ({r.ready.why.value}) speech end {a.speech_end:.2f}s{beep}"
+    noise = a.answer.background.value + (f" {a.answer.snr_db:g} dB" if a.answer.snr_db else "")
+    return (f"#{a.answer.index:3d} {a.answer.who.value:7s} -> {kind:7s} at {at:22s} {a.answer.voice.name:22s} "
+            f"{noise:14s} {a.answer.text[:60]!r}{extra}")
+
+
+def pct(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({100 * part / whole:.1f} %)" if whole else "0/0"
+
+
+def ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    values = sorted(values)
+    p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
+    return f"median {statistics.median(values) * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms"
+
+
+def report(split: Split, results: list[Result]) -> None:
+    machines = [r for r in results if r.audio.answer.who is Who.MACHINE]
+    people = [r for r in results if r.audio.answer.who is Who.HUMAN]
+    unknown = [r for r in people if r.verdict and r.verdict.kind is AnswerKind.UNKNOWN]
+    waits = [r.verdict.at - r.audio.first_words_end for r in people if r.verdict and r.correct]
+    from_onset = [r.verdict.at - r.audio.first_words_at for r in people if r.verdict and r.correct]
+    beeped = [r for r in machines if r.correct and r.audio.beep_end is not None]
+    after_beep = [r for r in beeped if r.ready and 0 <= r.ready.at - r.audio.beep_end <= AFTER_BEEP_S]
+    over = [r for r in machines if r.correct and r.ready and r.ready.at < r.audio.speech_end]
+    no_beep = [r for r in machines if r.correct and r.audio.beep_end is None]
+    no_beep_after = [r for r in no_beep if r.ready and r.ready.at >= r.audio.speech_end]
+    print(f"\n== {split.value}: {len(machines)} machines, {len(people)} people")
+    print(f"machines called MACHINE: {pct(sum(r.correct for r in machines), len(machines))}")
+    print(f"people called HUMAN:     {pct(sum(r.correct for r in people), len(people))}"
+          f" (UNKNOWN, the bot speaks first: {len(unknown)})")
+    print(f"verdict on machines after the answer: {ms([r.verdict.at for r in machines if r.correct])}")
+    print(f"verdict on people after the answer:   {ms([r.verdict.at for r in people if r.correct])}")
+    print(f"  after their first words' onset:      {ms(from_onset)}")
+    print(f"  after their first words' end (wait): {ms(waits)}")
+    print(f"people who wait > {WAIT_LIMIT_S} s after their first words: "
+          f"{pct(sum(w > WAIT_LIMIT_S for w in waits) + len(people) - len(waits), len(people))}")
+    print(f"message after the beep (within {AFTER_BEEP_S:g} s of its end): {pct(len(after_beep), len(beeped))}")
+    print(f"message after the greeting, no beep: {pct(len(no_beep_after), len(no_beep))}")
+    print(f"message over the greeting: {len(over)}")
+    print(f"answer policy per frame: {statistics.mean(r.policy_us for r in results):.0f} µs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=("held_out", "tune", "both"), default="held_out")
+    parser.add_argument("--show", action="store_true", help="one line per answer (else only the misses)")
+    args = parser.parse_args()
+    splits = (Split.TUNE, Split.HELD_OUT) if args.split == "both" else (Split(args.split),)
+    settings = ConversationSettings()
+    vad = SileroVad()
+    for split in splits:
+        results = [detect(render(a), vad, settings) for a in plan_answers((split,))]
+        for r in results:
+            if args.show or not r.correct:
+                print(describe(r))
+        report(split, results)
+
+
+if __name__ == "__main__":
+    main()
