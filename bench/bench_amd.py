@@ -13,7 +13,9 @@ of the spec:
 * for machines, when the message would start: after the beep (within 1 s of its end), or, with
   no beep, after the greeting; never over the greeting.
 
-    .venv/bin/python bench/bench_amd.py [--split held_out|tune|both] [--show]
+With the first words' transcript (whisper tiny.en, as the gateway does) unless `--shape-only`.
+
+    .venv/bin/python bench/bench_amd.py [--split held_out|tune|both] [--show] [--shape-only]
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ import argparse
 import statistics
 import sys
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -38,9 +43,12 @@ from gateway.conversation.answer_detection import (  # noqa: E402
     MachineReady,
     ShapeAnswerPolicy,
 )
+from gateway.conversation.events import Utterance  # noqa: E402
+from gateway.conversation.outbound_start import AnswerListener  # noqa: E402
 from gateway.conversation.settings import ConversationSettings  # noqa: E402
 from gateway.conversation.turn_taker import TurnTaker  # noqa: E402
 from gateway.conversation.turns import TurnDetector  # noqa: E402
+from gateway.conversation.utterance_audio import utterance_audio16k  # noqa: E402
 from models.silero import SileroVad  # noqa: E402
 from rtp.jitter import FrameType  # noqa: E402
 
@@ -62,10 +70,35 @@ class Result:
         return kind is (AnswerKind.MACHINE if self.audio.answer.who is Who.MACHINE else AnswerKind.HUMAN)
 
 
-def detect(audio: AnswerAudio, vad: SileroVad, settings: ConversationSettings) -> Result:
+class Whisper:
+    """The first words' transcript as the gateway asks it (outbound_start.AnswerListener), here run
+    at once on this thread; its time is kept (the gateway polls it from the media thread)."""
+
+    def __init__(self) -> None:
+        from models.whisper import WhisperStt
+
+        self.stt = WhisperStt()
+        self.seconds: list[float] = []
+        self.texts: dict[int, str] = {}
+        self.current = -1
+
+    def __call__(self, frames: tuple[np.ndarray, ...]) -> Future[str]:
+        start = time.perf_counter()
+        text = self.stt.transcribe(utterance_audio16k(Utterance(0, frames))).text
+        self.seconds.append(time.perf_counter() - start)
+        self.texts[self.current] = text
+        future: Future[str] = Future()
+        future.set_result(text)
+        return future
+
+
+def detect(audio: AnswerAudio, vad: SileroVad, settings: ConversationSettings, words: Whisper | None) -> Result:
     taker = TurnTaker(vad.new_stream(8000), TurnDetector(settings.turn), settings.preroll_ms // 20,
                       speech_threshold=settings.vad_threshold)
     policy = ShapeAnswerPolicy(settings.amd.answer(settings.vad_threshold))
+    if words is not None:
+        words.current = audio.answer.index
+    listener = AnswerListener(policy, True, words)
     verdict = ready = None
     spent = 0.0
     frames = len(audio.pcm) // FRAME
@@ -75,7 +108,7 @@ def detect(audio: AnswerAudio, vad: SileroVad, settings: ConversationSettings) -
         taker.feed(now, pcm, FrameType.NORMAL, False)
         probability = taker.last_cues.probability if taker.last_cues is not None else 0.0
         start = time.perf_counter()
-        signals = policy.feed(now, pcm, probability)
+        signals = listener.feed(now, pcm, probability)
         spent += time.perf_counter() - start
         for signal in signals:
             if isinstance(signal, AnswerClassified):
@@ -145,16 +178,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("held_out", "tune", "both"), default="held_out")
     parser.add_argument("--show", action="store_true", help="one line per answer (else only the misses)")
+    parser.add_argument("--shape-only", action="store_true", help="without the first words' transcript (whisper)")
     args = parser.parse_args()
     splits = (Split.TUNE, Split.HELD_OUT) if args.split == "both" else (Split(args.split),)
     settings = ConversationSettings()
     vad = SileroVad()
+    words = None if args.shape_only else Whisper()
     for split in splits:
-        results = [detect(render(a), vad, settings) for a in plan_answers((split,))]
+        results = [detect(render(a), vad, settings, words) for a in plan_answers((split,))]
         for r in results:
             if args.show or not r.correct:
-                print(describe(r))
+                heard = words.texts.get(r.audio.answer.index) if words is not None else None
+                print(describe(r) + (f" heard {heard!r}" if heard is not None else ""))
         report(split, results)
+        if words is not None and words.seconds:
+            print(f"first words' transcripts: {len(words.seconds)}, {ms(words.seconds)} (whisper tiny.en, 2 threads)")
+            words.seconds.clear()
 
 
 if __name__ == "__main__":

@@ -103,6 +103,27 @@ class AnswerPolicy(Protocol):
     def feed(self, now: float, pcm: np.ndarray, speech_probability: float) -> list[AnswerSignal]:
         """One 20 ms frame (8 kHz int16) and the VAD's probability for it."""
 
+    def await_words(self) -> None:
+        """A transcript of the first words is coming: stay undecided enough to be revised by it."""
+
+    def words_heard(self, now: float, text: str) -> list[AnswerSignal]:
+        """The first words' transcript; may revise the verdict."""
+
+
+# What recorded greetings and carriers say and people answering a call do not (lower case, matched
+# in the transcript with its punctuation removed)
+MACHINE_PHRASES = ("leave a message", "leave your message", "leave me a message", "leave your name",
+                   "after the tone", "after the beep", "at the tone", "not available", "unavailable",
+                   "can't take your call", "cannot take your call", "can't come to the phone", "voicemail",
+                   "voice mail", "mailbox", "you've reached", "you have reached", "record your message",
+                   "not in service", "try again later", "get back to you", "return your call")
+
+
+def machine_words(text: str) -> bool:
+    """Whether a transcript reads like a recorded greeting or a carrier's announcement."""
+    plain = " ".join("".join(c if c.isalnum() or c in "' " else " " for c in text.lower().replace("’", "'")).split())
+    return any(phrase in plain for phrase in MACHINE_PHRASES)
+
 
 class ShapeAnswerPolicy:
     """The model-free policy: silence, speech length, the beep (see the module's docstring)."""
@@ -118,6 +139,7 @@ class ShapeAnswerPolicy:
         self._speech_s = 0.0
         self._beep: Tone | None = None  # the last tone that ended, while nobody spoke after it
         self._late_beep_until: float | None = None  # after a HUMAN verdict: a beep until then revises it
+        self._awaiting_words = False  # the first words' transcript may still revise a HUMAN verdict
 
     @property
     def done(self) -> bool:
@@ -126,7 +148,23 @@ class ShapeAnswerPolicy:
             return False
         if verdict.kind is AnswerKind.MACHINE:
             return self.ready is not None
-        return self._late_beep_until is None  # a person: once no beep can revise it any more
+        return self._late_beep_until is None and not self._awaiting_words  # nothing can revise it any more
+
+    def await_words(self) -> None:
+        """The first words are being transcribed: keep listening until `words_heard`."""
+        self._awaiting_words = True
+
+    def words_heard(self, now: float, text: str) -> list[AnswerSignal]:
+        """The transcript of the first words: a person's verdict turns MACHINE if they read like a
+        recorded greeting ("... leave a message", "not available")."""
+        self._awaiting_words = False
+        verdict = self.verdict
+        if verdict is None or verdict.kind is AnswerKind.MACHINE or not machine_words(text):
+            return []
+        self.verdict = replace(self._verdict(AnswerKind.MACHINE, now, "machine_words"),
+                               first_words_at=verdict.first_words_at)
+        self._late_beep_until = None
+        return [self.verdict]
 
     def feed(self, now: float, pcm: np.ndarray, speech_probability: float) -> list[AnswerSignal]:
         if self.done:
@@ -150,7 +188,7 @@ class ShapeAnswerPolicy:
                 self._late_beep_until = now + self.config.late_beep_s
             return [verdict]
         if self.verdict.kind is not AnswerKind.MACHINE:
-            return self._late_beep(now)
+            return self._late_beep(now) if self._late_beep_until is not None else []
         ready = self._machine_ready(now, tone)
         if ready is None:
             return []

@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,27 +41,57 @@ from gateway.conversation.answer_detection import (
 from gateway.conversation.events import BargedIn, Held, SpeechStarted, TurnSignal
 from gateway.conversation.settings import AmdSettings
 
+Transcribe = Callable[[tuple[np.ndarray, ...]], Future[str]]  # 8 kHz frames -> their text, on the models' pool
+_MAX_FRAMES = 500  # 10 s: the opening's audio kept for the first words' transcript
+_PREROLL_S = 0.2
+
 
 class AnswerListener:
-    """The media thread's half: the answer policy and the gate on turn events."""
+    """The media thread's half: the answer policy, the gate on turn events, and (with `transcribe`)
+    the first words' transcript, asked at a HUMAN verdict and polled every frame, never waited for:
+    a short recorded greeting without a beep ("This is Anna, leave a message") reads like a person's
+    answer by its shape, and only its words tell."""
 
-    def __init__(self, policy: AnswerPolicy, amd_enabled: bool):
+    def __init__(self, policy: AnswerPolicy, amd_enabled: bool, transcribe: Transcribe | None = None):
         self.policy = policy
         self.amd_enabled = amd_enabled
+        self.transcribe = transcribe if amd_enabled else None
         self._verdict: AnswerKind | None = None
         self._ready = False
         self._stale = True  # the utterance under way at the verdict belongs to the opening
+        self._frames: list[tuple[float, np.ndarray]] = []  # the opening's audio, until the verdict
+        self._words: Future[str] | None = None
 
     def feed(self, now: float, pcm: np.ndarray, speech_probability: float) -> list[AnswerSignal]:
         if self.policy.done:
             return []
+        if self._verdict is None and len(self._frames) < _MAX_FRAMES:
+            self._frames.append((now, pcm))
         signals = self.policy.feed(now, pcm, speech_probability)
+        words = self._words
+        if words is not None and words.done():
+            self._words = None
+            try:
+                text = words.result()
+            except Exception:  # a failing STT costs the confirmation, never the call
+                text = ""
+            signals += self.policy.words_heard(now, text)
         for signal in signals:
             if isinstance(signal, AnswerClassified):
                 self._verdict = signal.kind
+                self._confirm(signal)
             else:
                 self._ready = True
         return signals
+
+    def _confirm(self, verdict: AnswerClassified) -> None:
+        """At a person's verdict: ask for the transcript of their first words."""
+        frames, self._frames = self._frames, []
+        if self.transcribe is None or verdict.kind is not AnswerKind.HUMAN or verdict.first_words_at is None:
+            return
+        start = verdict.first_words_at - _PREROLL_S
+        self._words = self.transcribe(tuple(pcm for at, pcm in frames if at >= start))
+        self.policy.await_words()
 
     def passes(self, signal: TurnSignal) -> bool:
         """Whether this turn event goes to the controller."""

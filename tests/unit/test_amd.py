@@ -18,6 +18,7 @@ from gateway.conversation.answer_detection import (
     MachineReady,
     ReadyWhy,
     ShapeAnswerPolicy,
+    machine_words,
 )
 from gateway.conversation.beep import BeepDetector, tone_in_frame
 from gateway.conversation.events import Paused, SpeechStarted, TurnEnded, Utterance
@@ -275,3 +276,55 @@ def test_amd_errors_name_the_key(tmp_path, amd, key, expected):
     with pytest.raises(ConfigError) as error:
         load_config(config_with(tmp_path, amd))
     assert key in str(error.value) and expected in str(error.value)
+
+
+# -- the first words' transcript -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "machine"), [
+    ("This is Anna. Leave a message.", True),
+    ("Hi, you’ve reached David.", True),
+    ("The subscriber you have called is not available.", True),
+    ("Hello?", False),
+    ("Hello, who is this?", False),
+    ("Anna speaking.", False),
+    ("Yes, hello?", False),
+])
+def test_machine_words(text, machine):
+    assert machine_words(text) is machine
+
+
+def test_a_short_greeting_without_a_beep_is_revised_by_its_words_and_left_a_message_after_it():
+    from concurrent.futures import Future
+
+    heard: Future[str] = Future()
+    policy = ShapeAnswerPolicy(AnswerConfig())
+    listener = AnswerListener(policy, amd_enabled=True, transcribe=lambda frames: heard)
+    signals = []
+    for i in range(int(8.0 / TICK)):
+        now = i * TICK
+        speaking = 0.3 <= now < 1.5
+        if now >= 2.6 and not heard.done():
+            heard.set_result("Anna, leave a message.")  # the transcript arrives ~0.4 s after the verdict
+        signals += listener.feed(now, noise_frame(i) if speaking else SILENCE, 0.9 if speaking else 0.0)
+    first, second = verdicts(signals)
+    assert first.kind is AnswerKind.HUMAN and second.kind is AnswerKind.MACHINE
+    assert second.reason == "machine_words" and second.at == pytest.approx(2.6, abs=0.03)
+    assert not listener.passes(SpeechStarted(3.0))
+    [ready] = [s for s in signals if isinstance(s, MachineReady)]
+    assert ready.why is ReadyWhy.SILENCE and ready.at == pytest.approx(1.48 + 3.0, abs=0.03)
+
+
+def test_a_persons_words_confirm_the_verdict_and_the_listener_stops():
+    from concurrent.futures import Future
+
+    heard: Future[str] = Future()
+    heard.set_result("Hello?")
+    policy = ShapeAnswerPolicy(AnswerConfig())
+    listener = AnswerListener(policy, amd_enabled=True, transcribe=lambda frames: heard)
+    signals = []
+    for i in range(int(6.0 / TICK)):
+        speaking = 0.3 <= i * TICK < 0.8
+        signals += listener.feed(i * TICK, noise_frame(i) if speaking else SILENCE, 0.9 if speaking else 0.0)
+    assert [v.kind for v in verdicts(signals)] == [AnswerKind.HUMAN]
+    assert policy.done
