@@ -142,6 +142,8 @@ class Controller:
             case CallStarted():
                 if self.opening is None:
                     self._greet()
+                else:
+                    self.opening.start(fill(self.settings.greeting, self.context.variables))
             case AnswerClassified() | MachineReady() if self.opening is not None:
                 self.opening.handle(event)
             case BargedIn():

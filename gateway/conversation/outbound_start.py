@@ -138,6 +138,12 @@ class OutboundOpening:
         """The conversation has not started: no re-prompt or silence hang-up yet."""
         return self.state is not OpeningState.DONE
 
+    def start(self, greeting: str) -> None:
+        """The call is up: synthesize the greeting now (its {variables} make it this call's own),
+        so it goes out the moment the callee's first words end, not a TTS run later."""
+        if greeting:
+            self.actions.prepare(greeting)
+
     def handle(self, signal: AnswerSignal) -> None:
         match signal:
             case AnswerClassified():

@@ -100,5 +100,6 @@ def test_person_is_answered_right_after_their_hello(kamailio, gateway_factory, b
           f"(+{(first - hello_end) * 1000:.0f} ms)")
     assert first > hello_end, f"the bot spoke at {first:.2f} s, over the callee's Hello (ended {hello_end:.2f} s)"
     assert first - hello_end <= 1.5, f"the callee waited {first - hello_end:.2f} s after their Hello"
+    assert not gw.find("turn"), "the Hello was answered by the LLM too, not only by the greeting"
     assert gw.wait_exit(20) == 0
     assert not gw.errors()
