@@ -111,8 +111,10 @@ class AnswerPolicy(Protocol):
 
 
 # What recorded greetings and carriers say and people answering a call do not (lower case, matched
-# in the transcript with its punctuation removed)
-MACHINE_PHRASES = ("leave a message", "leave your message", "leave me a message", "leave your name",
+# in the transcript with its punctuation removed). "leave my message": whisper tiny.en's hearing of
+# an espeak "leave a message" on the tune split.
+MACHINE_PHRASES = ("leave a message", "leave your message", "leave me a message", "leave my message",
+                   "leave your name",
                    "after the tone", "after the beep", "at the tone", "not available", "unavailable",
                    "can't take your call", "cannot take your call", "can't come to the phone", "voicemail",
                    "voice mail", "mailbox", "you've reached", "you have reached", "record your message",
