@@ -169,6 +169,8 @@ def report(split: Split, results: list[Result]) -> None:
     print(f"  after their first words' end (wait): {ms(waits)}")
     print(f"people who wait > {WAIT_LIMIT_S} s after their first words: "
           f"{pct(sum(w > WAIT_LIMIT_S for w in waits) + len(people) - len(waits), len(people))}")
+    print(f"people decided > {WAIT_LIMIT_S} s after their first words' onset: "
+          f"{pct(sum(w > WAIT_LIMIT_S for w in from_onset) + len(people) - len(from_onset), len(people))}")
     print(f"message after the beep (within {AFTER_BEEP_S:g} s of its end): {pct(len(after_beep), len(beeped))}")
     print(f"message after the greeting, no beep: {pct(len(no_beep_after), len(no_beep))}")
     print(f"message over the greeting: {len(over)}")
