@@ -32,6 +32,7 @@ import numpy as np
 from gateway.conversation.beep import BeepDetector, Tone
 
 FRAME_S = 0.02
+CARRIER = "carrier_tones"  # the reason of a MACHINE verdict on tones before any words
 # After a tone, this long without words or another tone before the message starts: a carrier's
 # three information tones come back to back and are followed by words, a voicemail's beep by silence.
 _BEEP_SETTLE_S = 0.3
@@ -201,7 +202,8 @@ class ShapeAnswerPolicy:
         config = self.config
         assert self._answered_at is not None
         if tone is not None or self.beeps.in_tone:
-            return self._verdict(AnswerKind.MACHINE, now, "tone")
+            # tones before any words: a carrier's information tones (its announcement follows)
+            return self._verdict(AnswerKind.MACHINE, now, "beep" if self._first_words_at is not None else CARRIER)
         if self._first_words_at is None:
             if now - self._answered_at >= config.initial_silence_s - 1e-9:
                 return self._verdict(AnswerKind.UNKNOWN, now, "silence")

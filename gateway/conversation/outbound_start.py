@@ -32,6 +32,7 @@ import structlog
 
 from gateway.agents.base import RecordKind
 from gateway.conversation.answer_detection import (
+    CARRIER,
     AnswerClassified,
     AnswerKind,
     AnswerPolicy,
@@ -169,7 +170,8 @@ class OutboundOpening:
             if not self.settings.enabled:
                 return  # the conversation has started: it goes on
             actions.cut()
-        if self.settings.enabled and self.settings.on_machine == "hangup":
+        if self.settings.enabled and (self.settings.on_machine == "hangup" or verdict.reason == CARRIER):
+            # a carrier's "not in service" takes no message
             self.state = OpeningState.DONE
             actions.hangup("answering_machine")
         else:

@@ -142,7 +142,7 @@ def test_carrier_tones_before_the_words_are_no_beep():
     script = [(0.2, 0.5, 914.0), (0.5, 0.8, 1371.0), (0.8, 1.2, 1777.0), (1.5, 5.0, None)]
     signals = run(script, 10.0)
     [verdict] = verdicts(signals)
-    assert verdict.kind is AnswerKind.MACHINE and verdict.reason == "tone"
+    assert verdict.kind is AnswerKind.MACHINE and verdict.reason == "carrier_tones"
     [ready] = [s for s in signals if isinstance(s, MachineReady)]
     assert ready.why is ReadyWhy.SILENCE and ready.at > 5.0  # after the announcement, not at its tones
 
@@ -232,6 +232,13 @@ def test_hangup_on_a_machine_and_a_late_beep_cuts_the_greeting():
     opening.handle(verdict(AnswerKind.HUMAN))
     opening.handle(verdict(AnswerKind.MACHINE, at=2.5))  # revised by a beep
     assert actions.done[-2:] == [("cut",), ("hangup", "answering_machine")]
+
+
+def test_a_carrier_announcement_is_hung_up_on_even_with_leave_message():
+    actions = Actions()
+    opening = actions.opening(AmdSettings(on_machine="leave_message", message="x"))
+    opening.handle(AnswerClassified(AnswerKind.MACHINE, 0.4, "carrier_tones", 0.0, None, None, 0.0))
+    assert actions.done[-1] == ("hangup", "answering_machine")
 
 
 def test_without_amd_a_machine_is_greeted_once_it_is_quiet():
