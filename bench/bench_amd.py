@@ -15,7 +15,7 @@ of the spec:
 
 With the first words' transcript (whisper tiny.en, as the gateway does) unless `--shape-only`.
 
-    .venv/bin/python bench/bench_amd.py [--split held_out|tune|both] [--show] [--shape-only]
+    .venv/bin/python bench/bench_amd.py [--split held_out|tune|both] [--show] [--shape-only] [--beeps]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from gateway.conversation.answer_detection import (  # noqa: E402
     MachineReady,
     ShapeAnswerPolicy,
 )
+from gateway.conversation.beep import BeepDetector  # noqa: E402
 from gateway.conversation.events import Utterance  # noqa: E402
 from gateway.conversation.outbound_start import AnswerListener  # noqa: E402
 from gateway.conversation.settings import ConversationSettings  # noqa: E402
@@ -178,13 +179,38 @@ def report(split: Split, results: list[Result]) -> None:
           f"{statistics.mean(r.policy_us for r in results):.0f} µs")
 
 
+def beeps_only(answers: list) -> None:  # noqa: ANN001 - Answer
+    """The beep detector alone over the set (no model, seconds): every beep found at its time and
+    frequency, and no tone found in anybody's words (a carrier's information tones aside)."""
+    found, beeps, in_words = 0, 0, []
+    for answer in answers:
+        audio = render(answer)
+        detector = BeepDetector()
+        tones = [t for i in range(len(audio.pcm) // FRAME)
+                 if (t := detector.feed(i * FRAME_S, audio.pcm[i * FRAME:(i + 1) * FRAME])) is not None]
+        if audio.beep_at is not None:
+            beeps += 1
+            found += any(abs(t.started_at - audio.beep_at) < 0.15 and abs(t.ended_at - audio.beep_end) < 0.1
+                         and abs(t.frequency_hz - answer.beep.frequency_hz) <= 20 for t in tones)
+        in_words += [(answer.index, t) for t in tones if audio.first_words_at - 0.05 < t.started_at < audio.speech_end]
+    print(f"beeps found at their time and frequency: {pct(found, beeps)}; tones found in words: {len(in_words)}")
+    for index, tone in in_words:
+        print(f"  #{index}: {tone}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("held_out", "tune", "both"), default="held_out")
     parser.add_argument("--show", action="store_true", help="one line per answer (else only the misses)")
     parser.add_argument("--shape-only", action="store_true", help="without the first words' transcript (whisper)")
+    parser.add_argument("--beeps", action="store_true", help="only the beep detector (no model, seconds)")
     args = parser.parse_args()
     splits = (Split.TUNE, Split.HELD_OUT) if args.split == "both" else (Split(args.split),)
+    if args.beeps:
+        for split in splits:
+            print(f"== {split.value}")
+            beeps_only(plan_answers((split,)))
+        return
     settings = ConversationSettings()
     vad = SileroVad()
     words = None if args.shape_only else Whisper()
