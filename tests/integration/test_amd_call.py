@@ -10,6 +10,7 @@ included), so the bot's speech is timed on the wire against the callee's own scr
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -23,14 +24,16 @@ VOICEMAIL = "Hi, you've reached Anna. I can't take your call right now. Please l
 BOT_DBFS = -35  # the bot's speech on the callee's recording; silence frames are digital zero
 
 
-def outbound_gateway(kamailio, gateway_factory):
+def outbound_gateway(kamailio, gateway_factory, records=None):
     account = {"username": "2001", "password": "secret", "registrar": f"sip:{kamailio.hostport}",
                "domain": kamailio.domain, "agent": "front-desk"}
     agents = {"front-desk": {"type": "conversation", "greeting": GREETING,
                            "instructions": "You call patients of Harbor Dental to remind them of appointments.",
                            "amd": {"on_machine": "leave_message", "message": MESSAGE}}}
-    return gateway_factory(gateway_config(accounts=[account], agents=agents), command="call",
-                           extra_args=(kamailio.uri("2002"),), wait=False)
+    config = gateway_config(accounts=[account], agents=agents)
+    if records is not None:
+        config["recording"] = {"directory": str(records)}
+    return gateway_factory(config, command="call", extra_args=(kamailio.uri("2002"),), wait=False)
 
 
 def callee_script(tmp_wav_dir, speech: str, lead_s: float, beep: tuple[float, float] | None, total_s: float):
@@ -55,11 +58,12 @@ def bot_speech(callee) -> list[tuple[float, float]]:
     return active_segments(received, rate, threshold_dbfs=BOT_DBFS)
 
 
-def test_voicemail_gets_the_message_once_after_the_beep(kamailio, gateway_factory, baresip_factory, tmp_wav_dir):
+def test_voicemail_gets_the_message_once_after_the_beep(kamailio, gateway_factory, baresip_factory, tmp_wav_dir,
+                                                         tmp_path):
     wav, speech_end, beep_end = callee_script(tmp_wav_dir, VOICEMAIL, lead_s=0.5, beep=(1000.0, 0.6), total_s=40)
     callee = baresip_factory("2002", kamailio=kamailio, answermode="auto", source_wav=wav, call_duration_s=40)
     callee.wait_registered()
-    gw = outbound_gateway(kamailio, gateway_factory)
+    gw = outbound_gateway(kamailio, gateway_factory, records=tmp_path / "records")
     callee.wait_call_established(timeout=120)  # the gateway loads its models before it dials
     verdict = gw.wait_log("amd_verdict", timeout=20)
     assert verdict["verdict"] == "machine", verdict
@@ -78,6 +82,10 @@ def test_voicemail_gets_the_message_once_after_the_beep(kamailio, gateway_factor
     assert spoken > 3.0, f"only {spoken:.1f} s of the message went out: {segments}"
     assert gw.wait_exit(20) == 0
     assert not gw.errors()
+    [record] = (tmp_path / "records").rglob("*.jsonl")
+    amd = [e for e in map(json.loads, record.read_text().splitlines()) if e["kind"] == "amd"]
+    assert amd[0]["verdict"] == "machine" and amd[0]["after_answer_ms"] > 0, amd
+    assert amd[1]["ready"] == "beep", amd
 
 
 def test_person_is_answered_right_after_their_hello(kamailio, gateway_factory, baresip_factory, tmp_wav_dir):
