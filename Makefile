@@ -99,6 +99,7 @@ bench: deps apt-deps
 	$(PY) bench/bench_call_latency.py --calls 2
 	$(PY) bench/bench_listening.py --split held_out
 	$(PY) bench/bench_retrieval.py
+	$(PY) bench/bench_amd.py
 	$(PY) bench/bench_quality.py
 	$(PY) bench/bench_quality.py --smollm
 

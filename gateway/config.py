@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from gateway.campaigns.policy import CampaignDefaults, PolicyError, read_defaults
-from gateway.conversation.settings import CHOICES, WORDS, ConversationSettings, yaml_keys
+from gateway.conversation.settings import CHOICES, ON_MACHINE, WORDS, AmdSettings, ConversationSettings, yaml_keys
 from gateway.store.dsn import dsn_password, is_postgres_dsn, redact_dsn
 from gateway.tools import ToolError, ToolsConfig, load_tools
 
@@ -428,7 +428,8 @@ def _read_account(r: _Reader, raw: object, key: str, agents: Mapping[str, AgentC
 
 def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
     settings_keys = yaml_keys()
-    data = r.mapping(raw, key, {"type", "answer_after_s", "knowledge", "tools", "dtmf", *settings_keys}, {"type"})
+    data = r.mapping(raw, key, {"type", "answer_after_s", "knowledge", "tools", "dtmf", "amd", *settings_keys},
+                     {"type"})
     kind = r.string(data["type"], _join(key, "type"))
     if kind not in _AGENT_TYPES:
         raise r.fail(_join(key, "type"), f"one of {', '.join(_AGENT_TYPES)}", kind)
@@ -439,6 +440,31 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
                      has_got=False)
     if kind == "conversation" and "instructions" not in data:
         raise r.fail(_join(key, "instructions"), "the agent's instructions (its system prompt)", has_got=False)
+    values = _read_settings(r, data, key, settings_keys)
+    if "amd" in data:
+        values["amd"] = _read_amd(r, data["amd"], _join(key, "amd"))
+    conversation = ConversationSettings(**values)
+    if conversation.end_of_turn_ms < conversation.pause_ms:
+        raise r.fail(_join(key, "end_of_turn_ms"), f"at least pause_ms ({conversation.pause_ms})",
+                     conversation.end_of_turn_ms)
+    if conversation.turn_max_wait_ms < conversation.end_of_turn_ms:
+        raise r.fail(_join(key, "turn_max_wait_ms"), f"at least end_of_turn_ms ({conversation.end_of_turn_ms})",
+                     conversation.turn_max_wait_ms)
+    tools = _read_tools(r, data.get("tools"), _join(key, "tools"))
+    return AgentConfig(
+        name=name,
+        type=kind,
+        answer_after_s=r.optional(data, "answer_after_s", key, lambda v, k: r.number(v, k, 0, 60), 0.0),
+        conversation=conversation,
+        knowledge=_read_knowledge(r, data.get("knowledge"), _join(key, "knowledge")),
+        tools=tools,
+        dtmf=_read_dtmf(r, data.get("dtmf"), _join(key, "dtmf"), tools),
+    )
+
+
+def _read_settings(r: _Reader, data: Mapping, key: str,
+                   settings_keys: Mapping[str, tuple[type, tuple[float, float] | str | None]]) -> dict[str, Any]:
+    """The keys of `settings_keys` present in `data`, each checked against its kind and range."""
     values: dict[str, Any] = {}
     for setting, (kind_of, bounds) in settings_keys.items():
         if setting not in data:
@@ -459,23 +485,22 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
             values[setting] = r.integer(data[setting], where, int(bounds[0]), int(bounds[1]))
         elif isinstance(bounds, tuple):
             values[setting] = r.number(data[setting], where, bounds[0], bounds[1])
-    conversation = ConversationSettings(**values)
-    if conversation.end_of_turn_ms < conversation.pause_ms:
-        raise r.fail(_join(key, "end_of_turn_ms"), f"at least pause_ms ({conversation.pause_ms})",
-                     conversation.end_of_turn_ms)
-    if conversation.turn_max_wait_ms < conversation.end_of_turn_ms:
-        raise r.fail(_join(key, "turn_max_wait_ms"), f"at least end_of_turn_ms ({conversation.end_of_turn_ms})",
-                     conversation.turn_max_wait_ms)
-    tools = _read_tools(r, data.get("tools"), _join(key, "tools"))
-    return AgentConfig(
-        name=name,
-        type=kind,
-        answer_after_s=r.optional(data, "answer_after_s", key, lambda v, k: r.number(v, k, 0, 60), 0.0),
-        conversation=conversation,
-        knowledge=_read_knowledge(r, data.get("knowledge"), _join(key, "knowledge")),
-        tools=tools,
-        dtmf=_read_dtmf(r, data.get("dtmf"), _join(key, "dtmf"), tools),
-    )
+    return values
+
+
+def _read_amd(r: _Reader, raw: object, key: str) -> AmdSettings:
+    """An agent's `amd:` block (answering-machine detection on its outbound calls)."""
+    keys = yaml_keys(AmdSettings)
+    data = r.mapping(raw, key, {"enabled", "on_machine", *keys})
+    values = _read_settings(r, data, key, keys)
+    if "enabled" in data:
+        values["enabled"] = r.boolean(data["enabled"], _join(key, "enabled"))
+    if "on_machine" in data:
+        values["on_machine"] = r.choice(data["on_machine"], _join(key, "on_machine"), ON_MACHINE)
+    amd = AmdSettings(**values)
+    if amd.on_machine == "leave_message" and not amd.message.strip():
+        raise r.fail(_join(key, "message"), "the message to leave (on_machine is leave_message)", has_got=False)
+    return amd
 
 
 def _read_knowledge(r: _Reader, raw: object, key: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ class RecordKind(enum.StrEnum):
     MODEL_ERROR = "model_error"
     CALLER_SPEECH = "caller_speech"
     BOT_SPEECH = "bot_speech"
+    AMD = "amd"  # who answered an outbound call (verdict, timing) and when a machine was ready
 
 
 @dataclass

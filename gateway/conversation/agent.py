@@ -24,13 +24,25 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import numpy as np
 
 from gateway.agents.base import CallContext
+from gateway.conversation.answer_detection import ShapeAnswerPolicy
 from gateway.conversation.controller import Controller
 from gateway.conversation.end_of_turn import CallVerdicts
-from gateway.conversation.events import BargedIn, CallStarted, CallStopped, DtmfPressed, Held, Observation, Unheld
+from gateway.conversation.events import (
+    BargedIn,
+    CallStarted,
+    CallStopped,
+    DtmfPressed,
+    Held,
+    Observation,
+    Unheld,
+    Utterance,
+)
+from gateway.conversation.outbound_start import AnswerListener, Transcribe
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
 from gateway.conversation.semantic_turn import SemanticTurnPolicy
@@ -40,6 +52,7 @@ from gateway.conversation.speak import Speaker
 from gateway.conversation.speech import ConversationServices
 from gateway.conversation.turn_taker import TurnTaker
 from gateway.conversation.turns import TurnDetector, TurnPolicy
+from gateway.conversation.utterance_audio import utterance_audio16k
 from rtp.jitter import JitterFrame
 
 
@@ -70,6 +83,10 @@ class ConversationAgent:
         self.controller = Controller(context, settings, services, skills, self.playout, pipeline, clock, observe)
         if self._turn_verdicts is not None:
             self.controller.transcriber.listeners.append(self._turn_verdicts.heard)
+        # outbound calls: who answered, before the turn taker's events reach the controller
+        self.answer = AnswerListener(ShapeAnswerPolicy(settings.amd.answer(settings.vad_threshold)),
+                                     settings.amd.enabled, first_words(services)) \
+            if context.direction == "outbound" else None
         self._thread = threading.Thread(target=self.controller.run, name=f"call-{context.call_id[:12]}", daemon=True)
 
     def _turn_policy(self, services: ConversationServices) -> TurnPolicy:
@@ -125,6 +142,12 @@ class ConversationAgent:
             self.log.debug("turn_levels", probability=round(cues.probability, 2), loud=cues.loud,
                            raw_db=round(cues.level_db, 1), background_db=round(cues.background_db, 1),
                            echo_correlation=round(cues.echo_correlation, 2))
+        answer = self.answer
+        if answer is not None:
+            cues = self.turn_taker.last_cues
+            for found in answer.feed(now, frame.pcm, cues.probability if cues is not None else 0.0):
+                self.controller.post(found)
+            signals = [s for s in signals if answer.passes(s)]
         for signal in signals:
             if isinstance(signal, Held):
                 self.playout.hold()  # silence from the very next tick, nothing lost yet
@@ -141,3 +164,13 @@ class ConversationAgent:
 
     def on_dtmf(self, digit: str) -> None:
         self.controller.post(DtmfPressed(digit))
+
+
+def first_words(services: ConversationServices) -> Transcribe:
+    """An outbound callee's first words to text, on the models' pool (answer detection's check)."""
+    models = services.models
+
+    def transcribe(frames: tuple[np.ndarray, ...]) -> Future[str]:
+        return models.executor.submit(lambda: models.stt.transcribe(utterance_audio16k(Utterance(0, frames))).text)
+
+    return transcribe

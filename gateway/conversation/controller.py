@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 from gateway.agents.base import CallContext, RecordKind
 from gateway.conversation.actions import CallFacts, ToolExecutor, ToolOutcome
+from gateway.conversation.answer_detection import AnswerClassified, MachineReady
 from gateway.conversation.call_history import CallHistory
 from gateway.conversation.caller_memory import CallerMemory, returning_caller_note
 from gateway.conversation.events import (
@@ -42,6 +43,7 @@ from gateway.conversation.events import (
     priority,
 )
 from gateway.conversation.keypad import Keypad
+from gateway.conversation.outbound_start import OpeningActions, OutboundOpening
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
 from gateway.conversation.reply import FollowUp, ReplyHandle, ReplyState, TurnTimings
@@ -93,7 +95,11 @@ class Controller:
         self._asked_repeat = False  # the last turn answered was asked again: the next is not
         self._ending: ReplyHandle | None = None  # the goodbye after which we hang up
         self._hangup_sent = False
-        self._held_at = 0.0  # onset of what holds the bot's audio (bot_held), for the bot_resumed line
+        # outbound calls: the callee speaks first, a machine gets a message (outbound_start.py)
+        actions = OpeningActions(self._greet, lambda text, why: self.say(text, why, True), context.hangup,
+                                 services.phrase, self.playout.flush)
+        self.opening = OutboundOpening(settings.amd, fill(settings.amd.message, context.variables), self.log,
+                                       context.record, actions) if context.direction == "outbound" else None
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -135,14 +141,16 @@ class Controller:
     def handle(self, event: CallEvent) -> None:
         match event:
             case CallStarted():
-                self._greet()
+                if self.opening is None:
+                    self._greet()
+                else:
+                    self.opening.start(fill(self.settings.greeting, self.context.variables))
+            case AnswerClassified() | MachineReady() if self.opening is not None:
+                self.opening.handle(event)
             case BargedIn():
                 self._on_barge_in(event)
-            case Held(at=at, held_at=held_at):  # the media thread held the bot's audio already
-                self._held_at = at
-                self.log.info("bot_held", onset_to_silence_ms=round((held_at - at) * 1000, 1))
-            case Unheld(at=at):
-                self.log.info("bot_resumed", held_ms=round((at - self._held_at) * 1000, 1))
+            case Held() | Unheld():  # the media thread held (or resumed) the bot's audio already
+                self.turn_log.hold(event)
             case SpeechStarted():
                 self._new_utterance()
             case Paused(at=at, utterance=utterance):
@@ -333,6 +341,9 @@ class Controller:
                 self._hangup_sent = True
                 self.context.hangup("goodbye")
             return
+        if self.opening is not None and self.opening.waiting:  # who answered is not known yet: no re-prompt
+            self.silence.busy(now)
+            return
         if self._caller_speaking or in_flight or self.playout.is_playing():
             self.silence.busy(now)
             return
@@ -346,12 +357,10 @@ class Controller:
         """A released reply with no audio after `model_timeout_s`: a model hangs (or a server is
         gone). Cancel it and apologize; the call goes on and the caller can ask again."""
         reply = self._reply
-        decided = reply.timings.turn_decision if reply is not None else None
-        if reply is None or not reply.released or decided is None or reply.spoken or reply.finished:
+        waited = reply.waited(now) if reply is not None else 0.0
+        if waited < self.settings.model_timeout_s:
             return
-        if now - decided < self.settings.model_timeout_s:
-            return
-        self.log.error("reply_timeout", turn=reply.turn, waited_s=round(now - decided, 1))
+        self.log.error("reply_timeout", turn=reply.turn, waited_s=round(waited, 1))
         self.context.record(RecordKind.MODEL_ERROR, role="timeout")
         self._abandon_reply()
         self.say(self.settings.apology, "model_timeout")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gateway.conversation.answer_detection import AnswerSignal
+
 if TYPE_CHECKING:
     from gateway.conversation.actions import ToolOutcome
     from gateway.conversation.reply import ReplyHandle
@@ -116,7 +118,8 @@ class ToolFinished:
 
 
 TurnSignal = SpeechStarted | BargedIn | Held | Unheld | Paused | Resumed | TurnEnded
-CallEvent = CallStarted | CallStopped | TurnSignal | DtmfPressed | ReplyFinished | ToolFinished
+# AnswerSignal: who answered an outbound call (answer_detection.py), from the media thread
+CallEvent = CallStarted | CallStopped | TurnSignal | DtmfPressed | ReplyFinished | ToolFinished | AnswerSignal
 
 
 class Priority(enum.IntEnum):

@@ -110,6 +110,14 @@ class ReplyHandle:
     def finished(self) -> bool:
         return self._finished
 
+    def waited(self, now: float) -> float:
+        """How long a released reply has gone without any audio since its turn was decided (0 when
+        it spoke, finished or is not released): the controller's watchdog gives up on a hung model."""
+        decided = self.timings.turn_decision
+        if not self.released or decided is None or self.spoken or self.finished:
+            return 0.0
+        return now - decided
+
     @property
     def released(self) -> bool:
         return self._state in (ReplyState.RELEASED, ReplyState.PLAYING, ReplyState.PLAYED)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from gateway.conversation.answer_detection import AnswerConfig
 from gateway.conversation.semantic_turn import SemanticTurnConfig
 from gateway.conversation.turns import TurnConfig
 
@@ -33,6 +34,30 @@ def _words() -> Any:
 
 
 WORDS = "words"  # the `yaml` metadata of a list-of-strings key
+
+
+ON_MACHINE = ("hangup", "leave_message")
+
+
+@dataclass(frozen=True)
+class AmdSettings:
+    """An agent's `amd:` block: answering-machine detection on its outbound calls
+    (answer_detection.py decides, outbound_start.py acts on the verdict). Inbound calls never use it."""
+
+    enabled: bool = True  # off: the bot still waits for the callee's first words, but talks to a machine too
+    on_machine: str = "hangup"  # or leave_message: `message` after the beep, once, then hang up
+    message: str = _text("")  # what is left on a voicemail ({variables} from the originate)
+    initial_silence_s: float = _number(1.5, 0.3, 10)  # no words this long after the answer: the bot speaks
+    after_words_silence_s: float = _number(0.7, 0.2, 3)  # silence that ends a person's first words
+    max_human_speech_s: float = _number(1.9, 0.5, 10)  # first words longer than this are a greeting
+    beep_wait_s: float = _number(3.0, 0.5, 30)  # a machine's silence without a beep before the message
+    max_wait_s: float = _number(30.0, 2, 120)  # the longest a machine's greeting is waited out
+
+    def answer(self, speech_threshold: float) -> AnswerConfig:
+        return AnswerConfig(speech_threshold=speech_threshold, initial_silence_s=self.initial_silence_s,
+                            after_words_silence_s=self.after_words_silence_s,
+                            max_human_speech_s=self.max_human_speech_s, beep_wait_s=self.beep_wait_s,
+                            max_wait_s=self.max_wait_s)
 
 
 @dataclass(frozen=True)
@@ -79,6 +104,7 @@ class ConversationSettings:
     stt_hotwords: tuple[str, ...] = _words()  # terms Whisper should hear, before the agent's own
     model_timeout_s: float = _number(8.0, 1, 120)  # a reply with no audio this long after the turn: models stuck
     dtmf_gap_s: float = _number(1.5, 0.2, 10)  # keys without an action are collected until this pause
+    amd: AmdSettings = field(default_factory=AmdSettings)  # the `amd:` block (read by config.py's _read_amd)
     # Not from the agent's YAML keys: its name, its `dtmf` actions, and `memory.enabled`.
     agent_name: str = ""
     dtmf: Mapping[str, DtmfAction] = field(default_factory=dict)
@@ -112,12 +138,11 @@ TURN_MODELS = ("none", "smart_turn", "text", "smart_turn+text")
 CHOICES: dict[str, tuple[str, ...]] = {"turn_model": TURN_MODELS}
 
 
-def yaml_keys() -> dict[str, tuple[type, tuple[float, float] | str | None]]:
-    """The agent YAML keys these settings read: key -> (str, None), (int | float, (lo, hi)) or
-    (tuple, WORDS) for a list of strings."""
-    defaults = ConversationSettings()
-    return {f.name: (type(getattr(defaults, f.name)), f.metadata["yaml"]) for f in fields(ConversationSettings)
-            if "yaml" in f.metadata}
+def yaml_keys(of: type = ConversationSettings) -> dict[str, tuple[type, tuple[float, float] | str | None]]:
+    """The YAML keys these settings (or the `amd:` block's) read: key -> (str, None),
+    (int | float, (lo, hi)) or (tuple, WORDS) for a list of strings."""
+    defaults = of()
+    return {f.name: (type(getattr(defaults, f.name)), f.metadata["yaml"]) for f in fields(of) if "yaml" in f.metadata}
 
 
 def conversation_settings(agent: AgentConfig, remember_callers: bool = True) -> ConversationSettings:
@@ -130,7 +155,7 @@ def fixed_phrases(agent: AgentConfig) -> list[str]:
     settings = conversation_settings(agent)
     phrases = [settings.greeting, settings.reprompt, settings.goodbye, settings.unknown_answer,
                settings.acknowledgement, settings.transfer_failed, settings.tool_failed, settings.message_taken,
-               settings.not_understood, settings.apology, settings.repeat_request]
+               settings.not_understood, settings.apology, settings.repeat_request, settings.amd.message]
     phrases += [settings.transfer_notice.format(target=t) for t in agent.tools.transfer_targets]
     phrases += [action.say for action in agent.dtmf.values() if action.say]
     return [p for p in dict.fromkeys(phrases) if p]

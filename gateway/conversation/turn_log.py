@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.agents.base import RecordKind
+from gateway.conversation.events import Held, Unheld
 from gateway.conversation.reply import ReplyHandle, ReplyState
 
 
@@ -22,6 +23,7 @@ class TurnLog:
         self.clock = clock
         self.preroll_ms = preroll_ms
         self._pending: list[ReplyHandle] = []
+        self._held_at = 0.0  # onset of what holds the bot's audio (bot_held), for the bot_resumed line
 
     def add(self, reply: ReplyHandle) -> None:
         self._pending.append(reply)
@@ -43,6 +45,14 @@ class TurnLog:
             done.append(reply)
         self._pending = pending
         return done
+
+    def hold(self, event: Held | Unheld) -> None:
+        """The bot_held / bot_resumed lines of a hold-then-confirm barge-in (turn_taker.py)."""
+        if isinstance(event, Held):
+            self._held_at = event.at
+            self.log.info("bot_held", onset_to_silence_ms=round((event.held_at - event.at) * 1000, 1))
+        else:
+            self.log.info("bot_resumed", held_ms=round((event.at - self._held_at) * 1000, 1))
 
     def phrase(self, why: str, text: str, seconds: float) -> None:
         """A fixed line said now (greeting, re-prompt, a tool's outcome): logged and recorded."""
