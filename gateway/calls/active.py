@@ -17,6 +17,7 @@ import structlog
 
 from gateway.agents import Agent
 from gateway.calls.media import CallMedia
+from gateway.calls.reporting import AnsweredBy
 from gateway.calls.transfer import Transfer
 from gateway.records import CallRecorder
 from gateway.sip.call import SipCall
@@ -48,6 +49,11 @@ class ActiveCall:
     started_at: float = 0.0  # Unix time
     media: CallMedia | None = None  # the session's listener: where SIP INFO keypresses go in
     info_cseq: int = 0  # CSeq of the last SIP INFO keypress given to the agent (each one once)
+    answered_by: AnsweredBy | None = None  # the AMD verdict of an outbound call, as its agent recorded it
+
+    @property
+    def amd_verdict(self) -> str | None:
+        return self.answered_by.verdict if self.answered_by is not None else None
 
 
 class CallRegistry:

@@ -14,7 +14,7 @@ import structlog
 
 from gateway.agents import Agent, CallContext, create_agent
 from gateway.calls.media import CallMedia, echo_canceller_for
-from gateway.calls.reporting import CallReporting
+from gateway.calls.reporting import AnsweredBy, CallReporting
 from gateway.config import Config
 from gateway.records import CallRecorder
 from rtp.ports import PortPair
@@ -39,6 +39,7 @@ class CallParts:
     session: RtpSession
     recorder: CallRecorder | None
     media: CallMedia
+    answered_by: AnsweredBy
 
 
 def build_call_parts(config: Config, services: ConversationServices | None, reporting: CallReporting,
@@ -48,12 +49,13 @@ def build_call_parts(config: Config, services: ConversationServices | None, repo
     """The agent, session and recorder of a new call; on failure nothing is left open (the ports
     stay the caller's to close)."""
     recorder = reporting.recorder(call_id, direction, remote_uri, agent_name)
+    answered_by = AnsweredBy()
     context = CallContext(
         call_id=call_id, direction=direction, local_uri=local_uri, remote_uri=remote_uri,
         agent_name=agent_name, hangup=lambda reason: controls.hangup(call_id, reason),
         send_dtmf=lambda digits: controls.send_dtmf(call_id, digits), log=call_log,
         transfer=lambda target, done: controls.transfer(call_id, target, done),
-        record=reporting.record_to(recorder, call_id),
+        record=reporting.record_to(recorder, call_id, answered_by),
         variables=dict(variables or {}),
     )
     try:
@@ -72,4 +74,4 @@ def build_call_parts(config: Config, services: ConversationServices | None, repo
         if recorder is not None:
             recorder.close()
         raise
-    return CallParts(agent, session, recorder, listener)
+    return CallParts(agent, session, recorder, listener, answered_by)

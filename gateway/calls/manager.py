@@ -212,7 +212,8 @@ class CallManager:
             raise
         call = ActiveCall(sip=sip, call_id=call_id, direction=direction, agent_name=agent_name, ports=ports,
                           session=parts.session, agent=parts.agent, log=call_log, recorder=parts.recorder,
-                          remote=remote_uri, started_at=time.time(), media=parts.media)
+                          remote=remote_uri, started_at=time.time(), media=parts.media,
+                          answered_by=parts.answered_by)
         self.metrics.call_started(direction)
         sip.log = call_log
         sip.call_id = call_id

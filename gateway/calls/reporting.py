@@ -7,6 +7,7 @@ All of it runs on the SIP thread except `record`, which agents call from their o
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,26 @@ EndedCallback = Callable[["ActiveCall", int, str], None]
 # (call_id, kind, fields): what an agent recorded, for observers such as the console's live feed.
 # Runs on the agent's thread: it must return at once (queue, never wait).
 RecordObserver = Callable[[str, RecordKind, dict[str, object]], None]
+
+
+class AnsweredBy:
+    """Who answered an outbound call (the AMD verdict: "human", "machine", "unknown"), set on the
+    call's controller thread as the agent records it and read on the SIP thread when the call has
+    ended (a campaign retries a machine differently). The latest verdict wins: a beep after a
+    "human" makes it a machine."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._verdict: str | None = None
+
+    def set(self, verdict: str) -> None:
+        with self._lock:
+            self._verdict = verdict
+
+    @property
+    def verdict(self) -> str | None:
+        with self._lock:
+            return self._verdict
 
 
 class CallReporting:
@@ -53,8 +74,10 @@ class CallReporting:
         recorder.event("call_start", call_id=call_id, direction=direction, remote=remote, agent=agent)
         return recorder
 
-    def record_to(self, recorder: CallRecorder | None, call_id: str = "") -> Callable[..., None]:
-        """The agent's `record`: the call's record file, the metrics that come from turns, and the observers."""
+    def record_to(self, recorder: CallRecorder | None, call_id: str = "",
+                  answered_by: AnsweredBy | None = None) -> Callable[..., None]:
+        """The agent's `record`: the call's record file, the metrics that come from turns, the
+        observers, and `answered_by` (the call's answering-machine verdict, for campaigns)."""
         metrics = self.metrics
         observers = self._observers
 
@@ -62,6 +85,8 @@ class CallReporting:
             if recorder is not None:
                 recorder.event(str(kind), **fields)
             match kind:
+                case RecordKind.AMD if answered_by is not None and isinstance(fields.get("verdict"), str):
+                    answered_by.set(fields["verdict"])
                 case RecordKind.TURN if isinstance(fields.get("stages"), dict) and not fields.get("cancelled"):
                     stages = fields["stages"]
                     metrics.turn(stages)

@@ -127,3 +127,18 @@ def test_the_gateway_tells_campaigns_what_an_ended_call_left() -> None:
     hooks[0](SimpleNamespace(call_id="c2", confirmed=False, created_at=time.monotonic(), recorder=None), 486,
              "not_answered: Busy Here")  # no AMD on a call nobody answered
     assert classify(operations.ended_call("c2")) is AttemptOutcome.BUSY
+
+
+def test_the_amd_verdict_the_agent_records_is_what_the_call_carries() -> None:
+    from gateway.agents.base import RecordKind
+    from gateway.calls.reporting import AnsweredBy, CallReporting
+    from gateway.config import RecordingConfig
+    from gateway.metrics import Metrics
+
+    answered_by = AnsweredBy()
+    to_record = CallReporting(RecordingConfig(), Metrics(), None).record_to(None, "c1", answered_by)
+    to_record(RecordKind.AMD, verdict="human", reason="short_answer")
+    to_record(RecordKind.AMD, ready="beep")  # machine-ready lines carry no verdict
+    assert answered_by.verdict == "human"
+    to_record(RecordKind.AMD, verdict="machine", reason="beep_after_answer")  # the latest wins
+    assert AmdVerdict.parse(answered_by.verdict) is AmdVerdict.MACHINE
