@@ -76,7 +76,7 @@ class Harness:
             self.agent.on_audio(JitterFrame(FrameType.NORMAL, pcm), cleaned)
             frame = self.agent.next_frame()
             self.out.append((self.clock(), frame is not None))
-            previous = frame if frame is not None else np.zeros(160, dtype=np.int16)
+            previous = frame.pcm if frame is not None else np.zeros(160, dtype=np.int16)
             self.clock.settle()
             time.sleep(0.0015)  # real time for the agent's threads to act on what woke them
 

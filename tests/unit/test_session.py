@@ -11,6 +11,7 @@ import pytest
 from rtp.dtmf import TelephoneEvent
 from rtp.g711 import PCMA, PCMU
 from rtp.jitter import FrameType
+from rtp.outbound import OutboundFrame
 from rtp.packet import RtpPacket
 from rtp.ports import PortAllocator
 from rtp.rtcp import Bye, SenderReport, parse_compound
@@ -26,7 +27,7 @@ class Listener:
 
     def on_frame(self, frame, echo_cancelled=None):
         self.frames.append(frame)
-        return self.reply
+        return None if self.reply is None else OutboundFrame(self.reply)
 
     def on_dtmf(self, digit):
         self.digits.append(digit)
