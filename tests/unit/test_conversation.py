@@ -117,6 +117,18 @@ def test_greeting_plays_at_once(harness):
     assert first is not None and first - 1000.0 <= 0.2
 
 
+def test_the_line_is_wideband_while_the_frames_say_so(harness):
+    """A G.722 call's frames carry the caller's 16 kHz audio: the bot's speech then gets its 16 kHz
+    copy too (speak.py); a re-INVITE to G.711 turns that off again."""
+    h = harness()
+    h.run(silence_frames(1.0))  # the greeting (the fake TTS runs on the fake clock)
+    silence = np.zeros(160, dtype=np.int16)
+    h.agent.on_audio(JitterFrame(FrameType.NORMAL, silence, wideband=np.zeros(320, dtype=np.int16)))
+    assert h.agent.playout.line_wideband.is_set()
+    h.agent.on_audio(JitterFrame(FrameType.NORMAL, silence))
+    assert not h.agent.playout.line_wideband.is_set()
+
+
 def test_reply_after_turn_end_with_stage_timings(harness):
     h = harness()
     h.run(silence_frames(2.0))  # greeting
