@@ -103,6 +103,7 @@ class SessionStats:
     rtcp_received: int = 0
     rtcp_malformed: int = 0
     srtp_rejected: int = 0  # SRTP/SRTCP packets that failed authentication or replay checks (dropped)
+    wideband_sent: int = 0  # wideband codec: packets encoded from the listener's own 16 kHz audio
     remote_fraction_lost: float = 0.0
     remote_cumulative_lost: int = 0
     remote_jitter_ms: float = 0.0
@@ -482,6 +483,8 @@ class RtpSession:
     def snapshot(self) -> SessionStats:
         stats: JitterStats = self._jitter.stats
         self.stats.jitter = stats.as_dict()
+        if self._wide is not None:
+            self.stats.wideband_sent = self._wide.wideband_frames
         self.stats.reception = {
             "received": self._reception.received,
             "expected": self._reception.expected,

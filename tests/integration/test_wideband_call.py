@@ -48,7 +48,8 @@ def test_g722_call_is_negotiated_and_the_caller_is_transcribed(kamailio, gateway
     media = gw.wait_log("call_media", timeout=10)
     assert media["codec"] == "G722", media
     caller.wait_call_closed(timeout=60)
-    gw.wait_log("call_ended", timeout=30)
+    ended = gw.wait_log("call_ended", timeout=30)
+    assert ended["rtp_wideband_sent"] > 50, ended  # greeting and answer sent from their own 16 kHz audio
     turns = [json.loads(line) for path in records.rglob("*.jsonl") for line in path.read_text().splitlines()]
     turns = [t for t in turns if t.get("kind") == "turn" and t.get("caller")]
     assert turns, "no caller turn in the call record"
