@@ -11,7 +11,11 @@ peer's clock. The jitter buffer, the network path and the media clock are all in
 per-stage breakdown comes from the gateway's own `turn` log lines (ms after the VAD's speech end).
 
     .venv/bin/python bench/bench_call_latency.py [--calls 1] [--questions 12]
-        [--turn-model smart_turn] [--caller-voice piper]
+        [--turn-model smart_turn] [--caller-voice piper] [--codec G722]
+
+With `--codec G722` the call is wideband (the caller's 8 kHz questions raised to 16 kHz by the peer)
+and the bot's voice as the caller decoded it is also judged for its share of energy at 4-7 kHz,
+which only a voice that reached the line at 16 kHz has.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ if str(ROOT) not in sys.path:
 
 from bench.sample_business import QUESTIONS, front_desk_config, last_active_end, speech  # noqa: E402
 from bench.scripted_call import bot_onset, place_call  # noqa: E402
+from rtp.codec import audio_codec_by_name  # noqa: E402
+from tests.rig.audio import active_audio, band_share  # noqa: E402
 from tests.rig.gateway import GatewayProcess  # noqa: E402
 from tests.rig.ports import free_port_pair  # noqa: E402
 from tests.rig.rtp_peer import RtpPeer  # noqa: E402
@@ -76,9 +82,14 @@ class ScriptedCaller:
         return not any(peer.bot_active(t) for t in range(tick - QUIET_AFTER_REPLY, tick))
 
 
-def run_call(gw: GatewayProcess, workdir: Path, caller: ScriptedCaller, max_s: float, results: dict) -> None:
-    peer = RtpPeer(free_port_pair(), on_tick=caller.on_tick)
+def run_call(gw: GatewayProcess, workdir: Path, caller: ScriptedCaller, max_s: float, results: dict,
+             codec: str = "PCMU") -> None:
+    peer = RtpPeer(free_port_pair(), on_tick=caller.on_tick, codec=audio_codec_by_name(codec))
     results["call_id"] = place_call(gw, workdir, peer, caller.finished, max_s)
+    wide = peer.received_wide_audio()
+    if len(wide):
+        voice = active_audio(wide, 16000)
+        results["high_band"] = (band_share(voice, 16000, 4000, 7000), len(voice) / 16000)
     results["latencies"] = []
     for end in caller.ends:
         onset = bot_onset(peer, end, max(peer.received, default=end) + 1)
@@ -113,6 +124,8 @@ def main() -> None:
     parser.add_argument("--caller-voice", choices=("espeak", "piper"), default="espeak",
                         help="who asks the questions: espeak-ng (flat, always the same) or the piper voice "
                              "(sentence intonation an end-of-turn model can hear)")
+    parser.add_argument("--codec", choices=("PCMU", "PCMA", "G722"), default="PCMU",
+                        help="the codec the caller offers (G722: wideband)")
     parser.add_argument("--turn-model", choices=("none", "smart_turn"), default="none",
                         help="the agent's turn_model (end of turn from the sound of the turn, semantic_turn.py)")
     args = parser.parse_args()
@@ -128,7 +141,8 @@ def main() -> None:
         max_s = 15.0 * len(questions) + 20
         callers = [ScriptedCaller(questions) for _ in range(args.calls)]
         results: list[dict] = [{} for _ in callers]
-        threads = [threading.Thread(target=run_call, args=(gw, Path(tmp) / f"call{i}", c, max_s, r), daemon=True)
+        threads = [threading.Thread(target=run_call, args=(gw, Path(tmp) / f"call{i}", c, max_s, r, args.codec),
+                                    daemon=True)
                    for i, (c, r) in enumerate(zip(callers, results, strict=True))]
         for thread in threads:
             thread.start()
@@ -141,8 +155,8 @@ def main() -> None:
             Path(args.keep_log).write_text(gw.log_path.read_text())
 
     print(__doc__.split("\n\n")[1].replace("\n", " "))
-    print(f"\n{args.calls} simultaneous call(s), {len(questions)} questions each, turn_model {args.turn_model}, "
-          f"caller voice {args.caller_voice}\n")
+    print(f"\n{args.calls} simultaneous call(s) on {args.codec}, {len(questions)} questions each, "
+          f"turn_model {args.turn_model}, caller voice {args.caller_voice}\n")
     stages = ("turn_decision_ms", "transcript_final_ms", "llm_first_token_ms", "first_clause_ms",
               "first_tts_audio_ms", "first_rtp_ms")
     print("| call | question | speech end → first bot audio at the caller (ms) | turn log: "
@@ -168,7 +182,12 @@ def main() -> None:
           f"missing replies {sum(len(r.get('latencies', [])) for r in results) - len(latencies)}")
     print("stage medians (ms after VAD speech end): " + ", ".join(
         f"{s.removesuffix('_ms')} {statistics.median(v):.0f}" for s, v in per_stage.items() if v))
-    print(json.dumps({"calls": args.calls, "latencies_ms": latencies}))
+    for n, result in enumerate(results):
+        if "high_band" in result:
+            share, seconds = result["high_band"]
+            print(f"call {n}: the bot's voice at the caller ({seconds:.1f} s active, 16 kHz as decoded): "
+                  f"{100 * share:.3f} % of its energy at 4-7 kHz")
+    print(json.dumps({"calls": args.calls, "codec": args.codec, "latencies_ms": latencies}))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ from gateway.conversation.history import MESSAGE_OVERHEAD_TOKENS, approx_tokens 
 from gateway.conversation.speech import ConversationServices  # noqa: E402
 from rtp.g711 import PCMU  # noqa: E402
 from rtp.jitter import FrameType, JitterFrame  # noqa: E402
+from rtp.outbound import OutboundFrame  # noqa: E402
 from rtp.ports import PortAllocator  # noqa: E402
 from rtp.session import SO_TIMESTAMPNS, RemoteMedia, RtpSession  # noqa: E402
 from tests.unit.conversation_fakes import FakeClock, FakeModels, speech_frames  # noqa: E402
@@ -182,7 +183,11 @@ class ScriptedCaller:
         self._talk = speech_frames(question, self.rng.uniform(1.0, 2.0), seed=self._utterances)
         self._talk.reverse()  # popped from the end
 
-    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
+    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> OutboundFrame | None:
+        pcm = self._answer(frame)
+        return None if pcm is None else OutboundFrame(pcm)
+
+    def _answer(self, frame: JitterFrame) -> np.ndarray | None:
         now = self.clock()
         loud = frame.type is FrameType.NORMAL and float(np.sqrt(np.mean(frame.pcm.astype(np.float32) ** 2))) > LOUD_RMS
         if loud:

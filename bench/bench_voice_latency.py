@@ -94,7 +94,7 @@ def main() -> None:
         agent.on_audio(JitterFrame(FrameType.NORMAL, caller[i * 160:(i + 1) * 160]))
         frame = agent.next_frame()
         if frame is not None:
-            bot[i * 160:(i + 1) * 160] = frame
+            bot[i * 160:(i + 1) * 160] = frame.pcm
     agent.on_stop()
     models.close()
 

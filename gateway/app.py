@@ -232,6 +232,7 @@ def load_conversation_services(config: Config):
     from gateway.conversation.speech import ConversationServices
     from gateway.store import open_store
     from models.loader import ModelSet
+    from rtp.codec import audio_codec_by_name, is_wideband
 
     conversation_agents = [a for a in config.agents.values() if a.type == "conversation"]
     skills = {a.name: AgentSkills.build(a) for a in conversation_agents}
@@ -239,7 +240,8 @@ def load_conversation_services(config: Config):
     models.warm_up(skills[conversation_agents[0].name].system_prompt)
     for agent in conversation_agents[1:]:
         models.llm.warm_up(skills[agent.name].system_prompt)
-    services = ConversationServices(models, skills, None, _load_turn_model(conversation_agents))
+    services = ConversationServices(models, skills, None, _load_turn_model(conversation_agents),
+                                    wideband=any(is_wideband(audio_codec_by_name(c)) for c in config.rtp.codecs))
     _open_memory(config, services, open_store)
     for agent in conversation_agents:
         for phrase in fixed_phrases(agent):

@@ -9,8 +9,9 @@ PBXs hang up on RTP timeouts, and a far-end jitter buffer copes best with a stea
 
 Wideband (G.722): the jitter buffer and loss concealment run on the decoded 16 kHz audio (320
 samples a frame; RTP timestamps stay at 8000, RFC 3551), and the listener gets each frame at
-8 kHz in ``pcm`` with the 16 kHz original in ``wideband``; what it returns (8 kHz) is raised to
-16 kHz before encoding. RTCP, DTMF and the echo canceller (8 kHz) do not change.
+8 kHz in ``pcm`` with the 16 kHz original in ``wideband``; what it returns is encoded from its own
+16 kHz audio when it has some (``OutboundFrame.wideband``), else raised from 8 kHz (wideband.py).
+RTCP, DTMF and the echo canceller (8 kHz, fed the frame's ``pcm``) do not change.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import structlog
 from rtp.codec import AudioCodec, Decoder, Encoder, is_wideband
 from rtp.dtmf import DtmfReceiver, DtmfSender
 from rtp.jitter import JitterBuffer, JitterFrame, JitterStats
+from rtp.outbound import OutboundFrame, fit_frame
 from rtp.packet import RtpError, RtpPacket, is_rtcp
 from rtp.ports import PortPair
-from rtp.rate_bridge import FrameRateBridge
 from rtp.rtcp import (
     Bye,
     ReceiverReport,
@@ -47,6 +48,7 @@ from rtp.rtcp import (
     parse_compound,
 )
 from rtp.srtp import SrtpContext, SrtpError, SrtpKeys
+from rtp.wideband import WidebandLine
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESTAMP_CMSG = struct.Struct("@qq")
@@ -61,9 +63,9 @@ class EchoCanceller(Protocol):
 class MediaListener(Protocol):
     """What a session reports to its owner. All methods run on the media clock thread and must not block."""
 
-    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
+    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> OutboundFrame | None:
         """Take the caller's 20 ms frame (as received, and with our echo removed when an echo
-        canceller is configured); return the 20 ms to send at 8 kHz (None sends silence)."""
+        canceller is configured); return the 20 ms to send (None sends silence)."""
 
     def on_dtmf(self, digit: str) -> None: ...
 
@@ -101,6 +103,7 @@ class SessionStats:
     rtcp_received: int = 0
     rtcp_malformed: int = 0
     srtp_rejected: int = 0  # SRTP/SRTCP packets that failed authentication or replay checks (dropped)
+    wideband_sent: int = 0  # wideband codec: packets encoded from the listener's own 16 kHz audio
     remote_fraction_lost: float = 0.0
     remote_cumulative_lost: int = 0
     remote_jitter_ms: float = 0.0
@@ -141,8 +144,7 @@ class RtpSession:
         self._jitter = self._new_jitter(8000)
         self._encoder: Encoder | None = None
         self._decoder: Decoder | None = None
-        self._narrow: FrameRateBridge | None = None  # wideband codec: 16 kHz caller -> 8 kHz listener
-        self._widen: FrameRateBridge | None = None  # wideband codec: 8 kHz listener -> 16 kHz encoder
+        self._wide: WidebandLine | None = None  # a wideband codec's rate bridging (8 kHz listener)
         self._reception = ReceptionStats(8000)
         self._dtmf_rx = DtmfReceiver()
         self._dtmf_tx: DtmfSender | None = None
@@ -189,8 +191,8 @@ class RtpSession:
         if remote is None:
             return
         frame = self._jitter.get()
-        if self._narrow is not None:
-            frame = JitterFrame(frame.type, self._narrow.convert(frame.pcm), frame.timestamp, wideband=frame.pcm)
+        if self._wide is not None:
+            frame = self._wide.received(frame)
         cleaned = None
         if self.echo_canceller is not None:
             cleaned = self.echo_canceller.process(frame.pcm, self._last_sent)
@@ -238,9 +240,7 @@ class RtpSession:
             self._jitter = self._new_jitter(codec.sample_rate)
         elif reset:
             self._jitter.reset()
-        wide = is_wideband(codec)
-        self._narrow = FrameRateBridge(codec.sample_rate, 8000) if wide else None
-        self._widen = FrameRateBridge(8000, codec.sample_rate) if wide else None
+        self._wide = WidebandLine(codec.sample_rate) if is_wideband(codec) else None
 
     def _apply_srtp(self, keys: SrtpKeys | None) -> None:
         if keys is None:
@@ -351,18 +351,20 @@ class RtpSession:
         else:
             self.stats.unknown_payload += 1  # e.g. comfort noise (PT 13): played as silence
 
-    def _send(self, remote: RemoteMedia, outbound: np.ndarray | None) -> None:
+    def _send(self, remote: RemoteMedia, outbound: OutboundFrame | None) -> None:
         event = self._next_dtmf_packet(remote)
         if event is not None:
             payload, marker, timestamp, payload_type = event.payload, event.marker, event.timestamp, \
                 remote.send_event_pt
             self._last_sent = self._silence
         else:
-            pcm = self._silence if outbound is None else outbound
-            if pcm.shape != (160,):
-                pcm = _fit_frame(pcm)
+            pcm = self._silence if outbound is None else fit_frame(outbound.pcm, 160)
+            if self._wide is not None:
+                wire = self._wide.to_send(pcm, None if outbound is None else outbound.wideband)
+            else:
+                wire = pcm
             assert self._encoder is not None  # set with the remote
-            payload = self._encoder.encode(pcm if self._widen is None else self._widen.convert(pcm))
+            payload = self._encoder.encode(wire)
             marker, timestamp, payload_type = self._first_packet, self._timestamp, remote.codec.payload_type
             self._last_sent = pcm
         packet = RtpPacket(payload_type=payload_type, sequence=self._sequence, timestamp=timestamp,
@@ -481,6 +483,8 @@ class RtpSession:
     def snapshot(self) -> SessionStats:
         stats: JitterStats = self._jitter.stats
         self.stats.jitter = stats.as_dict()
+        if self._wide is not None:
+            self.stats.wideband_sent = self._wide.wideband_frames
         self.stats.reception = {
             "received": self._reception.received,
             "expected": self._reception.expected,
@@ -500,10 +504,3 @@ class RtpSession:
         finally:
             self.ports.close()
 
-
-def _fit_frame(pcm: np.ndarray) -> np.ndarray:
-    """Pad or cut an agent's frame to exactly 20 ms: a wrong size must not break the stream."""
-    out = np.zeros(160, dtype=np.int16)
-    flat = np.asarray(pcm).reshape(-1)[:160]
-    out[: len(flat)] = flat.astype(np.int16, copy=False)
-    return out

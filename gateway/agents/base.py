@@ -2,7 +2,8 @@
 
 `on_audio` and `next_frame` run on the media clock thread, every 20 ms: they must return at
 once (queue work elsewhere, never wait for a model). Audio is 8 kHz mono int16 in 20 ms frames
-(on a G.722 call the frame also carries the caller's 16 kHz audio as `frame.wideband`).
+(on a G.722 call the frame also carries the caller's 16 kHz audio as `frame.wideband`, and what
+the agent sends may carry its own 16 kHz audio as `OutboundFrame.wideband`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import structlog
 
 from rtp.jitter import JitterFrame
+from rtp.outbound import OutboundFrame
 
 
 class RecordKind(enum.StrEnum):
@@ -63,7 +65,7 @@ class Agent(Protocol):
         """The caller's next 20 ms, as received and (if `uses_echo_canceller`) with the bot's
         echo removed (media clock thread, must not block)."""
 
-    def next_frame(self) -> np.ndarray | None:
+    def next_frame(self) -> OutboundFrame | None:
         """The next 20 ms to send, or None for silence (media clock thread, must not block)."""
 
     def on_dtmf(self, digit: str) -> None:

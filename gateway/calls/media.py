@@ -1,9 +1,9 @@
 """The bridge between one call's RTP session and its agent (media clock thread).
 
 `CallMedia` is the session's listener: it hands each received frame to the agent, takes the
-frame to send, and copies both to the recorder. On a wideband (G.722) call the frame carries the
-caller's 16 kHz audio beside the 8 kHz copy (`JitterFrame.wideband`); the agent takes what it can
-use, the recorder keeps 8 kHz. `release_media` is what the media clock runs
+frame to send, and copies both to the recorder. On a wideband (G.722) call the frames carry 16 kHz
+audio beside the 8 kHz copy (`JitterFrame.wideband` from the caller, `OutboundFrame.wideband` from
+the agent); the agent takes what it can use, the recorder keeps 8 kHz. `release_media` is what the media clock runs
 once a torn-down call's session is no longer ticked: it holds the session, never the call.
 """
 
@@ -22,6 +22,7 @@ from gateway.records import CallRecorder
 from gateway.sip.call import NegotiatedMedia
 from rtp.codec import audio_codec_by_name
 from rtp.jitter import JitterFrame
+from rtp.outbound import OutboundFrame
 from rtp.ports import PortAllocator
 from rtp.session import RemoteMedia, RtpSession
 
@@ -62,7 +63,7 @@ class CallMedia:
         """A keypress that came as SIP INFO (SIP thread): the agent gets it on the next tick."""
         self._signalled.append(digit)
 
-    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> np.ndarray | None:
+    def on_frame(self, frame: JitterFrame, echo_cancelled: np.ndarray | None) -> OutboundFrame | None:
         if not self._answered.is_set():
             self._signalled.clear()  # keys of the early dialog are no keypresses of the callee's either
             return None  # early media: heard by no one, answered with silence
@@ -70,8 +71,8 @@ class CallMedia:
             self._deliver(self._signalled.popleft(), DtmfMethod.SIP_INFO)
         self.agent.on_audio(frame, echo_cancelled)
         out = self.agent.next_frame()
-        if self._recorder is not None:
-            self._recorder.audio(frame.pcm, out)  # queued for the recorder's writer thread: never blocks
+        if self._recorder is not None:  # queued for the recorder's writer thread: never blocks
+            self._recorder.audio(frame.pcm, None if out is None else out.pcm)
         return out
 
     def on_dtmf(self, digit: str) -> None:

@@ -120,7 +120,7 @@ class CallReporting:
             "call_ended", code=code, reason=reason, outcome=outcome, answered=call.confirmed, duration_s=duration_s,
             rtp_sent=stats.packets_sent, rtp_received=stats.packets_received, malformed=stats.malformed,
             foreign_dropped=stats.foreign_dropped, srtp_rejected=stats.srtp_rejected, jitter=stats.jitter,
-            reception=stats.reception,
+            reception=stats.reception, rtp_wideband_sent=stats.wideband_sent,
         )
         if call.recorder is not None:
             call.recorder.event("call_end", reason=reason, outcome=outcome, code=code, answered=call.confirmed,

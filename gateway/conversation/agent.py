@@ -54,6 +54,7 @@ from gateway.conversation.turn_taker import TurnTaker
 from gateway.conversation.turns import TurnDetector, TurnPolicy
 from gateway.conversation.utterance_audio import utterance_audio16k
 from rtp.jitter import JitterFrame
+from rtp.outbound import OutboundFrame
 
 
 class ConversationAgent:
@@ -135,6 +136,11 @@ class ConversationAgent:
 
     def on_audio(self, frame: JitterFrame, echo_cancelled: np.ndarray | None = None) -> None:
         now = self.clock()
+        if (frame.wideband is not None) != self.playout.line_wideband.is_set():  # the codec (re)negotiated
+            if frame.wideband is not None:
+                self.playout.line_wideband.set()
+            else:
+                self.playout.line_wideband.clear()
         signals = self.turn_taker.feed(now, frame.pcm, frame.type, self.playout.speaking(now), echo_cancelled,
                                        frame.wideband)
         if signals and self.turn_taker.last_cues is not None:
@@ -157,9 +163,9 @@ class ConversationAgent:
                 signal = dataclasses.replace(signal, heard=self.playout.flush())  # the interruption is real: cut it
             self.controller.post(signal)
 
-    def next_frame(self) -> np.ndarray | None:
+    def next_frame(self) -> OutboundFrame | None:
         frame = self.playout.next_frame()
-        self.turn_taker.heard_bot(frame)
+        self.turn_taker.heard_bot(None if frame is None else frame.pcm)  # the echo guard works at 8 kHz
         return frame
 
     def on_dtmf(self, digit: str) -> None:

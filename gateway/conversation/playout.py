@@ -11,6 +11,10 @@ Why it tells a listener (the turn's `ReplyHandle`) when the turn's first frame g
 its last queued frame has: that is how a reply knows it is playing and has been heard, without
 anyone polling the queue.
 
+Why each frame may carry a 16 kHz copy: on a wideband (G.722) line the caller hears the voice as
+the TTS made it (bot_audio.py); the media thread says which kind of line this is (`line_wideband`),
+so speech synthesized for a narrowband call is not resampled twice.
+
 `next_frame()` runs on the media clock thread every 20 ms; the other methods run on agent
 threads. One small lock protects the queue (held for microseconds); listeners are called
 outside it.
@@ -27,7 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
-FRAME = 160  # 20 ms at 8 kHz
+from gateway.conversation.bot_audio import BotAudio
+from rtp.outbound import OutboundFrame
 
 
 @dataclass
@@ -58,7 +63,7 @@ class PlayoutListener(Protocol):
 @dataclass
 class Playout:
     clock: Callable[[], float] = time.monotonic
-    _frames: collections.deque[tuple[Piece, np.ndarray]] = field(default_factory=collections.deque)
+    _frames: collections.deque[tuple[Piece, OutboundFrame]] = field(default_factory=collections.deque)
     _pieces: list[Piece] = field(default_factory=list)
     _released: set[int] = field(default_factory=set)
     _cut: set[int] = field(default_factory=set)  # flushed at a barge-in: later audio of them is dropped
@@ -68,21 +73,22 @@ class Playout:
     _started: set[int] = field(default_factory=set)
     speaking_until: float = 0.0  # clock time the last played frame ends (for echo awareness)
     _held: bool = False  # something started over the bot: frames wait (not dropped) until `resume`
+    # Set (media thread) while the call's line is wideband: speech made for it then gets a 16 kHz copy.
+    line_wideband: threading.Event = field(default_factory=threading.Event)
 
-    def push(self, turn: int, pcm: np.ndarray, text: str) -> Piece:
-        """Queue 8 kHz int16 audio for `turn`, cut into 20 ms frames (the last one padded)."""
-        pcm = np.asarray(pcm, dtype=np.int16).reshape(-1)
-        count = max(1, -(-len(pcm) // FRAME))
-        padded = np.zeros(count * FRAME, dtype=np.int16)
-        padded[: len(pcm)] = pcm
-        piece = Piece(turn, text, count)
+    def push(self, turn: int, audio: BotAudio | np.ndarray, text: str) -> Piece:
+        """Queue speech for `turn` (a bare array is 8 kHz int16 only), cut into 20 ms frames (the last
+        one padded)."""
+        if not isinstance(audio, BotAudio):
+            audio = BotAudio(np.asarray(audio, dtype=np.int16).reshape(-1))
+        frames = audio.frames()
+        piece = Piece(turn, text, len(frames))
         with self._lock:
             if turn in self._cut:
                 return piece  # the caller interrupted this turn: nothing more of it plays
             self._pieces.append(piece)
-            self._queued[turn] += count
-            for i in range(count):
-                self._frames.append((piece, padded[i * FRAME:(i + 1) * FRAME]))
+            self._queued[turn] += len(frames)
+            self._frames.extend((piece, frame) for frame in frames)
         return piece
 
     def release(self, turn: int, listener: PlayoutListener | None = None) -> None:
@@ -92,7 +98,7 @@ class Playout:
             if listener is not None:
                 self._listeners[turn] = listener
 
-    def next_frame(self) -> np.ndarray | None:
+    def next_frame(self) -> OutboundFrame | None:
         """The frame to send now (media clock thread), or None for silence."""
         with self._lock:
             if not self._frames:

@@ -290,6 +290,26 @@ def active_segments(
     return [(s, e) for s, e in segs if e - s >= min_len_s]
 
 
+def band_share(x: npt.ArrayLike, rate: int, low_hz: float, high_hz: float) -> float:
+    """Fraction of the signal's energy in [low_hz, high_hz) (0 for silence). E.g. 4-7 kHz of a
+    voice on a wideband line: a few percent for a voice made at 16 kHz or more, ~0 for one that
+    passed through 8 kHz on its way (nothing survives above 4 kHz)."""
+    a = np.asarray(x, dtype=np.float64)
+    power = np.abs(np.fft.rfft(a)) ** 2
+    total = float(power.sum())
+    if total <= 0.0:
+        return 0.0
+    freqs = np.fft.rfftfreq(len(a), 1.0 / rate)
+    return float(power[(freqs >= low_hz) & (freqs < high_hz)].sum() / total)
+
+
+def active_audio(x: npt.ArrayLike, rate: int, threshold_dbfs: float = -40.0) -> FloatArray:
+    """The active segments of ``x`` (see :func:`active_segments`) joined, without the silence between."""
+    a = np.asarray(x, dtype=np.float64)
+    parts = [a[int(s * rate):int(e * rate)] for s, e in active_segments(a, rate, threshold_dbfs)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+
 def first_activity_s(x: npt.ArrayLike, rate: int, threshold_dbfs: float = -40.0) -> float | None:
     """Start time of the first active segment, or None if the signal is silent."""
     segs = active_segments(x, rate, threshold_dbfs)

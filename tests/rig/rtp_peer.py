@@ -9,7 +9,8 @@ random loss and per-packet delay, so packets arrive late and out of order) and s
 
 On G.722 (codec=G722) it sends 16 kHz: the audio given to `play_at` with a `wide` 16 kHz version is
 sent as that, the rest (e.g. a background made at 8 kHz) raised to 16 kHz; the script's timing and
-what it records of the bot stay at 8 kHz (160 samples a tick), so analysis code does not change.
+what it records of the bot stay at 8 kHz (160 samples a tick), so analysis code does not change;
+the decoded 16 kHz is kept beside it (`received_wide`) for what only wideband shows.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class RtpPeer:
     seed: int = 0  # for loss and jitter: the same impairment every run
     sent: list[np.ndarray] = field(default_factory=list)
     received: dict[int, np.ndarray] = field(default_factory=dict)  # tick of arrival -> decoded frame
+    received_wide: dict[int, np.ndarray] = field(default_factory=dict)  # G.722: the same, as decoded (16 kHz)
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -173,13 +175,15 @@ class RtpPeer:
                 return
             if len(data) < 12 or data[1] & 0x7F != self.codec.payload_type:
                 continue  # RTCP or events: not audio
-            pcm = self._decoder.decode(data[12:])
+            pcm = wide = self._decoder.decode(data[12:])
             if self._narrow is not None:
-                pcm = self._narrow.convert(pcm)
+                pcm = self._narrow.convert(wide)
             tick = self.tick
             while tick in self.received:  # two packets in one tick: keep order
                 tick += 1
             self.received[tick] = pcm
+            if self._narrow is not None:
+                self.received_wide[tick] = wide
 
     # -- analysis ------------------------------------------------------------------------------
 
@@ -190,6 +194,15 @@ class RtpPeer:
         out = np.zeros(end * FRAME, dtype=np.int16)
         for tick, pcm in self.received.items():
             out[tick * FRAME:tick * FRAME + len(pcm)] = pcm[:FRAME]
+        return out
+
+    def received_wide_audio(self) -> np.ndarray:
+        """What a G.722 peer received, at 16 kHz, placed by arrival tick (empty on G.711)."""
+        if not self.received_wide:
+            return np.zeros(0, dtype=np.int16)
+        out = np.zeros((max(self.received_wide) + 1) * 2 * FRAME, dtype=np.int16)
+        for tick, pcm in self.received_wide.items():
+            out[tick * 2 * FRAME:tick * 2 * FRAME + len(pcm)] = pcm[:2 * FRAME]
         return out
 
     def longest_gap_ms(self, first: int | None = None, last: int | None = None) -> float:

@@ -76,7 +76,7 @@ class Harness:
             self.agent.on_audio(JitterFrame(FrameType.NORMAL, pcm), cleaned)
             frame = self.agent.next_frame()
             self.out.append((self.clock(), frame is not None))
-            previous = frame if frame is not None else np.zeros(160, dtype=np.int16)
+            previous = frame.pcm if frame is not None else np.zeros(160, dtype=np.int16)
             self.clock.settle(busy=self.agent.controller.busy)
             time.sleep(0.0015)  # real time for the agent's threads to act on what woke them
 
@@ -115,6 +115,18 @@ def test_greeting_plays_at_once(harness):
     # The app synthesizes the greeting at start-up; this harness does not, and the fake TTS takes
     # 0.05 s of fake time for it, plus a tick or two when the machine is loaded.
     assert first is not None and first - 1000.0 <= 0.2
+
+
+def test_the_line_is_wideband_while_the_frames_say_so(harness):
+    """A G.722 call's frames carry the caller's 16 kHz audio: the bot's speech then gets its 16 kHz
+    copy too (speak.py); a re-INVITE to G.711 turns that off again."""
+    h = harness()
+    h.run(silence_frames(1.0))  # the greeting (the fake TTS runs on the fake clock)
+    silence = np.zeros(160, dtype=np.int16)
+    h.agent.on_audio(JitterFrame(FrameType.NORMAL, silence, wideband=np.zeros(320, dtype=np.int16)))
+    assert h.agent.playout.line_wideband.is_set()
+    h.agent.on_audio(JitterFrame(FrameType.NORMAL, silence))
+    assert not h.agent.playout.line_wideband.is_set()
 
 
 def test_reply_after_turn_end_with_stage_timings(harness):

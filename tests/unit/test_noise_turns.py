@@ -145,7 +145,7 @@ def test_a_held_bot_resumes_where_it_stopped_and_a_cut_one_counts_only_what_went
     playout.hold()
     assert playout.next_frame() is None and playout.is_playing()  # silent, yet still mid-sentence
     playout.resume()
-    assert np.array_equal(playout.next_frame(), audio[480:640])  # the very next frame: nothing lost
+    assert np.array_equal(playout.next_frame().pcm, audio[480:640])  # the very next frame: nothing lost
     assert all(f is not None for f in first)
     playout.hold()
     assert playout.flush() == {1: "one two three four"}  # 4 of 10 frames went out

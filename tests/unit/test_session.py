@@ -11,6 +11,7 @@ import pytest
 from rtp.dtmf import TelephoneEvent
 from rtp.g711 import PCMA, PCMU
 from rtp.jitter import FrameType
+from rtp.outbound import OutboundFrame
 from rtp.packet import RtpPacket
 from rtp.ports import PortAllocator
 from rtp.rtcp import Bye, SenderReport, parse_compound
@@ -26,7 +27,7 @@ class Listener:
 
     def on_frame(self, frame, echo_cancelled=None):
         self.frames.append(frame)
-        return self.reply
+        return None if self.reply is None else OutboundFrame(self.reply)
 
     def on_dtmf(self, digit):
         self.digits.append(digit)
@@ -326,4 +327,100 @@ def test_codec_change_from_g722_to_pcmu_mid_call(far, allocator):
     sent = [RtpPacket.parse(d) for d in far.drain()]
     assert [p.payload_type for p in sent] == [9, 0, 0, 0]
     assert listener.frames[-1].wideband is None and listener.frames[-1].pcm.shape == (160,)
+    session.close()
+
+
+class Sender(Listener):
+    """Hands the session the given outbound frames, one per tick, then silence."""
+
+    def __init__(self, frames):
+        super().__init__()
+        self.outbound = list(frames)
+
+    def on_frame(self, frame, echo_cancelled=None):
+        self.frames.append(frame)
+        return self.outbound.pop(0) if self.outbound else None
+
+
+def bot_voice(seconds=0.4):
+    """A 'TTS clause' at 22.05 kHz with energy at 1 kHz and 5 kHz, brought to both line rates once."""
+    from gateway.conversation.bot_audio import BotAudio
+    from rtp.resample import resample
+
+    t = np.arange(int(22050 * seconds)) / 22050
+    voice = (5000 * np.sin(2 * np.pi * 1000 * t) + 5000 * np.sin(2 * np.pi * 5000 * t)).astype(np.int16)
+    return BotAudio(resample(voice, 22050, 8000), resample(voice, 22050, 16000))
+
+
+def send_all(far, allocator, codec, frames, ticks):
+    session = make_session(allocator, Sender(frames))
+    session.configure(remote_for(far, codec=codec))
+    for i in range(ticks):
+        session.tick(i * 0.02)
+    sent = [RtpPacket.parse(d) for d in far.drain()]
+    session.close()
+    assert len(sent) == ticks
+    return sent
+
+
+@pytest.mark.parametrize("codec", [PCMU, PCMA])
+def test_a_g711_call_sends_the_same_bytes_whether_or_not_the_frames_carry_wideband(far, allocator, codec):
+    """The wideband copy is for G.722 only: µ-law and A-law encode the 8 kHz frames exactly as before."""
+    from rtp.outbound import OutboundFrame
+
+    audio = bot_voice()
+    frames = audio.frames()
+    sent = send_all(far, allocator, codec, frames, len(frames) + 2)
+    narrow = [OutboundFrame(f.pcm) for f in frames]
+    again = send_all(far, allocator, codec, narrow, len(frames) + 2)
+    assert [p.payload for p in sent] == [p.payload for p in again]
+    assert [p.payload for p in sent[: len(frames)]] == [codec.encode(f.pcm) for f in frames]
+
+
+def test_a_g722_call_encodes_the_senders_own_16k_audio_in_the_same_tick(far, allocator):
+    """What the listener has at 16 kHz goes to the encoder as it is: the wire carries its 4-7 kHz
+    content, and frame i of the bot's audio is packet i (no resampler look-ahead in between); the
+    8 kHz copy alone, raised by the bridge, has none of it and lags ~11 ms."""
+    from rtp.g722codec import G722
+    from rtp.outbound import OutboundFrame
+
+    audio = bot_voice()
+    frames = audio.frames()
+    sent = send_all(far, allocator, G722, frames, len(frames) + 3)
+    encoder = G722.encoder()
+    assert [p.payload for p in sent[: len(frames)]] == [encoder.encode(f.wideband) for f in frames]
+
+    def high_share(packets):
+        decoder = G722.decoder()
+        heard = np.concatenate([decoder.decode(p.payload) for p in packets]).astype(float)
+        power = np.abs(np.fft.rfft(heard)) ** 2
+        freqs = np.fft.rfftfreq(len(heard), 1 / 16000)
+        return power[(freqs >= 4000) & (freqs < 7000)].sum() / power.sum()
+
+    assert high_share(sent) > 0.3  # the 5 kHz half of the voice
+    widened = send_all(far, allocator, G722, [OutboundFrame(f.pcm) for f in frames], len(frames) + 3)
+    assert high_share(widened) < 0.01  # 8 kHz raised to 16 kHz: nothing above 4 kHz
+
+
+def test_after_wideband_frames_the_bridge_starts_afresh(far, allocator):
+    """Wideband frames reset the 8 -> 16 kHz bridge: the silence after the bot's audio is silence, not
+    the bridge's delayed 8 kHz copy of the narrowband audio before it."""
+    from rtp.g722codec import G722
+    from rtp.outbound import OutboundFrame
+
+    wide = bot_voice(0.1).frames()
+    tone = OutboundFrame(np.full(160, 6000, dtype=np.int16))
+    frames = [tone] * 3 + wide + [None] * 3
+    session = make_session(allocator, Sender(frames))
+    session.configure(remote_for(far, codec=G722))
+    for i in range(len(frames)):
+        session.tick(i * 0.02)
+    assert session._wide is not None
+    assert (session._wide.wideband_frames, session._wide.widened_frames) == (len(wide), 6)
+    decoder = G722.decoder()
+    heard = [decoder.decode(RtpPacket.parse(d).payload) for d in far.drain()]
+    assert len(heard) == len(frames)
+    # the codec's own tail (~3 ms) aside, silence; without the reset, 11 ms of the tone would come here
+    assert np.abs(heard[-3][100:]).max() < 1000
+    assert np.abs(np.concatenate(heard[-2:])).max() < 300
     session.close()
