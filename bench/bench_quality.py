@@ -59,7 +59,7 @@ from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
 from gateway.conversation.settings import ConversationSettings, conversation_settings  # noqa: E402
 from gateway.conversation.skills import AgentSkills  # noqa: E402
 from gateway.tools import ToolCall  # noqa: E402
-from models.base import ChatMessage, ModelError  # noqa: E402
+from models.base import ChatMessage, Llm, ModelError  # noqa: E402
 from models.llama import LlamaConfig, LlamaCppLlm  # noqa: E402
 from models.registry import resolve_test_llm  # noqa: E402
 
@@ -137,7 +137,7 @@ def _groups(raw: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ...]:
 class Caller:
     """Plays scripted conversations against one agent and one LLM."""
 
-    def __init__(self, agent: AgentConfig, llm: LlamaCppLlm, temperature: float, isolated: bool = False,
+    def __init__(self, agent: AgentConfig, llm: Llm, temperature: float, isolated: bool = False,
                  shape: HistoryShape = HistoryShape.FULL) -> None:
         self.skills = AgentSkills.build(agent)
         self.settings: ConversationSettings = conversation_settings(agent)
