@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from gateway.knowledge.chunking import split_sentences
+from gateway.knowledge.implied import implied_words
 from gateway.knowledge.query import HEARD_AS, STOP_WORDS, SYNONYMS
 from gateway.knowledge.sounds import sounds_alike
 from models.base import ChatMessage
@@ -58,7 +59,7 @@ def best_sentences(facts: str | None, question: str, limit: int = 2) -> list[Fac
         body = match.group(2) if match else line.strip().removeprefix("- ")
         heading = _content(match.group(1)) if match else set()
         for sentence in split_sentences(body):
-            words = _content(sentence)
+            words = _content(sentence) | set(implied_words(sentence))  # "weekends" answers "saturday"
             hits = sum(any(sounds_alike(alt, w) for alt in alternatives[a] for w in words | heading) for a in asked)
             score = hits / len(asked) if asked else 0.0
             if wants_value and re.search(r"\d", sentence):

@@ -62,6 +62,46 @@ def test_questions_of_issue_13_find_their_fact_in_the_instructions():
         assert expected in (turn.content or ""), question
 
 
+WEEKDAYS_ONLY = """You are the receptionist of Harbor Dental.
+Facts:
+- Opening hours: Monday to Friday, 8 am to 5 pm. Closed on weekends.
+- Address: 12 Harbor Street, next to the ferry terminal.
+- A cleaning costs 90 dollars.
+- Parking: free, behind the building."""
+
+
+def test_a_day_is_answered_by_the_fact_that_names_it_in_general_terms():
+    """"Open on Saturday." against "Closed on weekends" was refused as unknown: "saturday" is in no
+    fact, so it counted as another topic. The fact's general words ("weekends", a day range,
+    "daily") are indexed with the days they cover, and the answer check reads them too."""
+    knowledge = KnowledgeBase([], texts={"instructions": WEEKDAYS_ONLY})
+    knowledge.build()
+    skills = AgentSkills("dental", WEEKDAYS_ONLY, ToolsConfig({}), knowledge)
+    for question, fact in [("Open on Saturday.", "Closed on weekends."),
+                           ("Are you open on Sundays?", "Closed on weekends."),
+                           ("Are you open on Wednesday?", "Monday to Friday, 8 am to 5 pm.")]:
+        turn = plan(skills, question)
+        assert turn.say is None, question
+        assert turn.best_fact == fact, question
+    for question in ("what about Thursday", "Open on Wednesday."):  # inside "Monday to Friday"
+        assert plan(skills, question).say is None, question
+    assert plan(skills, "Do you sell fishing licences?").say == "UNKNOWN"
+    # the bakery: "Tuesday to Saturday" covers Wednesday; "Closed on Mondays" is still the Monday fact
+    bake = bakery()
+    assert "7 am to 3 pm" in (plan(bake, "are you open on a wednesday").content or "")
+    assert plan(bake, "open on monday?").say is None
+
+
+def test_implied_words_spell_out_day_ranges_and_general_day_words():
+    from gateway.knowledge.implied import implied_words
+
+    assert implied_words("Tuesday to Saturday: 7 am to 3 pm.") == ("wednesday", "thursday", "friday")
+    assert implied_words("Fri - Mon: closed") == ("friday", "saturday", "sunday", "monday")  # abbreviations too
+    assert set(implied_words("Closed on weekends and public holidays.")) == {"saturday", "sunday"}
+    assert len(implied_words("Open daily from 7.")) == 7 and len(implied_words("open 7 days a week")) == 7
+    assert implied_words("Free parking behind the building.") == ()
+
+
 def test_a_topic_the_business_never_mentions_is_still_refused_without_the_model():
     skills = bakery()
     for question in ("do you sell wedding dresses", "what is the wifi password", "do you do pizza delivery"):
