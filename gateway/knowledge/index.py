@@ -265,8 +265,7 @@ class KnowledgeBase:
         stats = self._stats
         if stats.chunks == 0 or k <= 0:
             return ()
-        words = join_split_words(words_of(question), self._known, self._neighbours)
-        plan = plan_query(words, self._known, self._neighbours)
+        plan = plan_query(self._words(question), self._known, self._neighbours)
         expression = plan.match_expression()
         if not expression:
             return ()
@@ -288,9 +287,12 @@ class KnowledgeBase:
         if not self._ready:
             self.refresh()
         with self._lock:
-            words = join_split_words(words_of(question), self._known, self._neighbours)
-            plan = plan_query(words, self._known, self._neighbours)
+            plan = plan_query(self._words(question), self._known, self._neighbours)
             return tuple(g.name for g in plan.content if not self._rowids(g))
+
+    def _words(self, question: str) -> list[str]:
+        """The question's words with STT's splits joined (query.py)."""
+        return join_split_words(words_of(question), self._known, self._neighbours)
 
     def _rowids(self, group: TermGroup) -> frozenset[int]:
         """The chunks containing the group (cached until the index changes: callers repeat themselves)."""

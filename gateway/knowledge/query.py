@@ -188,6 +188,15 @@ class QueryPlan:
         return " OR ".join(group.match_expression() for group in self.groups)
 
 
+NUMBER_WORDS = _wordset(
+    """
+    zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
+    seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred dozen couple
+    """
+)
+"""Values a caller gives ("she's seven", "a table for two"): they rank like light words but are never the
+topic, so a fact that does not repeat the caller's number still answers ("Children under 12: 20 dollars")."""
+
 POSSESSIVES = frozenset({"my", "our", "his", "her", "their"})
 HEARD_AS = {"wear": "where", "ware": "where", "wot": "what", "watt": "what", "wen": "when", "hoo": "who"}
 """Question words as speech-to-text writes them on a phone line ("wear are you" for "where are you"):
@@ -247,7 +256,7 @@ def plan_query(words: list[str], known: Callable[[str], bool] | None = None,
             intents.setdefault(intent.name, TermGroup(intent.name, intent.words))
         elif word in STOP_WORDS or (len(word) < 2 and not word.isdigit()):
             continue
-        elif word in LIGHT_WORDS:
+        elif word in LIGHT_WORDS or word in NUMBER_WORDS or (word.isdigit() and len(word) <= 2):
             light.setdefault(word, TermGroup(word, (word,)))
         elif len(word) < 3 and not word.isdigit() and known is not None and not known(word):
             continue

@@ -92,6 +92,17 @@ def test_a_day_is_answered_by_the_fact_that_names_it_in_general_terms():
     assert plan(bake, "open on monday?").say is None
 
 
+def test_a_number_the_caller_gives_is_a_value_not_a_topic():
+    """"she's seven" does not make the question about something the facts never mention."""
+    salon = "Facts:\n- Men's cut: 30 dollars.\n- Children under 12: 20 dollars.\n- Colour from 60 dollars."
+    knowledge = KnowledgeBase([], texts={"instructions": salon})
+    knowledge.build()
+    skills = AgentSkills("salon", salon, ToolsConfig({}), knowledge)
+    turn = plan(skills, "and for my daughter she's seven")
+    assert turn.say is None and "20 dollars" in (turn.content or "")
+    assert plan(skills, "do you do nails for two").say == "UNKNOWN"
+
+
 def test_implied_words_spell_out_day_ranges_and_general_day_words():
     from gateway.knowledge.implied import implied_words
 
