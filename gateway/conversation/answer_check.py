@@ -162,7 +162,7 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-STRONG_OVERLAP = 0.5  # a fact sentence this close to the question overrides the model's "I don't know"
+STRONG_OVERLAP = 0.5  # a fact sentence this close to the question answers it: said instead of a reply that lacks it
 
 
 class AnswerGate:
@@ -172,6 +172,12 @@ class AnswerGate:
     model is done (the fact itself when the reply never gave it; nothing if it did). A reply that
     starts to repeat an earlier answer to another question is cut (`parroted`) and the rest of the
     model's stream is dropped. With no retrieved facts only the parroting check applies.
+
+    The fact replaces the model's words only when it answers the question (`STRONG_OVERLAP` of the
+    question's words): a fact that hardly touches it was found loosely ("do you sell used cars?"
+    against "we service all makes of cars"), and saying it turns a question the business does not
+    answer into a wrong answer. Then the model's own "I don't know" is kept, and any other reply
+    that lacks the fact is `declined`: the caller gets the agent's don't-know line.
     """
 
     def __init__(self, sentences: Sequence[FactSentence], caller_said: str, history: Sequence[ChatMessage]):
@@ -182,6 +188,7 @@ class AnswerGate:
         self.spoken: list[str] = []
         self.open = not self.sentences
         self.parroted = False
+        self.declined = False
 
     def feed(self, clause: str) -> list[str]:
         if self.parroted:
@@ -208,9 +215,13 @@ class AnswerGate:
         if not self.sentences:
             return []  # parroted with no fact to say instead: the caller regenerates
         held = " ".join(self.held)
-        if not self.parroted and held and is_refusal(held) and self.sentences[0].overlap < STRONG_OVERLAP:
+        weak = self.sentences[0].overlap < STRONG_OVERLAP
+        if not self.parroted and held and is_refusal(held) and weak:
             return self._release()  # "I don't know" to a question the facts hardly touch: believe it
         self.held = []
+        if weak:
+            self.declined = True
+            return []
         return [fact_reply(self.sentences[0])]
 
     @property

@@ -47,6 +47,7 @@ class Generation:
     fell_back: bool = False  # a follow-up's answer was unusable: the fallback line was said
     fact_said: bool = False  # the model's reply lacked the fact (or parroted): the fact itself was said
     regenerated: bool = False  # the reply parroted an earlier answer and no fact was at hand: asked again
+    declined: bool = False  # the reply lacked a fact that only loosely matched the turn: the don't-know line
 
 
 class Generator:
@@ -75,6 +76,9 @@ class Generator:
             questions_only = [m for m in messages if m.role != "assistant"]
             yield from self._gated(questions_only, caller_said, best_fact, out, cancel, affinity,
                                    AnswerGate((), caller_said, ()))
+        elif gate.declined:
+            out.declined = True
+            self.log.info("reply_declined", parroted=gate.parroted)
         elif gate.replaced:
             out.fact_said = True
             self.log.info("reply_replaced_by_fact", parroted=gate.parroted)
@@ -126,6 +130,8 @@ class Generator:
                 yield Clause(clause)
         for clause in gate.finish():
             yield Clause(clause)
+        if gate.declined:
+            yield Phrase(s.unknown_answer)
 
     def checked_follow_up(self, messages: list[ChatMessage], fallback: str, out: Generation,
                           cancel: CancelToken | None = None) -> Iterator[Speech]:

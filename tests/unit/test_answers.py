@@ -206,6 +206,19 @@ def test_the_gate_believes_a_refusal_when_the_fact_hardly_touches_the_question()
     assert gate.finish() == ["I'm sorry, I don't know."]
 
 
+def test_a_fact_that_hardly_touches_the_question_is_not_said_instead_of_the_reply():
+    """"Do you sell used cars?" found "We service all makes of cars" loosely: saying it is a wrong
+    answer to a question the business does not answer; the don't-know line is said instead."""
+    weak = [FactSentence("We service all makes of cars, including hybrids.", 0.34)]
+    gate = AnswerGate(weak, "do you sell used cars", [])
+    assert gate.feed("Yes, we sell used cars.") == []
+    assert gate.finish() == [] and gate.declined
+    llm = ScriptedLlm("Yes, we sell used cars.")
+    said, out = generate(llm, [ChatMessage("system", "x"), ChatMessage("user", "do you sell used cars")],
+                         "do you sell used cars", weak)
+    assert said == [ConversationSettings(greeting="Hi.", instructions="x").unknown_answer] and out.declined
+
+
 class ScriptedLlm:
     """Answers each request with the next scripted reply, word by word."""
 
