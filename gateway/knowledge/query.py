@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.knowledge.sounds import sounds_alike
+
 MAX_TERMS = 16  # a rambling turn: the first words carry the question well enough
 PREFIX_MIN_LETTERS = 5  # "appointm" (cut off by STT) still finds "appointment"; "car*" would find "card"
 
@@ -197,6 +199,8 @@ NUMBER_WORDS = _wordset(
 """Values a caller gives ("she's seven", "a table for two"): they rank like light words but are never the
 topic, so a fact that does not repeat the caller's number still answers ("Children under 12: 20 dollars")."""
 
+SYNONYM_SOUND_MIN = 5  # letters of a word (and key) matched to the synonyms by sound: short ones sound like too much
+
 POSSESSIVES = frozenset({"my", "our", "his", "her", "their"})
 HEARD_AS = {"wear": "where", "ware": "where", "wot": "what", "watt": "what", "wen": "when", "hoo": "who"}
 """Question words as speech-to-text writes them on a phone line ("wear are you" for "where are you"):
@@ -261,7 +265,7 @@ def plan_query(words: list[str], known: Callable[[str], bool] | None = None,
         elif len(word) < 3 and not word.isdigit() and known is not None and not known(word):
             continue
         elif word not in content:
-            alternatives = SYNONYMS.get(word, (word,))
+            alternatives = SYNONYMS.get(word) or _misheard_synonym(word, similar) or (word,)
             if similar is not None and known is not None and not any(known(w) for w in alternatives):
                 alternatives = (*alternatives, *similar(word))
                 if len(alternatives) == 1 and i >= 2 and words[i - 2] in POSSESSIVES:
@@ -271,6 +275,14 @@ def plan_query(words: list[str], known: Callable[[str], bool] | None = None,
                     continue
             content[word] = TermGroup(word, alternatives)
     return QueryPlan(tuple(content.values()), tuple(intents.values()), tuple(light.values()))
+
+
+def _misheard_synonym(word: str, similar: Callable[[str], tuple[str, ...]] | None) -> tuple[str, ...] | None:
+    """A misheard synonym key ("guaranty" for "guarantee"): the word and the key's alternatives."""
+    if similar is None or len(word) < SYNONYM_SOUND_MIN:
+        return None
+    key = next((key for key in SYNONYMS if len(key) >= SYNONYM_SOUND_MIN and sounds_alike(word, key)), None)
+    return None if key is None else (word, *SYNONYMS[key])
 
 
 def _intent_for(words: str) -> Intent | None:

@@ -133,6 +133,18 @@ def test_misheard_and_inflected_words_are_matched_to_the_knowledge_words():
     assert neighbours("iphones", vocabulary) == ()
     assert sound_key("colour") == sound_key("collar")
     assert not sounds_alike("card", "cars")
+    assert neighbours("bark", vocabulary) == ("parking",)  # the stem of an inflected word, misheard
+    assert neighbours("card", vocabulary) == ()
+
+
+def test_a_misheard_synonym_brings_its_alternatives():
+    """"guaranty" is no word of the facts, but sounds like "guarantee", whose synonym "warranty" is."""
+    garage = "Facts:\n- Every repair comes with a 12 month warranty on parts and labour.\n- Oil change: 65 dollars."
+    knowledge = KnowledgeBase([], texts={"instructions": garage})
+    knowledge.build()
+    skills = AgentSkills("garage", garage, ToolsConfig({}), knowledge)
+    assert "12 month" in (plan(skills, "is there a guaranty on the work").content or "")
+    assert plan(skills, "do you sell guitars").say == "UNKNOWN"
 
 
 def test_a_misheard_question_still_finds_the_fact():
