@@ -291,8 +291,10 @@ def _intent_for(words: str) -> Intent | None:
 
 def _sound_joinable(first: str, second: str, known: Callable[[str], bool],
                     similar: Callable[[str], tuple[str, ...]] | None) -> bool:
-    if similar is None or not (first.isalpha() and second.isalpha()) or known(second):
+    if similar is None or not (first.isalpha() and second.isalpha()):
         return False
+    if known(second) and (known(first) or first in STOP_WORDS or len(first) < 3):
+        return False  # two words of the facts; "saturn days" (an unknown first half) may still be one
     if first != "a" and (first in STOP_WORDS or known(first)):  # "a dress" -> "address"; not "my breaks"
         return False
     return bool(similar(first + second))

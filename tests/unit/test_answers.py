@@ -137,6 +137,18 @@ def test_misheard_and_inflected_words_are_matched_to_the_knowledge_words():
     assert neighbours("card", vocabulary) == ()
 
 
+def test_a_word_stt_split_in_two_is_joined_when_its_first_half_is_no_word_of_the_facts():
+    """"saturn days" (saturdays): "days" is known, "saturn" is not, and together they sound like a fact's word."""
+    skills = bakery()
+    assert "7 am to 3 pm" in (plan(skills, "are you opened on saturn days").content or "")
+    from gateway.knowledge.query import join_split_words
+
+    known = {"day", "days", "saturday", "saturdays", "old", "bread"}.__contains__
+    assert join_split_words(["saturn", "days"], known, lambda w: ("saturdays",) if w == "saturndays" else ()) == \
+        ["saturndays"]
+    assert join_split_words(["old", "days"], known, lambda w: ("olddays",)) == ["old", "days"]
+
+
 def test_a_misheard_synonym_brings_its_alternatives():
     """"guaranty" is no word of the facts, but sounds like "guarantee", whose synonym "warranty" is."""
     garage = "Facts:\n- Every repair comes with a 12 month warranty on parts and labour.\n- Oil change: 65 dollars."
