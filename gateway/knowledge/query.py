@@ -293,6 +293,8 @@ def _sound_joinable(first: str, second: str, known: Callable[[str], bool],
                     similar: Callable[[str], tuple[str, ...]] | None) -> bool:
     if similar is None or not (first.isalpha() and second.isalpha()):
         return False
+    if first in LIGHT_WORDS or _intent_for(first) is not None:
+        return False  # a word with its own part in the question: "cost me" is not "customer"
     if known(second) and (known(first) or first in STOP_WORDS or len(first) < 3):
         return False  # two words of the facts; "saturn days" (an unknown first half) may still be one
     if first != "a" and (first in STOP_WORDS or known(first)):  # "a dress" -> "address"; not "my breaks"
