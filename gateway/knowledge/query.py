@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from gateway.knowledge.sounds import sounds_alike
 
@@ -281,8 +282,11 @@ def _misheard_synonym(word: str, similar: Callable[[str], tuple[str, ...]] | Non
     """A misheard synonym key ("guaranty" for "guarantee"): the word and the key's alternatives."""
     if similar is None or len(word) < SYNONYM_SOUND_MIN:
         return None
-    key = next((key for key in SYNONYMS if len(key) >= SYNONYM_SOUND_MIN and sounds_alike(word, key)), None)
-    return None if key is None else (word, *SYNONYMS[key])
+    keys = [key for key in SYNONYMS if len(key) >= SYNONYM_SOUND_MIN and sounds_alike(word, key)]
+    if not keys:
+        return None
+    key = max(keys, key=lambda k: SequenceMatcher(None, word, k).ratio())  # "weakdays": weekdays, not weekends
+    return (word, *SYNONYMS[key])
 
 
 def _intent_for(words: str) -> Intent | None:
@@ -299,7 +303,7 @@ def _sound_joinable(first: str, second: str, known: Callable[[str], bool],
         return False  # two words of the facts; "saturn days" (an unknown first half) may still be one
     if first != "a" and (first in STOP_WORDS or known(first)):  # "a dress" -> "address"; not "my breaks"
         return False
-    return bool(similar(first + second))
+    return bool(similar(first + second)) or _misheard_synonym(first + second, similar) is not None
 
 
 def _joinable(first: str, second: str, known: Callable[[str], bool]) -> bool:

@@ -157,6 +157,9 @@ def test_a_misheard_synonym_brings_its_alternatives():
     skills = AgentSkills("garage", garage, ToolsConfig({}), knowledge)
     assert "12 month" in (plan(skills, "is there a guaranty on the work").content or "")
     assert plan(skills, "do you sell guitars").say == "UNKNOWN"
+    from gateway.knowledge.query import _misheard_synonym
+
+    assert _misheard_synonym("weakdays", lambda w: ())[1] == "weekday"  # the closest key, not "weekend"
 
 
 def test_a_misheard_question_still_finds_the_fact():
