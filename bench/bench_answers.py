@@ -21,6 +21,7 @@ Scores, per variant and hearing, over the split's businesses:
                       the share the business really does not answer;
   *repeated answers*  model replies (fixed lines left out, >= 4 words) that repeat (>= 0.85 similar)
                       an earlier model reply of the same call given to a different question;
+                      *repeated wrong*: those that were not a right answer as well;
   *tool precision / recall* as in bench_quality;
   *recall@1 / @3*     fact turns whose right chunk (the turn's ``chunk`` phrase) the agent's retrieval
                       ranks first / in its top three; 0 when the agent retrieves nothing (no index).
@@ -218,6 +219,9 @@ def summarize(rows: list[Scored]) -> dict[str, Any]:
         "wrong_answers": _ratio(wrong, len(facts) + len(refusals)),
         "correct_refusals": _ratio(sum(r.outcome.passed for r in refusals if r.outcome), len(refusals)),
         "repeated_answers": sum(r.repeated for r in rows),
+        # of those, the ones that were not right: parroting proper (a right fact said again for a follow-up
+        # whose answer is the same sentence, "what does that include" after the call-out fee, is not)
+        "repeated_wrong": sum(r.repeated and not (r.outcome and r.outcome.passed) for r in rows),
         "tool_precision": _ratio(sum(call_correct(o.turn, o.call) for o in made), len(made)),
         "tool_recall": _ratio(sum(call_correct(o.turn, o.call) for o in expected), len(expected)),
         "median_first_token_ms": round(statistics.median(first)) if first else None,
