@@ -22,9 +22,11 @@ pytestmark = pytest.mark.integration
 ASK_AT_S = 4.0  # after the greeting
 SECOND_AT_S = 20.0  # the first answer has been said, even on a loaded machine
 CALL_S = 40.0
+# espeak phrasings whisper tiny.en hears right ("How much is a sourdough loaf?" came back "How much in a
+# car, no low.": hearing is test_hearing_call's and bench_listening's business, answering is this test's)
 QUESTIONS = (
-    ("How much is a sourdough loaf?", r"(?<!\d)(7|seven)(?!\d)"),
-    ("Which day do you bake gluten free bread?", r"\bfridays?\b"),
+    ("Where can I park my car?", r"\bbehind\b"),
+    ("What time do you open on Sunday?", r"(?<!\d)(8|eight)(?!\d)"),
 )
 
 
