@@ -62,6 +62,13 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
     facts, retrieval_ms = skills.facts_for(text)
     lookup = text
     previous = _previous_caller_turn(history)
+    if previous and _FOLLOW_UP.search(text) and not skills.topic_words(text):
+        # "and how long does that take?" names no topic of its own: it is about the question before
+        # it, even when its intent alone ("how long", "take") matches some other fact.
+        combined, more_ms = skills.facts_for(f"{previous} {text}")
+        retrieval_ms += more_ms
+        if combined:
+            facts, lookup = combined, f"{previous} {text}"
     if facts is None and previous and _follows_up(text) and not skills.unknown_words(text):
         facts, more_ms = skills.facts_for(f"{previous} {text}")
         retrieval_ms, lookup = retrieval_ms + more_ms, f"{previous} {text}"

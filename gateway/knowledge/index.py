@@ -290,6 +290,13 @@ class KnowledgeBase:
             plan = plan_query(self._words(question), self._known, self._neighbours)
             return tuple(g.name for g in plan.content if not self._rowids(g))
 
+    def topic_words(self, question: str) -> tuple[str, ...]:
+        """The question's content words, known or not ("and how long does that take?" has none)."""
+        if not self._ready:
+            self.refresh()
+        with self._lock:
+            return tuple(g.name for g in plan_query(self._words(question), self._known, self._neighbours).content)
+
     def _words(self, question: str) -> list[str]:
         """The question's words with STT's splits joined (query.py)."""
         return join_split_words(words_of(question), self._known, self._neighbours)

@@ -49,6 +49,7 @@ STOP_WORDS = _wordset(
     tell say said know wondering wonder wondered question quick quickly sorry well right sure like just actually
     really maybe also ask asking asked anyone someone something anything guys kind sort bit lot much many
     dont doesnt didnt cant couldnt wont wouldnt isnt arent im ive id youre whats thats theres hows
+    shes hes theyre theyve weve youve
     possible able way thing things good great fine hear heard mean
     office clinic practice place business company store shop near nearby
     exactly somewhere anywhere anything something everything happens happen happened recommend suggest must
