@@ -43,6 +43,7 @@ _HEADING = re.compile(r"^-\s*([^.!?]{1,80}?):\s+(.*)$")
 class FactSentence:
     text: str  # one sentence of a retrieved fact, "Oil change: 65 dollars, about 45 minutes."
     overlap: float  # how much of the question it speaks to (0: nothing)
+    loose: bool = False  # retrieved loosely: no chunk covered the question (planner.py)
 
 
 def best_sentences(facts: str | None, question: str, limit: int = 2) -> list[FactSentence]:
@@ -181,11 +182,11 @@ class AnswerGate:
     starts to repeat an earlier answer to another question is cut (`parroted`) and the rest of the
     model's stream is dropped. With no retrieved facts only the parroting check applies.
 
-    The fact replaces the model's words only when it answers the question (`STRONG_OVERLAP` of the
-    question's words): a fact that hardly touches it was found loosely ("do you sell used cars?"
-    against "we service all makes of cars"), and saying it turns a question the business does not
-    answer into a wrong answer. Then the model's own "I don't know" is kept, and any other reply
-    that lacks the fact is `declined`: the caller gets the agent's don't-know line.
+    A fact found only loosely (no chunk covered the question) that hardly touches it (under
+    `STRONG_OVERLAP` of its words: "do you sell used cars?" against "we service all makes of cars")
+    never replaces the model's words: saying it turns a question the business does not answer into
+    a wrong answer. The model's own "I don't know" is kept (for any weak fact), and any other reply
+    that lacks such a fact is `declined`: the caller gets the agent's don't-know line.
     """
 
     def __init__(self, sentences: Sequence[FactSentence], caller_said: str, history: Sequence[ChatMessage]):
@@ -227,7 +228,7 @@ class AnswerGate:
         if not self.parroted and held and is_refusal(held) and weak:
             return self._release()  # "I don't know" to a question the facts hardly touch: believe it
         self.held = []
-        if weak:
+        if weak and self.sentences[0].loose:
             self.declined = True
             return []
         return [fact_reply(self.sentences[0])]

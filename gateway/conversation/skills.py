@@ -80,6 +80,10 @@ class AgentSkills:
         """Content words of the question, known or not (see KnowledgeBase)."""
         return () if self.knowledge is None else self.knowledge.topic_words(question)
 
+    def as_known(self, question: str) -> str:
+        """The question in the facts' own words (see KnowledgeBase.as_known)."""
+        return question if self.knowledge is None else self.knowledge.as_known(question)
+
     def close(self) -> None:
         if self.knowledge is not None:
             self.knowledge.close()

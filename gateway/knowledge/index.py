@@ -297,6 +297,23 @@ class KnowledgeBase:
         with self._lock:
             return tuple(g.name for g in plan_query(self._words(question), self._known, self._neighbours).content)
 
+    def as_known(self, question: str) -> str:
+        """The question in the facts' own words: STT's splits joined, and each content word the facts do
+        not contain replaced by the known word it stands for ("saturn days" -> "saturday", "bark" ->
+        "parking"), so what a reply is checked against reads the question as retrieval did."""
+        if not self._ready:
+            self.refresh()
+        with self._lock:
+            words = self._words(question)
+            groups = {g.name: g for g in plan_query(words, self._known, self._neighbours).content}
+            out = []
+            for word in words:
+                group = groups.get(word)
+                if group is not None and not self._known(word):
+                    word = next((w for w in group.words[1:] if self._known(w)), word)
+                out.append(word)
+            return " ".join(out)
+
     def _words(self, question: str) -> list[str]:
         """The question's words with STT's splits joined (query.py)."""
         return join_split_words(words_of(question), self._known, self._neighbours)

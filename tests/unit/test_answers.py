@@ -245,7 +245,7 @@ def test_the_gate_believes_a_refusal_when_the_fact_hardly_touches_the_question()
 def test_a_fact_that_hardly_touches_the_question_is_not_said_instead_of_the_reply():
     """"Do you sell used cars?" found "We service all makes of cars" loosely: saying it is a wrong
     answer to a question the business does not answer; the don't-know line is said instead."""
-    weak = [FactSentence("We service all makes of cars, including hybrids.", 0.34)]
+    weak = [FactSentence("We service all makes of cars, including hybrids.", 0.34, loose=True)]
     gate = AnswerGate(weak, "do you sell used cars", [])
     assert gate.feed("Yes, we sell used cars.") == []
     assert gate.finish() == [] and gate.declined
@@ -253,6 +253,17 @@ def test_a_fact_that_hardly_touches_the_question_is_not_said_instead_of_the_repl
     said, out = generate(llm, [ChatMessage("system", "x"), ChatMessage("user", "do you sell used cars")],
                          "do you sell used cars", weak)
     assert said == [ConversationSettings(greeting="Hi.", instructions="x").unknown_answer] and out.declined
+    # found by a relevant chunk (misheard words matched), a weakly overlapping fact is still said
+    hours = [FactSentence("Saturday: 8 am to noon.", 0.34)]
+    gate = AnswerGate(hours, "are you opened on saturn days", [])
+    assert gate.feed("Yes, we are open.") == [] and gate.finish() == ["Saturday: 8 am to noon."]
+
+
+def test_the_facts_are_checked_against_the_question_in_their_own_words():
+    skills = bakery()
+    assert skills.as_known("are you opened on saturn days") == "are you opened on saturday"
+    turn = plan(skills, "are you opened on saturn days")
+    assert turn.sentences and turn.sentences[0].overlap >= 0.5 and not turn.sentences[0].loose
 
 
 class ScriptedLlm:
