@@ -196,11 +196,13 @@ class Caller:
         t0 = time.perf_counter()
         spoken = [item.text for item in generator.reply(messages, turn.said.strip(), best_fact, out,
                                                         sentences=sentences)]
-        stats = self.llm.thread_stats
+        stats = getattr(self.llm, "thread_stats", None)  # llama.cpp's own; a server engine keeps none
+        if stats is not None and stats.ttft_s:
+            first_token_ms: float | None = stats.ttft_s * 1000
+        else:  # the first piece's arrival, as the generate stage saw it (the request's round trip included)
+            first_token_ms = (out.first_token_at - t0) * 1000 if out.first_token_at is not None else None
         return Outcome(turn, "llm", " ".join(spoken), call=out.call, rejected=out.rejected, error=out.error,
-                       llm_ms=(time.perf_counter() - t0) * 1000,
-                       first_token_ms=stats.ttft_s * 1000 if stats is not None and stats.ttft_s else None,
-                       spoken=spoken)
+                       llm_ms=(time.perf_counter() - t0) * 1000, first_token_ms=first_token_ms, spoken=spoken)
 
 
 class _QuietLog:
