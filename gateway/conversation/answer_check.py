@@ -171,6 +171,7 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+HOLD_MAX_WORDS = 12  # a reply this long that still lacks the fact will not give it: decide now, not at its end
 STRONG_OVERLAP = 0.5  # a fact sentence this close to the question answers it: said instead of a reply that lacks it
 
 
@@ -198,6 +199,7 @@ class AnswerGate:
         self.open = not self.sentences
         self.parroted = False
         self.declined = False
+        self.gave_up = False  # the held words are long enough to judge: the rest of the model's stream is not needed
 
     def feed(self, clause: str) -> list[str]:
         if self.parroted:
@@ -210,6 +212,10 @@ class AnswerGate:
         if len(_norm(so_far).split()) < MIN_PARROT_WORDS and _starts_an_answer(so_far, self.caller_said, self.history):
             return []  # "We are" may be the start of the hours said before: wait for a few more words
         if not self.open and not says_fact(" ".join(self.held), self.sentences, self.caller_said):
+            # Held until the end, a reply that never gives the fact kept the caller waiting for the
+            # whole generation (5-8 s on a loaded box, past the controller's reply timeout): once it
+            # has said this much without the fact, `finish()` decides and the stream can stop.
+            self.gave_up = len(_norm(" ".join(self.held)).split()) >= HOLD_MAX_WORDS
             return []
         self.open = True
         return self._release()

@@ -103,11 +103,11 @@ class Generator:
             for clause in (c for fed in splitter.feed(speech) for c in gate.feed(fed)):
                 said += 1
                 yield Clause(clause)
-            if gate.parroted:
-                break
+            if gate.parroted or gate.gave_up:
+                break  # the rest of the stream is not needed (closing it stops the model)
         if cancel is not None and cancel.is_set():
             return
-        if detector is not None and not gate.parroted:
+        if detector is not None and not gate.parroted and not gate.gave_up:
             parsed = detector.finish()
             for clause in (c for fed in splitter.feed(parsed.unspoken) for c in gate.feed(fed)):
                 said += 1
@@ -125,7 +125,7 @@ class Generator:
                 if not said and not parsed.speech.strip() and not gate.sentences:
                     yield self._instead_of_call(best_fact)  # never silence after a bad call
                     return
-        if not gate.parroted:
+        if not gate.parroted and not gate.gave_up:
             for clause in (c for fed in splitter.flush() for c in gate.feed(fed)):
                 yield Clause(clause)
         for clause in gate.finish():

@@ -290,6 +290,26 @@ def generate(llm: ScriptedLlm, messages: list[ChatMessage], said: str,
     return items, out
 
 
+def test_a_long_reply_without_the_fact_is_cut_and_the_fact_said_without_waiting_for_its_end():
+    """The gate held every clause of such a reply until the model was done (5-8 s under load)."""
+    rambling = ("Thank you for asking, we have a lovely range of breads and cakes here, and everything is "
+                "baked fresh every single morning by our team of bakers who love their craft very much.")
+    llm = ScriptedLlm(rambling)
+    pulled = []
+
+    def counted(messages: Sequence[ChatMessage], **kwargs: object) -> Iterator[str]:
+        for piece in ScriptedLlm.stream_chat(llm, messages, **kwargs):
+            pulled.append(piece)
+            yield piece
+
+    llm.stream_chat = counted  # type: ignore[method-assign]
+    fact = [FactSentence("Sourdough loaf: 7 dollars.", 1.0)]
+    said, out = generate(llm, [ChatMessage("system", "x"), ChatMessage("user", "how much is a sourdough loaf")],
+                         "how much is a sourdough loaf", fact)
+    assert said == ["Sourdough loaf: 7 dollars."] and out.fact_said
+    assert len(pulled) < len(rambling.split())  # the model was stopped
+
+
 def test_a_parroted_reply_is_replaced_by_the_fact():
     hours = "We are open Tuesday to Sunday from 7 am to 3 pm."
     messages = [ChatMessage("system", "x"), ChatMessage("user", "when are you open"),
