@@ -59,7 +59,7 @@ def best_sentences(facts: str | None, question: str, limit: int = 2) -> list[Fac
         match = _HEADING.match(line.strip())
         body = match.group(2) if match else line.strip().removeprefix("- ")
         heading = _content(match.group(1)) if match else set()
-        for sentence in _facts_in(body):
+        for sentence in split_sentences(body):
             words = _content(sentence) | set(implied_words(sentence))  # "weekends" answers "saturday"
             hits = sum(any(sounds_alike(alt, w) for alt in alternatives[a] for w in words | heading) for a in asked)
             score = hits / len(asked) if asked else 0.0
@@ -70,14 +70,6 @@ def best_sentences(facts: str | None, question: str, limit: int = 2) -> list[Fac
     top = scored[0][0] if scored else 0.0
     best = [FactSentence(text, score) for score, _, text in scored if score > 0 and score >= top - 1e-9][:limit]
     return best or [FactSentence(scored[0][2], 0.0)] if scored else []
-
-
-def _facts_in(body: str) -> list[str]:
-    """The separate facts of a retrieved line: its sentences, and the parts of a sentence that a
-    semicolon joins ("Dinner 6 pm to 10 pm; the kitchen takes last orders at 9:30 pm"), so the fact
-    checked and said is the one asked about, not any number of its neighbour."""
-    parts = [part.strip() for sentence in split_sentences(body) for part in sentence.split(";")]
-    return [part[:1].upper() + part[1:] for part in parts if part]
 
 
 def answer_words(sentence: str, question: str) -> set[str]:
