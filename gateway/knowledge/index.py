@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.knowledge.chunking import TextChunk, chunk_document, chunk_fact_list, humanise
+from gateway.knowledge.implied import implied_words
 from gateway.knowledge.query import (
     LIGHT_WORDS,
     STOP_WORDS,
@@ -43,15 +44,17 @@ COMMON_SHARE = 0.5  # a word in more than this share of the chunks says nothing 
 MIN_CHUNKS_FOR_COMMON = 4  # ... but in a tiny knowledge base every word is in "half" of it
 LIGHT_WEIGHT = 0.5  # light words ("before", "work") only rank: half their idf, never needed for relevance
 HEADING_WEIGHT = 2.0  # bm25 weight of the heading column relative to the text
+IMPLIED_WEIGHT = 0.5  # ... and of the words a chunk implies ("wednesday" inside "Tuesday to Saturday")
 INTENT_FLOOR = 0.1  # an intent found in most chunks ("hour" in a small file) still answers "how long?"
 CANDIDATES = 50  # bm25's best candidates that are checked for relevance
 MAX_CACHED_TERMS = 10_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the implied column
 
 _FileState = tuple[int, int]  # (mtime_ns, size): what refresh() compares
 
 _SCHEMA = f"""
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(heading, body, source UNINDEXED, tokenize='porter unicode61');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(heading, body, implied, source UNINDEXED,
+    tokenize='porter unicode61');
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
@@ -194,8 +197,9 @@ class KnowledgeBase:
                 db.execute("DELETE FROM files WHERE path = ?", (path,))
             for path, chunks in parsed.items():
                 db.executemany(
-                    "INSERT INTO chunks (heading, body, source) VALUES (?, ?, ?)",
-                    [(c.heading_path, c.text, path) for c in chunks],
+                    "INSERT INTO chunks (heading, body, implied, source) VALUES (?, ?, ?, ?)",
+                    [(c.heading_path, c.text, " ".join(implied_words(f"{c.heading_path}. {c.text}")), path)
+                     for c in chunks],
                 )
                 db.execute("INSERT INTO files (path, mtime_ns, size) VALUES (?, ?, ?)", (path, *seen[path]))
             db.execute("COMMIT")
@@ -261,13 +265,13 @@ class KnowledgeBase:
         stats = self._stats
         if stats.chunks == 0 or k <= 0:
             return ()
-        words = join_split_words(words_of(question), self._known, self._neighbours)
-        plan = plan_query(words, self._known, self._neighbours)
+        plan = plan_query(self._words(question), self._known, self._neighbours)
         expression = plan.match_expression()
         if not expression:
             return ()
         rows = self._db.execute(
-            f"SELECT rowid, heading, body, source, bm25(chunks, {HEADING_WEIGHT}, 1.0, 0.0) AS rank FROM chunks "
+            f"SELECT rowid, heading, body, source, bm25(chunks, {HEADING_WEIGHT}, 1.0, {IMPLIED_WEIGHT}, 0.0) AS rank "
+            "FROM chunks "
             "WHERE chunks MATCH ? ORDER BY rank LIMIT ?",
             (expression, CANDIDATES),
         ).fetchall()
@@ -283,9 +287,36 @@ class KnowledgeBase:
         if not self._ready:
             self.refresh()
         with self._lock:
-            words = join_split_words(words_of(question), self._known, self._neighbours)
-            plan = plan_query(words, self._known, self._neighbours)
+            plan = plan_query(self._words(question), self._known, self._neighbours)
             return tuple(g.name for g in plan.content if not self._rowids(g))
+
+    def topic_words(self, question: str) -> tuple[str, ...]:
+        """The question's content words, known or not ("and how long does that take?" has none)."""
+        if not self._ready:
+            self.refresh()
+        with self._lock:
+            return tuple(g.name for g in plan_query(self._words(question), self._known, self._neighbours).content)
+
+    def as_known(self, question: str) -> str:
+        """The question in the facts' own words: STT's splits joined, and each content word the facts do
+        not contain replaced by the known word it stands for ("saturn days" -> "saturday", "bark" ->
+        "parking"), so what a reply is checked against reads the question as retrieval did."""
+        if not self._ready:
+            self.refresh()
+        with self._lock:
+            words = self._words(question)
+            groups = {g.name: g for g in plan_query(words, self._known, self._neighbours).content}
+            out = []
+            for word in words:
+                group = groups.get(word)
+                if group is not None and not self._known(word):
+                    word = next((w for w in group.words[1:] if self._known(w)), word)
+                out.append(word)
+            return " ".join(out)
+
+    def _words(self, question: str) -> list[str]:
+        """The question's words with STT's splits joined (query.py)."""
+        return join_split_words(words_of(question), self._known, self._neighbours)
 
     def _rowids(self, group: TermGroup) -> frozenset[int]:
         """The chunks containing the group (cached until the index changes: callers repeat themselves)."""
@@ -309,7 +340,7 @@ class KnowledgeBase:
 
     def _vocabulary(self) -> dict[str, str]:
         with self._lock:
-            rows = self._db.execute("SELECT heading, body FROM chunks").fetchall()
+            rows = self._db.execute("SELECT heading, body, implied FROM chunks").fetchall()
         return vocabulary_of(w for row in rows for text in row for w in words_of(text)
                              if w not in STOP_WORDS and w not in LIGHT_WORDS)  # content words stand for content
 

@@ -21,6 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+from gateway.knowledge.sounds import sounds_alike
 
 MAX_TERMS = 16  # a rambling turn: the first words carry the question well enough
 PREFIX_MIN_LETTERS = 5  # "appointm" (cut off by STT) still finds "appointment"; "car*" would find "card"
@@ -46,6 +49,7 @@ STOP_WORDS = _wordset(
     tell say said know wondering wonder wondered question quick quickly sorry well right sure like just actually
     really maybe also ask asking asked anyone someone something anything guys kind sort bit lot much many
     dont doesnt didnt cant couldnt wont wouldnt isnt arent im ive id youre whats thats theres hows
+    shes hes theyre theyve weve youve
     possible able way thing things good great fine hear heard mean
     office clinic practice place business company store shop near nearby
     exactly somewhere anywhere anything something everything happens happen happened recommend suggest must
@@ -188,6 +192,17 @@ class QueryPlan:
         return " OR ".join(group.match_expression() for group in self.groups)
 
 
+NUMBER_WORDS = _wordset(
+    """
+    zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen
+    seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred dozen couple
+    """
+)
+"""Values a caller gives ("she's seven", "a table for two"): they rank like light words but are never the
+topic, so a fact that does not repeat the caller's number still answers ("Children under 12: 20 dollars")."""
+
+SYNONYM_SOUND_MIN = 5  # letters of a word (and key) matched to the synonyms by sound: short ones sound like too much
+
 POSSESSIVES = frozenset({"my", "our", "his", "her", "their"})
 HEARD_AS = {"wear": "where", "ware": "where", "wot": "what", "watt": "what", "wen": "when", "hoo": "who"}
 """Question words as speech-to-text writes them on a phone line ("wear are you" for "where are you"):
@@ -247,12 +262,12 @@ def plan_query(words: list[str], known: Callable[[str], bool] | None = None,
             intents.setdefault(intent.name, TermGroup(intent.name, intent.words))
         elif word in STOP_WORDS or (len(word) < 2 and not word.isdigit()):
             continue
-        elif word in LIGHT_WORDS:
+        elif word in LIGHT_WORDS or word in NUMBER_WORDS or (word.isdigit() and len(word) <= 2):
             light.setdefault(word, TermGroup(word, (word,)))
         elif len(word) < 3 and not word.isdigit() and known is not None and not known(word):
             continue
         elif word not in content:
-            alternatives = SYNONYMS.get(word, (word,))
+            alternatives = SYNONYMS.get(word) or _misheard_synonym(word, similar) or (word,)
             if similar is not None and known is not None and not any(known(w) for w in alternatives):
                 alternatives = (*alternatives, *similar(word))
                 if len(alternatives) == 1 and i >= 2 and words[i - 2] in POSSESSIVES:
@@ -264,17 +279,32 @@ def plan_query(words: list[str], known: Callable[[str], bool] | None = None,
     return QueryPlan(tuple(content.values()), tuple(intents.values()), tuple(light.values()))
 
 
+def _misheard_synonym(word: str, similar: Callable[[str], tuple[str, ...]] | None) -> tuple[str, ...] | None:
+    """A misheard synonym key ("guaranty" for "guarantee"): the word and the key's alternatives."""
+    if similar is None or len(word) < SYNONYM_SOUND_MIN:
+        return None
+    keys = [key for key in SYNONYMS if len(key) >= SYNONYM_SOUND_MIN and sounds_alike(word, key)]
+    if not keys:
+        return None
+    key = max(keys, key=lambda k: SequenceMatcher(None, word, k).ratio())  # "weakdays": weekdays, not weekends
+    return (word, *SYNONYMS[key])
+
+
 def _intent_for(words: str) -> Intent | None:
     return next((intent for intent in INTENTS if words in intent.triggers), None)
 
 
 def _sound_joinable(first: str, second: str, known: Callable[[str], bool],
                     similar: Callable[[str], tuple[str, ...]] | None) -> bool:
-    if similar is None or not (first.isalpha() and second.isalpha()) or known(second):
+    if similar is None or not (first.isalpha() and second.isalpha()):
         return False
+    if first in LIGHT_WORDS or _intent_for(first) is not None:
+        return False  # a word with its own part in the question: "cost me" is not "customer"
+    if known(second) and (known(first) or first in STOP_WORDS or len(first) < 3):
+        return False  # two words of the facts; "saturn days" (an unknown first half) may still be one
     if first != "a" and (first in STOP_WORDS or known(first)):  # "a dress" -> "address"; not "my breaks"
         return False
-    return bool(similar(first + second))
+    return bool(similar(first + second)) or _misheard_synonym(first + second, similar) is not None
 
 
 def _joinable(first: str, second: str, known: Callable[[str], bool]) -> bool:

@@ -79,6 +79,9 @@ def neighbours(word: str, vocabulary: Mapping[str, str]) -> tuple[str, ...]:
     found = [(SequenceMatcher(None, word, v).ratio(), v) for v, key in vocabulary.items()
              if len(v) >= MIN_LETTERS and v != word and abs(len(v) - len(word)) <= MAX_LENGTH_GAP
              and (key[:1] == first or v.startswith(stem)) and sounds_alike(word, v)]
+    if not found:  # "bark" for "parking": the misheard word is the stem of an inflected one
+        found = [(SequenceMatcher(None, word, v).ratio(), v) for v in vocabulary
+                 if len(v) > len(word) and crude_stem(v) != v and sounds_alike(word, crude_stem(v))]
     found.sort(key=lambda pair: -pair[0])
     if found:
         return tuple(v for _, v in found[:MAX_NEIGHBOURS])

@@ -62,6 +62,57 @@ def test_questions_of_issue_13_find_their_fact_in_the_instructions():
         assert expected in (turn.content or ""), question
 
 
+WEEKDAYS_ONLY = """You are the receptionist of Harbor Dental.
+Facts:
+- Opening hours: Monday to Friday, 8 am to 5 pm. Closed on weekends.
+- Address: 12 Harbor Street, next to the ferry terminal.
+- A cleaning costs 90 dollars.
+- Parking: free, behind the building."""
+
+
+def test_a_day_is_answered_by_the_fact_that_names_it_in_general_terms():
+    """"Open on Saturday." against "Closed on weekends" was refused as unknown: "saturday" is in no
+    fact, so it counted as another topic. The fact's general words ("weekends", a day range,
+    "daily") are indexed with the days they cover, and the answer check reads them too."""
+    knowledge = KnowledgeBase([], texts={"instructions": WEEKDAYS_ONLY})
+    knowledge.build()
+    skills = AgentSkills("dental", WEEKDAYS_ONLY, ToolsConfig({}), knowledge)
+    for question, fact in [("Open on Saturday.", "Closed on weekends."),
+                           ("Are you open on Sundays?", "Closed on weekends."),
+                           ("Are you open on Wednesday?", "Monday to Friday, 8 am to 5 pm.")]:
+        turn = plan(skills, question)
+        assert turn.say is None, question
+        assert turn.best_fact == fact, question
+    for question in ("what about Thursday", "Open on Wednesday."):  # inside "Monday to Friday"
+        assert plan(skills, question).say is None, question
+    assert plan(skills, "Do you sell fishing licences?").say == "UNKNOWN"
+    # the bakery: "Tuesday to Saturday" covers Wednesday; "Closed on Mondays" is still the Monday fact
+    bake = bakery()
+    assert "7 am to 3 pm" in (plan(bake, "are you open on a wednesday").content or "")
+    assert plan(bake, "open on monday?").say is None
+
+
+def test_a_number_the_caller_gives_is_a_value_not_a_topic():
+    """"she's seven" does not make the question about something the facts never mention."""
+    salon = "Facts:\n- Men's cut: 30 dollars.\n- Children under 12: 20 dollars.\n- Colour from 60 dollars."
+    knowledge = KnowledgeBase([], texts={"instructions": salon})
+    knowledge.build()
+    skills = AgentSkills("salon", salon, ToolsConfig({}), knowledge)
+    turn = plan(skills, "and for my daughter she's seven")
+    assert turn.say is None and "20 dollars" in (turn.content or "")
+    assert plan(skills, "do you do nails for two").say == "UNKNOWN"
+
+
+def test_implied_words_spell_out_day_ranges_and_general_day_words():
+    from gateway.knowledge.implied import implied_words
+
+    assert implied_words("Tuesday to Saturday: 7 am to 3 pm.") == ("wednesday", "thursday", "friday")
+    assert implied_words("Fri - Mon: closed") == ("friday", "saturday", "sunday", "monday")  # abbreviations too
+    assert set(implied_words("Closed on weekends and public holidays.")) == {"saturday", "sunday"}
+    assert len(implied_words("Open daily from 7.")) == 7 and len(implied_words("open 7 days a week")) == 7
+    assert implied_words("Free parking behind the building.") == ()
+
+
 def test_a_topic_the_business_never_mentions_is_still_refused_without_the_model():
     skills = bakery()
     for question in ("do you sell wedding dresses", "what is the wifi password", "do you do pizza delivery"):
@@ -82,6 +133,33 @@ def test_misheard_and_inflected_words_are_matched_to_the_knowledge_words():
     assert neighbours("iphones", vocabulary) == ()
     assert sound_key("colour") == sound_key("collar")
     assert not sounds_alike("card", "cars")
+    assert neighbours("bark", vocabulary) == ("parking",)  # the stem of an inflected word, misheard
+    assert neighbours("card", vocabulary) == ()
+
+
+def test_a_word_stt_split_in_two_is_joined_when_its_first_half_is_no_word_of_the_facts():
+    """"saturn days" (saturdays): "days" is known, "saturn" is not, and together they sound like a fact's word."""
+    skills = bakery()
+    assert "7 am to 3 pm" in (plan(skills, "are you opened on saturn days").content or "")
+    from gateway.knowledge.query import join_split_words
+
+    known = {"day", "days", "saturday", "saturdays", "old", "bread"}.__contains__
+    assert join_split_words(["saturn", "days"], known, lambda w: ("saturdays",) if w == "saturndays" else ()) == \
+        ["saturndays"]
+    assert join_split_words(["old", "days"], known, lambda w: ("olddays",)) == ["old", "days"]
+
+
+def test_a_misheard_synonym_brings_its_alternatives():
+    """"guaranty" is no word of the facts, but sounds like "guarantee", whose synonym "warranty" is."""
+    garage = "Facts:\n- Every repair comes with a 12 month warranty on parts and labour.\n- Oil change: 65 dollars."
+    knowledge = KnowledgeBase([], texts={"instructions": garage})
+    knowledge.build()
+    skills = AgentSkills("garage", garage, ToolsConfig({}), knowledge)
+    assert "12 month" in (plan(skills, "is there a guaranty on the work").content or "")
+    assert plan(skills, "do you sell guitars").say == "UNKNOWN"
+    from gateway.knowledge.query import _misheard_synonym
+
+    assert _misheard_synonym("weakdays", lambda w: ())[1] == "weekday"  # the closest key, not "weekend"
 
 
 def test_a_misheard_question_still_finds_the_fact():
@@ -96,6 +174,10 @@ def test_a_follow_up_is_looked_up_with_the_question_before_it_but_a_new_topic_is
     history = [ChatMessage("user", "are you open on saturday"), ChatMessage("assistant", "Yes, 7 am to 3 pm.")]
     assert plan(skills, "and tomorrow", history).say is None
     assert plan(skills, "and do you do nails", history).say == "UNKNOWN"
+    # a follow-up naming no topic of its own is about the question before it, though "how much" alone
+    # matches the sourdough price
+    cake = [ChatMessage("user", "do you make birthday cakes"), ChatMessage("assistant", "Yes, we do.")]
+    assert "Birthday cakes" in (plan(skills, "and how much is that", cake).content or "")
 
 
 def test_instruction_facts_are_indexed_by_agent_skills(tmp_path: Path):
@@ -118,6 +200,7 @@ def test_best_sentence_is_the_one_that_answers_the_question():
     facts = "- Hours: Tuesday to Saturday 7 am to 3 pm. Closed on Mondays.\n- Parking: free parking is behind it."
     assert best_sentences(facts, "are you open on monday")[0].text == "Closed on Mondays."
     assert best_sentences(facts, "where do i park")[0].text == "free parking is behind it."
+    assert best_sentences("- Children under 12: 20 dollars.", "and for my daughter she's seven")[0].overlap == 1.0
 
 
 def test_says_fact_wants_the_number_day_or_words_that_answer():
@@ -155,6 +238,30 @@ def test_the_gate_believes_a_refusal_when_the_fact_hardly_touches_the_question()
     assert gate.finish() == ["I'm sorry, I don't know."]
 
 
+def test_a_fact_that_hardly_touches_the_question_is_not_said_instead_of_the_reply():
+    """"Do you sell used cars?" found "We service all makes of cars" loosely: saying it is a wrong
+    answer to a question the business does not answer; the don't-know line is said instead."""
+    weak = [FactSentence("We service all makes of cars, including hybrids.", 0.34, loose=True)]
+    gate = AnswerGate(weak, "do you sell used cars", [])
+    assert gate.feed("Yes, we sell used cars.") == []
+    assert gate.finish() == [] and gate.declined
+    llm = ScriptedLlm("Yes, we sell used cars.")
+    said, out = generate(llm, [ChatMessage("system", "x"), ChatMessage("user", "do you sell used cars")],
+                         "do you sell used cars", weak)
+    assert said == [ConversationSettings(greeting="Hi.", instructions="x").unknown_answer] and out.declined
+    # found by a relevant chunk (misheard words matched), a weakly overlapping fact is still said
+    hours = [FactSentence("Saturday: 8 am to noon.", 0.34)]
+    gate = AnswerGate(hours, "are you opened on saturn days", [])
+    assert gate.feed("Yes, we are open.") == [] and gate.finish() == ["Saturday: 8 am to noon."]
+
+
+def test_the_facts_are_checked_against_the_question_in_their_own_words():
+    skills = bakery()
+    assert skills.as_known("are you opened on saturn days") == "are you opened on saturday"
+    turn = plan(skills, "are you opened on saturn days")
+    assert turn.sentences and turn.sentences[0].overlap >= 0.5 and not turn.sentences[0].loose
+
+
 class ScriptedLlm:
     """Answers each request with the next scripted reply, word by word."""
 
@@ -177,6 +284,26 @@ def generate(llm: ScriptedLlm, messages: list[ChatMessage], said: str,
     items = [item.text for item in generator.reply(messages, said, None, out, sentences=sentences)]
     assert all(isinstance(i, str) for i in items)
     return items, out
+
+
+def test_a_long_reply_without_the_fact_is_cut_and_the_fact_said_without_waiting_for_its_end():
+    """The gate held every clause of such a reply until the model was done (5-8 s under load)."""
+    rambling = ("Thank you for asking, we have a lovely range of breads and cakes here, and everything is "
+                "baked fresh every single morning by our team of bakers who love their craft very much.")
+    llm = ScriptedLlm(rambling)
+    pulled = []
+
+    def counted(messages: Sequence[ChatMessage], **kwargs: object) -> Iterator[str]:
+        for piece in ScriptedLlm.stream_chat(llm, messages, **kwargs):
+            pulled.append(piece)
+            yield piece
+
+    llm.stream_chat = counted  # type: ignore[method-assign]
+    fact = [FactSentence("Sourdough loaf: 7 dollars.", 1.0)]
+    said, out = generate(llm, [ChatMessage("system", "x"), ChatMessage("user", "how much is a sourdough loaf")],
+                         "how much is a sourdough loaf", fact)
+    assert said == ["Sourdough loaf: 7 dollars."] and out.fact_said
+    assert len(pulled) < len(rambling.split())  # the model was stopped
 
 
 def test_a_parroted_reply_is_replaced_by_the_fact():

