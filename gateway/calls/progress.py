@@ -7,8 +7,10 @@ response says what a campaign should do next, so it is recorded as an outcome, n
     480 Temporarily Unavailable, 487 (the far end or
         we CANCELled it after `ring_timeout_s`)         -> NO_ANSWER
     408, any 5xx (503 is also pjsip's transport error:
-        connection refused, no route), no response      -> UNREACHABLE
-    any other 4xx/6xx (403, 404, 603 Decline, 488...)   -> REJECTED
+        connection refused, no route), no response,
+        404/484/604 (no such number: ISDN's "unallocated
+        number", a wrong list entry, not a refusal)     -> UNREACHABLE
+    any other 4xx/6xx (403, 603 Decline, 488...)        -> REJECTED
 
 The ring timeout runs from the INVITE: once it passes, a call that rang (a provisional response
 with a tag: 180/183) is CANCELled as NO_ANSWER; one that never got that far is given up as
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 _BUSY = frozenset({486, 600})
 _NO_ANSWER = frozenset({480, 487})
+_NO_SUCH_NUMBER = frozenset({404, 484, 604})
 
 
 def unanswered_outcome(code: int) -> CallOutcome:
@@ -44,7 +47,7 @@ def unanswered_outcome(code: int) -> CallOutcome:
         return CallOutcome.BUSY
     if code in _NO_ANSWER:
         return CallOutcome.NO_ANSWER
-    if code == 408 or 500 <= code < 600 or code < 300:
+    if code == 408 or code in _NO_SUCH_NUMBER or 500 <= code < 600 or code < 300:
         return CallOutcome.UNREACHABLE  # < 300: no final response at all (the transaction died)
     return CallOutcome.REJECTED
 

@@ -14,8 +14,8 @@ from gateway.config import AccountConfig, HostPort, SipConfig
     (480, CallOutcome.NO_ANSWER), (487, CallOutcome.NO_ANSWER),
     (408, CallOutcome.UNREACHABLE), (500, CallOutcome.UNREACHABLE), (502, CallOutcome.UNREACHABLE),
     (503, CallOutcome.UNREACHABLE), (504, CallOutcome.UNREACHABLE), (0, CallOutcome.UNREACHABLE),
-    (403, CallOutcome.REJECTED), (404, CallOutcome.REJECTED), (603, CallOutcome.REJECTED),
-    (604, CallOutcome.REJECTED), (488, CallOutcome.REJECTED), (407, CallOutcome.REJECTED),
+    (404, CallOutcome.UNREACHABLE), (484, CallOutcome.UNREACHABLE), (604, CallOutcome.UNREACHABLE),  # no such number
+    (403, CallOutcome.REJECTED), (603, CallOutcome.REJECTED), (488, CallOutcome.REJECTED), (407, CallOutcome.REJECTED),
     (302, CallOutcome.REJECTED),
 ])
 def test_final_status_to_outcome(code, outcome):
