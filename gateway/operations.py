@@ -87,8 +87,8 @@ class GatewayOperations:
         recorder = call.recorder
         ended = EndedCall(
             call.call_id, code, reason, call.confirmed, round(time.monotonic() - call.created_at, 2),
-            # the answering-machine verdict, when the call has one (issue 14's AMD sets it)
-            AmdVerdict.parse(getattr(call, "amd_verdict", None)),
+            # the answering-machine verdict an outbound call's agent recorded (None: none made)
+            AmdVerdict.parse(call.amd_verdict),
             str(recorder.paths.jsonl) if recorder is not None else None,
         )
         with self._cond:

@@ -124,7 +124,8 @@ def test_the_gateway_tells_campaigns_what_an_ended_call_left() -> None:
     assert (ended.code, ended.answered, ended.amd, ended.record) == (200, True, AmdVerdict.MACHINE,
                                                                      "/records/2026-06-01/c1.jsonl")
     assert 12.3 <= ended.duration_s < 15 and classify(ended) is AttemptOutcome.MACHINE
-    hooks[0](SimpleNamespace(call_id="c2", confirmed=False, created_at=time.monotonic(), recorder=None), 486,
+    hooks[0](SimpleNamespace(call_id="c2", confirmed=False, created_at=time.monotonic(), recorder=None,
+                             amd_verdict=None), 486,
              "not_answered: Busy Here")  # no AMD on a call nobody answered
     assert classify(operations.ended_call("c2")) is AttemptOutcome.BUSY
 
