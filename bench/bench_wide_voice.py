@@ -4,7 +4,7 @@ Offline, through the gateway's own code: each bot sentence is synthesized by the
 and brought to the line as a reply's clause is (speech.py: `synthesize_line_audio` with its wideband
 copy, `trim_silence` as speak.py does), cut into the playout's 20 ms frames (bot_audio.py), then sent
 as an RTP session on a G.722 call sends them (rtp/wideband.py `WidebandLine.to_send`, G.722 encoded
-and decoded 20 ms at a time with one state each):
+and decoded 20 ms at a time with one state each; and the same on an Opus call, rtp/opuscodec.py):
 - before: only the 8 kHz frames, raised to 16 kHz by the session's bridge, as the gateway did;
 - after: the frames' own 16 kHz copy, resampled once from piper's 22.05 kHz.
 Measured on the decoded 16 kHz the caller hears: the share of the voice's energy at 4-7 kHz (and at
@@ -33,8 +33,10 @@ from gateway.conversation.bot_audio import BotAudio  # noqa: E402
 from gateway.conversation.speech import clause_pause_ms, synthesize_line_audio, trim_silence  # noqa: E402
 from models.piper import PiperTts  # noqa: E402
 from models.whisper import WhisperStt  # noqa: E402
+from rtp.codec import AudioCodec  # noqa: E402
 from rtp.g711 import PCMU  # noqa: E402
 from rtp.g722codec import G722  # noqa: E402
+from rtp.opuscodec import OPUS  # noqa: E402
 from rtp.resample import int16_to_float, resample  # noqa: E402
 from rtp.wideband import WidebandLine  # noqa: E402
 from tests.rig.audio import active_audio, band_share, best_correlation  # noqa: E402
@@ -61,9 +63,9 @@ SENTENCES = [
 ]
 
 
-def on_g722(audio: BotAudio, wideband: bool) -> np.ndarray:
-    """The decoded 16 kHz the caller hears when the session is handed `audio`'s frames."""
-    line, encoder, decoder = WidebandLine(16000), G722.encoder(), G722.decoder()
+def on_g722(audio: BotAudio, wideband: bool, codec: AudioCodec = G722) -> np.ndarray:
+    """The decoded 16 kHz the caller hears when the session is handed `audio`'s frames (G.722, or Opus)."""
+    line, encoder, decoder = WidebandLine(16000), codec.encoder(), codec.decoder()
     frames = audio.frames() + BotAudio(np.zeros(800, np.int16)).frames()  # and 100 ms of silence after
     return np.concatenate([decoder.decode(encoder.encode(line.to_send(f.pcm, f.wideband if wideband else None)))
                            for f in frames])
@@ -80,10 +82,10 @@ def main() -> None:
     args = parser.parse_args()
     tts, stt = PiperTts(), WhisperStt()
     started = time.monotonic()
-    lines = ("before: 8 kHz raised", "after: own 16 kHz", "µ-law (for scale)")
+    lines = ("before: 8 kHz raised", "after: own 16 kHz", "Opus: own 16 kHz", "µ-law (for scale)")
     high = {n: [] for n in lines}
     edge = {n: [] for n in lines}
-    lags = {n: [] for n in lines[:2]}
+    lags = {n: [] for n in lines[:3]}
     errors = dict.fromkeys(lines, NO_ERRORS)
     examples = []
     synth_ms = []
@@ -91,7 +93,8 @@ def main() -> None:
         t = time.perf_counter()
         audio = trim_silence(synthesize_line_audio(tts, text, wideband=True), 5.0, clause_pause_ms(text))
         synth_ms.append(1000 * (time.perf_counter() - t))
-        heard_pcm = {lines[0]: on_g722(audio, False), lines[1]: on_g722(audio, True), lines[2]: on_ulaw(audio)}
+        heard_pcm = {lines[0]: on_g722(audio, False), lines[1]: on_g722(audio, True),
+                     lines[2]: on_g722(audio, True, OPUS), lines[3]: on_ulaw(audio)}
         heard_text = {}
         for name, pcm in heard_pcm.items():
             voice = active_audio(pcm, 16000)
@@ -115,7 +118,7 @@ def main() -> None:
         print(f"| {name} | {100 * np.median(high[name]):.2f} % / {100 * min(high[name]):.2f} % "
               f"| {100 * np.median(edge[name]):.2f} % | {lag} | {errors[name].rate:.1%} |")
     print(f"\nsynthesis + both resamples + trim per sentence: median {np.median(synth_ms):.0f} ms")
-    print("\nHeard differently:\n\n| said | " + " | ".join(lines) + " |\n|---|---|---|---|")
+    print("\nHeard differently:\n\n| said | " + " | ".join(lines) + " |\n|---|" + "---|" * len(lines))
     print("\n".join(examples))
 
 

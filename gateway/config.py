@@ -28,6 +28,9 @@ from gateway.tools import ToolError, ToolsConfig, load_tools
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _AGENT_TYPES = ("echo", "conversation")
 _CODECS = ("G722", "PCMU", "PCMA")  # offered in this order by default: wideband first
+# OPUS is accepted but not in the default: the pjsua2 build we use for signalling has no opus codec,
+# so pjsua can neither offer nor accept it (README, rtp.codecs); the RTP engine carries it.
+_KNOWN_CODECS = ("OPUS", *_CODECS)
 
 
 class ConfigError(ValueError):
@@ -657,11 +660,11 @@ def _read_rtp(r: _Reader, raw: object) -> RtpConfig:
     if "codecs" in data:
         value = data["codecs"]
         if not isinstance(value, list) or not value:
-            raise r.fail("rtp.codecs", f"a non-empty list drawn from {', '.join(_CODECS)}", value)
+            raise r.fail("rtp.codecs", f"a non-empty list drawn from {', '.join(_KNOWN_CODECS)}", value)
         codecs = tuple(r.string(v, f"rtp.codecs[{i}]").upper() for i, v in enumerate(value))
         for i, codec in enumerate(codecs):
-            if codec not in _CODECS:
-                raise r.fail(f"rtp.codecs[{i}]", f"one of {', '.join(_CODECS)}", codec)
+            if codec not in _KNOWN_CODECS:
+                raise r.fail(f"rtp.codecs[{i}]", f"one of {', '.join(_KNOWN_CODECS)}", codec)
     min_delay = r.optional(data, "jitter_min_delay_ms", "rtp", lambda v, k: r.integer(v, k, 0, 500), 20)
     max_delay = r.optional(data, "jitter_max_delay_ms", "rtp", lambda v, k: r.integer(v, k, 20, 2000), 300)
     if max_delay < min_delay:

@@ -174,6 +174,11 @@ class G711Codec:
         """The audio's rate, the same as the RTP clock for G.711 (not for G.722)."""
         return self.clock_rate
 
+    @property
+    def receive_payload_type(self) -> int:
+        """Static payload types are the same both ways (Opus's dynamic ones may differ)."""
+        return self.payload_type
+
     def samples_per_frame(self, frame_ms: int) -> int:
         """Samples (= payload bytes, G.711 is one byte per sample) in ``frame_ms`` of audio."""
         return self.clock_rate * frame_ms // 1000

@@ -68,6 +68,11 @@ class G722Codec:
     clock_rate: int = 8000  # RTP timestamp units (RFC 3551), not the sample rate
     sample_rate: int = _SAMPLE_RATE
 
+    @property
+    def receive_payload_type(self) -> int:
+        """Static payload types are the same both ways (Opus's dynamic ones may differ)."""
+        return self.payload_type
+
     def samples_per_frame(self, frame_ms: int) -> int:
         """Audio samples (at 16 kHz) in ``frame_ms``; the payload is half as many bytes."""
         return self.sample_rate * frame_ms // 1000

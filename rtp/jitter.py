@@ -42,6 +42,13 @@ Control, once per ``get``:
   starts a talk spurt (marker), or lies more than 1 s ahead, the play position
   is re-anchored ``target`` before that packet instead of playing out the gap.
 
+Codecs decoded at play-out (Opus): :meth:`JitterBuffer.put_encoded` stores the payload and
+the buffer's ``playout_decoder`` decodes it when it is played, in play-out order, and conceals
+missing frames itself (from the next packet's in-band FEC when it is buffered, else its own
+PLC): both need the decoder's state to be exactly at the missing frame. Everything else (timing,
+delay control, resync) is the same; a frame dropped to shrink the delay is decoded first when
+its energy is looked at, and skipped without decoding when buffered audio is skipped at once.
+
 Frame types: ``EMPTY`` before the first packet is played and whenever the
 output is plain silence because the concealer has faded out; ``CONCEALED`` when
 any of the frame is synthetic; ``NORMAL`` when it is all received audio.
@@ -55,6 +62,7 @@ import heapq
 import math
 from collections import deque
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -62,7 +70,7 @@ import numpy.typing as npt
 from rtp.packet import SequenceUnwrapper, TimestampUnwrapper
 from rtp.plc import Concealer
 
-__all__ = ["FrameType", "JitterBuffer", "JitterFrame", "JitterStats", "PutResult"]
+__all__ = ["FrameType", "JitterBuffer", "JitterFrame", "JitterStats", "PlayoutDecoder", "PutResult"]
 
 Pcm = npt.NDArray[np.int16]
 
@@ -158,10 +166,30 @@ class JitterStats:
         return asdict(self)
 
 
+class PlayoutDecoder(Protocol):
+    """A codec the buffer decodes at play-out time and whose own concealment replaces ours (Opus:
+    rtp/opuscodec.py). ``samples`` raises ``ValueError`` for a payload that cannot be decoded."""
+
+    @property
+    def faded_out(self) -> bool: ...
+
+    def samples(self, payload: bytes) -> int: ...
+
+    def decode(self, payload: bytes) -> Pcm: ...
+
+    def conceal(self, n_samples: int, upcoming: bytes | None = None) -> Pcm: ...
+
+    def good_frame(self, pcm: Pcm) -> Pcm: ...
+
+    def reset(self) -> None: ...
+
+
 @dataclass(slots=True)
 class _Packet:
-    pcm: Pcm
+    pcm: Pcm | None  # None until a play-out decoder has decoded `payload`
     marker: bool
+    length: int  # samples
+    payload: bytes | None = None
 
 
 def _energy(pcm: Pcm) -> float:
@@ -186,16 +214,20 @@ class JitterBuffer:
         max_delay_ms: int = 300,
         initial_delay_ms: int = 40,
         timestamp_rate: int | None = None,
+        playout_decoder: PlayoutDecoder | None = None,
     ) -> None:
         """``clock_rate`` is the audio's sample rate; ``timestamp_rate`` the RTP clock when it
-        differs (G.722: 16 kHz audio, timestamps at 8000, RFC 3551). The buffer works in
-        samples throughout; RTP timestamps are scaled on the way in and out."""
+        differs (G.722: 16 kHz audio, timestamps at 8000, RFC 3551; Opus: decoded at 16 kHz,
+        timestamps at 48000, RFC 7587). The buffer works in samples throughout; RTP timestamps
+        are scaled on the way in and out. ``playout_decoder``: see :meth:`put_encoded`."""
         timestamp_rate = timestamp_rate or clock_rate
-        if timestamp_rate <= 0 or clock_rate % timestamp_rate:
-            raise ValueError(f"sample rate {clock_rate} Hz is not a whole multiple of the RTP clock {timestamp_rate}")
-        self._ts_scale = clock_rate // timestamp_rate
         if clock_rate <= 0 or frame_ms <= 0 or (clock_rate * frame_ms) % 1000:
             raise ValueError(f"frame_ms={frame_ms} is not a whole number of samples at {clock_rate} Hz")
+        if timestamp_rate <= 0 or (timestamp_rate * frame_ms) % 1000:
+            raise ValueError(f"frame_ms={frame_ms} is not a whole number of RTP clock ticks at {timestamp_rate} Hz")
+        self.timestamp_rate = timestamp_rate
+        common = math.gcd(clock_rate, timestamp_rate)
+        self._ts_num, self._ts_den = clock_rate // common, timestamp_rate // common
         if not 0 <= min_delay_ms <= max_delay_ms:
             raise ValueError(f"need 0 <= min_delay_ms ({min_delay_ms}) <= max_delay_ms ({max_delay_ms})")
         self.clock_rate = clock_rate
@@ -209,7 +241,8 @@ class JitterBuffer:
         self._stats = JitterStats(target_delay_ms=float(self.initial_delay_ms))
         self._target_ms = float(self.initial_delay_ms)
         self._lost_before_reset = 0
-        self._concealer = Concealer(clock_rate)
+        self.playout_decoder = playout_decoder
+        self._concealer: Concealer | PlayoutDecoder = playout_decoder or Concealer(clock_rate)
         self._reset_state()
 
     # ----------------------------------------------------------------- state
@@ -288,13 +321,28 @@ class JitterBuffer:
         ``marker`` is the RTP marker bit (start of a talk spurt).  The audio
         is copied.  Returns what happened to the packet.
         """
+        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1 or not len(pcm):
+            raise ValueError("pcm must be a non-empty 1-D numpy int16 array")
+        return self._insert(sequence, timestamp, _Packet(pcm, marker, len(pcm)), arrival_s)
+
+    def put_encoded(self, sequence: int, timestamp: int, payload: bytes, arrival_s: float,
+                    marker: bool = False) -> PutResult:
+        """Insert an encoded packet, decoded by the ``playout_decoder`` when it is played.
+
+        Raises ``ValueError`` (nothing stored) when the decoder says the payload cannot be
+        decoded: the frame is then missing, and concealed like a lost one."""
+        if self.playout_decoder is None:
+            raise ValueError("put_encoded needs a buffer made with a playout_decoder")
+        length = self.playout_decoder.samples(payload)
+        return self._insert(sequence, timestamp, _Packet(None, marker, length, bytes(payload)), arrival_s)
+
+    def _insert(self, sequence: int, timestamp: int, packet: _Packet, arrival_s: float) -> PutResult:
         if not 0 <= sequence <= 0xFFFF:
             raise ValueError(f"sequence {sequence} is not 16-bit")
         if not 0 <= timestamp <= 0xFFFFFFFF:
             raise ValueError(f"timestamp {timestamp} is not 32-bit")
-        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1 or not len(pcm):
-            raise ValueError("pcm must be a non-empty 1-D numpy int16 array")
-        ts = self._ts_unwrap.unwrap(timestamp) * self._ts_scale
+        marker = packet.marker
+        ts = self._ts_unwrap.unwrap(timestamp) * self._ts_num // self._ts_den
         seq = self._seq_unwrap.unwrap(sequence)
         if ts in self._packets or ts in self._played_set:
             self._stats.duplicate += 1
@@ -302,7 +350,7 @@ class JitterBuffer:
         newest_seq = self._seq_high if self._seq_high is not None else seq
         self._note_sequence(seq)
         self._observe_timing(ts, arrival_s, marker)
-        length = len(pcm)
+        length = packet.length
         result = PutResult.ACCEPTED
         if self._play_ts is None:
             self._anchor(ts)
@@ -327,15 +375,20 @@ class JitterBuffer:
         if result is PutResult.OVERFLOW:
             self._stats.overflow += 1
             return result
-        data = np.array(pcm, dtype=np.int16, copy=True)
         assert self._play_ts is not None
+        if packet.pcm is not None:
+            packet.pcm = np.array(packet.pcm, dtype=np.int16, copy=True)
         if ts < self._play_ts:  # straddles the play position: keep the part still to come
-            data = data[self._play_ts - ts :]
+            if packet.pcm is None:  # an encoded packet cannot be cut: what is still to come is lost
+                self._stats.late += 1
+                return PutResult.LATE
+            packet.pcm = packet.pcm[self._play_ts - ts :]
+            packet.length = len(packet.pcm)
             ts = self._play_ts
             if ts in self._packets:
                 self._stats.duplicate += 1
                 return PutResult.DUPLICATE
-        self._packets[ts] = _Packet(data, marker)
+        self._packets[ts] = packet
         bisect.insort(self._keys, ts)
         self._stats.received += 1
         return result
@@ -458,7 +511,7 @@ class JitterBuffer:
     def _buffered_samples(self) -> int:
         if self._play_ts is None or not self._keys:
             return 0
-        end = max(key + len(self._packets[key].pcm) for key in self._keys)
+        end = max(key + self._packets[key].length for key in self._keys)
         return max(0, end - self._play_ts)
 
     def _assemble(self, start: int) -> tuple[Pcm, npt.NDArray[np.bool_]]:
@@ -470,7 +523,7 @@ class JitterBuffer:
         for key in self._keys:
             if key >= end:
                 break
-            pcm = self._packets[key].pcm
+            pcm = self._audio(key)
             lo = max(key, start)
             hi = min(key + len(pcm), end)
             if hi <= lo:
@@ -487,7 +540,7 @@ class JitterBuffer:
         self._play_ts += samples
         while self._keys:
             key = self._keys[0]
-            if key + len(self._packets[key].pcm) > self._play_ts:
+            if key + self._packets[key].length > self._play_ts:
                 break
             self._keys.pop(0)
             del self._packets[key]
@@ -496,14 +549,48 @@ class JitterBuffer:
             self._played_keys.append(key)
             self._played_set.add(key)
 
+    def _audio(self, key: int) -> Pcm:
+        """A stored packet's audio, decoded now (in play-out order) if it came encoded."""
+        packet = self._packets[key]
+        if packet.pcm is None:
+            assert self.playout_decoder is not None and packet.payload is not None
+            pcm = np.asarray(self.playout_decoder.decode(packet.payload), dtype=np.int16)
+            if len(pcm) != packet.length:  # a corrupt packet concealed at another length
+                fitted = np.zeros(packet.length, dtype=np.int16)
+                fitted[: min(len(pcm), packet.length)] = pcm[: packet.length]
+                pcm = fitted
+            packet.pcm, packet.payload = pcm, None
+        return packet.pcm
+
+    def _covered(self, start: int) -> bool:
+        """Whether stored packets hold every sample of the frame at `start` (nothing is decoded)."""
+        end, reached = start + self.frame_samples, start
+        for key in self._keys:
+            if key >= end or key > reached:
+                break
+            reached = max(reached, key + self._packets[key].length)
+        return reached >= end
+
+    def _upcoming_payload(self, start: int) -> bytes | None:
+        """The encoded packet that starts right after a missing frame at `start`: its in-band FEC
+        (Opus) can rebuild that frame."""
+        packet = self._packets.get(start + self.frame_samples)
+        return None if packet is None else packet.payload
+
     def _is_quiet(self, energy: float) -> bool:
         return energy < _LOW_ENERGY_FLOOR or energy < _LOW_ENERGY_RATIO * self._level
 
-    def _synthetic(self) -> JitterFrame:
-        """A concealed frame (or EMPTY once the concealer has faded to silence)."""
+    def _synthetic(self, lost: bool = True) -> JitterFrame:
+        """A concealed frame (or EMPTY once the concealer has faded to silence). `lost`: it stands
+        for a missing frame (which the next packet's FEC may carry), not a frame inserted to grow
+        the delay in front of audio that is there."""
         self._fade_from = None  # a pending drop cross-fade is moot once we synthesize
         faded = self._concealer.faded_out
-        pcm = self._concealer.conceal(self.frame_samples)
+        if self.playout_decoder is not None and self._play_ts is not None:
+            upcoming = self._upcoming_payload(self._play_ts) if lost else None
+            pcm = self.playout_decoder.conceal(self.frame_samples, upcoming)
+        else:
+            pcm = self._concealer.conceal(self.frame_samples)
         return JitterFrame(FrameType.EMPTY if faded else FrameType.CONCEALED, pcm)
 
     def _next_frame(self) -> JitterFrame:
@@ -545,7 +632,7 @@ class JitterBuffer:
 
     def _play_received(self, pcm: Pcm, have: npt.NDArray[np.bool_]) -> JitterFrame:
         assert self._play_ts is not None
-        timestamp = (self._play_ts // self._ts_scale) & 0xFFFFFFFF
+        timestamp = (self._play_ts * self._ts_den // self._ts_num) & 0xFFFFFFFF
         if self._fade_from is not None:
             # Smooth the join after dropping audio: fade from the dropped frame's start.
             fade = min(len(pcm), self.clock_rate * _DROP_FADE_MS // 1000)
@@ -609,9 +696,9 @@ class JitterBuffer:
         deficit = -excess
         if deficit >= frame_ms / 2 and self._since_adjust >= _ADJUST_INTERVAL:
             # Only with audio waiting: with nothing buffered the underrun path stalls anyway.
-            _, have = self._assemble(self._play_ts)
-            if have.all() and (self._is_quiet(self._last_energy) or deficit >= 0.75 * frame_ms):
+            # (Checked without decoding: a play-out decoder must conceal before it decodes that audio.)
+            if self._covered(self._play_ts) and (self._is_quiet(self._last_energy) or deficit >= 0.75 * frame_ms):
                 self._stats.drift_inserted += 1
                 self._since_adjust = 0
-                return self._synthetic()
+                return self._synthetic(lost=False)
         return None

@@ -12,6 +12,12 @@ samples a frame; RTP timestamps stay at 8000, RFC 3551), and the listener gets e
 8 kHz in ``pcm`` with the 16 kHz original in ``wideband``; what it returns is encoded from its own
 16 kHz audio when it has some (``OutboundFrame.wideband``), else raised from 8 kHz (wideband.py).
 RTCP, DTMF and the echo canceller (8 kHz, fed the frame's ``pcm``) do not change.
+
+Opus is wideband the same way (decoded straight to 16 kHz), with an RTP clock of 48000 (RFC 7587:
+timestamps +960 per 20 ms, RTCP jitter in those units) and dynamic payload types; its packets go
+into the jitter buffer encoded and are decoded when played, so that Opus conceals its own losses
+(rtp/opuscodec.py). A payload that is no Opus packet is counted and logged as malformed, and its
+frame concealed like a lost one.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import structlog
 
 from rtp.codec import AudioCodec, Decoder, Encoder, is_wideband
 from rtp.dtmf import DtmfReceiver, DtmfSender
-from rtp.jitter import JitterBuffer, JitterFrame, JitterStats
+from rtp.jitter import JitterBuffer, JitterFrame, JitterStats, PlayoutDecoder
+from rtp.opuscodec import OpusCodec
 from rtp.outbound import OutboundFrame, fit_frame
 from rtp.packet import RtpError, RtpPacket, is_rtcp
 from rtp.ports import PortPair
@@ -141,9 +148,10 @@ class RtpSession:
         self.remote: RemoteMedia | None = None
         self._srtp: SrtpContext | None = None
         self._jitter_delays = (jitter_min_delay_ms, jitter_max_delay_ms)
-        self._jitter = self._new_jitter(8000)
+        self._jitter = self._new_jitter(8000, 8000)
         self._encoder: Encoder | None = None
-        self._decoder: Decoder | None = None
+        self._decoder: Decoder | None = None  # None when the jitter buffer decodes (Opus)
+        self._ts_step = 160  # RTP timestamp units per 20 ms frame (960 for Opus)
         self._wide: WidebandLine | None = None  # a wideband codec's rate bridging (8 kHz listener)
         self._reception = ReceptionStats(8000)
         self._dtmf_rx = DtmfReceiver()
@@ -201,7 +209,7 @@ class RtpSession:
             self._send(remote, outbound)
         else:
             self._last_sent = self._silence
-        self._timestamp = (self._timestamp + 160) & 0xFFFFFFFF
+        self._timestamp = (self._timestamp + self._ts_step) & 0xFFFFFFFF
         self._check_inactivity(now, remote)
         if self._next_rtcp is None:
             self._next_rtcp = now + RTCP_INTERVAL_S * random.uniform(0.5, 1.5)
@@ -227,20 +235,39 @@ class RtpSession:
         self._last_rx = now  # a new negotiation (e.g. unhold) restarts the inactivity window
         self._inactive_reported = False
 
-    def _new_jitter(self, sample_rate: int) -> JitterBuffer:
+    def _new_jitter(self, sample_rate: int, timestamp_rate: int,
+                    decoder: PlayoutDecoder | None = None) -> JitterBuffer:
         low, high = self._jitter_delays
         return JitterBuffer(clock_rate=sample_rate, frame_ms=20, min_delay_ms=low, max_delay_ms=high,
-                            timestamp_rate=8000)
+                            timestamp_rate=timestamp_rate, playout_decoder=decoder)
 
     def _use_codec(self, codec: AudioCodec, reset: bool) -> None:
-        """New encoder/decoder state for `codec`; a changed sample rate gets a new jitter buffer
-        (its timeline is in samples), a change between codecs of one rate resets it."""
-        self._encoder, self._decoder = codec.encoder(), codec.decoder()
-        if codec.sample_rate != self._jitter.clock_rate:
-            self._jitter = self._new_jitter(codec.sample_rate)
-        elif reset:
-            self._jitter.reset()
+        """New encoder/decoder state for `codec`; a changed sample rate or RTP clock, or a codec
+        the jitter buffer decodes itself, gets a new jitter buffer (its timeline is in samples),
+        a change between codecs of one rate resets it."""
+        self._encoder = codec.encoder()
+        if isinstance(codec, OpusCodec):
+            self._decoder = None
+            self._jitter = self._new_jitter(codec.sample_rate, codec.clock_rate,
+                                            codec.decoder(on_corrupt=self._corrupt_payload))
+        else:
+            self._decoder = codec.decoder()
+            if (codec.sample_rate != self._jitter.clock_rate or self._jitter.timestamp_rate != codec.clock_rate
+                    or self._jitter.playout_decoder is not None):
+                self._jitter = self._new_jitter(codec.sample_rate, codec.clock_rate)
+            elif reset:
+                self._jitter.reset()
+        self._ts_step = codec.clock_rate * 20 // 1000
+        if self._reception.clock_rate != codec.clock_rate:  # RFC 3550 jitter is in RTP clock units
+            self._reception = ReceptionStats(codec.clock_rate)
+        if self._dtmf_tx is not None and self._dtmf_tx.clock_rate != codec.clock_rate and not self._dtmf_tx.busy:
+            self._dtmf_tx = None  # telephone-events are timed in the audio's RTP clock (RFC 4733)
         self._wide = WidebandLine(codec.sample_rate) if is_wideband(codec) else None
+
+    def _corrupt_payload(self, reason: str) -> None:
+        """A payload the play-out decoder could not decode (concealed instead), counted and
+        logged like a malformed packet."""
+        self._malformed(ValueError(reason), 0)
 
     def _apply_srtp(self, keys: SrtpKeys | None) -> None:
         if keys is None:
@@ -322,20 +349,27 @@ class RtpSession:
             if self._remote_ssrc is not None:
                 self.stats.ssrc_changes += 1
                 self.log.info("rtp_ssrc_change", old=f"{self._remote_ssrc:08x}", new=f"{packet.ssrc:08x}")
-                self._jitter.reset()
-                self._decoder = remote.codec.decoder()  # G.722's ADPCM state belongs to the old stream
-                self._reception = ReceptionStats(8000)
+                self._jitter.reset()  # a play-out decoder (Opus) starts afresh with it
+                if self._decoder is not None:
+                    self._decoder = remote.codec.decoder()  # G.722's ADPCM state belongs to the old stream
+                self._reception = ReceptionStats(remote.codec.clock_rate)
                 self._dtmf_rx = DtmfReceiver()
             self._remote_ssrc = packet.ssrc
         self.stats.packets_received += 1
         self._last_rx = arrival
         self._inactive_reported = False
         self._reception.update(packet.sequence, packet.timestamp, arrival)
-        if packet.payload_type == remote.codec.payload_type:
+        if packet.payload_type == remote.codec.receive_payload_type:
             if not packet.payload:  # a valid RTP header with no audio: nothing to play, nothing to break
                 self.stats.empty_payload += 1
                 return
-            assert self._decoder is not None  # set with the remote
+            if self._decoder is None:  # decoded at play-out (Opus)
+                try:
+                    self._jitter.put_encoded(packet.sequence, packet.timestamp, packet.payload, arrival,
+                                             marker=packet.marker)
+                except ValueError as exc:  # no Opus packet: its frame is concealed like a lost one
+                    self._malformed(exc, len(packet.payload))
+                return
             self._jitter.put(packet.sequence, packet.timestamp, self._decoder.decode(packet.payload), arrival,
                              marker=packet.marker)
         elif remote.receive_event_pt is not None and packet.payload_type == remote.receive_event_pt:
@@ -389,7 +423,7 @@ class RtpSession:
             if not self._dtmf_queue:
                 return None
             if self._dtmf_tx is None:
-                self._dtmf_tx = DtmfSender(payload_type=remote.send_event_pt)
+                self._dtmf_tx = DtmfSender(payload_type=remote.send_event_pt, clock_rate=remote.codec.clock_rate)
             digits = self._dtmf_queue.popleft()
             try:
                 self._dtmf_tx.queue(digits)
@@ -439,7 +473,7 @@ class RtpSession:
                     if block.ssrc == self.ssrc:
                         self.stats.remote_fraction_lost = block.fraction_lost / 256
                         self.stats.remote_cumulative_lost = block.cumulative_lost
-                        self.stats.remote_jitter_ms = block.jitter / 8.0
+                        self.stats.remote_jitter_ms = block.jitter * 1000.0 / self._reception.clock_rate
             if isinstance(packet, Bye):
                 self.log.info("rtcp_bye", reason=packet.reason)
 

@@ -22,6 +22,7 @@ from gateway.records import CallRecorder
 from gateway.sip.call import NegotiatedMedia
 from rtp.codec import audio_codec_by_name
 from rtp.jitter import JitterFrame
+from rtp.opuscodec import OpusCodec
 from rtp.outbound import OutboundFrame
 from rtp.ports import PortAllocator
 from rtp.session import RemoteMedia, RtpSession
@@ -107,6 +108,8 @@ def remote_media(media: NegotiatedMedia, srtp_required: bool) -> RemoteMedia | s
     hang-up reason: codec_unsupported, srtp_required)."""
     try:
         codec = audio_codec_by_name(media.codec)
+        if isinstance(codec, OpusCodec):  # a dynamic payload type, each way as negotiated
+            codec = codec.with_payload_types(send=media.tx_pt, receive=media.rx_pt)
     except (KeyError, ValueError):
         return "codec_unsupported"
     if media.srtp is None and srtp_required:

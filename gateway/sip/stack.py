@@ -288,9 +288,16 @@ class SipStack:
         # 254 down, never 255: pjmedia takes 255 (PJMEDIA_CODEC_PRIO_HIGHEST) as "move to the top and
         # demote the previous top to 254", so the first two codecs came out tied at 254.
         wanted = {name: 254 - i for i, name in enumerate(self.settings.codecs)}
+        available: set[str] = set()
         for info in ep.codecEnum2():
             name = info.codecId.split("/")[0].upper()
+            available.add(name)
             ep.codecSetPriority(info.codecId, wanted.get(name, 0))
+        for name in self.settings.codecs:
+            if name not in available:  # e.g. OPUS: our RTP engine has it, this pjsua2 build does not
+                log.warning("sip_codec_unavailable", codec=name, offered=[c for c in self.settings.codecs
+                                                                          if c in available],
+                            hint="the SIP stack (pjsua2) cannot negotiate this codec, so calls never use it")
 
     def _destroy(self) -> None:
         ep, self.endpoint = self.endpoint, None

@@ -10,7 +10,8 @@ random loss and per-packet delay, so packets arrive late and out of order) and s
 On G.722 (codec=G722) it sends 16 kHz: the audio given to `play_at` with a `wide` 16 kHz version is
 sent as that, the rest (e.g. a background made at 8 kHz) raised to 16 kHz; the script's timing and
 what it records of the bot stay at 8 kHz (160 samples a tick), so analysis code does not change;
-the decoded 16 kHz is kept beside it (`received_wide`) for what only wideband shows.
+the decoded 16 kHz is kept beside it (`received_wide`) for what only wideband shows. Opus
+(codec=OPUS) is wideband the same way, with timestamps on its 48000 clock.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class RtpPeer:
                 wide = self._widen.convert(pcm).astype(np.int32) + self._wide_frame(self.tick)
                 pcm = np.clip(wide, -32767, 32767).astype(np.int16)
             self._send(deadline, seq, header + self._encoder.encode(pcm))
-            seq, ts = seq + 1, ts + FRAME
+            seq, ts = seq + 1, ts + self.codec.clock_rate // 50  # 20 ms in RTP units (Opus: 960)
             self.tick += 1
 
     def _send(self, now: float, seq: int, datagram: bytes) -> None:

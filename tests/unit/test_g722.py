@@ -74,7 +74,7 @@ def test_codec_lookup_by_sdp_and_pjsua_names():
     assert audio_codec_by_name("G722/16000/1") is G722  # pjsua's codec id (sample rate)
     assert audio_codec_by_name("PCMU") is PCMU and audio_codec_by_name("pcma/8000") is PCMA
     assert is_wideband(G722) and not is_wideband(PCMU)
-    for bad in ("G729", "PCMU/16000", "opus/48000"):
+    for bad in ("G729", "PCMU/16000", "opus/8000"):
         with pytest.raises(UnknownCodecError):
             audio_codec_by_name(bad)
 
@@ -111,6 +111,9 @@ def test_jitter_buffer_plays_16k_audio_on_an_8000_rtp_clock():
     assert jb.stats.lost == 1
 
 
-def test_jitter_buffer_refuses_a_sample_rate_that_is_no_multiple_of_the_clock():
+def test_jitter_buffer_refuses_an_rtp_clock_without_whole_ticks_per_frame():
+    """Any ratio of sample rate to RTP clock works (Opus: 16 kHz on 48000), as long as a frame is a
+    whole number of both."""
     with pytest.raises(ValueError):
-        JitterBuffer(clock_rate=16000, timestamp_rate=6000)
+        JitterBuffer(clock_rate=16000, timestamp_rate=8001)
+    assert JitterBuffer(clock_rate=16000, timestamp_rate=48000).frame_samples == 320
