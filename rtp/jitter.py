@@ -249,6 +249,7 @@ class JitterBuffer:
 
     def _reset_state(self) -> None:
         self._ts_unwrap = TimestampUnwrapper()
+        self._ts_phase: int | None = None
         self._seq_unwrap = SequenceUnwrapper()
         self._packets: dict[int, _Packet] = {}
         self._keys: list[int] = []
@@ -342,7 +343,10 @@ class JitterBuffer:
         if not 0 <= timestamp <= 0xFFFFFFFF:
             raise ValueError(f"timestamp {timestamp} is not 32-bit")
         marker = packet.marker
-        ts = self._ts_unwrap.unwrap(timestamp) * self._ts_num // self._ts_den
+        unwrapped = self._ts_unwrap.unwrap(timestamp)
+        if self._ts_phase is None:  # Opus: a 48000 timestamp's remainder in 16 kHz samples, put back on output
+            self._ts_phase = unwrapped * self._ts_num % self._ts_den
+        ts = unwrapped * self._ts_num // self._ts_den
         seq = self._seq_unwrap.unwrap(sequence)
         if ts in self._packets or ts in self._played_set:
             self._stats.duplicate += 1
@@ -632,7 +636,7 @@ class JitterBuffer:
 
     def _play_received(self, pcm: Pcm, have: npt.NDArray[np.bool_]) -> JitterFrame:
         assert self._play_ts is not None
-        timestamp = (self._play_ts * self._ts_den // self._ts_num) & 0xFFFFFFFF
+        timestamp = ((self._play_ts * self._ts_den + (self._ts_phase or 0)) // self._ts_num) & 0xFFFFFFFF
         if self._fade_from is not None:
             # Smooth the join after dropping audio: fade from the dropped frame's start.
             fade = min(len(pcm), self.clock_rate * _DROP_FADE_MS // 1000)
@@ -694,11 +698,11 @@ class JitterBuffer:
                 self._since_adjust = 0
             return None
         deficit = -excess
-        if deficit >= frame_ms / 2 and self._since_adjust >= _ADJUST_INTERVAL:
-            # Only with audio waiting: with nothing buffered the underrun path stalls anyway.
-            # (Checked without decoding: a play-out decoder must conceal before it decodes that audio.)
-            if self._covered(self._play_ts) and (self._is_quiet(self._last_energy) or deficit >= 0.75 * frame_ms):
-                self._stats.drift_inserted += 1
-                self._since_adjust = 0
-                return self._synthetic(lost=False)
+        # Only with audio waiting: with nothing buffered the underrun path stalls anyway. (Checked
+        # without decoding: a play-out decoder must conceal before it decodes that audio.)
+        if (deficit >= frame_ms / 2 and self._since_adjust >= _ADJUST_INTERVAL and self._covered(self._play_ts)
+                and (self._is_quiet(self._last_energy) or deficit >= 0.75 * frame_ms)):
+            self._stats.drift_inserted += 1
+            self._since_adjust = 0
+            return self._synthetic(lost=False)
         return None

@@ -107,8 +107,8 @@ class OpusDecoder:
         self._pointer = ctypes.cast(self._buffer, ctypes.POINTER(ctypes.c_int16))
         self.on_corrupt = on_corrupt
         self._concealed = 0  # samples concealed since the last good frame
-        self.fec_frames = 0
-        self.plc_frames = 0
+        self.fec_frames = 0  # rebuilt from the next packet (its FEC; libopus falls back to PLC if it has none)
+        self.plc_frames = 0  # guessed by Opus's PLC (no next packet at hand)
         self.corrupt = 0
 
     def __del__(self) -> None:
@@ -138,7 +138,11 @@ class OpusDecoder:
             self.corrupt += 1
             if self.on_corrupt is not None:
                 self.on_corrupt(f"corrupt Opus payload ({len(data)} bytes): {error or 'no samples'}")
-            return self._plc(_SAMPLE_RATE * 20 // 1000)
+            try:
+                length = self.samples(data)  # the length its table of contents claims, if it reads
+            except ValueError:
+                length = _SAMPLE_RATE * 20 // 1000
+            return self._plc(length)
         return np.frombuffer(self._buffer, dtype=np.int16, count=n).copy()
 
     def conceal(self, n_samples: int, upcoming: bytes | None = None) -> Pcm:
