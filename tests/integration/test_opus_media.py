@@ -5,7 +5,8 @@ no opus codec, so pjsua can neither offer nor accept it (README, `rtp.codecs`), 
 offering only opus cannot be negotiated yet. What runs is everything after the SDP: the gateway's
 `RtpSession` on its real `MediaClock`, `CallMedia` and the echo agent, against the rig's `RtpPeer`
 speaking Opus (48000 RTP clock, PT 111) with an espeak-ng sentence at 16 kHz, with and without 8 %
-seeded packet loss and jitter. The caller must get its own voice back (correlation at 16 kHz), and the
+seeded packet loss and jitter. The caller must get its own voice back (correlation of its 16 kHz loudness
+contour: 0.92-0.93 measured), and the
 pinned whisper must understand what the gateway heard, i.e. the echoed audio, which passed the
 gateway's Opus decoding (FEC and PLC for the lost packets) and encoding.
 """
@@ -29,6 +30,14 @@ from tests.rig.ports import free_udp_port
 from tests.rig.rtp_peer import RtpPeer
 
 SENTENCE = "What time do you open on Monday morning?"
+ENVELOPE_RATE = 50  # 20 ms steps: the peer places what it receives by 20 ms tick of arrival
+
+
+def envelope(x: np.ndarray) -> np.ndarray:
+    """RMS of each 20 ms of 16 kHz audio."""
+    step = 16000 // ENVELOPE_RATE
+    n = len(x) // step
+    return np.sqrt(np.mean(np.asarray(x[: n * step], dtype=np.float64).reshape(n, step) ** 2, axis=1))
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +78,12 @@ def test_an_opus_caller_hears_itself_back_and_the_gateway_understands_it(loss, t
     if loss:
         assert peer.dropped > 0 and stats.jitter["concealed"] > 0, (peer.dropped, stats.jitter)
     back = peer.received_wide_audio().astype(np.float64) / 32768
-    corr, lag = best_correlation(voice16.astype(np.float64) / 32768, back, 16000)
-    print(f"loss {loss:.0%}: dropped {peer.dropped}, echo correlation {corr:.2f} at {lag * 1000:.0f} ms")
-    assert corr > (0.8 if not loss else 0.6), corr
+    # Opus codes what is heard, not the waveform, and the echo passed it twice (caller -> gateway ->
+    # caller): the sample-level correlation varies from run to run (0.25-0.8 seen), so the voice is
+    # matched by its loudness contour, 20 ms at a time, which two Opus passes keep.
+    corr, lag = best_correlation(envelope(voice16 / 32768), envelope(back), ENVELOPE_RATE)
+    print(f"loss {loss:.0%}: dropped {peer.dropped}, echo envelope correlation {corr:.2f} at {lag * 1000:.0f} ms")
+    assert corr > 0.85 and 0.2 < lag < 0.7, (corr, lag)  # sent from tick 10 (0.2 s), echoed through the gateway
     heard = stt.transcribe(back.astype(np.float32)).text.lower()
     print(f"whisper heard the echo as: {heard!r}")
     assert "open" in heard and "monday" in heard, heard
