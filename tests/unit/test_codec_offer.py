@@ -40,3 +40,16 @@ def test_a_narrowband_only_config_never_offers_g722():
     prio = _priorities(("PCMA", "PCMU"))
     assert prio["G722/16000/1"] == 0
     assert prio["PCMA/8000/1"] > prio["PCMU/8000/1"] > 0
+
+
+def test_opus_in_the_list_is_reported_unavailable_and_the_rest_keep_their_order():
+    """The RTP engine carries Opus, this pjsua2 build cannot negotiate it: the gateway says so once at
+    start (`sip_codec_unavailable`) and offers the other codecs in their order."""
+    import structlog
+
+    with structlog.testing.capture_logs() as logs:
+        prio = _priorities(("OPUS", "G722", "PCMU"))
+    assert not any(c.lower().startswith("opus") for c in prio)  # when a pjsua2 with opus comes, this changes
+    assert prio["G722/16000/1"] > prio["PCMU/8000/1"] > 0 and prio["PCMA/8000/1"] == 0
+    unavailable = [e for e in logs if e["event"] == "sip_codec_unavailable"]
+    assert [e["codec"] for e in unavailable] == ["OPUS"], unavailable

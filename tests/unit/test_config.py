@@ -387,6 +387,16 @@ def test_srtp_mode_is_checked(tmp_path):
         load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"})
 
 
+def test_rtp_codecs_accept_opus_and_keep_the_default_order(tmp_path):
+    assert load_config(write(tmp_path, CONTRACT), env={"FRONT_DESK_PASSWORD": "x"}).rtp.codecs == (
+        "G722", "PCMU", "PCMA")
+    text = CONTRACT.replace("  port_range: [31000, 31999]\n", "  port_range: [31000, 31999]\n  codecs: [opus, G722]\n")
+    assert load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"}).rtp.codecs == ("OPUS", "G722")
+    text = CONTRACT.replace("  port_range: [31000, 31999]\n", "  port_range: [31000, 31999]\n  codecs: [G729]\n")
+    with pytest.raises(ConfigError, match=r"rtp.codecs\[0\]: expected one of OPUS, G722, PCMU, PCMA"):
+        load_config(write(tmp_path, text), env={"FRONT_DESK_PASSWORD": "x"})
+
+
 def test_secrets_typed_into_a_readable_config_are_refused(tmp_path):
     inline = CONTRACT.replace('"${FRONT_DESK_PASSWORD}"', '"s3cret"')
     path = write(tmp_path, inline)
