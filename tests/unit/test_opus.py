@@ -13,23 +13,16 @@ from rtp.jitter import FrameType, JitterBuffer, PutResult
 from rtp.opuscodec import OPUS, OpusDecoder
 from rtp.outbound import OutboundFrame
 from rtp.packet import RtpPacket
-from rtp.ports import PortAllocator
 from tests.rig.audio import best_correlation
+from tests.unit import test_session as session_tests
 from tests.unit.test_session import FarEnd, Sender, make_session, remote_for
 
 FRAME = 320  # 20 ms at 16 kHz
 
 
-@pytest.fixture
-def far():
-    f = FarEnd()
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def allocator():
-    return PortAllocator("127.0.0.1", 47100, 47199)
+# The session tests' far end and port allocator, as fixtures of this module too.
+far = session_tests.far
+allocator = session_tests.allocator
 
 
 def _voice(seconds: float, rate: int = 16000) -> np.ndarray:
