@@ -46,6 +46,7 @@ _EXPECTED_LOSS_PERCENT = 10  # makes the encoder spend bits on in-band FEC (it a
 _MAX_PACKET = 1500
 _MAX_FRAME = _SAMPLE_RATE * 120 // 1000  # the longest Opus packet: 120 ms
 _PLC_STEP = _SAMPLE_RATE // 400  # Opus decodes in multiples of 2.5 ms
+_FRAME_SIZES = frozenset(_SAMPLE_RATE * tenths // 4000 for tenths in (10, 20, 40, 80, 160, 240))  # 2.5-60 ms
 _FADE_SAMPLES = _SAMPLE_RATE * 60 // 1000  # concealment gives up after 60 ms, as our own PLC does
 
 
@@ -85,6 +86,8 @@ class OpusEncoder:
     def encode(self, pcm: Pcm) -> bytes:
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
             raise TypeError("Opus encodes 1-D numpy int16 PCM at 16 kHz")
+        if len(pcm) not in _FRAME_SIZES:
+            raise ValueError(f"Opus encodes 2.5, 5, 10, 20, 40 or 60 ms at 16 kHz, not {len(pcm)} samples")
         data = np.ascontiguousarray(pcm)
         return self._enc.encode(self._state, data.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)), len(data),
                                 _MAX_PACKET)

@@ -79,6 +79,8 @@ def test_round_trip_keeps_the_voice_at_about_24_kbit_s():
 def test_encoder_rejects_what_is_not_int16_mono_and_keeps_sending_in_silence():
     with pytest.raises(TypeError):
         OPUS.encoder().encode(np.zeros(FRAME, dtype=np.float32))
+    with pytest.raises(ValueError):
+        OPUS.encoder().encode(np.zeros(FRAME + 1, dtype=np.int16))  # no Opus frame size
     encoder = OPUS.encoder()
     silent = [encoder.encode(np.zeros(FRAME, dtype=np.int16)) for _ in range(50)]
     assert all(len(p) >= 1 for p in silent)  # DTX off: a packet for every 20 ms, also in silence
