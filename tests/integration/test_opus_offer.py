@@ -36,6 +36,6 @@ def test_an_opus_only_offer_is_refused_cleanly_and_said_why(kamailio, gateway_fa
     pcmu.wait_call_established(timeout=10)
     assert gw.wait_log("call_media", timeout=10)["codec"] == "PCMU"
     pcmu.wait_call_closed(timeout=30)
-    # One error for the refused offer, pjsip's own ("Request verification failed: Not Acceptable Here"), and nothing else.
+    # One error for the refused offer, pjsip's own ("Request verification failed: Not Acceptable Here"), no other
     errors = gw.errors()
     assert len(errors) == 1 and "Not Acceptable Here" in errors[0].get("msg", ""), errors
