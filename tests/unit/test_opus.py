@@ -216,3 +216,22 @@ def test_an_opus_session_hands_both_rates_and_sends_opus_on_the_negotiated_paylo
     freqs = np.fft.rfftfreq(len(heard_out) - 3200, 1 / 16000)
     assert abs(freqs[np.argmax(spectrum)] - 440) < 10  # the listener's 8 kHz tone, raised and encoded
     session.close()
+
+
+def test_what_pjsua_negotiates_as_opus_becomes_an_opus_session_with_its_payload_types():
+    """A pjsua2 built with opus reports the codec as "opus" with a payload type each way: the session
+    gets Opus sending with the peer's number and receiving its own (they may differ, RFC 3264)."""
+    from gateway.calls.media import remote_media
+    from gateway.sip.call import NegotiatedMedia
+
+    def negotiated(codec: str, tx: int, rx: int) -> NegotiatedMedia:
+        return NegotiatedMedia(codec=codec, tx_pt=tx, rx_pt=rx, tx_event_pt=101, rx_event_pt=101,
+                               remote_rtp=("127.0.0.1", 4000), remote_rtcp=("127.0.0.1", 4001), send=True,
+                               receive=True, status="active")
+
+    media = remote_media(negotiated("OPUS", 107, 111), srtp_required=False)
+    assert not isinstance(media, str)
+    assert (media.codec.name, media.codec.payload_type, media.codec.receive_payload_type) == ("OPUS", 107, 111)
+    assert remote_media(negotiated("OPUS", 8, 111), srtp_required=False) == "codec_unsupported"
+    g722 = remote_media(negotiated("G722", 9, 9), srtp_required=False)
+    assert not isinstance(g722, str) and g722.codec.receive_payload_type == 9
