@@ -108,7 +108,7 @@ def main() -> None:
         if len(set(heard_text.values())) > 1 and len(examples) < 8:
             examples.append(f"| {text} | " + " | ".join(heard_text.values()) + " |")
     n = len(synth_ms)
-    print(f"{n} bot sentences, piper ({tts.sample_rate} Hz) -> line, G.722 encode/decode, whisper tiny.en; "
+    print(f"{n} bot sentences, piper ({tts.sample_rate} Hz) -> line, G.722 / Opus encode/decode, whisper tiny.en; "
           f"{time.monotonic() - started:.0f} s\n")
     print("| caller hears | energy at 4-7 kHz (median / min) | at 3.4-4 kHz (median) | delay (ms, median) "
           "| WER |")
