@@ -115,7 +115,7 @@ class JitterFrame:
     frame contains received audio (``None`` for wholly synthetic frames); it
     lets callers correlate output with the stream (and benchmarks measure delay).
 
-    ``wideband`` is the same 20 ms at 16 kHz when the call's codec is wideband (G.722): the
+    ``wideband`` is the same 20 ms at 16 kHz when the call's codec is wideband (G.722, Opus): the
     session then puts the 8 kHz version of it in ``pcm`` (what VAD, echo handling and
     turn-taking work on) and keeps the 16 kHz audio for the speech recognizer. ``None`` on a
     narrowband (G.711) call.
