@@ -16,12 +16,11 @@ pjsip holds, through a duplicate descriptor; pjsip then sees the peer leave and 
 A connection that has sent SIP is left to pjsip, whatever it does next: a PBX's trunk connection
 may be quiet for minutes between calls. Linux only (procfs and TCP_INFO), like the rest of the gateway.
 
-What this cannot prevent, and why `sip.tcp` is off by default: the same ioqueue aborts the whole
-process (`pj_ioqueue_register_sock2: Assertion '!pj_list_empty(&ioqueue->free_list)' failed`) when
-connections are accepted faster than the keys of closed ones are freed (500 ms): measured, 100
-connections opened and reset twice in a row killed the gateway within a second. Only a firewall that
-lets nobody but the PBX reach the TCP port keeps that out; a pjsua2 build with an epoll ioqueue and
-more handles would remove it.
+What this does not cover: a burst of connections opened and reset faster than pjlib frees the
+handles of closed ones (500 ms) aborted the whole process (`pj_ioqueue_register_sock2: Assertion
+'!pj_list_empty(&ioqueue->free_list)' failed`; measured, 100 connections opened and reset twice in a
+row). gateway/sip/tcp_gate.py keeps that out: it stops the listener taking new connections while
+the handles are nearly all taken.
 """
 
 from __future__ import annotations
