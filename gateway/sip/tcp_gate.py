@@ -39,9 +39,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
+
+from gateway.sip.tcp_guard import LISTEN, own_sockets, sockets_on
 
 log = structlog.get_logger("sip")
 
@@ -55,7 +56,6 @@ RECHECK_S = 0.1  # while shut, how often to look whether freed keys have come ba
 
 SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h (not in Python's socket module)
 SO_DETACH_FILTER = 27
-_TCP_LISTEN = "0A"
 # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}: BPF_RET | BPF_K with k = 0, "keep 0 bytes" = drop
 _DROP_ALL = struct.pack("=HBBI", 0x06, 0, 0, 0)
 
@@ -190,22 +190,4 @@ class TcpGate:
 
 def listening_fds(ports: tuple[int, ...]) -> list[int]:
     """This process's descriptors of TCP sockets listening on one of `ports` (IPv4 and IPv6)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == _TCP_LISTEN and int(fields[1].rsplit(":", 1)[1], 16) in ports:
-                inodes.add(fields[9])
-    found = []
-    for entry in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(entry)
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            found.append(int(entry.name))
-    return found
+    return list(own_sockets(sockets_on(ports, LISTEN)))

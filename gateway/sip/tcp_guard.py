@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +42,8 @@ log = structlog.get_logger("sip")
 
 IDLE_FIRST_BYTE_S = 5.0
 CHECK_INTERVAL_S = 1.0
-_ESTABLISHED = "01"
+ESTABLISHED = "01"  # /proc/net/tcp "st"
+LISTEN = "0A"
 # struct tcp_info (linux/tcp.h): tcpi_last_data_recv (u32, ms ago) and tcpi_bytes_received (u64)
 _LAST_DATA_RECV = struct.Struct("=I")
 _LAST_DATA_RECV_AT = 52
@@ -103,29 +104,32 @@ class TcpGuard:
 
 def established_peers(port: int) -> list[TcpPeer]:
     """This process's established TCP connections whose local port is `port` (accepted ones)."""
-    inodes = _connections_on(port)
-    if not inodes:
-        return []
+    inodes = sockets_on((port,), ESTABLISHED)
     peers = []
+    for fd, inode in own_sockets(inodes).items():
+        info = _tcp_info(fd)
+        if info is not None:
+            peers.append(TcpPeer(fd, inodes[inode], *info))
+    return peers
+
+
+def own_sockets(inodes: Collection[str]) -> dict[int, str]:
+    """fd -> inode of this process's descriptors that are one of the sockets `inodes` (/proc/self/fd)."""
+    found: dict[int, str] = {}
+    if not inodes:
+        return found
     for entry in Path("/proc/self/fd").iterdir():
         try:
             target = os.readlink(entry)
         except OSError:
             continue
-        if not target.startswith("socket:["):
-            continue
-        remote = inodes.get(target[8:-1])
-        if remote is None:
-            continue
-        fd = int(entry.name)
-        info = _tcp_info(fd)
-        if info is not None:
-            peers.append(TcpPeer(fd, remote, *info))
-    return peers
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            found[int(entry.name)] = target[8:-1]
+    return found
 
 
-def _connections_on(port: int) -> dict[str, tuple[str, int]]:
-    """inode -> remote (host, port) of the established connections on local `port` (IPv4 and IPv6)."""
+def sockets_on(ports: Collection[int], state: str) -> dict[str, tuple[str, int]]:
+    """inode -> remote (host, port) of the TCP sockets in `state` on a local port in `ports` (IPv4 and IPv6)."""
     found: dict[str, tuple[str, int]] = {}
     for table, parse in (("/proc/net/tcp", _ipv4), ("/proc/net/tcp6", _ipv6)):
         try:
@@ -134,8 +138,8 @@ def _connections_on(port: int) -> dict[str, tuple[str, int]]:
             continue
         for line in lines:
             fields = line.split()
-            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            if state == _ESTABLISHED and int(local.rsplit(":", 1)[1], 16) == port:
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if fields[3] == state and int(local.rsplit(":", 1)[1], 16) in ports:
                 host_hex, port_hex = remote.rsplit(":", 1)
                 found[inode] = (parse(host_hex), int(port_hex, 16))
     return found
