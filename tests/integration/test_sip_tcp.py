@@ -164,8 +164,18 @@ def test_broken_tcp_streams_do_not_disturb_a_udp_call(gateway_factory, tmp_path)
     assert_echo_call_works(gw, tmp_path / "after")
 
 
-def test_tcp_is_off_by_default(gateway_factory):
-    gw = gateway_factory(gateway_config())
+def test_tcp_is_on_by_default(gateway_factory):
+    config = gateway_config()
+    assert "tcp" not in config["sip"]
+    gw = gateway_factory(config)
+    assert gw.wait_log("sip_listening")["transports"] == ["udp", "tcp"]
+    assert options_over_tcp(gw.sip_port).startswith("SIP/2.0 200")
+
+
+def test_tcp_false_keeps_the_tcp_port_closed(gateway_factory):
+    config = gateway_config()
+    config["sip"]["tcp"] = False
+    gw = gateway_factory(config)
     assert gw.wait_log("sip_listening")["transports"] == ["udp"]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", gw.sip_port), timeout=2).close()
