@@ -159,8 +159,13 @@ def _signal_event(*signums: signal.Signals) -> threading.Event:
     event = threading.Event()
 
     def handler(signum: int, _frame) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
         event.set()
+        # Not logged here: the handler runs on the main thread between two bytecodes, possibly while
+        # that thread is inside a log call holding structlog's (non-reentrant) write lock; logging
+        # from the handler then waited for that lock forever (a gateway that ignored SIGTERM, seen
+        # about once in ten starts). Another thread takes the lock once the main thread lets go.
+        threading.Thread(target=log.info, args=("signal_received",), kwargs={"signal": signal.Signals(signum).name},
+                         name="signal-log", daemon=True).start()
 
     for signum in signums:
         signal.signal(signum, handler)

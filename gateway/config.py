@@ -97,7 +97,7 @@ class SipConfig:
     tls: TlsConfig | None = None
     drain_timeout_s: float = 3600.0  # a drain hangs up the calls still up after this long, then exits
     max_call_duration_s: float = 14400.0  # any call is hung up after this long (0: no limit)
-    tcp: bool = False  # SIP over TCP on the listen address, beside UDP (off: see gateway/sip/tcp_guard.py)
+    tcp: bool = True  # SIP over TCP on the listen address, beside UDP (gateway/sip/tcp_guard.py, tcp_gate.py)
     ring_timeout_s: float = 60.0  # an outbound call not answered by then is CANCELled (no_answer)
 
 
@@ -731,7 +731,7 @@ def _read_sip(r: _Reader, raw: object, agents: Mapping[str, AgentConfig]) -> Sip
         drain_timeout_s=r.optional(data, "drain_timeout_s", "sip", lambda v, k: r.number(v, k, 1, 7 * 86400), 3600.0),
         max_call_duration_s=r.optional(data, "max_call_duration_s", "sip",
                                        lambda v, k: r.number(v, k, 0, 7 * 86400), 14400.0),
-        tcp=r.optional(data, "tcp", "sip", r.boolean, False),
+        tcp=r.optional(data, "tcp", "sip", r.boolean, True),
         ring_timeout_s=r.optional(data, "ring_timeout_s", "sip", lambda v, k: r.number(v, k, 1, 600), 60.0),
     )
 

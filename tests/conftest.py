@@ -36,6 +36,7 @@ DEBIAN_PACKAGES = {
     "sox": "sox",
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    "linphonec": "linphone-cli",
 }
 
 _LOGS_KEY = pytest.StashKey[list[tuple[str, Path]]]()

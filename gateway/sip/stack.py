@@ -35,6 +35,7 @@ import structlog
 
 from gateway.config import TlsConfig
 from gateway.sip.sdp import redact_keys
+from gateway.sip.tcp_gate import TcpGate, TransportChange, TransportState
 
 log = structlog.get_logger("sip")
 
@@ -76,6 +77,20 @@ class _PjLogWriter(pj.LogWriter):
             log.debug("pjsip", msg=text)
 
 
+class _Endpoint(pj.Endpoint):
+    """pjsua2's endpoint with its transport callback passed on (SIP thread: pjsua runs no thread of its own)."""
+
+    def __init__(self, on_transport: Callable[[TransportChange], None]):
+        super().__init__()
+        self._on_transport = on_transport
+
+    def onTransportState(self, prm: pj.OnTransportStateParam) -> None:  # noqa: N802 - pjsua2 callback
+        try:
+            self._on_transport(TransportChange(int(prm.hnd), str(prm.type), TransportState.of(int(prm.state))))
+        except Exception:  # an exception must not unwind into pjsip's accept loop
+            log.exception("sip_transport_callback_failed")
+
+
 class SipStack:
     """Lifecycle of the pjsua2 endpoint plus a work queue and timers run on its thread."""
 
@@ -92,6 +107,7 @@ class SipStack:
         self._log_writer = _PjLogWriter()
         self._on_shutdown: Callable[[], None] | None = None
         self._library_up = False  # between libCreate and libDestroy: pjsua2 objects may live
+        self.tcp_gate: TcpGate | None = None  # with TCP or TLS listeners: see gateway/sip/tcp_gate.py
 
     def released(self, what: str) -> None:
         """A pjsua2 wrapper of ours is being finalised (any thread): check it happens where it may."""
@@ -191,7 +207,7 @@ class SipStack:
 
     def _create(self) -> None:
         s = self.settings
-        ep = pj.Endpoint()
+        ep = _Endpoint(self._on_transport)
         with _quiet_stdout():  # pjlib prints its start-up lines to stdout before any log config
             ep.libCreate()
         self.endpoint = ep
@@ -221,6 +237,9 @@ class SipStack:
         tcfg.port = s.listen_port
         tcfg.boundAddress = s.listen_host
         tcfg.publicAddress = s.public_address
+        listeners = ((s.listen_port,) if s.tcp else ()) + ((s.tls.listen.port,) if s.tls is not None else ())
+        if listeners:  # before the first listener exists: its first connection is counted
+            self.tcp_gate = TcpGate(listeners, self.call_later)
         try:
             ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         except pj.Error as exc:
@@ -245,6 +264,10 @@ class SipStack:
         self._set_codec_priorities(ep)
         log.info("sip_listening", address=f"{s.listen_host}:{s.listen_port}", public=s.public_address,
                  transports=["udp", "tcp"] if s.tcp else ["udp"])
+
+    def _on_transport(self, change: TransportChange) -> None:
+        if self.tcp_gate is not None:
+            self.tcp_gate.on_transport(change)
 
     def _create_tls(self, ep: pj.Endpoint, tls: TlsConfig) -> None:
         """A TLS listener (and client transport for sips:/;transport=tls calls): TLS 1.2, strong suites."""

@@ -16,12 +16,11 @@ pjsip holds, through a duplicate descriptor; pjsip then sees the peer leave and 
 A connection that has sent SIP is left to pjsip, whatever it does next: a PBX's trunk connection
 may be quiet for minutes between calls. Linux only (procfs and TCP_INFO), like the rest of the gateway.
 
-What this cannot prevent, and why `sip.tcp` is off by default: the same ioqueue aborts the whole
-process (`pj_ioqueue_register_sock2: Assertion '!pj_list_empty(&ioqueue->free_list)' failed`) when
-connections are accepted faster than the keys of closed ones are freed (500 ms): measured, 100
-connections opened and reset twice in a row killed the gateway within a second. Only a firewall that
-lets nobody but the PBX reach the TCP port keeps that out; a pjsua2 build with an epoll ioqueue and
-more handles would remove it.
+What this does not cover: a burst of connections opened and reset faster than pjlib frees the
+handles of closed ones (500 ms) aborted the whole process (`pj_ioqueue_register_sock2: Assertion
+'!pj_list_empty(&ioqueue->free_list)' failed`; measured, 100 connections opened and reset twice in a
+row). gateway/sip/tcp_gate.py keeps that out: it stops the listener taking new connections while
+the handles are nearly all taken.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +42,8 @@ log = structlog.get_logger("sip")
 
 IDLE_FIRST_BYTE_S = 5.0
 CHECK_INTERVAL_S = 1.0
-_ESTABLISHED = "01"
+ESTABLISHED = "01"  # /proc/net/tcp "st"
+LISTEN = "0A"
 # struct tcp_info (linux/tcp.h): tcpi_last_data_recv (u32, ms ago) and tcpi_bytes_received (u64)
 _LAST_DATA_RECV = struct.Struct("=I")
 _LAST_DATA_RECV_AT = 52
@@ -104,29 +104,32 @@ class TcpGuard:
 
 def established_peers(port: int) -> list[TcpPeer]:
     """This process's established TCP connections whose local port is `port` (accepted ones)."""
-    inodes = _connections_on(port)
-    if not inodes:
-        return []
+    inodes = sockets_on((port,), ESTABLISHED)
     peers = []
+    for fd, inode in own_sockets(inodes).items():
+        info = _tcp_info(fd)
+        if info is not None:
+            peers.append(TcpPeer(fd, inodes[inode], *info))
+    return peers
+
+
+def own_sockets(inodes: Collection[str]) -> dict[int, str]:
+    """fd -> inode of this process's descriptors that are one of the sockets `inodes` (/proc/self/fd)."""
+    found: dict[int, str] = {}
+    if not inodes:
+        return found
     for entry in Path("/proc/self/fd").iterdir():
         try:
             target = os.readlink(entry)
         except OSError:
             continue
-        if not target.startswith("socket:["):
-            continue
-        remote = inodes.get(target[8:-1])
-        if remote is None:
-            continue
-        fd = int(entry.name)
-        info = _tcp_info(fd)
-        if info is not None:
-            peers.append(TcpPeer(fd, remote, *info))
-    return peers
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            found[int(entry.name)] = target[8:-1]
+    return found
 
 
-def _connections_on(port: int) -> dict[str, tuple[str, int]]:
-    """inode -> remote (host, port) of the established connections on local `port` (IPv4 and IPv6)."""
+def sockets_on(ports: Collection[int], state: str) -> dict[str, tuple[str, int]]:
+    """inode -> remote (host, port) of the TCP sockets in `state` on a local port in `ports` (IPv4 and IPv6)."""
     found: dict[str, tuple[str, int]] = {}
     for table, parse in (("/proc/net/tcp", _ipv4), ("/proc/net/tcp6", _ipv6)):
         try:
@@ -135,8 +138,8 @@ def _connections_on(port: int) -> dict[str, tuple[str, int]]:
             continue
         for line in lines:
             fields = line.split()
-            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            if state == _ESTABLISHED and int(local.rsplit(":", 1)[1], 16) == port:
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if fields[3] == state and int(local.rsplit(":", 1)[1], 16) in ports:
                 host_hex, port_hex = remote.rsplit(":", 1)
                 found[inode] = (parse(host_hex), int(port_hex, 16))
     return found

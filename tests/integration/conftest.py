@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import attach_log
-from tests.rig.gateway import GatewayProcess
+from tests.rig.gateway import GatewayError, GatewayProcess
 from tests.rig.sipp import SippResult, run_sipp
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -39,10 +39,16 @@ def gateway_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
         return gw
 
     yield make
-    for gw in reversed(started):
+    failures: list[GatewayError] = []
+    for gw in reversed(started):  # every one, even when one fails to stop: none may outlive the test
         if gw.process is not None and gw.process.poll() is None:
-            gw.stop()
+            try:
+                gw.stop()
+            except GatewayError as exc:  # killed by then; reported below
+                failures.append(exc)
     # pjsua2 aborts the process when one of its objects is released on another thread: the gateway
     # logs each such release first (SipStack.released), and any of them fails the test.
     off_thread = [e for gw in started for e in gw.find("pjsua2_released_off_sip_thread")]
     assert not off_thread, f"pjsua2 objects released off the SIP thread: {off_thread}"
+    if failures:
+        raise failures[0]

@@ -4,13 +4,15 @@ SIPp over TCP (``-t t1``) calls the gateway directly and through Kamailio (which
 registered with over TCP); an INVITE of ~1.9 kB arrives whole over TCP; a request of the gateway's
 own over the 1300-byte threshold goes out over TCP to a peer that only listens on TCP; broken TCP
 streams (garbage, a half-closed request, a body that never comes) cost a UDP call running alongside
-nothing; connections that send nothing, or come from an untrusted source, are closed.
+nothing; connections that send nothing, or come from an untrusted source, are closed; bursts of
+connections opened and reset (which aborted the process before gateway/sip/tcp_gate.py) leave it up.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 import time
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 
 from tests.conftest import require_binaries
 from tests.integration.conftest import SCENARIOS
-from tests.integration.sip_abuse import LegitCall, alive
+from tests.integration.sip_abuse import LegitCall, alive, crash_signature, death_note
 from tests.integration.test_sip_torture import assert_echo_call_works
 from tests.rig.gateway import gateway_config
 from tests.rig.ports import free_sip_port
@@ -162,8 +164,18 @@ def test_broken_tcp_streams_do_not_disturb_a_udp_call(gateway_factory, tmp_path)
     assert_echo_call_works(gw, tmp_path / "after")
 
 
-def test_tcp_is_off_by_default(gateway_factory):
-    gw = gateway_factory(gateway_config())
+def test_tcp_is_on_by_default(gateway_factory):
+    config = gateway_config()
+    assert "tcp" not in config["sip"]
+    gw = gateway_factory(config)
+    assert gw.wait_log("sip_listening")["transports"] == ["udp", "tcp"]
+    assert options_over_tcp(gw.sip_port).startswith("SIP/2.0 200")
+
+
+def test_tcp_false_keeps_the_tcp_port_closed(gateway_factory):
+    config = gateway_config()
+    config["sip"]["tcp"] = False
+    gw = gateway_factory(config)
     assert gw.wait_log("sip_listening")["transports"] == ["udp"]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", gw.sip_port), timeout=2).close()
@@ -188,4 +200,53 @@ def test_silent_and_untrusted_connections_are_closed(gateway_factory, tmp_path):
     assert wait_until(lambda: len(gw.find("sip_tcp_closed")) == 50, 5)  # the log lines may trail the FINs
     assert all(c["after_s"] >= 5 for c in gw.find("sip_tcp_closed"))
     assert options_over_tcp(gw.sip_port).startswith("SIP/2.0 200")
+    assert alive(gw) and not [e for e in gw.errors() if e.get("event") != "pjsip"]
+
+
+def connect_and_reset(port: int, count: int) -> int:
+    """Open up to `count` connections one after another, then reset them all (SO_LINGER 0); how many opened.
+
+    One after another, not all at once: the kernel drops a SYN while the listener's accept queue
+    (backlog 5) is full, so a simultaneous burst mostly never reaches pjsip. A dropped SYN is sent
+    again after 1 s, hence the 1.5 s per connect; two in a row unanswered (the gateway's door is
+    shut) end the burst.
+    """
+    socks, opened, missed = [], 0, 0
+    try:
+        while opened < count and missed < 2:
+            s = socket.socket()
+            socks.append(s)
+            s.settimeout(1.5)
+            try:
+                s.connect(("127.0.0.1", port))
+            except TimeoutError:
+                missed += 1
+                continue
+            except ConnectionRefusedError:  # nobody listens any more: the process is gone
+                break
+            opened, missed = opened + 1, 0
+    finally:
+        for s in socks:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+    return opened
+
+
+def test_bursts_of_connections_reset_at_once_leave_the_gateway_up(gateway_factory, tmp_path):
+    """Up to 100 connections opened and reset, three times in a row: before the gate (tcp_gate.py) the
+    second burst aborted the process in pjlib (`Assertion '!pj_list_empty(&ioqueue->free_list)' failed`)."""
+    gw = gateway_factory(tcp_config())
+    completed: list[int] = []
+    for _ in range(3):
+        completed.append(connect_and_reset(gw.sip_port, 100))
+        assert alive(gw), f"burst {len(completed)}: {death_note(gw)}"
+    time.sleep(0.5)
+    assert alive(gw) and crash_signature(gw) is None, death_note(gw)
+    print(f"connections opened per burst: {completed}; door shut {len(gw.find('sip_tcp_paused'))} times")
+    assert gw.find("sip_tcp_paused"), "the door never shut: the burst did not reach pjsip's limit"
+    gw.wait_log("sip_tcp_resumed", timeout=10)
+    assert options_over_tcp(gw.sip_port).startswith("SIP/2.0 200")
+    result = run_sipp("sn:uac_pcap", f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp", service="voicegate",
+                      local_port=free_sip_port(), timeout=30, extra_args=TCP, name="uac_pcap")
+    assert result.ok, result.describe()
     assert alive(gw) and not [e for e in gw.errors() if e.get("event") != "pjsip"]
