@@ -159,7 +159,8 @@ def test_never_more_than_concurrency_calls_up() -> None:
     campaign.run()
     assert control.max_active == 2
     assert campaign.status() == {
-        "state": "finished", "total": 10, "started": 10, "completed": 10, "failed": 0, "active": 0, "running": False, "stopped": False,
+        "state": "finished", "total": 10, "started": 10, "completed": 10, "failed": 0, "active": 0, "running": False,
+        "stopped": False,
         "not_attempted": 0, "scheduled": 0, "done": 10, "outcomes": {"answered": 10},
     }
     assert control.originated[0] == ("2000", "sales", {"name": "caller 0"}, None)
