@@ -330,16 +330,20 @@ def test_do_not_call_outlives_forget_and_purge(store: Store):
     assert store.on_do_not_call("+1 555 1234")
 
 
-def test_a_version_1_file_gets_the_campaign_tables(tmp_path: Path):
-    path = tmp_path / "store.db"
+def older_file(path: Path, version: int, *statements: str) -> Path:
+    """A store file as an older gateway left it: today's schema taken back by `statements`."""
     SqliteStore(path).close()
     db = sqlite3.connect(path)
-    db.execute("DROP TABLE do_not_call")
-    db.execute("DROP TABLE campaign_contacts")
-    db.execute("DROP TABLE campaigns")
-    db.execute("UPDATE schema_version SET version = 1")
+    for statement in (*statements, f"UPDATE schema_version SET version = {version}"):
+        db.execute(statement)
     db.commit()
     db.close()
+    return path
+
+
+def test_a_version_1_file_gets_the_campaign_tables(tmp_path: Path):
+    path = older_file(tmp_path / "store.db", 1, "DROP TABLE do_not_call", "DROP TABLE campaign_contacts",
+                      "DROP TABLE campaigns")
     with SqliteStore(path) as store:
         store.add_do_not_call("2001")
         assert store.on_do_not_call("2001")
@@ -404,15 +408,9 @@ def test_campaigns_are_purged_with_their_results(store: Store):
 
 
 def test_a_version_2_file_gets_the_campaign_state(tmp_path: Path):
-    path = tmp_path / "store.db"
-    SqliteStore(path).close()
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE campaigns")
-    db.execute("ALTER TABLE campaign_contacts DROP COLUMN contact")
-    db.execute("INSERT INTO campaign_contacts VALUES ('c', 1, '2001', 0, '{\"row\": 1}')")
-    db.execute("UPDATE schema_version SET version = 2")
-    db.commit()
-    db.close()
+    path = older_file(tmp_path / "store.db", 2, "DROP TABLE campaigns",
+                      "ALTER TABLE campaign_contacts DROP COLUMN contact",
+                      "INSERT INTO campaign_contacts VALUES ('c', 1, '2001', 0, '{\"row\": 1}')")
     with SqliteStore(path) as store:
         assert [(r.row, r.contact, r.result) for r in store.campaign_contact_rows("c")] == [(1, None, {"row": 1})]
         store.save_campaign("c", "h:1", "running", {})
