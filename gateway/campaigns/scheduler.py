@@ -29,7 +29,7 @@ import dataclasses
 import heapq
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -98,16 +98,9 @@ class Campaign:
         self._contacts = {c.row: c for c in self.contacts}
         self._results = {r.row: r for r in self.restored} if self.restored is not None else {
             c.row: ContactResult(c.row, c.to, c.zone.key, name=_name(c)) for c in self.contacts}
-        self._due = []
-        for result in self._results.values():  # in row order, so a fresh list is already a heap
-            if result.status is ContactStatus.PENDING:
-                self._due.append((float("-inf"), result.row))
-            elif result.status is ContactStatus.SCHEDULED:
-                self._due.append((result.next_attempt_at or float("-inf"), result.row))
-        heapq.heapify(self._due)
-        attempts = [a for r in self._results.values() for a in r.attempts]
-        self._started = sum(1 for a in attempts if a.call_id is not None)
-        self._completed = sum(1 for a in attempts if a.call_id is not None and a.outcome is not None)
+        self._due = _queue(self._results.values())
+        calls = [a for r in self._results.values() for a in r.attempts if a.call_id is not None]
+        self._started, self._completed = len(calls), sum(1 for a in calls if a.outcome is not None)
         if self.state is CampaignState.PAUSED:
             self._paused.set()
         self._log = log.bind(campaign_id=self.name) if self.name else log
@@ -358,6 +351,14 @@ class Campaign:
             time.sleep(seconds)
         else:
             self._stop.wait(seconds)
+
+
+def _queue(results: Iterable[ContactResult]) -> list[tuple[float, int]]:
+    """The contacts still to dial as a heap of (due, row): pending ones first, in list order."""
+    due = [(float("-inf") if r.status is ContactStatus.PENDING else r.next_attempt_at or float("-inf"), r.row)
+           for r in results if r.status in (ContactStatus.PENDING, ContactStatus.SCHEDULED)]
+    heapq.heapify(due)
+    return due
 
 
 def _name(contact: Contact) -> str | None:
