@@ -146,6 +146,7 @@ class Gateway:
             log.warning("http_control_api_disabled", hint="set http.token to enable the control API")
         from gateway.campaigns.book import CampaignBook
         from gateway.campaigns.dnc import DoNotCallList
+        from gateway.campaigns.persist import gateway_owner
         from gateway.campaigns.storage import CampaignStorage
         from gateway.store import open_store
 
@@ -153,9 +154,11 @@ class Gateway:
         storage = CampaignStorage(lambda: open_store(database))
         dnc = DoNotCallList(storage, self.config.campaigns.do_not_call_file)
         operations = GatewayOperations(self)
-        self.http = HttpApi((listen.host, listen.port), self.config.http.token, operations, self.metrics,
-                            CampaignBook(self.config.campaigns, dnc, storage), console=_console(self, operations))
+        book = CampaignBook(self.config.campaigns, dnc, storage, owner=gateway_owner(self.config.sip.listen.port))
+        self.http = HttpApi((listen.host, listen.port), self.config.http.token, operations, self.metrics, book,
+                            console=_console(self, operations))
         self.http.start()
+        book.resume_kept(operations)  # this gateway's campaigns that were running when it last stopped
 
     # -- SIP thread ----------------------------------------------------------------------------
 

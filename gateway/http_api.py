@@ -183,12 +183,13 @@ class HttpApi:
             Route(re.compile(r"/readyz"), {"GET": self._get_ready}, control=False),
             Route(re.compile(r"/calls"), {"GET": self._list_calls, "POST": self._originate}, control=True),
             Route(re.compile(r"/calls/([^/]+)"), {"DELETE": self._hangup}, control=True),
-            Route(re.compile(r"/campaigns"), {"POST": self._start_campaign}, control=True),
+            Route(re.compile(r"/campaigns"), {"GET": self._list_campaigns, "POST": self._start_campaign}, control=True),
             Route(re.compile(r"/drain"), {"POST": self._drain}, control=True),
             Route(
                 re.compile(r"/campaigns/([^/]+)"),
                 {"GET": self._campaign_status, "DELETE": self._stop_campaign}, control=True,
             ),
+            Route(re.compile(r"/campaigns/([^/]+)/(pause|resume)"), {"POST": self._pause_campaign}, control=True),
             Route(re.compile(r"/campaigns/([^/]+)/results"), {"GET": self._campaign_results}, control=True),
             Route(re.compile(r"/campaigns/([^/]+)/results\.csv"), {"GET": self._campaign_results_csv}, control=True),
             Route(re.compile(r"/do-not-call"), {"GET": self._list_dnc, "POST": self._add_dnc}, control=True),
@@ -337,13 +338,30 @@ class HttpApi:
         (campaign_id,) = params
         return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **_known(self._campaigns.status, campaign_id)})
 
+    def _list_campaigns(self, params: tuple[str, ...], body: Body) -> Response:
+        try:
+            return json_response(HTTPStatus.OK, {"campaigns": self._campaigns.listing()})
+        except StoreError as exc:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, f"campaigns: {exc}") from None
+
     def _stop_campaign(self, params: tuple[str, ...], body: Body) -> Response:
+        """Cancel: no more calls (those up finish), kept as cancelled, never resumed."""
         (campaign_id,) = params
         campaign = self._campaigns.get(campaign_id)
         if campaign is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no campaign running here: {campaign_id}")
-        campaign.stop()
+        if not campaign.cancel():  # finished already: nothing to cancel, and nothing more to start either
+            campaign.stop()
         log.info("campaign_stopped", campaign_id=campaign_id)
+        return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **campaign.status()})
+
+    def _pause_campaign(self, params: tuple[str, ...], body: Body) -> Response:
+        campaign_id, action = params
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is None:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no campaign running here: {campaign_id}")
+        if not (campaign.pause() if action == "pause" else campaign.resume()):
+            raise HttpError(HTTPStatus.CONFLICT, f"campaign {campaign_id} is {campaign.state}: it cannot {action}")
         return json_response(HTTPStatus.OK, {"campaign_id": campaign_id, **campaign.status()})
 
     def _campaign_results(self, params: tuple[str, ...], body: Body) -> Response:

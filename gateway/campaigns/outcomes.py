@@ -30,13 +30,14 @@ class AttemptOutcome(enum.StrEnum):
     INVALID = "invalid"  # the gateway refused to place it (bad number, unknown agent)
     DO_NOT_CALL = "do_not_call"  # on the do-not-call list when its turn came: never dialled
     STOPPED = "stopped"  # hung up by the operator or the gateway's shutdown
+    INTERRUPTED = "interrupted"  # up when the gateway's process ended: its end was never seen (found at resume)
     OTHER = "other"
 
 
 #: the outcomes a campaign's retry policy may name
 RETRYABLE = frozenset({
     AttemptOutcome.BUSY, AttemptOutcome.NO_ANSWER, AttemptOutcome.REJECTED, AttemptOutcome.UNREACHABLE,
-    AttemptOutcome.FAILED, AttemptOutcome.MACHINE,
+    AttemptOutcome.FAILED, AttemptOutcome.MACHINE, AttemptOutcome.INTERRUPTED,
 })
 
 

@@ -75,13 +75,13 @@ class CampaignPolicy:
         return CampaignPolicy(retry, hours, zone)
 
     def describe(self) -> dict[str, object]:
-        """The policy as the API shows it (the same keys it is given with)."""
+        """The policy as the API shows it (the same keys it is given with: a resumed campaign reads it back)."""
         return {
             "max_attempts": self.retry.max_attempts,
             "retry": {str(k): list(v) for k, v in self.retry.backoff_s.items()},
             "calling_hours": [
                 {"days": [DAYS[d] for d in sorted(w.days)], "start": w.start.strftime("%H:%M"),
-                 "end": w.end.strftime("%H:%M")} for w in self.hours.windows
+                 "end": "24:00" if w.end == dt.time.max else w.end.strftime("%H:%M")} for w in self.hours.windows
             ],
             "timezone": self.timezone.key,
         }

@@ -46,6 +46,7 @@ class ContactResult:
     status: ContactStatus = ContactStatus.PENDING
     attempts: tuple[Attempt, ...] = ()
     next_attempt_at: float | None = None
+    name: str | None = None  # the contact's `name` column, so an operator sees who, not only which number
 
     @property
     def last(self) -> Attempt | None:
@@ -61,6 +62,7 @@ class ContactResult:
         return {
             "row": self.row,
             "to": self.to,
+            "name": self.name,
             "timezone": self.timezone,
             "status": str(self.status),
             "outcome": _text(last.outcome) if last else None,
@@ -78,8 +80,36 @@ class ContactResult:
         }
 
 
-CSV_COLUMNS = ("row", "to", "timezone", "status", "outcome", "amd", "attempts", "duration_s", "call_id", "record",
-               "last_attempt_at", "next_attempt_at")
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ContactResult:
+        """Back from `as_json()` (a kept result, for a resumed campaign); ValueError if it is not one."""
+        try:
+            attempts = tuple(_attempt(a) for a in data.get("history") or ())
+            return cls(int(data["row"]), str(data["to"]), str(data.get("timezone") or "UTC"),
+                       ContactStatus(str(data.get("status") or "pending")), attempts,
+                       _unix(data.get("next_attempt_at")), data.get("name"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a kept contact result: {exc}") from None
+
+
+def _attempt(data: Mapping[str, Any]) -> Attempt:
+    outcome, amd = data.get("outcome"), data.get("amd")
+    code, duration = data.get("code"), data.get("duration_s")
+    return Attempt(_unix(data.get("started_at")) or 0.0, data.get("call_id"),
+                   None if outcome is None else _outcome(str(outcome)), None if code is None else int(code),
+                   data.get("reason"), None if duration is None else float(duration),
+                   AmdVerdict.parse(amd), data.get("record"))
+
+
+def _outcome(value: str) -> AttemptOutcome:
+    try:
+        return AttemptOutcome(value)
+    except ValueError:  # written by a newer gateway: never retried, as anything not recognised
+        return AttemptOutcome.OTHER
+
+
+CSV_COLUMNS = ("row", "to", "name", "timezone", "status", "outcome", "amd", "attempts", "duration_s", "call_id",
+               "record", "last_attempt_at", "next_attempt_at")
 
 
 def results_csv(results: Iterable[Mapping[str, Any]]) -> str:
@@ -111,6 +141,10 @@ def tally(contacts: Iterable[tuple[str, str | None, bool]]) -> dict[str, object]
 
 def _iso(t: float | None) -> str | None:
     return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
+
+
+def _unix(iso: object) -> float | None:
+    return None if not iso else dt.datetime.fromisoformat(str(iso)).timestamp()
 
 
 def _text(value: enum.Enum | None) -> str | None:

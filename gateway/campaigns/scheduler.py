@@ -12,6 +12,11 @@ at first and later at the time a retry's back-off or a closed window set.  Right
 its calling hours are checked in its own time zone (closed: it waits until they open) and then the
 do-not-call list, so a number added while the campaign runs is never dialled.
 
+A campaign can be paused (no new calls; those up finish), resumed and cancelled, and it is kept in
+the store (`persist.py`) as it goes, so a restarted gateway takes it up where it was: a contact whose
+call was up when the process ended gets an `interrupted` attempt, which the retry policy judges like
+any other outcome (not retried unless the policy names it), so nobody is dialled twice by accident.
+
 Everything runs on one thread that polls `GatewayControl.ended_call(call_id)`, so the clocks and
 sleep can be injected and a test drives a whole campaign deterministically through `run()`.  The
 results are frozen snapshots replaced under a lock, so `status()` and `results()` are safe from
@@ -24,7 +29,7 @@ import dataclasses
 import heapq
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,10 +38,9 @@ import structlog
 from gateway.campaigns.contacts import Contact
 from gateway.campaigns.dnc import DoNotCallError, DoNotCallList
 from gateway.campaigns.outcomes import AttemptOutcome, EndedCall, classify
+from gateway.campaigns.persist import CampaignArchive, CampaignSpec, CampaignState
 from gateway.campaigns.policy import CampaignPolicy
 from gateway.campaigns.results import Attempt, ContactResult, ContactStatus, tally
-from gateway.campaigns.storage import CampaignStorage
-from gateway.store import StoreError
 
 if TYPE_CHECKING:
     from gateway.http_api import GatewayControl
@@ -59,8 +63,10 @@ class Campaign:
     account: str | None = None
     policy: CampaignPolicy = field(default_factory=CampaignPolicy)
     do_not_call: DoNotCallList | None = None
-    archive: CampaignStorage | None = None  # where each contact's latest result is kept (needs a name)
+    archive: CampaignArchive | None = None  # where the campaign and each contact's latest result are kept
     name: str = ""  # the campaign's id, for the logs
+    restored: list[ContactResult] | None = None  # a resumed campaign's kept results, one per contact
+    state: CampaignState = CampaignState.RUNNING  # a resumed campaign may start paused
     clock: Callable[[], float] = time.monotonic  # rate spacing
     wall: Callable[[], float] = time.time  # calling hours and back-off
     sleep: Callable[[float], None] | None = None  # None: wait on the stop event, so stop() is prompt
@@ -68,25 +74,35 @@ class Campaign:
 
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _paused: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
-    _results: list[ContactResult] = field(default_factory=list, init=False, repr=False)
+    _contacts: dict[int, Contact] = field(default_factory=dict, init=False, repr=False)
+    _results: dict[int, ContactResult] = field(default_factory=dict, init=False, repr=False)
     _due: list[tuple[float, int]] = field(default_factory=list, init=False, repr=False)  # (wall time, row)
     _active: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # call_id -> row
     _started: int = field(default=0, init=False)
     _completed: int = field(default=0, init=False)
     _failed: int = field(default=0, init=False)
     _running: bool = field(default=False, init=False)
-    _archive_failed: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if not self.calls_per_second > 0:
             raise ValueError("calls_per_second must be greater than 0")
-        if [c.row for c in self.contacts] != list(range(1, len(self.contacts) + 1)):
+        rows = [c.row for c in self.contacts]
+        if self.restored is None and rows != list(range(1, len(self.contacts) + 1)):
             raise ValueError("contacts must be numbered 1..n in list order")
-        self._results = [ContactResult(c.row, c.to, c.zone.key) for c in self.contacts]
-        self._due = [(float("-inf"), c.row) for c in self.contacts]  # already a heap: list order
+        if rows != sorted(set(rows)) or (self.restored is not None and [r.row for r in self.restored] != rows):
+            raise ValueError("contacts (and kept results) must be in list order, one per row")
+        self._contacts = {c.row: c for c in self.contacts}
+        self._results = {r.row: r for r in self.restored} if self.restored is not None else {
+            c.row: ContactResult(c.row, c.to, c.zone.key, name=_name(c)) for c in self.contacts}
+        self._due = _queue(self._results.values())
+        calls = [a for r in self._results.values() for a in r.attempts if a.call_id is not None]
+        self._started, self._completed = len(calls), sum(1 for a in calls if a.outcome is not None)
+        if self.state is CampaignState.PAUSED:
+            self._paused.set()
         self._log = log.bind(campaign_id=self.name) if self.name else log
 
     def start(self) -> None:
@@ -98,8 +114,37 @@ class Campaign:
         self._thread.start()
 
     def stop(self) -> None:
-        """Start no more calls.  Calls already up are left to finish (and are still counted)."""
+        """Start no more calls in this process (a shutdown): the kept state stays, so a restart resumes it.
+        Calls already up are left to finish (and are still counted)."""
         self._stop.set()
+
+    def cancel(self) -> bool:
+        """Stop for good (the operator): no more calls, kept as cancelled; False if it had already finished."""
+        return self._change(CampaignState.CANCELLED, {CampaignState.RUNNING, CampaignState.PAUSED})
+
+    def pause(self) -> bool:
+        """Start no calls until `resume()` (the calls up finish); False unless it was running."""
+        return self._change(CampaignState.PAUSED, {CampaignState.RUNNING})
+
+    def resume(self) -> bool:
+        """Go on after `pause()`; False unless it was paused."""
+        return self._change(CampaignState.RUNNING, {CampaignState.PAUSED})
+
+    def _change(self, to: CampaignState, allowed: set[CampaignState]) -> bool:
+        with self._lock:
+            if self.state not in allowed:
+                return False
+            self.state = to
+        if to is CampaignState.PAUSED:
+            self._paused.set()
+        else:
+            self._paused.clear()
+        if to is CampaignState.CANCELLED:
+            self._stop.set()
+        if self.archive is not None:
+            self.archive.state(to)
+        self._log.info("campaign_state", state=str(to))
+        return True
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the campaign thread; True once it has finished."""
@@ -110,13 +155,17 @@ class Campaign:
 
     def results(self) -> list[ContactResult]:
         with self._lock:
-            return list(self._results)
+            return list(self._results.values())
+
+    def spec(self) -> CampaignSpec:
+        return CampaignSpec(self.agent, self.account, self.concurrency, self.calls_per_second, self.policy)
 
     def status(self) -> dict[str, object]:
         with self._lock:
             counts = tally((r.status, None if r.last is None else str(r.last.outcome), bool(r.attempts))
-                           for r in self._results)
+                           for r in self._results.values())
             return {
+                "state": str(self.state),
                 "total": counts.pop("total"),
                 "started": self._started,
                 "completed": self._completed,
@@ -130,17 +179,20 @@ class Campaign:
     def run(self) -> None:
         """The campaign loop; returns once every contact has a final outcome (or stop()) and its calls ended."""
         self._running = True
-        self._keep(self.results())  # every contact, in one transaction: after a restart the list shows who is left
+        if self.archive is not None:
+            self.archive.begin(self.spec(), self.state, self.contacts, self.results())
+        self._recover()
         next_start = self.clock()
         try:
             while True:
                 self._reap()
                 if self._stop.is_set() or not self._due:
                     if not self._active:
+                        self._finished()
                         return
                     self._wait(self.poll_interval)
                     continue
-                if len(self._active) >= self.concurrency:
+                if self._paused.is_set() or len(self._active) >= self.concurrency:
                     self._wait(self.poll_interval)
                     continue
                 now = self.clock()
@@ -156,13 +208,34 @@ class Campaign:
                     self._log.info("campaign_stopped", reason="draining", left=len(self._due))
                     self._stop.set()
                     continue
-                contact = self.contacts[heapq.heappop(self._due)[1] - 1]
+                contact = self._contacts[heapq.heappop(self._due)[1]]
                 if self._may_dial(contact, wall):
                     next_start = max(next_start, now) + 1.0 / self.calls_per_second
                     self._originate(contact, wall)
         finally:
             with self._lock:
                 self._running = False
+
+    def _recover(self) -> None:
+        """A resumed campaign's contacts whose call was up when the process ended: `interrupted`, then the policy."""
+        for result in self.results():
+            last = result.last
+            if result.status is ContactStatus.CALLING and (last is None or last.outcome is not None):
+                self._schedule(self._contacts[result.row], self.wall())  # not a call up after all: its turn again
+            elif result.status is ContactStatus.CALLING and last is not None and last.outcome is None:
+                self._log.warning("campaign_attempt_interrupted", row=result.row, call_id=last.call_id)
+                self._after(self._contacts[result.row], dataclasses.replace(
+                    last, outcome=AttemptOutcome.INTERRUPTED, reason="the gateway stopped while the call was up"),
+                    replace_last=True)
+
+    def _finished(self) -> None:
+        """Every contact done (not stopped by a shutdown or drain, which a restart resumes): kept as finished."""
+        with self._lock:
+            done = not self._due and self.state is not CampaignState.CANCELLED
+            if done:
+                self.state = CampaignState.FINISHED
+        if done and self.archive is not None:
+            self.archive.state(CampaignState.FINISHED)
 
     # --- before the dial --------------------------------------------------------------------------
 
@@ -207,7 +280,7 @@ class Campaign:
         with self._lock:
             self._started += 1
             self._active[call_id] = contact.row
-        result = self._results[contact.row - 1]
+        result = self._results[contact.row]
         self._publish(dataclasses.replace(result, status=ContactStatus.CALLING, next_attempt_at=None,
                                           attempts=(*result.attempts, Attempt(wall, call_id))))
 
@@ -220,13 +293,13 @@ class Campaign:
             with self._lock:
                 del self._active[call_id]
                 self._completed += 1
-            result = self._results[row - 1]
+            result = self._results[row]
             attempt = dataclasses.replace(
                 result.attempts[-1], outcome=outcome, code=ended.code, reason=ended.reason,
                 duration_s=ended.duration_s, amd=ended.amd, record=ended.record)
             self._log.info("campaign_attempt_ended", call_id=call_id, row=row, outcome=str(outcome),
                            attempt=result.calls, code=ended.code)
-            self._after(self.contacts[row - 1], attempt, replace_last=True)
+            self._after(self._contacts[row], attempt, replace_last=True)
 
     def _ended(self, call_id: str) -> EndedCall | None:
         try:
@@ -239,7 +312,7 @@ class Campaign:
 
     def _after(self, contact: Contact, attempt: Attempt, replace_last: bool = False) -> None:
         """Retry per the policy, or finish the contact, after `attempt`."""
-        result = self._results[contact.row - 1]
+        result = self._results[contact.row]
         attempts = (*result.attempts[: -1 if replace_last else None], attempt)
         delay = None if attempt.outcome is None else self.policy.retry.retry_after(attempt.outcome, len(attempts))
         if delay is None:
@@ -251,31 +324,21 @@ class Campaign:
                                           next_attempt_at=due))
 
     def _finish(self, contact: Contact, attempt: Attempt, replace_last: bool = False) -> None:
-        result = self._results[contact.row - 1]
+        result = self._results[contact.row]
         attempts = (*result.attempts[: -1 if replace_last else None], attempt)
         self._publish(dataclasses.replace(result, status=ContactStatus.DONE, attempts=attempts, next_attempt_at=None))
 
     def _schedule(self, contact: Contact, due: float) -> None:
         heapq.heappush(self._due, (due, contact.row))
-        self._publish(dataclasses.replace(self._results[contact.row - 1], status=ContactStatus.SCHEDULED,
+        self._publish(dataclasses.replace(self._results[contact.row], status=ContactStatus.SCHEDULED,
                                           next_attempt_at=due))
 
     def _publish(self, result: ContactResult) -> None:
         """Replace the contact's snapshot (under the lock: readers see whole snapshots) and keep it in the store."""
         with self._lock:
-            self._results[result.row - 1] = result
-        self._keep([result])
-
-    def _keep(self, results: list[ContactResult]) -> None:
-        if self.archive is None or not self.name:
-            return
-        rows = [(r.row, r.as_json()) for r in results]
-        try:
-            self.archive.run(lambda store: store.save_campaign_contacts(self.name, rows))
-        except StoreError as exc:  # the results stay in memory; the campaign goes on
-            if not self._archive_failed:
-                self._log.warning("campaign_results_not_kept", error=str(exc))
-            self._archive_failed = True
+            self._results[result.row] = result
+        if self.archive is not None:
+            self.archive.results([result])
 
     def _count(self, failed: int) -> None:
         with self._lock:
@@ -288,3 +351,16 @@ class Campaign:
             time.sleep(seconds)
         else:
             self._stop.wait(seconds)
+
+
+def _queue(results: Iterable[ContactResult]) -> list[tuple[float, int]]:
+    """The contacts still to dial as a heap of (due, row): pending ones first, in list order."""
+    due = [(float("-inf") if r.status is ContactStatus.PENDING else r.next_attempt_at or float("-inf"), r.row)
+           for r in results if r.status in (ContactStatus.PENDING, ContactStatus.SCHEDULED)]
+    heapq.heapify(due)
+    return due
+
+
+def _name(contact: Contact) -> str | None:
+    """The contact's `name` call variable (any case), for the results."""
+    return next((v for k, v in contact.variables.items() if k.lower() == "name" and v), None)

@@ -1,9 +1,9 @@
-"""The campaigns page: upload a CSV, watch progress and results, stop a campaign.
+"""The console's way to campaigns: the control API, called in-process, and the actions of the pages.
 
-Campaigns go through the control API itself (`POST /campaigns`, `GET`/`DELETE /campaigns/{id}`,
-and `GET /campaigns` when the gateway offers a list), called in-process with the gateway's token
-through `HttpApi.dispatch`, so the console shows whatever the API reports and never depends on
-how campaigns run.
+Campaigns go through the control API itself (`POST /campaigns`, `GET /campaigns`, `GET`/`DELETE
+/campaigns/{id}`, `POST /campaigns/{id}/pause|resume`, the results as JSON and CSV), called with the
+gateway's token through `HttpApi.dispatch`, so the console shows whatever the API reports and never
+depends on how campaigns run.  The pages themselves are rendered by campaign_page.py.
 """
 
 from __future__ import annotations
@@ -16,34 +16,39 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
-from gateway.console.auth import Session
-from gateway.console.html import action_button, csrf_field, esc, table
 from gateway.http_api import Body, HttpError, Response
 
-# (method, path, JSON payload or None) -> (status, JSON answer): the control API, in-process
+# (method, path, JSON payload or None) -> the API's response, in-process
+RawApi = Callable[[str, str, Mapping[str, object] | None], Response]
+# the same, answered as (status, JSON answer)
 ControlApi = Callable[[str, str, Mapping[str, object] | None], tuple[int, Any]]
 Dispatch = Callable[[str, str, Message, Body], tuple[Response, bool]]
 
 
-def control_api(dispatch: Dispatch, token: str) -> ControlApi:
+def control_raw(dispatch: Dispatch, token: str) -> RawApi:
     """The control API as a function, through the server's own dispatch (auth, validation and all)."""
 
-    def call(method: str, path: str, payload: Mapping[str, object] | None) -> tuple[int, Any]:
+    def call(method: str, path: str, payload: Mapping[str, object] | None) -> Response:
         headers = Message()
         headers["Authorization"] = f"Bearer {token}"
         raw = json.dumps(payload).encode() if payload is not None else b""
         headers["Content-Length"] = str(len(raw))
         pending = [raw]
         response, _ = dispatch(method, path, headers, Body(headers, lambda n: pending.pop() if pending else b""))
+        return response
+
+    return call
+
+
+def control_api(raw: RawApi) -> ControlApi:
+    def call(method: str, path: str, payload: Mapping[str, object] | None) -> tuple[int, Any]:
+        response = raw(method, path, payload)
         try:
             return int(response.status), json.loads(response.body or b"null")
         except json.JSONDecodeError:
             return int(response.status), None
 
     return call
-
-
-# --------------------------------------------------------------------------- campaigns
 
 
 class CampaignDesk:
@@ -73,56 +78,7 @@ class CampaignDesk:
         return list(dict.fromkeys(listed + mine))
 
 
-def campaigns_body(api: ControlApi | None, desk: CampaignDesk, agents: tuple[str, ...], session: Session) -> str:
-    if api is None:
-        return '<p class="empty">Campaigns need the control API: set <code>http.token</code>.</p>'
-    form = ""
-    if session.can_act:
-        options = "".join(f'<option value="{esc(a)}">{esc(a)}</option>' for a in agents)
-        form = (f'<form method="post" action="/console/campaigns" class="campaign">{csrf_field(session)}'
-                f'<label>CSV file <input type="file" id="csv-file" accept=".csv,text/csv"></label>'
-                f'<label>CSV (first column or "to": the number) <textarea name="csv" rows="5" required>'
-                f'</textarea></label>'
-                f'<label>Agent <select name="agent"><option value="">the account\'s</option>{options}</select></label>'
-                f'<label>Concurrent calls <input type="number" name="concurrency" value="1" min="1" max="100"></label>'
-                f'<label>Calls per second <input type="number" name="calls_per_second" value="1" min="0.01" '
-                f'max="50" step="0.01"></label><button type="submit">Start campaign</button></form>')
-    cards = []
-    for campaign_id in desk.known(api):
-        status, answer = api("GET", f"/campaigns/{quote(campaign_id, safe='')}", None)
-        if status != HTTPStatus.OK or not isinstance(answer, dict):
-            continue
-        stop = action_button(session, f"/console/campaigns/{quote(campaign_id, safe='')}/stop", "Stop",
-                             css="danger") if answer.get("running") else ""
-        cards.append(f'<article class="campaign" data-campaign-id="{esc(campaign_id)}">'
-                     f"<h2>Campaign {esc(campaign_id)} {stop}</h2>{_campaign_status(answer)}</article>")
-    return form + ("".join(cards) or '<p class="empty">No campaign yet.</p>')
-
-
-def _campaign_status(answer: Mapping[str, Any]) -> str:
-    """Whatever the API reports: numbers and flags as facts, a progress bar, lists of rows as tables."""
-    scalars = {k: v for k, v in answer.items() if not isinstance(v, dict | list) and k != "campaign_id"}
-    dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in scalars.items())
-    total, done = answer.get("total"), answer.get("completed", 0)
-    bar = ""
-    if isinstance(total, int) and total > 0 and isinstance(done, int):
-        bar = f'<progress max="{total}" value="{done}">{done}/{total}</progress>'
-    tables = []
-    for key, value in answer.items():
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            columns = list(dict.fromkeys(k for row in value for k in row))
-            rows = [[esc(_cell(row.get(c))) for c in columns] for row in value]
-            tables.append(f"<h3>{esc(key)}</h3>" + table(columns, rows, css="campaign-rows"))
-    return f'{bar}<dl class="facts">{dl}</dl>' + "".join(tables)
-
-
-def _cell(value: object) -> str:
-    return json.dumps(value) if isinstance(value, dict | list) else ("" if value is None else str(value))
-
-
-
-
-def start(api: ControlApi, desk: CampaignDesk, form: Mapping[str, str]) -> None:
+def start(api: ControlApi, desk: CampaignDesk, form: Mapping[str, str]) -> str:
     """Start a campaign from the page's form; the API's own error (bad CSV, draining) is shown as is."""
     payload: dict[str, object] = {"csv": form.get("csv", "")}
     if form.get("agent"):
@@ -133,16 +89,20 @@ def start(api: ControlApi, desk: CampaignDesk, form: Mapping[str, str]) -> None:
     except ValueError:
         raise HttpError(HTTPStatus.BAD_REQUEST, "concurrency and calls per second must be numbers") from None
     status, answer = api("POST", "/campaigns", payload)
-    _raise_for(status, answer)
-    desk.remember(str(answer["campaign_id"]))
+    raise_for(status, answer)
+    campaign_id = str(answer["campaign_id"])
+    desk.remember(campaign_id)
+    return campaign_id
 
 
-def stop(api: ControlApi, campaign_id: str) -> None:
-    status, answer = api("DELETE", f"/campaigns/{quote(campaign_id, safe='')}", None)
-    _raise_for(status, answer)
+def act(api: ControlApi, campaign_id: str, action: str) -> None:
+    """`stop` (cancel for good), `pause` or `resume`; the API's refusal (409: already finished) as is."""
+    path = f"/campaigns/{quote(campaign_id, safe='')}"
+    status, answer = api("DELETE", path, None) if action == "stop" else api("POST", f"{path}/{action}", None)
+    raise_for(status, answer)
 
 
-def _raise_for(status: int, answer: object) -> None:
+def raise_for(status: int, answer: object) -> None:
     if status >= 400:
         error = answer.get("error") if isinstance(answer, dict) else None
         raise HttpError(status, str(error or f"the campaign API answered {status}"))

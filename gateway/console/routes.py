@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import structlog
 
-from gateway.console import campaigns, pages_calls, pages_ops
+from gateway.console import campaign_page, campaigns, pages_calls, pages_ops
 from gateway.console.auth import Session, Sessions, is_tls, same_origin, session_cookie
 from gateway.console.history import HistoryQuery, audio_of, search
 from gateway.console.html import esc, page
@@ -65,6 +65,7 @@ class Console:
         self.sessions = Sessions(sources.session_ttl_s)
         self.campaigns = campaigns.CampaignDesk()
         self._api: campaigns.ControlApi | None = None
+        self._raw: campaigns.RawApi | None = None
         self._closed = threading.Event()
         r = re.compile
         self._routes = [
@@ -84,7 +85,10 @@ class Console:
             _Route(r("/console/callers/([^/]+)/forget"), "POST", self._forget, acts=True),
             _Route(r("/console/campaigns"), "GET", self._campaigns),
             _Route(r("/console/campaigns"), "POST", self._start_campaign, acts=True),
-            _Route(r("/console/campaigns/([^/]+)/stop"), "POST", self._stop_campaign, acts=True),
+            _Route(r("/console/campaigns/([^/]+)"), "GET", self._campaign),
+            _Route(r("/console/campaigns/([^/]+)/events"), "GET", self._campaign_events, page=False),
+            _Route(r(r"/console/campaigns/([^/]+)/results\.csv"), "GET", self._campaign_csv, page=False),
+            _Route(r("/console/campaigns/([^/]+)/(stop|pause|resume)"), "POST", self._act_on_campaign, acts=True),
             _Route(r("/console/health"), "GET", self._health),
         ]
 
@@ -92,7 +96,8 @@ class Console:
 
     def mount(self, dispatch: campaigns.Dispatch, token: str | None) -> None:
         """Called by `HttpApi`: its own dispatch, through which the console uses the campaign API."""
-        self._api = campaigns.control_api(dispatch, token) if token is not None else None
+        self._raw = campaigns.control_raw(dispatch, token) if token is not None else None
+        self._api = campaigns.control_api(self._raw) if self._raw is not None else None
 
     def serves(self, path: str) -> bool:
         return path == "/" or path == "/console" or path.startswith("/console/")
@@ -261,16 +266,34 @@ class Console:
 
     def _campaigns(self, request: Request, params: tuple[str, ...]) -> Response:
         assert request.session is not None
-        body = campaigns.campaigns_body(self._api, self.campaigns, self.sources.agents, request.session)
+        body = campaign_page.campaigns_body(self._api, self.campaigns, self.sources.agents, request.session)
         return _html(HTTPStatus.OK, page("Campaigns", body, request.session, page_id="campaigns"))
 
-    def _start_campaign(self, request: Request, params: tuple[str, ...]) -> Response:
-        campaigns.start(self._campaign_api(), self.campaigns, request.form)
-        return _redirect("/console/campaigns")
+    def _campaign(self, request: Request, params: tuple[str, ...]) -> Response:
+        assert request.session is not None
+        (campaign_id,) = params
+        body = campaign_page.campaign_body(self._campaign_api(), campaign_id, request.session)
+        return _html(HTTPStatus.OK, page(f"Campaign {campaign_id}", body, request.session, page_id="campaign"))
 
-    def _stop_campaign(self, request: Request, params: tuple[str, ...]) -> Response:
-        campaigns.stop(self._campaign_api(), params[0])
-        return _redirect("/console/campaigns")
+    def _campaign_events(self, request: Request, params: tuple[str, ...]) -> Response:
+        stream = campaign_page.campaign_stream(self._campaign_api(), params[0], self._closed)
+        return Response(HTTPStatus.OK, b"", "text/event-stream; charset=utf-8", {"X-Accel-Buffering": "no"},
+                        stream=stream)
+
+    def _campaign_csv(self, request: Request, params: tuple[str, ...]) -> Response:
+        if self._raw is None:
+            raise HttpError(HTTPStatus.CONFLICT, "campaigns need the control API: set http.token")
+        return campaign_page.csv_download(self._raw, params[0])
+
+    def _start_campaign(self, request: Request, params: tuple[str, ...]) -> Response:
+        campaign_id = campaigns.start(self._campaign_api(), self.campaigns, request.form)
+        return _redirect(f"/console/campaigns/{quote(campaign_id, safe='')}")
+
+    def _act_on_campaign(self, request: Request, params: tuple[str, ...]) -> Response:
+        campaign_id, action = params
+        campaigns.act(self._campaign_api(), campaign_id, action)
+        log.info("console_campaign", campaign_id=campaign_id, action=action)
+        return _redirect(f"/console/campaigns/{quote(campaign_id, safe='')}")
 
     def _campaign_api(self) -> campaigns.ControlApi:
         if self._api is None:

@@ -25,6 +25,7 @@ from gateway.store.base import (
     StoreError,
 )
 from gateway.store.caller_ids import do_not_call_key, normalize_caller_id
+from gateway.store.campaign_rows import CampaignContactRow, CampaignRecord
 from gateway.store.dsn import is_postgres_dsn, redact_dsn
 from gateway.store.sqlite import SCHEMA_VERSION, SqliteStore
 
@@ -33,6 +34,8 @@ __all__ = [
     "MAX_REQUEST_CHARS",
     "SCHEMA_VERSION",
     "CallerRecord",
+    "CampaignContactRow",
+    "CampaignRecord",
     "DoNotCallEntry",
     "MessageRecord",
     "SqliteStore",

@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.store.caller_ids import compact_number, do_not_call_key, normalize_caller_id
+from gateway.store.campaign_rows import CAMPAIGN_COLUMNS, CampaignRows
 
 __all__ = [
-    "MAX_OPEN_REQUESTS", "MAX_REQUEST_CHARS", "CallerRecord", "DoNotCallEntry", "MessageRecord", "Store", "StoreError",
+    "CAMPAIGN_COLUMNS", "MAX_OPEN_REQUESTS", "MAX_REQUEST_CHARS", "CallerRecord",
+    "DoNotCallEntry", "MessageRecord", "Store", "StoreError",
 ]
 
 MAX_OPEN_REQUESTS = 20  # newest kept: an endless list would only bloat the prompt it ends up in
@@ -79,8 +81,8 @@ class DoNotCallEntry:
 RequestChange = Callable[[list[str]], list[str]]
 
 
-class Store(ABC):
-    """Caller memory and taken messages; safe to share between threads.  Open one with
+class Store(CampaignRows, ABC):
+    """Caller memory, taken messages and campaigns; safe to share between threads.  Open one with
     :func:`gateway.store.open_store`."""
 
     #: how messages and logs name this database: a file path, or a DSN without its password

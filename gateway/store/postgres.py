@@ -60,6 +60,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.store.base import (
     CALLER_COLUMNS,
+    CAMPAIGN_COLUMNS,
     DO_NOT_CALL_COLUMNS,
     MESSAGE_COLUMNS,
     MESSAGE_INSERT_COLUMNS,
@@ -146,6 +147,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX campaign_contacts_updated ON campaign_contacts (updated_at)",
         "CREATE INDEX campaign_contacts_number ON campaign_contacts (number)",
+    ),
+    # campaigns that survive a restart: the campaign (owner, state, what it was started with) and
+    # each contact's dialling details beside its result (gateway.store.campaign_rows)
+    (
+        "ALTER TABLE campaign_contacts ADD COLUMN contact TEXT",
+        """CREATE TABLE campaigns (
+            campaign_id TEXT PRIMARY KEY,
+            owner       TEXT NOT NULL,
+            state       TEXT NOT NULL,
+            created_at  DOUBLE PRECISION NOT NULL,
+            updated_at  DOUBLE PRECISION NOT NULL,
+            spec        TEXT NOT NULL
+        )""",
+        "CREATE INDEX campaigns_updated ON campaigns (updated_at)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -416,7 +431,8 @@ class PostgresStore(Store):
             _maintenance_timeout(cur)  # at start-up, and the first purge after a long pause may be big
             deleted = cur.execute("DELETE FROM callers WHERE last_seen_at < %s", (cutoff,)).rowcount
             deleted += cur.execute("DELETE FROM messages WHERE created_at < %s", (cutoff,)).rowcount
-            cur.execute("DELETE FROM campaign_contacts WHERE updated_at < %s", (cutoff,))
+            deleted += cur.execute("DELETE FROM campaign_contacts WHERE updated_at < %s", (cutoff,)).rowcount
+            cur.execute("DELETE FROM campaigns WHERE updated_at < %s", (cutoff,))
             return deleted + cur.rowcount
 
         return self._run(work)
@@ -459,6 +475,45 @@ class PostgresStore(Store):
     def _campaign_contacts(self, campaign_id: str) -> list[Sequence[object]]:
         return self._run(lambda cur: cur.execute(
             "SELECT result FROM campaign_contacts WHERE campaign_id = %s ORDER BY row_number", (campaign_id,)
+        ).fetchall())
+
+    def _save_campaign(self, values: tuple[str, str, str, float, float, str]) -> None:
+        self._run(lambda cur: cur.execute(
+            f"""INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)
+                ON CONFLICT (campaign_id) DO UPDATE SET owner = EXCLUDED.owner, state = EXCLUDED.state,
+                    updated_at = EXCLUDED.updated_at, spec = EXCLUDED.spec""",
+            values,
+        ))
+
+    def _set_campaign_state(self, campaign_id: str, state: str, at: float) -> bool:
+        return self._run(lambda cur: cur.execute(
+            "UPDATE campaigns SET state = %s, updated_at = %s WHERE campaign_id = %s", (state, at, campaign_id)
+        ).rowcount > 0)
+
+    def _campaigns(self, owner: str | None, limit: int) -> list[Sequence[object]]:
+        where, args = ("", ()) if owner is None else ("WHERE owner = %s", (owner,))
+        return self._run(lambda cur: cur.execute(
+            f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns {where} ORDER BY created_at DESC LIMIT %s", (*args, limit)
+        ).fetchall())
+
+    def _campaign(self, campaign_id: str) -> list[Sequence[object]]:
+        return self._run(lambda cur: cur.execute(
+            f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE campaign_id = %s", (campaign_id,)
+        ).fetchall())
+
+    def _save_campaign_contact_list(self, values: list[tuple[str, int, str | None, float, str, str]]) -> None:
+        self._run(lambda cur: cur.executemany(
+            """INSERT INTO campaign_contacts (campaign_id, row_number, number, updated_at, result, contact)
+                   VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (campaign_id, row_number) DO UPDATE SET
+                   updated_at = EXCLUDED.updated_at, result = EXCLUDED.result, contact = EXCLUDED.contact""",
+            values,
+        ))
+
+    def _campaign_contact_rows(self, campaign_id: str) -> list[Sequence[object]]:
+        return self._run(lambda cur: cur.execute(
+            "SELECT row_number, contact, result FROM campaign_contacts WHERE campaign_id = %s ORDER BY row_number",
+            (campaign_id,),
         ).fetchall())
 
     # ------------------------------------------------------------------ call events

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from gateway.store.base import (
     CALLER_COLUMNS,
+    CAMPAIGN_COLUMNS,
     DO_NOT_CALL_COLUMNS,
     MESSAGE_COLUMNS,
     MESSAGE_INSERT_COLUMNS,
@@ -86,6 +87,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX campaign_contacts_updated ON campaign_contacts (updated_at)",
         "CREATE INDEX campaign_contacts_number ON campaign_contacts (number)",
+    ),
+    # campaigns that survive a restart: the campaign (owner, state, what it was started with) and
+    # each contact's dialling details beside its result (gateway.store.campaign_rows)
+    (
+        "ALTER TABLE campaign_contacts ADD COLUMN contact TEXT",
+        """CREATE TABLE campaigns (
+            campaign_id TEXT PRIMARY KEY,
+            owner       TEXT NOT NULL,
+            state       TEXT NOT NULL,
+            created_at  REAL NOT NULL,
+            updated_at  REAL NOT NULL,
+            spec        TEXT NOT NULL
+        )""",
+        "CREATE INDEX campaigns_updated ON campaigns (updated_at)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -233,6 +248,7 @@ class SqliteStore(Store):
             deleted = db.execute("DELETE FROM callers WHERE last_seen_at < ?", (cutoff,)).rowcount
             deleted += db.execute("DELETE FROM messages WHERE created_at < ?", (cutoff,)).rowcount
             deleted += db.execute("DELETE FROM campaign_contacts WHERE updated_at < ?", (cutoff,)).rowcount
+            deleted += db.execute("DELETE FROM campaigns WHERE updated_at < ?", (cutoff,)).rowcount
         return deleted
 
     def _add_do_not_call(self, key: str, at: float, note: str | None) -> Sequence[object]:
@@ -270,4 +286,46 @@ class SqliteStore(Store):
         with self._reading() as db:
             return db.execute(
                 "SELECT result FROM campaign_contacts WHERE campaign_id = ? ORDER BY row_number", (campaign_id,)
+            ).fetchall()
+
+    def _save_campaign(self, values: tuple[str, str, str, float, float, str]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                f"""INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (campaign_id) DO UPDATE SET owner = excluded.owner, state = excluded.state,
+                        updated_at = excluded.updated_at, spec = excluded.spec""",
+                values,
+            )
+
+    def _set_campaign_state(self, campaign_id: str, state: str, at: float) -> bool:
+        with self._transaction() as db:
+            return db.execute("UPDATE campaigns SET state = ?, updated_at = ? WHERE campaign_id = ?",
+                              (state, at, campaign_id)).rowcount > 0
+
+    def _campaigns(self, owner: str | None, limit: int) -> list[Sequence[object]]:
+        where, args = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
+        with self._reading() as db:
+            return db.execute(f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns {where} ORDER BY created_at DESC LIMIT ?",
+                              (*args, limit)).fetchall()
+
+    def _campaign(self, campaign_id: str) -> list[Sequence[object]]:
+        with self._reading() as db:
+            return db.execute(f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE campaign_id = ?",
+                              (campaign_id,)).fetchall()
+
+    def _save_campaign_contact_list(self, values: list[tuple[str, int, str | None, float, str, str]]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                """INSERT INTO campaign_contacts (campaign_id, row_number, number, updated_at, result, contact)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (campaign_id, row_number) DO UPDATE SET
+                       updated_at = excluded.updated_at, result = excluded.result, contact = excluded.contact""",
+                values,
+            )
+
+    def _campaign_contact_rows(self, campaign_id: str) -> list[Sequence[object]]:
+        with self._reading() as db:
+            return db.execute(
+                "SELECT row_number, contact, result FROM campaign_contacts WHERE campaign_id = ? ORDER BY row_number",
+                (campaign_id,),
             ).fetchall()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_binaries
+from tests.integration.conftest import SCENARIOS
 from tests.integration.test_conversation_call import GREETING, INSTRUCTIONS
 from tests.rig.audio import make_speech_wav, read_wav, write_wav
 from tests.rig.browser import artifact_dir, chromium
@@ -118,4 +119,70 @@ def test_operator_watches_a_live_call_hangs_it_up_and_replays_it(kamailio, gatew
             wait.until(ec.presence_of_element_located((By.ID, f"page-{name}")))
             driver.save_screenshot(str(shots / f"07-{name}.png"))
         assert "ready" in driver.find_element(By.ID, "readiness").text
+    assert not gw.errors()
+
+
+def test_operator_uploads_a_campaign_watches_its_results_and_downloads_them(kamailio, gateway_factory,
+                                                                             sipp_uas_factory, tmp_path, request):
+    """The campaigns page: a CSV file uploaded from disk, per-contact results filling in live (an answering
+    callee through Kamailio, and a number Kamailio does not know: 404, unreachable), the CSV download, and
+    the link from a contact to its call's page.  Echo agent: no models."""
+    require_binaries("chromium", "chromedriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    http_port = free_udp_port()
+    account = {"username": "2001", "password": "secret", "registrar": f"sip:{kamailio.hostport}",
+               "domain": kamailio.domain, "agent": "front-desk"}
+    config = gateway_config(accounts=[account], rtp={"inactivity_timeout_s": 3})  # SIPp answers, sends no media
+    config["http"] = {"listen": f"127.0.0.1:{http_port}", "token": "${API_TOKEN}",
+                      "console_password": "${CONSOLE_PASSWORD}"}
+    config["recording"] = {"directory": str(tmp_path / "records")}
+    gw = gateway_factory(config, env={"CONSOLE_PASSWORD": PASSWORD, "API_TOKEN": "api-token-for-console-tests"})
+    gw.wait_log("sip_registered", timeout=60)
+    kamailio.wait_registered("2001")
+    answering = sipp_uas_factory(scenario=SCENARIOS / "uas_bye_after.xml", name="answering")
+    upload = tmp_path / "reminders.csv"
+    upload.write_text(f"to,name\n{answering.uri('anna')},Anna\nsip:2999@{kamailio.hostport},Nobody\n")
+    shots = artifact_dir(request.node.name)
+    base = f"http://127.0.0.1:{http_port}"
+
+    with chromium() as driver:
+        wait = WebDriverWait(driver, 30)
+        driver.get(base + "/console/campaigns")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "login").click()
+        wait.until(ec.presence_of_element_located((By.ID, "csv-file"))).send_keys(str(upload))
+        wait.until(lambda d: "Anna" in d.find_element(By.ID, "csv-text").get_attribute("value"))
+        driver.save_screenshot(str(shots / "01-campaign-upload.png"))
+        driver.find_element(By.ID, "start-campaign").click()
+        wait.until(ec.presence_of_element_located((By.ID, "page-campaign")))
+        assert "/console/campaigns/" in driver.current_url
+
+        def cells(d) -> list[list[str]]:  # read in one go: the stream replaces rows as results change
+            return d.execute_script("return Array.from(document.querySelectorAll('table.results tbody tr'),"
+                                    " (tr) => Array.from(tr.cells, (td) => td.textContent));")
+
+        # filled in by the page's event stream, not by reloading it
+        WebDriverWait(driver, 90).until(lambda d: [row[3] for row in cells(d)] == ["done", "done"])
+        wait.until(ec.text_to_be_present_in_element((By.ID, "stream-status"), "finished"))
+        anna, nobody = cells(driver)
+        assert anna[1:5] == ["Anna", answering.uri("anna"), "done", "answered"], anna
+        assert anna[6] == "1" and anna[7] != "-", anna  # one attempt, with its duration
+        assert nobody[1:5] == ["Nobody", f"sip:2999@{kamailio.hostport}", "done", "unreachable"], nobody
+        assert driver.find_element(By.ID, "campaign-progress").get_attribute("value") == "2"
+        driver.save_screenshot(str(shots / "02-campaign-results.png"))
+
+        download = driver.find_element(By.ID, "results-csv").get_attribute("href")
+        csv_text = driver.execute_async_script(
+            "fetch(arguments[0]).then((r) => r.text()).then(arguments[1]);", download)
+        lines = csv_text.strip().splitlines()
+        assert lines[0].startswith("row,to,name,") and len(lines) == 3, csv_text
+        assert "answered" in lines[1] and "unreachable" in lines[2], csv_text
+
+        driver.find_element(By.CSS_SELECTOR, "table.results a.call-link").click()
+        wait.until(ec.presence_of_element_located((By.ID, "page-call")))
+        assert "anna" in driver.find_element(By.CSS_SELECTOR, "dl.facts").text
+        driver.save_screenshot(str(shots / "03-campaign-call.png"))
     assert not gw.errors()

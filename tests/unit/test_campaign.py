@@ -159,7 +159,8 @@ def test_never_more_than_concurrency_calls_up() -> None:
     campaign.run()
     assert control.max_active == 2
     assert campaign.status() == {
-        "total": 10, "started": 10, "completed": 10, "failed": 0, "active": 0, "running": False, "stopped": False,
+        "state": "finished", "total": 10, "started": 10, "completed": 10, "failed": 0, "active": 0, "running": False,
+        "stopped": False,
         "not_attempted": 0, "scheduled": 0, "done": 10, "outcomes": {"answered": 10},
     }
     assert control.originated[0] == ("2000", "sales", {"name": "caller 0"}, None)
@@ -426,7 +427,8 @@ def test_results_csv_has_one_line_per_contact() -> None:
     campaign, _ = fake_campaign(2, 1, 10.0, 1.0, answers={"2001": [603]})
     campaign.run()
     lines = results_csv(r.as_json() for r in campaign.results()).splitlines()
-    assert lines[0] == ("row,to,timezone,status,outcome,amd,attempts,duration_s,call_id,record,last_attempt_at,"
+    assert lines[0] == ("row,to,name,timezone,status,outcome,amd,attempts,duration_s,call_id,record,last_attempt_at,"
                         "next_attempt_at")
-    assert lines[1] == "1,2000,UTC,done,answered,,1,1.0,call-1,/records/call-1.jsonl,2026-06-01T12:00:00+00:00,"
-    assert lines[2].startswith("2,2001,UTC,done,rejected,,1,")
+    assert lines[1] == ("1,2000,caller 0,UTC,done,answered,,1,1.0,call-1,/records/call-1.jsonl,"
+                        "2026-06-01T12:00:00+00:00,")
+    assert lines[2].startswith("2,2001,caller 1,UTC,done,rejected,,1,")

@@ -253,15 +253,53 @@ def test_campaigns_run_through_the_control_api(env):
     status, headers, _ = browser.request("POST", "/console/campaigns", {
         "csrf": browser.csrf(), "csv": "to,name\n2002,Ann\n2003,Bob\n", "agent": "", "concurrency": "2",
         "calls_per_second": "20"})
-    assert status == 303, headers
+    assert status == 303 and headers["location"].startswith("/console/campaigns/"), headers
+    detail = headers["location"]
+    campaign_id = detail.rsplit("/", 1)[1]
     deadline = time.monotonic() + 10
     while len(control.originated) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sorted(o[0] for o in control.originated) == ["2002", "2003"]
     _, _, page = browser.request("GET", "/console/campaigns")
-    assert 'class="campaign"' in page and "<dt>total</dt><dd>2</dd>" in page
+    assert f'href="{detail}"' in page and '<dd data-fact="contacts">2</dd>' in page
+    deadline = time.monotonic() + 10
+    while page.count("<td>done</td>") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        _, _, page = browser.request("GET", detail)
+    assert "<td>Ann</td><td>2002</td><td>done</td><td>answered</td>" in page, page  # name, number, status, outcome
+    assert 'href="/console/history/call-1%40gw"' in page or 'href="/console/history/call-2%40gw"' in page
+    status, headers, csv_text = browser.request("GET", f"{detail}/results.csv")
+    assert status == 200 and headers["content-type"].startswith("text/csv"), headers
+    assert f'filename="campaign-{campaign_id}.csv"' in headers["content-disposition"]
+    assert csv_text.splitlines()[0].startswith("row,to,") and len(csv_text.splitlines()) == 3
     status, _, page = browser.request("POST", "/console/campaigns", {"csrf": browser.csrf(), "csv": ""})
     assert status == 400 and "csv" in page
+    status, _, page = browser.request("POST", f"{detail}/pause", {"csrf": browser.csrf()})
+    assert status == 409 and "finished" in page  # the API's refusal, shown as is
+    assert browser.request("GET", "/console/campaigns/nope")[0] == 404
+
+
+def test_a_campaigns_live_stream_sends_its_results_then_done(env):
+    api, control, *_ = env
+    browser = Browser(api.port)
+    browser.login(VIEWER)  # a read-only login may watch
+    admin = Browser(api.port)
+    admin.login(PASSWORD)
+    _, headers, _ = admin.request("POST", "/console/campaigns", {
+        "csrf": admin.csrf(), "csv": "to\n2001\n2002\n", "calls_per_second": "20"})
+    detail = headers["location"]
+    _, _, page = browser.request("GET", detail)
+    assert 'class="campaign-view"' in page and "Pause" not in page  # no buttons for a viewer
+    status, headers, text = browser.request("GET", f"{detail}/events")  # ends by itself: the campaign finishes
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = [block for block in text.split("\n\n") if block.startswith("event:")]
+    assert events[-1].startswith("event: done") and '"state":"finished"' in events[-1], events[-1]
+    latest: dict[int, dict] = {}  # each event carries only the contacts that changed
+    for block in events[:-1]:
+        latest.update((c["row"], c) for c in json.loads(block.split("data: ", 1)[1])["contacts"])
+    assert [(c["to"], c["status"], c["outcome"]) for _, c in sorted(latest.items())] == [
+        ("2001", "done", "answered"), ("2002", "done", "answered")], latest
+    assert browser.request("POST", f"{detail}/stop", {"csrf": browser.csrf()})[0] == 403  # viewer: no actions
 
 
 def test_health_page_shows_readiness_registrations_and_metrics(env):

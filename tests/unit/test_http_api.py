@@ -332,7 +332,7 @@ def test_campaign_policy_from_the_request_over_the_yaml_defaults(control: FakeCo
         download = request(api, "GET", f"/campaigns/{campaign_id}/results.csv")
         assert download.status == 200 and download.headers["Content-Type"].startswith("text/csv")
         assert f'filename="campaign-{campaign_id}.csv"' in download.headers["Content-Disposition"]
-        assert download.body.decode().splitlines()[1].startswith("1,busy-1,Europe/Berlin,done,busy,,2,2.5,call-3@gw")
+        assert download.body.decode().splitlines()[1].startswith("1,busy-1,,Europe/Berlin,done,busy,,2,2.5,call-3@gw")
         assert request(api, "GET", "/campaigns/nope/results.csv").status == 404
         assert request(api, "GET", f"/campaigns/{campaign_id}/results", token=None).status == 401
     finally:
@@ -438,3 +438,35 @@ def test_token_never_appears_in_logs(api: HttpApi, capfd: pytest.CaptureFixture[
         ("GET", "/calls", 200), ("GET", "/calls", 401), ("POST", "/calls", 201), ("GET", "/calls", 200),
     ]
     assert all(e["client"] == "127.0.0.1" for e in requests)
+
+
+def test_campaign_pause_resume_cancel_and_the_list(control: FakeControl, tmp_path: Path) -> None:
+    book = CampaignBook(storage=CampaignStorage(lambda: SqliteStore(tmp_path / "vg.db")), owner="here:5080")
+    api = HttpApi(("127.0.0.1", 0), TOKEN, control, Metrics(), book)
+    api.start()
+    try:
+        reply = request(api, "POST", "/campaigns", {"csv": "to\n2001\n2002\n2003\n", "calls_per_second": 0.2})
+        campaign_id = reply.json()["campaign_id"]
+        deadline = time.monotonic() + 20
+        while not control.originated and time.monotonic() < deadline:
+            time.sleep(0.02)
+        paused = request(api, "POST", f"/campaigns/{campaign_id}/pause")
+        assert paused.status == 200 and paused.json()["state"] == "paused", paused.json()
+        assert request(api, "POST", f"/campaigns/{campaign_id}/pause").status == 409
+        listed = request(api, "GET", "/campaigns").json()["campaigns"]
+        assert [(c["campaign_id"], c["state"], c["here"]) for c in listed] == [(campaign_id, "paused", True)]
+        time.sleep(6)  # past the next call's turn (5 s at 0.2 calls per second): paused, so no call
+        assert [o[0] for o in control.originated] == ["2001"]
+        assert request(api, "POST", f"/campaigns/{campaign_id}/resume").json()["state"] == "running"
+        deadline = time.monotonic() + 20
+        while len(control.originated) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancelled = request(api, "DELETE", f"/campaigns/{campaign_id}").json()
+        assert cancelled["state"] == "cancelled" and cancelled["stopped"] is True
+        assert request(api, "POST", f"/campaigns/{campaign_id}/resume").status == 409
+        assert request(api, "POST", "/campaigns/nope/pause").status == 404
+        time.sleep(6)
+        assert [o[0] for o in control.originated] == ["2001", "2002"]  # cancelled: the third never called
+        assert SqliteStore(tmp_path / "vg.db").campaign(campaign_id).state == "cancelled"
+    finally:
+        api.stop()

@@ -330,15 +330,20 @@ def test_do_not_call_outlives_forget_and_purge(store: Store):
     assert store.on_do_not_call("+1 555 1234")
 
 
-def test_a_version_1_file_gets_the_campaign_tables(tmp_path: Path):
-    path = tmp_path / "store.db"
+def older_file(path: Path, version: int, *statements: str) -> Path:
+    """A store file as an older gateway left it: today's schema taken back by `statements`."""
     SqliteStore(path).close()
     db = sqlite3.connect(path)
-    db.execute("DROP TABLE do_not_call")
-    db.execute("DROP TABLE campaign_contacts")
-    db.execute("UPDATE schema_version SET version = 1")
+    for statement in (*statements, f"UPDATE schema_version SET version = {version}"):
+        db.execute(statement)
     db.commit()
     db.close()
+    return path
+
+
+def test_a_version_1_file_gets_the_campaign_tables(tmp_path: Path):
+    path = older_file(tmp_path / "store.db", 1, "DROP TABLE do_not_call", "DROP TABLE campaign_contacts",
+                      "DROP TABLE campaigns")
     with SqliteStore(path) as store:
         store.add_do_not_call("2001")
         assert store.on_do_not_call("2001")
@@ -360,3 +365,53 @@ def test_forget_deletes_the_callers_campaign_results(store: Store):
     store.save_campaign_contacts("c1", [(1, {"to": "sip:+1 555 1234@pbx"}), (2, {"to": "2002"})])
     assert store.forget("+15551234") == 1
     assert store.campaign_contacts("c1") == [{"to": "2002"}]
+
+
+# --------------------------------------------------------------------------- campaigns that survive a restart
+
+
+def test_campaigns_are_kept_with_owner_state_and_spec(store: Store):
+    store.save_campaign("c1", "host:5080", "running", {"concurrency": 2, "policy": {"max_attempts": 3}}, at=10.0)
+    store.save_campaign("c2", "other:5080", "paused", {"concurrency": 1}, at=20.0)
+    store.save_campaign("c1", "host:5080", "running", {"concurrency": 3}, at=30.0)  # again: created_at stays
+    c1 = store.campaign("c1")
+    assert c1 is not None
+    assert (c1.owner, c1.state, c1.created_at, c1.updated_at, c1.spec) == (
+        "host:5080", "running", 10.0, 30.0, {"concurrency": 3})
+    assert [c.campaign_id for c in store.campaigns()] == ["c2", "c1"]  # newest first
+    assert [c.campaign_id for c in store.campaigns(owner="host:5080")] == ["c1"]
+    assert [c.campaign_id for c in store.campaigns(states=["paused", "finished"])] == ["c2"]
+    assert store.set_campaign_state("c1", "finished", at=40.0) is True
+    assert store.set_campaign_state("nope", "finished") is False
+    assert store.campaign("c1").state == "finished"
+    assert store.campaign("nope") is None
+
+
+def test_campaign_contacts_keep_their_dialling_details_and_forget_removes_them(store: Store):
+    contact = {"to": "sip:+1 555 1234@pbx", "timezone": "Europe/Berlin", "variables": {"name": "Ann"}}
+    store.save_campaign_contact_list("c1", [(1, contact, {"row": 1, "status": "calling"}),
+                                            (2, {"to": "2002"}, {"row": 2, "status": "pending"})])
+    store.save_campaign_contact_list("c1", [(2, {"to": "2002"}, {"row": 2, "status": "done"})])
+    rows = store.campaign_contact_rows("c1")
+    assert [(r.row, r.contact, r.result["status"]) for r in rows] == [
+        (1, contact, "calling"), (2, {"to": "2002"}, "done")]
+    assert store.campaign_contacts("c1")[1] == {"row": 2, "status": "done"}  # the results API reads the same rows
+    assert store.forget("+15551234") == 1  # the forgotten person's name and number leave with the row
+    assert [r.row for r in store.campaign_contact_rows("c1")] == [2]
+
+
+def test_campaigns_are_purged_with_their_results(store: Store):
+    store.save_campaign("old", "h:1", "finished", {}, at=0.0)
+    store.save_campaign("new", "h:1", "running", {}, at=5 * DAY)
+    store.purge(2, now=6 * DAY)
+    assert [c.campaign_id for c in store.campaigns()] == ["new"]
+
+
+def test_a_version_2_file_gets_the_campaign_state(tmp_path: Path):
+    path = older_file(tmp_path / "store.db", 2, "DROP TABLE campaigns",
+                      "ALTER TABLE campaign_contacts DROP COLUMN contact",
+                      "INSERT INTO campaign_contacts VALUES ('c', 1, '2001', 0, '{\"row\": 1}')")
+    with SqliteStore(path) as store:
+        assert [(r.row, r.contact, r.result) for r in store.campaign_contact_rows("c")] == [(1, None, {"row": 1})]
+        store.save_campaign("c", "h:1", "running", {})
+        assert store.campaign("c").state == "running"

@@ -1,4 +1,4 @@
-// voicegate console: live updates by Server-Sent Events, a CSV file into the campaign form,
+// voicegate console: live updates by Server-Sent Events (calls, a campaign's results), a CSV file into the campaign form,
 // confirmations. No framework, no build step; everything from the page's own origin.
 "use strict";
 
@@ -148,6 +148,71 @@ function live() {
   setInterval(tick, 1000);
 }
 
+// A campaign's page: progress and per-contact results from its event stream, drawn with the same
+// columns as gateway/console/campaign_page.py's result_cells.
+const FACTS = {"state": "state", "contacts": "total", "done": "done", "calls up": "active",
+               "waiting to retry": "scheduled", "not tried yet": "not_attempted", "calls placed": "started"};
+
+function resultRow(c) {
+  const row = el("tr", {"data-row": String(c.row)});
+  const next = (c.next_attempt_at || "").replace("T", " ").replace("+00:00", " UTC");
+  const cells = [c.row, c.name || "", c.to, c.status, c.outcome || "", c.amd || "", c.attempts,
+                 c.duration_s === null || c.duration_s === undefined ? "-" : clock(c.duration_s), next];
+  for (const value of cells) row.appendChild(el("td", {}, String(value === null || value === undefined ? "" : value)));
+  const link = el("td");
+  if (c.call_id) {
+    link.appendChild(el("a", {class: "call-link", href: "/console/history/" + encodeURIComponent(c.call_id)},
+                        "call & transcript"));
+  }
+  row.appendChild(link);
+  return row;
+}
+
+function showProgress(status) {
+  const bar = document.getElementById("campaign-progress");
+  if (bar) { bar.max = status.total; bar.value = status.done; bar.textContent = status.done + "/" + status.total; }
+  for (const [label, key] of Object.entries(FACTS)) {
+    const dd = document.querySelector('dd[data-fact="' + label + '"]');
+    const value = status[key];
+    if (dd) dd.textContent = value === null || value === undefined ? "-" : String(value);
+  }
+  const outcomes = document.querySelector('dd[data-fact="outcomes"]');
+  if (outcomes) {
+    const parts = Object.entries(status.outcomes || {}).map(([k, v]) => k + ": " + v);
+    outcomes.textContent = parts.length ? parts.join(", ") : "-";
+  }
+}
+
+function campaignLive() {
+  const view = document.querySelector("section.campaign-view");
+  const status = document.getElementById("stream-status");
+  const source = new EventSource("/console/campaigns/" + encodeURIComponent(view.dataset.campaignId) + "/events");
+  source.addEventListener("progress", (e) => {
+    const data = JSON.parse(e.data);
+    showProgress(data.status);
+    const body = document.querySelector("table.results tbody");
+    if (body) {  // only the contacts that changed come: replace each one's row, by its number
+      const rows = new Map(Array.from(body.rows, (tr) => [tr.cells[0].textContent, tr]));
+      for (const contact of data.contacts) {
+        const old = rows.get(String(contact.row));
+        if (old) old.replaceWith(resultRow(contact));
+        else body.appendChild(resultRow(contact));
+      }
+    }
+    status.textContent = "Live updates: on";
+  });
+  source.addEventListener("done", (e) => {
+    status.textContent = "Campaign " + JSON.parse(e.data).state + ": no more updates";
+    for (const form of view.querySelectorAll("form.inline")) form.remove();
+    source.close();
+  });
+  source.addEventListener("failed", (e) => {
+    status.textContent = "Live updates: " + JSON.parse(e.data).error;
+    source.close();
+  });
+  source.onerror = () => { status.textContent = "Live updates: reconnecting…"; };
+}
+
 function csvFile() {
   const input = document.getElementById("csv-file");
   if (!input) return;
@@ -165,5 +230,6 @@ document.addEventListener("submit", (e) => {
 
 document.addEventListener("DOMContentLoaded", () => {
   if (document.getElementById("page-live")) live();
+  if (document.getElementById("page-campaign")) campaignLive();
   csvFile();
 });
