@@ -29,6 +29,10 @@ seconds); non-finite floats are written as ``null``.  The gateway writes these k
                    ``result`` (blind: the final NOTIFY's status; warm: ``referred``, ``bridged``, ``busy``,
                    ``no_answer``, ``rejected``, ``unreachable``, ``target_hung_up``, ``caller_left``, then
                    ": " and the detail)
+``transfer``       a warm transfer's outcome, written by the call side when it is known: ``mode`` ("warm"),
+                   ``target``, ``outcome`` (``referred``, ``bridged``, ``busy``, ``no_answer``, ``rejected``,
+                   ``unreachable``, ``target_hung_up``, ``caller_left``), ``ok``, ``detail``, ``seconds``
+                   (from the request), ``target_call_id`` (the second leg's own record)
 ``dtmf``           ``digit``, ``method`` ("rfc4733": in the media; "sip_info": a SIP INFO request),
                    as the agent got it (each keypress once)
 ``call_end``       ``reason``, ``outcome`` (a ``gateway.calls.outcome.CallOutcome`` value: ``remote_bye``,

@@ -137,7 +137,19 @@ class WarmTransferDesk:
     # -- actions ---------------------------------------------------------------------------------
 
     def _apply(self, running: _Running, actions: list[WarmAction]) -> None:
+        """Report an outcome first (the record is written before a hang-up can close it), then act."""
         transfer = running.transfer
+        result = transfer.take_result()
+        if result is not None:
+            seconds = round(self._clock() - transfer.started, 1)
+            self._log(running, "warm_transfer_result", outcome=result.outcome.value, ok=result.ok,
+                      detail=result.detail, seconds=seconds)
+            caller = self._find(running.caller_id)
+            if caller is not None and caller.recorder is not None:
+                caller.recorder.event("transfer", mode="warm", target=transfer.target, outcome=result.outcome.value,
+                                      ok=result.ok, detail=result.detail, seconds=seconds,
+                                      target_call_id=running.target_id)
+            running.on_result(result.ok, f"{result.outcome.value}: {result.detail}")
         for action in actions:
             caller, target = self._find(running.caller_id), self._find(running.target_id)
             match action:
@@ -156,11 +168,6 @@ class WarmTransferDesk:
                     self._hangup(target, "transferred")
                 case WarmAction.HANG_UP_CALLER if caller is not None:
                     self._hangup(caller, "transferred")
-        result = transfer.take_result()
-        if result is not None:
-            self._log(running, "warm_transfer_result", outcome=result.outcome.value, ok=result.ok,
-                      detail=result.detail, seconds=round(self._clock() - transfer.started, 1))
-            running.on_result(result.ok, f"{result.outcome.value}: {result.detail}")
         if transfer.done:
             if running.link is not None:
                 self._log(running, "warm_transfer_bridge_ended",

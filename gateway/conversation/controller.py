@@ -141,7 +141,21 @@ class Controller:
         self._abandon_reply()
         for logged in self.turn_log.flush(lambda _turn: False):
             self.observe(TurnLogged(logged))
+        self._record_last_tools()
         self.memory.remember(self.history.everything_said())
+
+    def _record_last_tools(self) -> None:
+        """Tool outcomes posted just before the stop overtook them (a transfer that succeeded hangs
+        the call up at once): nothing is said any more, but the record keeps what they came to."""
+        while True:
+            try:
+                _, _, event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, ToolFinished):
+                self.log.info("tool_outcome", tool=event.outcome.name, ok=event.outcome.ok,
+                              text=event.outcome.text[:200], after_stop=True)
+                self._record_tool(event.outcome)
 
     def handle(self, event: CallEvent) -> None:
         match event:
@@ -313,9 +327,7 @@ class Controller:
     def _on_tool_outcome(self, outcome: ToolOutcome) -> None:
         self.log.info("tool_outcome", tool=outcome.name, ok=outcome.ok, text=outcome.text[:200])
         self._handed_over = self._handed_over or (outcome.name == "transfer" and outcome.ok)
-        extra = {"result": outcome.text[:200]} if outcome.name == "transfer" else {}  # e.g. "bridged: ..."
-        self.context.record(RecordKind.TOOL_CALL, tool=outcome.name, arguments=outcome.arguments,
-                            start=outcome.started, end=time.time(), ok=outcome.ok, **extra)
+        self._record_tool(outcome)
         line = outcome_line(outcome, self.settings, self.skills.tools.http)
         if line is not None:
             self.say(*line, ends_call=outcome.name == "hangup")
@@ -323,6 +335,11 @@ class Controller:
         follow_up = follow_up_for(outcome, self.skills.tools.http)
         if follow_up is not None:
             self._notes.append(follow_up)  # told by the next reply, or on its own as soon as nothing else is
+
+    def _record_tool(self, outcome: ToolOutcome) -> None:
+        extra = {"result": outcome.text[:200]} if outcome.name == "transfer" else {}  # e.g. "bridged: ..."
+        self.context.record(RecordKind.TOOL_CALL, tool=outcome.name, arguments=outcome.arguments,
+                            start=outcome.started, end=time.time(), ok=outcome.ok, **extra)
 
     # -- timers ----------------------------------------------------------------------------------
 
