@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 BRIEF_DEADLINE_S = 4.0  # the LLM's sentence must be complete by then, else the template is said
 _MAX_WORDS = 30
 _ASKS_FOR_TRANSFER = re.compile(r"\b(transfer|put me through|connect me|speak (to|with)|talk (to|with))\b", re.I)
+# Words a briefing may use that are no fact about the call (everything else must come from the caller).
+_FRAME_WORDS = frozenset({
+    "have", "line", "caller", "calling", "called", "call", "about", "wants", "would", "like", "needs", "need",
+    "regarding", "with", "their", "there", "this", "that", "from", "your", "into", "someone", "speak", "talk",
+    "transfer", "transferred", "connect", "connected", "put", "through", "question", "questions", "help", "here",
+    "they", "them", "asking", "asks", "asked", "hold", "holding", "please", "thank", "thanks", "colleague"
+})
 _SYSTEM = ("You are a phone receptionist handing a caller over to a colleague. Write ONE short sentence "
            "(at most 20 words) telling the colleague who is on the line and what they want, for example: "
            "\"I have John Smith on the line about an invoice.\" Use only facts from the caller's words. "
@@ -42,6 +49,16 @@ def template_briefing(facts: CallFacts, target: str) -> str:
         return f"I have {who} on the line for {target}."
     words = request.rstrip(".?!").split()
     return f"I have {who} on the line, who said: {' '.join(words[:20])}."
+
+
+def grounded(sentence: str, facts: CallFacts, target: str) -> bool:
+    """Every word of the sentence that carries a fact is one the caller said (or their name, the
+    target's): a 0.5B model copies the prompt's example ("about an invoice") when the caller said
+    nothing of the kind, and the target must not be told a reason the caller never gave."""
+    known = f"{facts.transcript()} {facts.caller_name or ''} {target}".lower()
+    said = {w[:5] for w in re.findall(r"[a-z0-9]+", known)}
+    words = re.findall(r"[a-z0-9]+", sentence.lower())
+    return all(w[:5] in said for w in words if len(w) >= 4 and w not in _FRAME_WORDS)
 
 
 def checked_sentence(text: str) -> str | None:
@@ -94,9 +111,9 @@ class Briefer:
         finally:
             timer.cancel()
         sentence = None if late.is_set() else checked_sentence(text)
-        if sentence is not None:
+        if sentence is not None and grounded(sentence, self._facts, target):
             return sentence, "llm"
-        reason = "deadline" if late.is_set() else "unusable"
+        reason = "deadline" if late.is_set() else "unusable" if sentence is None else "ungrounded"
         self._log.info("warm_transfer_briefing_fallback", reason=reason, llm_text=text[:120])
         return template_briefing(self._facts, target), "template"
 

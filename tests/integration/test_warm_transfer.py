@@ -2,7 +2,8 @@
 
 The caller (baresip 2002) asks for billing; the gateway puts it on hold with music, calls the
 billing extension over a second leg, briefs it, and connects the two: REFER with Replaces if the
-caller's phone takes it, else a bridge in the gateway. Audio is checked at both phones: each one
+caller's phone takes it (baresip does), else a bridge in the gateway (SIPp as a phone that refuses
+the REFER, with the scripted RTP peer as its audio). Audio is checked at both phones: each one
 plays a tone of its own (the caller's starts after the transfer, so the bot never hears it), and
 each must hear the other's. A target that does not answer gets the caller back from hold, told
 `transfer_failed`, and the conversation goes on.
@@ -15,8 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.integration.test_barge_in_echo import start_call
 from tests.rig.audio import band_share, make_speech_wav, read_wav, rms_dbfs, tone, write_wav
 from tests.rig.gateway import PATIENT_MODEL_TIMEOUT_S, gateway_config
+from tests.rig.ports import free_port_pair
+from tests.rig.rtp_peer import RtpPeer
 
 CALLER_TONE_HZ = 1100.0
 TARGET_TONE_HZ = 700.0
@@ -149,4 +153,34 @@ def test_a_target_that_does_not_answer_gives_the_caller_back(kamailio, gateway_f
     assert tone_seconds(received, HOLD_TONE_HZ) >= 3, "the caller heard no hold music"
     caller.hangup()
     gw.wait_log("call_ended", timeout=15)
+    assert not gw.errors()
+
+
+def test_a_caller_that_refuses_the_refer_is_bridged_to_the_target(kamailio, gateway_factory, baresip_factory,
+                                                                  tmp_wav_dir, tmp_path):
+    """SIPp as the caller's phone answers the REFER with 405: the gateway relays the two legs' audio."""
+    target_wav = write_wav(tmp_wav_dir / "billing.wav", tone(TARGET_TONE_HZ, 80.0, RATE, amplitude=0.3), RATE)
+    billing = baresip_factory("2003", kamailio=kamailio, source_wav=target_wav, call_duration_s=80)
+    billing.wait_registered()
+    gw = warm_gateway(kamailio, gateway_factory, "2003", ring_timeout_s=30)
+    peer = RtpPeer(free_port_pair())
+    request, _ = read_wav(make_speech_wav("Please transfer me to billing.", tmp_wav_dir / "ask.wav", pad_after_s=0.0))
+    peer.play_at(225, np.round(request * 32767).astype(np.int16))  # 4.5 s: after the greeting
+    caller_tone = np.round(tone(CALLER_TONE_HZ, 60.0, RATE, amplitude=0.3) * 32767).astype(np.int16)
+    call = start_call(gw, tmp_path, peer, seconds=12.0, scenario_name="refuse_refer.xml", timeout_s=150)
+    result = gw.wait_log("warm_transfer_result", timeout=90)
+    assert result["ok"] and result["outcome"] == "bridged" and "405" in result["detail"], result
+    bridged_tick = max(peer.received) + 1 if peer.received else 0
+    peer.play_at(bridged_tick + 25, caller_tone)  # the caller talks only once it is with the target
+    assert wait_tone(billing, CALLER_TONE_HZ, 3, timeout=30) >= 3, "the target never heard the caller"
+    call.join(60)  # SIPp hangs up 12 s after the REFER
+    peer.stop()
+    assert call.result["sipp"].ok, call.result["sipp"].describe()
+    heard = peer.received_audio()[bridged_tick * 160:].astype(np.float64) / 32768
+    seconds = sum(1 for s in range(0, len(heard) - RATE + 1, RATE)
+                  if rms_dbfs(heard[s:s + RATE]) > -40 and band_share(heard[s:s + RATE], RATE, 640, 760) > 0.5)
+    assert seconds >= 3, f"the caller heard the target's tone for {seconds} s"
+    gw.wait_log("warm_transfer_bridge_ended", timeout=15)
+    billing.wait_call_closed(timeout=15)  # the gateway hung up the target's leg when the caller left
+    assert len(gw.find("call_ended")) == 2
     assert not gw.errors()

@@ -275,6 +275,17 @@ def test_the_model_s_sentence_is_checked(text, expected):
     assert checked_sentence(text) == expected
 
 
+def test_a_sentence_with_a_reason_the_caller_never_gave_is_not_used():
+    only_transfer = CallFacts("2002", None, transcript=lambda: "Please transfer me to billing.")
+    briefer = Briefer(StubLlm("The caller is on the line about an invoice."), lambda t: np.zeros(0, np.int16),
+                      only_transfer, _Log(), deadline_s=5.0)
+    assert briefer.text("billing", threading.Event()) == ("I have a caller from 2 0 0 2 on the line for billing.",
+                                                          "template")
+    grounded = Briefer(StubLlm("I have John Smith on the line about a double charge."), lambda t: np.zeros(0, np.int16),
+                       facts("John Smith"), _Log(), deadline_s=5.0)
+    assert grounded.text("billing", threading.Event())[1] == "llm"
+
+
 def test_the_briefer_uses_the_llm_in_time_and_the_template_when_late():
     def speak(text: str) -> np.ndarray:
         return np.zeros(800, dtype=np.int16)
