@@ -34,6 +34,7 @@ _FRAME_WORDS = frozenset({
     "transfer", "transferred", "connect", "connected", "put", "through", "question", "questions", "help", "here",
     "they", "them", "asking", "asks", "asked", "hold", "holding", "please", "thank", "thanks", "colleague"
 })
+_FIRST_PERSON = frozenset({"i", "me", "my", "mine", "we", "us", "our"})
 _SYSTEM = ("You are a phone receptionist handing a caller over to a colleague. Write ONE short sentence "
            "(at most 20 words) telling the colleague who is on the line and what they want, for example: "
            "\"I have John Smith on the line about an invoice.\" Use only facts from the caller's words. "
@@ -68,6 +69,8 @@ def checked_sentence(text: str) -> str | None:
     sentence = (match.group(1) if match else line).strip()
     words = sentence.split()
     if not 3 <= len(words) <= _MAX_WORDS or re.search(r"[{}<>\[\]()=]|CALL\b", sentence) or sentence.endswith("?"):
+        return None
+    if _speaks_as_caller(sentence):
         return None
     return sentence if sentence[-1] in ".!" else sentence + "."
 
@@ -135,6 +138,15 @@ class _Either:
 
     def is_set(self) -> bool:
         return any(e.is_set() for e in self._events)
+
+
+def _speaks_as_caller(sentence: str) -> bool:
+    """The caller's own words in the first person ("I'd like a quote"): the target would take them
+    for ours. Only "I have <caller> on the line" may say I."""
+    words = re.findall(r"[a-z']+", sentence.lower())
+    if words[:2] == ["i", "have"] and "on the line" in sentence.lower():
+        words = words[2:]
+    return any(w in _FIRST_PERSON or w.startswith("i'") for w in words)
 
 
 def _spoken_number(caller_id: str) -> str:

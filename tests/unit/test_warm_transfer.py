@@ -270,6 +270,8 @@ def test_the_template_names_the_caller_and_their_request_not_the_transfer_ask():
     ("I have John Smith on the line about an invoice. Thanks!", "I have John Smith on the line about an invoice."),
     ('"A caller about a double charge on an invoice"', "A caller about a double charge on an invoice."),
     ("CALL transfer(target=billing)", None), ("Hi.", None), ("Who is calling about the invoice?", None), ("", None),
+    ("I'd like a quote for twenty office chairs.", None), ("I have a question about invoice 4471.", None),
+    ("I have Anna Berg on the line about her appointment.", "I have Anna Berg on the line about her appointment."),
 ])
 def test_the_model_s_sentence_is_checked(text, expected):
     assert checked_sentence(text) == expected
