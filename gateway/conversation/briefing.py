@@ -45,7 +45,8 @@ def template_briefing(facts: CallFacts, target: str) -> str:
     """What is known for sure, when the LLM's sentence is not there in time."""
     who = facts.caller_name or (f"a caller from {_spoken_number(facts.caller_id)}" if facts.caller_id else "a caller")
     lines = [line.strip() for line in facts.transcript().splitlines() if line.strip()]
-    request = next((line for line in reversed(lines) if not _ASKS_FOR_TRANSFER.search(line)), None)
+    request = next((line for line in reversed(lines)  # the reason, not the "put me through to billing"
+                    if not _ASKS_FOR_TRANSFER.search(line) and target.lower() not in line.lower()), None)
     if request is None:
         return f"I have {who} on the line for {target}."
     words = request.rstrip(".?!").split()
