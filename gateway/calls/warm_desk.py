@@ -168,7 +168,7 @@ class WarmTransferDesk:
                     self._hangup(target, "transferred")
                 case WarmAction.HANG_UP_CALLER if caller is not None:
                     self._hangup(caller, "transferred")
-        if transfer.done:
+        if transfer.done and self._by_caller.get(running.caller_id) is running:  # (a nested end got here first)
             if running.link is not None:
                 self._log(running, "warm_transfer_bridge_ended",
                           frames_to_caller=running.link.relayed[Side.CALLER],
