@@ -50,7 +50,7 @@ def template_briefing(facts: CallFacts, target: str) -> str:
     if request is None:
         return f"I have {who} on the line for {target}."
     words = request.rstrip(".?!").split()
-    return f"I have {who} on the line, who said: {' '.join(words[:20])}."
+    return f"I have {who} on the line, who said: {' '.join(words[:14])}."
 
 
 def grounded(sentence: str, facts: CallFacts, target: str) -> bool:
