@@ -29,6 +29,7 @@ from gateway.tools.transfer_options import TransferMode
 from rtp.hold_player import HoldPlayer
 from rtp.jitter import FrameType, JitterFrame
 from tests.unit.test_config import skills_config, write
+from tests.unit.test_conversation_skills import orders_server  # noqa: F401  (the slow HTTP service fixture)
 
 A = WarmAction
 
@@ -369,36 +370,16 @@ def test_a_warm_target_is_handed_to_the_call_side_with_its_music_and_briefing(tm
     assert calls[-1] == ("blind", "sip:2004@pbx")
 
 
-def test_a_slow_http_tool_plays_hold_music_until_it_answers(tmp_path):
-    import http.server
-
+def test_a_slow_http_tool_plays_hold_music_until_it_answers(tmp_path, orders_server):  # noqa: F811
     from gateway.tools import ToolCall
 
-    class Slow(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            threading.Event().wait(0.3)
-            body = b'{"status": "shipped"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        calls: list = []
-        tools = [{"http": {"name": "order_status", "description": "Look up an order", "method": "GET",
-                           "url": f"http://127.0.0.1:{server.server_port}/orders/{{order_id}}",
-                           "parameters": {"order_id": {"type": "string", "description": "The order"}}}}]
-        run_tools, posted = executor(tools, calls, hold_music=str(hold_wav(tmp_path / "h.wav")))
-        run_tools.start(ToolCall("order_status", {"order_id": "42"}))
-        outcome = posted.get(timeout=10).outcome
-    finally:
-        server.shutdown()
+    calls: list = []
+    tools = [{"http": {"name": "order_status", "description": "Look up an order", "method": "GET",
+                       "url": f"{orders_server}/orders/{{order_id}}",
+                       "parameters": {"order_id": {"type": "string", "description": "The order"}}}}]
+    run_tools, posted = executor(tools, calls, hold_music=str(hold_wav(tmp_path / "h.wav")))
+    run_tools.start(ToolCall("order_status", {"order_id": "42"}))
+    outcome = posted.get(timeout=10).outcome
     assert outcome.ok and "shipped" in outcome.text
     assert [kind for kind, _ in calls] == ["hold", "hold"]
     assert calls[0][1] is not None and len(calls[0][1]) > 7000 and calls[1][1] is None  # on, then off
