@@ -128,9 +128,8 @@ class WarmTransfer:
         """The REFER's response or a NOTIFY's sipfrag status."""
         if self.state is not WarmState.CONNECTING:
             return []
-        if code == 202:
+        if not final:  # a 202, or a NOTIFY's progress (pjsua reports the 202 as "100 Accepted"): accepted
             self.refer_accepted = True
-        if not final:
             return []
         if 200 <= code < 300:
             return self._referred(f"{code} {reason}")

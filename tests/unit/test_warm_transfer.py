@@ -111,7 +111,8 @@ def test_a_target_that_hangs_up_during_the_briefing_fails_the_transfer():
 def test_the_caller_leaving_ends_the_target_leg_or_completes_an_accepted_refer():
     _, actions, results = run([(5.0, "caller_ended", ())])
     assert actions == [(5.0, [A.HANG_UP_TARGET])] and results[0].outcome is WarmOutcome.CALLER_LEFT
-    _, actions, results = run([(1.0, "answered", ()), (2.0, "briefed", ()), (2.1, "refer_status", (202, "", False)),
+    _, actions, results = run([(1.0, "answered", ()), (2.0, "briefed", ()),
+                               (2.1, "refer_status", (100, "Accepted", False)),  # pjsua's report of the 202
                                (2.5, "caller_ended", ())])
     assert results[0].outcome is WarmOutcome.REFERRED
 
