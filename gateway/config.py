@@ -24,6 +24,7 @@ from gateway.campaigns.policy import CampaignDefaults, PolicyError, read_default
 from gateway.conversation.settings import CHOICES, ON_MACHINE, WORDS, AmdSettings, ConversationSettings, yaml_keys
 from gateway.store.dsn import dsn_password, is_postgres_dsn, redact_dsn
 from gateway.tools import ToolError, ToolsConfig, load_tools
+from gateway.tools.transfer_options import wav_problem
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _AGENT_TYPES = ("echo", "conversation")
@@ -446,6 +447,12 @@ def _read_agent(r: _Reader, name: str, raw: object, key: str) -> AgentConfig:
     values = _read_settings(r, data, key, settings_keys)
     if "amd" in data:
         values["amd"] = _read_amd(r, data["amd"], _join(key, "amd"))
+    if values.get("hold_music") not in (None, "", "tone"):  # a file, relative to the config file
+        values["hold_music"] = str(r.path(values["hold_music"], _join(key, "hold_music")))
+        problem = wav_problem(Path(values["hold_music"]))
+        if problem:
+            raise r.fail(_join(key, "hold_music"), f"an existing 16-bit PCM WAV file, or tone ({problem})",
+                         values["hold_music"])
     conversation = ConversationSettings(**values)
     if conversation.end_of_turn_ms < conversation.pause_ms:
         raise r.fail(_join(key, "end_of_turn_ms"), f"at least pause_ms ({conversation.pause_ms})",
@@ -529,7 +536,7 @@ def _read_tools(r: _Reader, raw: object, key: str) -> ToolsConfig:
     if not isinstance(raw, list):
         raise r.fail(key, "a list of tools (transfer, hangup, send_dtmf, take_message, http)", raw)
     try:
-        return load_tools(r.expand_tree(raw, key))  # type: ignore[arg-type]
+        return load_tools(r.expand_tree(raw, key), r.base_dir)  # type: ignore[arg-type]
     except ToolError as exc:
         text = str(exc)
         where, _, why = text.partition(": ")

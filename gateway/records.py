@@ -25,7 +25,14 @@ seconds); non-finite floats are written as ``null``.  The gateway writes these k
                    after ``speech_end`` (a mark on one clock, not a duration); a stage that did
                    not happen (e.g. the turn was cancelled) is ``null``
 ``barge_in``       ``at`` (unix time the caller's speech cut the bot off)
-``tool_call``      ``tool``, ``arguments`` (dict), ``start``, ``end``, ``ok`` (bool)
+``tool_call``      ``tool``, ``arguments`` (dict), ``start``, ``end``, ``ok`` (bool); a transfer also
+                   ``result`` (blind: the final NOTIFY's status; warm: ``referred``, ``bridged``, ``busy``,
+                   ``no_answer``, ``rejected``, ``unreachable``, ``target_hung_up``, ``caller_left``, then
+                   ": " and the detail)
+``transfer``       a warm transfer's outcome, written by the call side when it is known: ``mode`` ("warm"),
+                   ``target``, ``outcome`` (``referred``, ``bridged``, ``busy``, ``no_answer``, ``rejected``,
+                   ``unreachable``, ``target_hung_up``, ``caller_left``), ``ok``, ``detail``, ``seconds``
+                   (from the request), ``target_call_id`` (the second leg's own record)
 ``dtmf``           ``digit``, ``method`` ("rfc4733": in the media; "sip_info": a SIP INFO request),
                    as the agent got it (each keypress once)
 ``call_end``       ``reason``, ``outcome`` (a ``gateway.calls.outcome.CallOutcome`` value: ``remote_bye``,

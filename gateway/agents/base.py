@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import structlog
 
+from gateway.agents.handover import WarmTransferRequest
 from rtp.jitter import JitterFrame
 from rtp.outbound import OutboundFrame
 
@@ -48,6 +49,13 @@ class CallContext:
     # (target URI, on_result(ok, detail)) -> None; thread-safe. Blind transfer with REFER: on
     # success the call is hung up for us; on failure it goes on and the agent is told why.
     transfer: Callable[[str, Callable[[bool, str], None]], None] = lambda uri, done: done(False, "not supported")
+    # (request, on_result(ok, detail)) -> None; thread-safe. Warm transfer (gateway/calls/warm_transfer.py):
+    # on success the caller is with the target (REFER with Replaces, or bridged by us).
+    warm_transfer: Callable[[WarmTransferRequest, Callable[[bool, str], None]], None] = \
+        lambda request, done: done(False, "not supported")
+    # (8 kHz int16 loop, or None to end it) -> None; thread-safe: the caller hears the loop instead of
+    # the agent (nor is the agent fed the caller's audio) until it is ended (a long tool's hold music).
+    hold: Callable[[np.ndarray | None], None] = lambda loop: None
     log: structlog.typing.FilteringBoundLogger = field(default_factory=lambda: structlog.get_logger("agent"))
     # (RecordKind, fields) -> None: what happened on the call, for its record and the metrics (see
     # gateway/records.py for the fields). Must return at once; called from the agent's threads.

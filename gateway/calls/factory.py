@@ -10,9 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import structlog
 
 from gateway.agents import Agent, CallContext, create_agent
+from gateway.agents.handover import WarmTransferRequest
 from gateway.calls.media import CallMedia, echo_canceller_for
 from gateway.calls.reporting import AnsweredBy, CallReporting
 from gateway.config import Config
@@ -31,6 +33,8 @@ class CallControls:
     hangup: Callable[[str, str], None]  # (call_id, reason)
     send_dtmf: Callable[[str, str], None]  # (call_id, digits)
     transfer: Callable[[str, str, Callable[[bool, str], None]], None]  # (call_id, target, on_result)
+    warm_transfer: Callable[[str, WarmTransferRequest, Callable[[bool, str], None]], None]  # (call_id, request, ...)
+    hold: Callable[[str, np.ndarray | None], None]  # (call_id, 8 kHz loop or None)
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,9 @@ class CallParts:
 def build_call_parts(config: Config, services: ConversationServices | None, reporting: CallReporting,
                      controls: CallControls, ports: PortPair, call_id: str, direction: str, agent_name: str,
                      local_uri: str, remote_uri: str, variables: Mapping[str, str] | None,
-                     call_log: structlog.typing.FilteringBoundLogger) -> CallParts:
-    """The agent, session and recorder of a new call; on failure nothing is left open (the ports
-    stay the caller's to close)."""
+                     call_log: structlog.typing.FilteringBoundLogger, agent: Agent | None = None) -> CallParts:
+    """The agent, session and recorder of a new call (`agent`: one made by the caller, e.g. a warm
+    transfer's briefing leg); on failure nothing is left open (the ports stay the caller's to close)."""
     recorder = reporting.recorder(call_id, direction, remote_uri, agent_name)
     answered_by = AnsweredBy()
     context = CallContext(
@@ -55,11 +59,13 @@ def build_call_parts(config: Config, services: ConversationServices | None, repo
         agent_name=agent_name, hangup=lambda reason: controls.hangup(call_id, reason),
         send_dtmf=lambda digits: controls.send_dtmf(call_id, digits), log=call_log,
         transfer=lambda target, done: controls.transfer(call_id, target, done),
+        warm_transfer=lambda request, done: controls.warm_transfer(call_id, request, done),
+        hold=lambda loop: controls.hold(call_id, loop),
         record=reporting.record_to(recorder, call_id, answered_by),
         variables=dict(variables or {}),
     )
     try:
-        agent = create_agent(config.agents[agent_name], context, services, config.memory.enabled)
+        agent = agent or create_agent(config.agents[agent_name], context, services, config.memory.enabled)
         listener = CallMedia(agent, lambda idle: controls.hangup(call_id, f"rtp_timeout after {idle:.1f}s"), recorder,
                              answered=direction == "inbound")  # we answer inbound calls before media flows
         session = RtpSession(

@@ -15,16 +15,21 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pjsua2 as pj
 import structlog
 
+from gateway.agents import Agent
+from gateway.agents.handover import WarmTransferRequest
 from gateway.calls.active import ActiveCall, CallRegistry
 from gateway.calls.admission import Admission
 from gateway.calls.factory import CallControls, build_call_parts
 from gateway.calls.media import release_media, remote_media
+from gateway.calls.media_routes import HoldRoute
 from gateway.calls.progress import RingTimer, ring_timeout_s, unanswered_outcome
 from gateway.calls.reporting import CallReporting, EndedCallback
 from gateway.calls.transfer import TransferDesk
+from gateway.calls.warm_desk import WarmTransferDesk
 from gateway.config import Config
 from gateway.metrics import Metrics
 from gateway.sip.account import GatewayAccount, IncomingInvite, user_agent_header
@@ -34,6 +39,7 @@ from gateway.sip.info_dtmf import InfoDtmf
 from gateway.sip.sdp import MediaAddress
 from gateway.sip.stack import SipStack
 from rtp.clock import MediaClock
+from rtp.hold_player import HoldPlayer
 from rtp.ports import PortAllocator, PortPair, PortsExhausted
 from rtp.session import RtpSession
 
@@ -64,8 +70,9 @@ class CallManager:
         self.clock = clock
         self.ports = ports
         self.calls = CallRegistry()
-        self._controls = CallControls(self.hangup, self.send_dtmf, self.transfer)
+        self._controls = CallControls(self.hangup, self.send_dtmf, self.transfer, self.warm_transfer, self.hold)
         self.transfers = TransferDesk(stack, lambda call: self._hangup(call, "transferred"))
+        self.warm = WarmTransferDesk(stack, self.calls.get, self._dial_leg, self._hangup)
         self.ring_timer = RingTimer(stack, self._hangup, self.calls.get)
 
     # -- any thread ----------------------------------------------------------------------------
@@ -96,6 +103,32 @@ class CallManager:
         """Blind-transfer a call from any thread (REFER). `on_result(ok, detail)` runs on the SIP
         thread once the transferee reports the new call's outcome or the REFER fails."""
         self.stack.submit(lambda: self._transfer(call_id, target, on_result))
+
+    def warm_transfer(self, call_id: str, request: WarmTransferRequest, on_result: Callable[[bool, str], None]) -> None:
+        """Warm-transfer a call from any thread (gateway/calls/warm_desk.py); `on_result(ok, detail)`
+        runs on the SIP thread once the caller is with the target, or back with its agent."""
+
+        def start() -> None:
+            call = self.calls.get(call_id)
+            if call is None or call.ended or call.sip is None:
+                on_result(False, "the call has ended")
+                return
+            self.warm.start(call, request, on_result)
+
+        self.stack.submit(start)
+
+    def hold(self, call_id: str, loop: np.ndarray | None) -> None:
+        """Play `loop` to the caller instead of its agent, or (None) give the line back, from any
+        thread; a call in a warm transfer keeps the transfer's hold or bridge."""
+
+        def apply() -> None:
+            call = self.calls.get(call_id)
+            if call is None or call.ended or call.media is None or self.warm.busy(call_id):
+                return
+            call.media.set_route(None if loop is None else HoldRoute(HoldPlayer(loop)))
+            call.log.info("call_hold" if loop is not None else "call_unhold")
+
+        self.stack.submit(apply)
 
     def media_error(self, session: RtpSession, exc: BaseException) -> None:
         """The media clock dropped a session whose tick raised (media thread): the SIP thread ends its call."""
@@ -174,8 +207,10 @@ class CallManager:
         return self.config.sip.routes.get(dialled, account.agent) if dialled else account.agent
 
     def outgoing(self, account: GatewayAccount, uri: str, agent_name: str,
-                 variables: Mapping[str, str] | None = None) -> str:
-        """Place a call to `uri` from `account` with agent `agent_name`; returns the Call-ID."""
+                 variables: Mapping[str, str] | None = None, agent: Agent | None = None,
+                 ring_timeout: float | None = None) -> str:
+        """Place a call to `uri` from `account` with agent `agent_name` (or `agent` itself: a warm
+        transfer's leg to its target); returns the Call-ID."""
         if self.draining:
             raise GatewayDraining("the gateway is draining: it places no new calls")
         sip = SipCall(account, self)
@@ -190,23 +225,31 @@ class CallManager:
             ports.close()
             raise
         info = sip.getInfo()
-        call = self._create(sip, info.callIdString, "outbound", agent_name, info.localUri, uri, ports, variables)
+        call = self._create(sip, info.callIdString, "outbound", agent_name, info.localUri, uri, ports, variables,
+                            agent)
         call.log.info("call_outgoing", remote=uri, account=account.name, agent=agent_name)
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:  # failed inside makeCall
             self._teardown(call, info.lastStatusCode,
                            f"{unanswered_outcome(info.lastStatusCode).value}: {info.lastReason}")
         else:
-            self.ring_timer.start(call, ring_timeout_s(account.config, self.config.sip))
+            self.ring_timer.start(call, ring_timeout if ring_timeout is not None
+                                  else ring_timeout_s(account.config, self.config.sip))
         return call.call_id
+
+    def _dial_leg(self, caller: ActiveCall, uri: str, agent: Agent, ring_timeout: float) -> str:
+        """A warm transfer's second leg, from the caller's account (the same PBX, the same credentials)."""
+        if caller.sip is None:
+            raise RuntimeError("the caller's call has ended")
+        return self.outgoing(caller.sip.account, uri, caller.agent_name, agent=agent, ring_timeout=ring_timeout)
 
     def _create(self, sip: SipCall, call_id: str, direction: str, agent_name: str, local_uri: str,
                 remote_uri: str, ports: PortPair | None = None,
-                variables: Mapping[str, str] | None = None) -> ActiveCall:
+                variables: Mapping[str, str] | None = None, agent: Agent | None = None) -> ActiveCall:
         ports = ports or self.ports.allocate()
         call_log = log.bind(call_id=call_id)
         try:
             parts = build_call_parts(self.config, self.services, self.reporting, self._controls, ports, call_id,
-                                     direction, agent_name, local_uri, remote_uri, variables, call_log)
+                                     direction, agent_name, local_uri, remote_uri, variables, call_log, agent)
         except BaseException:
             ports.close()
             raise
@@ -341,7 +384,9 @@ class CallManager:
 
     def on_transfer_status(self, sip: SipCall, code: int, reason: str, final: bool) -> None:
         call = self.calls.of(sip)
-        if call is not None:
+        if call is not None and self.warm.owns_refer(call):
+            self.warm.refer_status(call, code, reason, final)
+        elif call is not None:
             self.transfers.on_status(call, code, reason, final)
 
     # -- SIP thread: ending calls --------------------------------------------------------------
@@ -399,6 +444,7 @@ class CallManager:
                                                                call.ports.rtp_port, self.ports))
         if call.transfer is not None:
             call.transfer.call_ended()  # a PBX may BYE before the last NOTIFY
+        self.warm.call_ended(call, code)  # the other leg of a warm transfer learns of it
         try:
             call.agent.on_stop()
         except Exception:

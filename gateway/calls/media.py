@@ -18,6 +18,7 @@ import numpy as np
 import structlog
 
 from gateway.agents import Agent
+from gateway.calls.media_routes import MediaRoute
 from gateway.records import CallRecorder
 from gateway.sip.call import NegotiatedMedia
 from rtp.codec import audio_codec_by_name
@@ -55,10 +56,18 @@ class CallMedia:
         self._answered = threading.Event()
         if answered:
             self._answered.set()
+        # A warm transfer sets the agent aside (hold music, a bridge to another leg): the SIP thread
+        # appends the new route (None: back to the agent), this thread takes it on its next tick.
+        self._routes: collections.deque[MediaRoute | None] = collections.deque()
+        self._route: MediaRoute | None = None
 
     def answer(self) -> None:
         """The call is answered (SIP thread): from the next tick the agent hears and speaks."""
         self._answered.set()
+
+    def set_route(self, route: MediaRoute | None) -> None:
+        """Send this call's audio through `route` from the next tick, or back to the agent (SIP thread)."""
+        self._routes.append(route)
 
     def signalled_dtmf(self, digit: str) -> None:
         """A keypress that came as SIP INFO (SIP thread): the agent gets it on the next tick."""
@@ -70,8 +79,13 @@ class CallMedia:
             return None  # early media: heard by no one, answered with silence
         while self._signalled:
             self._deliver(self._signalled.popleft(), DtmfMethod.SIP_INFO)
-        self.agent.on_audio(frame, echo_cancelled)
-        out = self.agent.next_frame()
+        while self._routes:
+            self._route = self._routes.popleft()
+        if self._route is not None:
+            out = self._route.exchange(frame)
+        else:
+            self.agent.on_audio(frame, echo_cancelled)
+            out = self.agent.next_frame()
         if self._recorder is not None:  # queued for the recorder's writer thread: never blocks
             self._recorder.audio(frame.pcm, None if out is None else out.pcm)
         return out

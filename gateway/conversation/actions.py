@@ -12,11 +12,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.agents.base import CallContext
 from gateway.conversation.events import ToolFinished
+from gateway.conversation.holding import hold_loop, warm_request
 from gateway.store import Store, StoreError
 from gateway.tools import ToolCall, ToolResult, ToolsConfig, run_http_tool
+from gateway.tools.transfer_options import TransferMode
+
+if TYPE_CHECKING:
+    from gateway.conversation.briefing import Briefer
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,8 @@ class CallFacts:
 
 class ToolExecutor:
     def __init__(self, context: CallContext, tools: ToolsConfig, store: Store | None, agent_name: str,
-                 facts: CallFacts, post: Callable[[ToolFinished], None], stopped: threading.Event):
+                 facts: CallFacts, post: Callable[[ToolFinished], None], stopped: threading.Event,
+                 briefer: Briefer | None = None, hold_music: str = ""):
         self.context = context
         self.tools = tools
         self.store = store
@@ -51,6 +58,9 @@ class ToolExecutor:
         self._stopped = stopped
         self.log = context.log
         self._started: dict[int, float] = {}
+        self._briefer = briefer  # None: warm targets are transferred blind (e.g. `voicegate chat`)
+        self._hold_music = hold_music  # the agent's, for slow HTTP tools ("": none)
+        self.transferring = threading.Event()  # a transfer runs: the caller is not silent, just waiting
 
     def start(self, call: ToolCall, wait: Callable[[], bool] = lambda: True) -> None:
         """Run `call` on its own thread once `wait()` returns True (e.g. after the bot's notice
@@ -73,9 +83,7 @@ class ToolExecutor:
     def _execute(self, call: ToolCall) -> None:
         name, args = call.name, call.arguments
         if name == "transfer":
-            target = args["target"]
-            uri = self.tools.transfer_targets[target]
-            self.context.transfer(uri, lambda ok, detail: self._done(call, ok, detail))
+            self._transfer(call, args["target"])
         elif name == "hangup":
             self._done(call, True, "")
         elif name == "send_dtmf":
@@ -84,12 +92,31 @@ class ToolExecutor:
         elif name == "take_message":
             self._take_message(call)
         elif name in self.tools.http:
-            result: ToolResult = run_http_tool(self.tools.http[name], args, cancel=self._stopped)
+            if self._hold_music:  # after the acknowledgement (this thread waited for it), until the answer
+                self.context.hold(hold_loop(self._hold_music, self.log))
+            try:
+                result: ToolResult = run_http_tool(self.tools.http[name], args, cancel=self._stopped)
+            finally:
+                if self._hold_music:
+                    self.context.hold(None)
             self.log.info("tool_result", tool=name, ok=result.ok, status=result.status,
                           elapsed_ms=round(result.elapsed_ms, 1), error=result.error)
             self._done(call, result.ok, result.text if result.ok else (result.error or "failed"))
         else:  # the parser only returns calls to declared tools; this is a programming error
             self._done(call, False, f"unknown tool {name}")
+
+    def _transfer(self, call: ToolCall, target: str) -> None:
+        plan = self.tools.transfer_plans.get(target)
+        self.transferring.set()
+
+        def done(ok: bool, detail: str) -> None:
+            self.transferring.clear()
+            self._done(call, ok, detail)
+
+        if plan is not None and plan.mode is TransferMode.WARM and self._briefer is not None:
+            self.context.warm_transfer(warm_request(plan, self._briefer, self._stopped, self.log), done)
+        else:
+            self.context.transfer(self.tools.transfer_targets[target], done)
 
     def _take_message(self, call: ToolCall) -> None:
         args = self.facts

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from gateway.agents.base import CallContext, RecordKind
 from gateway.conversation.actions import CallFacts, ToolExecutor, ToolOutcome
 from gateway.conversation.answer_detection import AnswerClassified, MachineReady
+from gateway.conversation.briefing import Briefer
 from gateway.conversation.call_history import CallHistory
 from gateway.conversation.caller_memory import CallerMemory, returning_caller_note
 from gateway.conversation.events import (
@@ -84,8 +85,11 @@ class Controller:
         # Whisper is conditioned on the agent's vocabulary (vocabulary.py: names, targets, terms).
         self.transcriber = Transcriber(services.models.stt, services.models.executor, skills.stt_prompt)
         self.pipeline = pipeline(self)
+        llm = getattr(services.models, "llm", None)  # a test's model set may have none: warm targets go blind
+        briefer = None if llm is None else Briefer(llm, lambda text: services.phrase(text).pcm, self.call_facts,
+                                                   self.log)
         self.tools = ToolExecutor(context, skills.tools, services.store, settings.agent_name, self.call_facts,
-                                  self.post, self.stopping)
+                                  self.post, self.stopping, briefer, settings.hold_music)
         self.turn_log = TurnLog(self.log, context.record, clock, settings.preroll_ms)
         self._reply: ReplyHandle | None = None
         self._caller_speaking = False  # as the turn events tell it (the turn taker's own flag is the media thread's)
@@ -95,6 +99,7 @@ class Controller:
         self._asked_repeat = False  # the last turn answered was asked again: the next is not
         self._ending: ReplyHandle | None = None  # the goodbye after which we hang up
         self._hangup_sent = False
+        self._handed_over = False  # a transfer succeeded: the caller is someone else's now (no re-prompts)
         # outbound calls: the callee speaks first, a machine gets a message (outbound_start.py)
         actions = OpeningActions(self._greet, lambda text, why: self.say(text, why, True), context.hangup,
                                  services.phrase, self.playout.flush)
@@ -136,7 +141,21 @@ class Controller:
         self._abandon_reply()
         for logged in self.turn_log.flush(lambda _turn: False):
             self.observe(TurnLogged(logged))
+        self._record_last_tools()
         self.memory.remember(self.history.everything_said())
+
+    def _record_last_tools(self) -> None:
+        """Tool outcomes posted just before the stop overtook them (a transfer that succeeded hangs
+        the call up at once): nothing is said any more, but the record keeps what they came to."""
+        while True:
+            try:
+                _, _, event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, ToolFinished):
+                self.log.info("tool_outcome", tool=event.outcome.name, ok=event.outcome.ok,
+                              text=event.outcome.text[:200], after_stop=True)
+                self._record_tool(event.outcome)
 
     def handle(self, event: CallEvent) -> None:
         match event:
@@ -307,8 +326,8 @@ class Controller:
 
     def _on_tool_outcome(self, outcome: ToolOutcome) -> None:
         self.log.info("tool_outcome", tool=outcome.name, ok=outcome.ok, text=outcome.text[:200])
-        self.context.record(RecordKind.TOOL_CALL, tool=outcome.name, arguments=outcome.arguments,
-                            start=outcome.started, end=time.time(), ok=outcome.ok)
+        self._handed_over = self._handed_over or (outcome.name == "transfer" and outcome.ok)
+        self._record_tool(outcome)
         line = outcome_line(outcome, self.settings, self.skills.tools.http)
         if line is not None:
             self.say(*line, ends_call=outcome.name == "hangup")
@@ -316,6 +335,11 @@ class Controller:
         follow_up = follow_up_for(outcome, self.skills.tools.http)
         if follow_up is not None:
             self._notes.append(follow_up)  # told by the next reply, or on its own as soon as nothing else is
+
+    def _record_tool(self, outcome: ToolOutcome) -> None:
+        extra = {"result": outcome.text[:200]} if outcome.name == "transfer" else {}  # e.g. "bridged: ..."
+        self.context.record(RecordKind.TOOL_CALL, tool=outcome.name, arguments=outcome.arguments,
+                            start=outcome.started, end=time.time(), ok=outcome.ok, **extra)
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -334,7 +358,7 @@ class Controller:
             fallbacks = [n.fallback for n in notes if n.fallback]
             self._start_follow_up(FollowUp("\n".join(n.note for n in notes), " ".join(fallbacks) or None))
             return
-        if self._hangup_sent:
+        if self._hangup_sent or self._handed_over:
             return
         if self._ending is not None:
             if not self.playout.has_audio(self._ending.turn):
@@ -344,7 +368,7 @@ class Controller:
         if self.opening is not None and self.opening.waiting:  # who answered is not known yet: no re-prompt
             self.silence.busy(now)
             return
-        if self._caller_speaking or in_flight or self.playout.is_playing():
+        if self._caller_speaking or in_flight or self.playout.is_playing() or self.tools.transferring.is_set():
             self.silence.busy(now)
             return
         action = self.silence.check(now)

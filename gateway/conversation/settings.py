@@ -104,6 +104,9 @@ class ConversationSettings:
     stt_hotwords: tuple[str, ...] = _words()  # terms Whisper should hear, before the agent's own
     model_timeout_s: float = _number(8.0, 1, 120)  # a reply with no audio this long after the turn: models stuck
     dtmf_gap_s: float = _number(1.5, 0.2, 10)  # keys without an action are collected until this pause
+    # Played to the caller from after the acknowledgement until a slow HTTP tool answers: a WAV file
+    # (relative to the config file), "tone" (the built-in soft tone) or "" (none: the line stays quiet).
+    hold_music: str = _text("")
     amd: AmdSettings = field(default_factory=AmdSettings)  # the `amd:` block (read by config.py's _read_amd)
     # Not from the agent's YAML keys: its name, its `dtmf` actions, and `memory.enabled`.
     agent_name: str = ""

@@ -14,8 +14,12 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from gateway.tools.transfer_options import TransferTarget
 
 __all__ = [
     "BUILTIN_TOOLS",
@@ -384,12 +388,17 @@ class ToolsConfig:
     specs: dict[str, ToolSpec]
     transfer_targets: dict[str, str] = field(default_factory=dict)
     http: dict[str, HttpToolConfig] = field(default_factory=dict)
+    transfer_plans: dict[str, TransferTarget] = field(default_factory=dict)  # name -> how it is reached
 
 
-def load_tools(items: Sequence[object] | None) -> ToolsConfig:
-    """The tool set from the parsed YAML list: ``- hangup``, ``- transfer: {targets: ...}``, ``- http: {...}``."""
+def load_tools(items: Sequence[object] | None, base_dir: Path | None = None) -> ToolsConfig:
+    """The tool set from the parsed YAML list: ``- hangup``, ``- transfer: {targets: ...}``, ``- http: {...}``
+    (``base_dir``: where relative file names, e.g. a transfer's ``hold_music``, are read from)."""
+    from gateway.tools.transfer_options import read_transfer_targets  # it imports ToolError from here
+
     specs: dict[str, ToolSpec] = {}
     targets: dict[str, str] = {}
+    plans: dict[str, TransferTarget] = {}
     http: dict[str, HttpToolConfig] = {}
     for i, item in enumerate(items or ()):
         if isinstance(item, str):
@@ -399,10 +408,10 @@ def load_tools(items: Sequence[object] | None) -> ToolsConfig:
         else:
             raise ToolError(f"tools[{i}]: expected a tool name or a one-key mapping, got {item!r}")
         if kind == "transfer":
-            raw = (body or {}).get("targets") if isinstance(body, Mapping) else None
-            if not isinstance(raw, Mapping) or not raw:
+            if not isinstance(body, Mapping):
                 raise ToolError(f"tools[{i}]: transfer needs targets: {{name: sip-uri, ...}}")
-            targets = {str(k): str(v) for k, v in raw.items()}
+            plans = read_transfer_targets(i, body, base_dir)
+            targets = {name: plan.uri for name, plan in plans.items()}
             spec = transfer_spec(targets)
         elif kind in ("hangup", "send_dtmf", "take_message"):
             if body:
@@ -424,4 +433,4 @@ def load_tools(items: Sequence[object] | None) -> ToolsConfig:
         if spec.name in specs:
             raise ToolError(f"tools[{i}]: tool {spec.name!r} is defined twice")
         specs[spec.name] = spec
-    return ToolsConfig(specs, targets, http)
+    return ToolsConfig(specs, targets, http, plans)

@@ -39,18 +39,21 @@ def speech(text: str, workdir: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).copy()
 
 
-def start_call(gw, tmp_path, peer: RtpPeer, seconds: float) -> threading.Thread:
-    scenario = (SCENARIOS / "external_media.xml").read_text()
+def start_call(gw, tmp_path, peer: RtpPeer, seconds: float, scenario_name: str = "external_media.xml",
+               timeout_s: float = 30.0) -> threading.Thread:
+    """SIPp's side of a call whose media is `peer` (`scenario_name`: external_media.xml, or another
+    scenario with the same [peer_port] and [call_ms] fields, e.g. refuse_refer.xml)."""
+    scenario = (SCENARIOS / scenario_name).read_text()
     scenario = scenario.replace("[peer_port]", str(peer.port)).replace("[call_ms]", str(int(seconds * 1000)))
     tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "external_media.xml"
+    path = tmp_path / scenario_name
     path.write_text(scenario)
     result = {}
     seen = len(gw.find("call_media"))
 
     def run():
         result["sipp"] = run_sipp(path, f"127.0.0.1:{gw.sip_port}", tmp_path / "sipp", service="voicegate",
-                                  timeout=seconds + 30)
+                                  timeout=seconds + timeout_s)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.result = result
