@@ -50,7 +50,9 @@ class Transfer:
         """A REFER response or NOTIFY sipfrag status; returns the state it leads to."""
         if self.done:
             return self.state
-        if code == 202:
+        if not final and (code == 202 or 100 <= code < 200):
+            # pjsua reports the REFER's 202 as a provisional "100 Accepted" (onCallTransferStatus),
+            # and a NOTIFY's 1xx sipfrag also means the transferee took the REFER.
             self.state = TransferState.ACCEPTED
         if final:
             self.finish(200 <= code < 300, f"{code} {reason}")

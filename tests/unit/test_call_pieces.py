@@ -107,3 +107,11 @@ def test_a_call_that_ends_after_the_refer_was_accepted_counts_as_transferred() -
     transfer.on_status(202, "Accepted", final=False)
     transfer.call_ended()
     assert results == [(True, "the transferee left the call")]
+
+
+def test_pjsuas_provisional_100_accepted_counts_as_accepted() -> None:
+    # pjsua reports the REFER's 202 to onCallTransferStatus as "100 Accepted", not final
+    transfer, results = _transfer()
+    assert transfer.on_status(100, "Accepted", final=False) is TransferState.ACCEPTED
+    transfer.call_ended()
+    assert results == [(True, "the transferee left the call")]
