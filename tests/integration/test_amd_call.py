@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from tests.rig.audio import active_segments, make_speech_wav, read_wav, tone, write_wav
-from tests.rig.gateway import gateway_config
+from tests.rig.gateway import PATIENT_MODEL_TIMEOUT_S, gateway_config
 
 GREETING = "Hi, this is Harbor Dental calling about your appointment."
 MESSAGE = "Hello, this is Harbor Dental. Your cleaning is tomorrow at ten. Please call us if you cannot come. Goodbye."
@@ -27,7 +27,7 @@ BOT_DBFS = -35  # the bot's speech on the callee's recording; silence frames are
 def outbound_gateway(kamailio, gateway_factory, records=None):
     account = {"username": "2001", "password": "secret", "registrar": f"sip:{kamailio.hostport}",
                "domain": kamailio.domain, "agent": "front-desk"}
-    agents = {"front-desk": {"type": "conversation", "greeting": GREETING,
+    agents = {"front-desk": {"type": "conversation", "model_timeout_s": PATIENT_MODEL_TIMEOUT_S, "greeting": GREETING,
                            "instructions": "You call patients of Harbor Dental to remind them of appointments.",
                            "amd": {"on_machine": "leave_message", "message": MESSAGE}}}
     config = gateway_config(accounts=[account], agents=agents)

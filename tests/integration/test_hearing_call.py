@@ -17,7 +17,7 @@ import pytest
 from gateway.conversation.settings import ConversationSettings
 from tests.integration.test_conversation_call import GREETING, INSTRUCTIONS, transcribe
 from tests.rig.audio import make_speech_wav, read_wav, write_wav
-from tests.rig.gateway import gateway_config
+from tests.rig.gateway import PATIENT_MODEL_TIMEOUT_S, gateway_config
 
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "configs" / "knowledge" / "harbor-dental.md"
 MUMBLED = "I would like to book an appointment for my daughter next week."
@@ -34,7 +34,8 @@ def test_a_mumbled_turn_gets_the_repeat_request_not_the_unknown_answer(kamailio,
                                                                      tmp_wav_dir, stt):
     account = {"username": "2001", "password": "secret", "registrar": f"sip:{kamailio.hostport}",
                "domain": kamailio.domain, "agent": "front-desk"}
-    agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS,
+    agents = {"front-desk": {"type": "conversation", "model_timeout_s": PATIENT_MODEL_TIMEOUT_S,
+                             "greeting": GREETING, "instructions": INSTRUCTIONS,
                              "knowledge": [str(KNOWLEDGE)]}}
     gw = gateway_factory(gateway_config(accounts=[account], agents=agents))
     gw.wait_log("sip_registered", timeout=60)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gateway.records import load_record
 from tests.integration.conftest import SCENARIOS
-from tests.rig.gateway import gateway_config
+from tests.rig.gateway import PATIENT_MODEL_TIMEOUT_S, gateway_config
 from tests.rig.ports import free_port_pair
 from tests.rig.sipp import run_sipp
 
@@ -122,7 +122,8 @@ def test_rfc4733_digits_are_in_the_call_record_too(gateway_factory, tmp_path: Pa
 def test_a_conversation_agent_acts_on_a_key_sent_as_info(gateway_factory, tmp_path: Path):
     """The keypad action of a conversation agent (real models) fires on an INFO key: 9 hangs up."""
     config = recorded_config(tmp_path)
-    config["agents"] = {"front-desk": {"type": "conversation", "greeting": "Harbor Dental, hello.",
+    config["agents"] = {"front-desk": {"type": "conversation", "model_timeout_s": PATIENT_MODEL_TIMEOUT_S,
+                                       "greeting": "Harbor Dental, hello.",
                                        "instructions": "You answer the phone in one short sentence.",
                                        "dtmf": {"9": "hangup"}}}
     gw = gateway_factory(config)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from tests.rig.audio import active_audio, active_segments, band_share, make_speech_wav, read_wav
-from tests.rig.gateway import gateway_config
+from tests.rig.gateway import PATIENT_MODEL_TIMEOUT_S, gateway_config
 
 INSTRUCTIONS = """You are the receptionist of Harbor Dental, answering the phone. Answer in one short sentence.
 Facts:
@@ -29,7 +29,8 @@ def test_g722_call_is_negotiated_and_the_caller_is_transcribed(kamailio, gateway
                                                                 tmp_wav_dir, tmp_path):
     account = {"username": "2001", "password": "secret", "registrar": f"sip:{kamailio.hostport}",
                "domain": kamailio.domain, "agent": "front-desk"}
-    agents = {"front-desk": {"type": "conversation", "greeting": GREETING, "instructions": INSTRUCTIONS}}
+    agents = {"front-desk": {"type": "conversation", "model_timeout_s": PATIENT_MODEL_TIMEOUT_S,
+                             "greeting": GREETING, "instructions": INSTRUCTIONS}}
     config = gateway_config(accounts=[account], agents=agents)
     records = tmp_path / "records"
     config["recording"] = {"directory": str(records)}
