@@ -1,0 +1,46 @@
+"""The constrained tool step: on a turn that asks for something done, the model picks a tool or none.
+
+Why a step of its own: asked "please let Kim know that Anna will be late", the 0.5B model
+answered "Sure, I'll let her know!" and called nothing: in a free reply a polite first word
+outweighs ``CALL``. Here the model's next words are held by a GBNF grammar
+(`gateway.tools.tool_choice_grammar`) to ``NONE`` or one well-formed CALL line with a known tool and
+valid arguments, so its preference between acting and not acting is what decides, and a call it
+writes cannot be malformed.
+
+Only turns whose words ask for an action (pass a message on, check or look something up, be put
+through, hang up) take the step: a plain question goes straight to the answer and pays nothing.
+The step's prompt is the conversation plus one short note, so it shares the KV cache with the
+answer that follows a ``NONE``. Engines that cannot constrain their output (an OpenAI-compatible
+server, models/openai_compat.py) skip it: the agent then relies on the free reply's CALL line, as
+before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from gateway.conversation.intents import names_a_transfer
+from gateway.conversation.planner import BYE, asks_for_action
+from gateway.tools import ToolCall, ToolSpec, parse_tool_call, tool_choice_grammar
+from models.base import CancelToken, ChatMessage, ConstrainedLlm, Llm
+
+CHOICE_NOTE = ("Does my last message ask you to use one of your tools? If it does, write only the CALL line "
+               "for it. If it does not, write NONE.")
+CHOICE_MAX_TOKENS = 96  # a take_message call with a two-sentence message
+
+
+def asks_for_tool(text: str) -> bool:
+    """The caller's words ask for something done, not told: the only turns worth the step."""
+    return asks_for_action(text) or names_a_transfer(text) or bool(BYE.search(text))
+
+
+def choose_tool(llm: Llm, messages: Sequence[ChatMessage], specs: Mapping[str, ToolSpec], caller_said: str, *,
+                cancel: CancelToken | None = None, affinity: str | None = None) -> ToolCall | None:
+    """The call the model chooses for this turn under the grammar, or None (no tool, no step taken,
+    or the engine cannot constrain). The call is well-formed; whether the caller's words support
+    it is the generate stage's check, as for any call."""
+    if not specs or not isinstance(llm, ConstrainedLlm) or not asks_for_tool(caller_said):
+        return None
+    text = llm.constrained_chat([*messages, ChatMessage("user", CHOICE_NOTE)], tool_choice_grammar(specs),
+                                max_tokens=CHOICE_MAX_TOKENS, cancel=cancel, affinity=affinity)
+    return parse_tool_call(text, specs).call
