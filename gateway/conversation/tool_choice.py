@@ -17,11 +17,13 @@ before.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from gateway.conversation.intents import names_a_transfer
-from gateway.conversation.planner import BYE, asks_for_action
-from gateway.tools import ToolCall, ToolSpec, parse_tool_call, tool_choice_grammar
+from gateway.conversation.intents import asks_for_transfer, names_a_transfer
+from gateway.conversation.planner import BYE, asks_for_action, unasked_tool_call
+from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolSpec, parse_tool_call, tool_choice_grammar
 from models.base import CancelToken, ChatMessage, ConstrainedLlm, Llm
 
 CHOICE_NOTE = ("Does my last message ask you to use one of your tools? If it does, write only the CALL line "
@@ -41,6 +43,32 @@ def choose_tool(llm: Llm, messages: Sequence[ChatMessage], specs: Mapping[str, T
     it is the generate stage's check, as for any call."""
     if not specs or not isinstance(llm, ConstrainedLlm) or not asks_for_tool(caller_said):
         return None
-    text = llm.constrained_chat([*messages, ChatMessage("user", CHOICE_NOTE)], tool_choice_grammar(specs),
+    allowed = admissible(specs, caller_said)
+    if not allowed:
+        return None
+    text = llm.constrained_chat([*messages, ChatMessage("user", CHOICE_NOTE)], tool_choice_grammar(allowed),
                                 max_tokens=CHOICE_MAX_TOKENS, cancel=cancel, affinity=affinity)
-    return parse_tool_call(text, specs).call
+    return parse_tool_call(text, allowed).call
+
+
+def admissible(specs: Mapping[str, ToolSpec], caller_said: str) -> dict[str, ToolSpec]:
+    """The tools a call to which the caller's words could support (the generate stage's own checks:
+    `unasked_tool_call`, `ungrounded_arguments`), transfer targets narrowed to those asked for.
+
+    The grammar offers only these: asked to pass a message on, the 0.5B model chose `hangup`, and
+    asked to check job 4417, `take_message`; both refused afterwards, the turn lost its tool."""
+    allowed: dict[str, ToolSpec] = {}
+    said_digits = bool(re.search(r"\d", caller_said))
+    for name, spec in specs.items():
+        if name == "transfer":
+            known = spec.parameters.get("target", {}).get("enum", ())
+            targets = [t for t in known if asks_for_transfer(caller_said, t)]
+            if targets:
+                target = {**spec.parameters["target"], "enum": targets}
+                allowed[name] = replace(spec, parameters={**spec.parameters, "target": target})
+        elif name in BUILTIN_TOOLS:
+            if not unasked_tool_call(ToolCall(name, {}), caller_said):
+                allowed[name] = spec
+        elif said_digits or not spec.parameters:  # a lookup's arguments come from the caller's numbers
+            allowed[name] = spec
+    return allowed

@@ -14,7 +14,7 @@ import structlog
 
 from gateway.conversation.generate import Generation, Generator, Phrase
 from gateway.conversation.settings import ConversationSettings
-from gateway.conversation.tool_choice import CHOICE_NOTE, asks_for_tool
+from gateway.conversation.tool_choice import CHOICE_NOTE, admissible, asks_for_tool
 from gateway.tools import TOOL_CHOICE_NONE, ToolCall, load_tools, tool_choice_grammar
 from models.base import ChatMessage, ConstrainedLlm
 
@@ -83,12 +83,12 @@ def test_a_chosen_call_is_taken_without_a_free_reply() -> None:
     assert [type(i) for i in items] == [Phrase] and items[0].text == SETTINGS.message_taken  # type: ignore[attr-defined]
     (prompt, grammar), = engine.constrained
     assert prompt == [*messages, ChatMessage("user", CHOICE_NOTE)]  # the conversation's prefix, then the note
-    assert grammar == tool_choice_grammar(SPECS)
+    assert grammar == tool_choice_grammar(admissible(SPECS, said))
 
 
 def test_none_goes_on_to_the_answer() -> None:
-    engine = ScriptedEngine("I can check that for you if you give me the job number.", choice=TOOL_CHOICE_NONE)
-    items, out, messages = run(engine, "can you check on my car")
+    engine = ScriptedEngine("I can check that for you, what is the job number?", choice=TOOL_CHOICE_NONE)
+    items, out, messages = run(engine, "can you check on my car, my phone number is 555 0173")
     assert out.call is None and out.chosen is None
     assert engine.streamed == [messages] and len(engine.constrained) == 1
     assert "job number" in " ".join(i.text for i in items)  # type: ignore[attr-defined]
@@ -110,3 +110,23 @@ def test_an_engine_without_grammars_keeps_the_free_reply_and_its_call_line() -> 
     items, out, _ = run(engine, "could you check on my car the job number is 4417")
     assert out.call == ToolCall("repair_status", {"job_number": "4417"}) and out.chosen is None
     assert len(engine.streamed) == 1
+
+
+def test_only_tools_the_callers_words_could_support_are_offered():
+    """The grammar's alternatives are the calls the generate stage would accept: no hang-up on a
+    message, no lookup without a number, a transfer only to a target asked for."""
+    assert set(admissible(SPECS, "please let anna know i will be late")) == {"take_message"}
+    assert set(admissible(SPECS, "could you check on my car the job number is 4417")) == {"repair_status"}
+    assert set(admissible(SPECS, "can you check on my car")) == set()
+    assert set(admissible(SPECS, "ok that is all thanks bye")) == {"hangup"}
+    narrowed = admissible(SPECS, "tell kim i called")
+    assert narrowed["transfer"].parameters["target"]["enum"] == ["kim"] and "take_message" in narrowed
+    assert "transfer" not in admissible(SPECS, "tell anna i called")
+    assert SPECS["transfer"].parameters["target"]["enum"] == ["kim"]  # the shared spec is not changed
+
+
+def test_with_nothing_admissible_no_step_is_taken():
+    engine = ScriptedEngine("I can look that up if you give me the job number.",
+                            choice='CALL {"tool": "hangup", "arguments": {}}')
+    items, out, _ = run(engine, "can you check on my car")
+    assert engine.constrained == [] and out.call is None and len(engine.streamed) == 1
