@@ -66,9 +66,23 @@ def admissible(specs: Mapping[str, ToolSpec], caller_said: str) -> dict[str, Too
             if targets:
                 target = {**spec.parameters["target"], "enum": targets}
                 allowed[name] = replace(spec, parameters={**spec.parameters, "target": target})
+        elif name == "take_message":
+            if not unasked_tool_call(ToolCall(name, {}), caller_said):
+                allowed[name] = _verbatim_message(spec, caller_said)
         elif name in BUILTIN_TOOLS:
             if not unasked_tool_call(ToolCall(name, {}), caller_said):
                 allowed[name] = spec
         elif said_digits or not spec.parameters:  # a lookup's arguments come from the caller's numbers
             allowed[name] = spec
     return allowed
+
+
+def _verbatim_message(spec: ToolSpec, caller_said: str) -> ToolSpec:
+    """take_message whose `message` can only be the caller's own words: the 0.5B model, left to word
+    it, wrote messages that lost what the caller said ("please let kim know that anna will be late
+    tomorrow" became a message without "late"); the staff reading it want the caller's words anyway."""
+    if "message" not in spec.parameters:
+        return spec
+    words = " ".join(caller_said.split())
+    message = {**spec.parameters["message"], "enum": [words]}
+    return replace(spec, parameters={**spec.parameters, "message": message})

@@ -75,10 +75,10 @@ def test_plain_questions_pay_nothing(said: str) -> None:
 
 def test_a_chosen_call_is_taken_without_a_free_reply() -> None:
     said = "please let kim know that anna will be late tomorrow"
-    choice = 'CALL {"tool": "take_message", "arguments": {"message": "Anna will be late tomorrow"}}'
+    choice = f'CALL {{"tool": "take_message", "arguments": {{"message": "{said}"}}}}'
     engine = ScriptedEngine("Sure, I will let her know!", choice=choice)
     items, out, messages = run(engine, said)
-    assert out.call == out.chosen == ToolCall("take_message", {"message": "Anna will be late tomorrow"})
+    assert out.call == out.chosen == ToolCall("take_message", {"message": said})
     assert engine.streamed == []
     assert [type(i) for i in items] == [Phrase] and items[0].text == SETTINGS.message_taken  # type: ignore[attr-defined]
     (prompt, grammar), = engine.constrained
@@ -123,6 +123,10 @@ def test_only_tools_the_callers_words_could_support_are_offered():
     assert narrowed["transfer"].parameters["target"]["enum"] == ["kim"] and "take_message" in narrowed
     assert "transfer" not in admissible(SPECS, "tell anna i called")
     assert SPECS["transfer"].parameters["target"]["enum"] == ["kim"]  # the shared spec is not changed
+    said = 'please tell bob   "the boiler" is fixed'
+    message = admissible(SPECS, said)["take_message"].parameters["message"]
+    assert message["enum"] == ['please tell bob "the boiler" is fixed']
+    assert "enum" not in SPECS["take_message"].parameters["message"]
 
 
 def test_with_nothing_admissible_no_step_is_taken():
