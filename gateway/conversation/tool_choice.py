@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from gateway.conversation.intents import asks_for_transfer, names_a_transfer
+from gateway.conversation.intents import names_a_transfer, transfer_target
 from gateway.conversation.planner import BYE, asks_for_action, unasked_tool_call
 from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolSpec, parse_tool_call, tool_choice_grammar
 from models.base import CancelToken, ChatMessage, ConstrainedLlm, Llm
@@ -62,7 +62,8 @@ def admissible(specs: Mapping[str, ToolSpec], caller_said: str) -> dict[str, Too
     for name, spec in specs.items():
         if name == "transfer":
             known = spec.parameters.get("target", {}).get("enum", ())
-            targets = [t for t in known if asks_for_transfer(caller_said, t)]
+            # named, not merely a transfer verb: "can I pay by bank transfer" chose `emergency`
+            targets = [t for t in known if transfer_target(f"transfer {caller_said}", [t]) is not None]
             if targets:
                 target = {**spec.parameters["target"], "enum": targets}
                 allowed[name] = replace(spec, parameters={**spec.parameters, "target": target})

@@ -122,6 +122,7 @@ def test_only_tools_the_callers_words_could_support_are_offered():
     narrowed = admissible(SPECS, "tell kim i called")
     assert narrowed["transfer"].parameters["target"]["enum"] == ["kim"] and "take_message" in narrowed
     assert "transfer" not in admissible(SPECS, "tell anna i called")
+    assert "transfer" not in admissible(SPECS, "can i pay by bank transfer")  # a verb alone names no one
     assert SPECS["transfer"].parameters["target"]["enum"] == ["kim"]  # the shared spec is not changed
     said = 'please tell bob   "the boiler" is fixed'
     message = admissible(SPECS, said)["take_message"].parameters["message"]
