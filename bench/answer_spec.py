@@ -66,6 +66,11 @@ class Business:
 
     def agent(self, variant: str, source: str) -> AgentConfig:
         """The agent as a user would configure it, facts in a knowledge file or in `instructions`."""
+        raw = self.agent_yaml(variant)
+        return parse_config({"sip": {"listen": "127.0.0.1:5060"}, "agents": {AGENT: raw}}, source=source).agents[AGENT]
+
+    def agent_yaml(self, variant: str) -> dict[str, Any]:
+        """The agent's entry of a gateway config (`agents: {name: ...}`), as `agent` reads it."""
         intro = f"You are {self.role}, answering the phone.\n{STYLE}"
         raw: dict[str, Any] = {"type": "conversation", "greeting": self.greeting, "tools": self.tools}
         if variant == "knowledge":
@@ -73,7 +78,7 @@ class Business:
         else:
             facts = "\n".join(facts_as_bullets(self.knowledge_file.read_text(encoding="utf-8")))
             raw["instructions"] = f"{intro}\nFacts:\n{facts}\n{UNKNOWN}"
-        return parse_config({"sip": {"listen": "127.0.0.1:5060"}, "agents": {AGENT: raw}}, source=source).agents[AGENT]
+        return raw
 
     def cases(self, variant: str, noise: str) -> Cases:
         turns = self.turns if noise == "clean" else [[replace(t, said=misheard(t.said)) for t in c] for c in self.turns]

@@ -30,6 +30,7 @@ __all__ = [
     "AudioChunk",
     "CancelToken",
     "ChatMessage",
+    "ConstrainedLlm",
     "Llm",
     "LlmError",
     "ModelError",
@@ -218,6 +219,28 @@ class Llm(Protocol):
         For a local engine this evaluates the system prompt once so later calls reuse its
         KV cache (first token ~0.13 s instead of ~2 s for the 0.5B model on 2 cores).
         """
+        ...
+
+
+@runtime_checkable
+class ConstrainedLlm(Protocol):
+    """An :class:`Llm` that can also generate under a GBNF grammar (llama.cpp's constrained sampling).
+
+    A separate Protocol, not a parameter of ``stream_chat``: an OpenAI-compatible server may or may
+    not honour a grammar, and an engine that would silently ignore one must not be asked, so the
+    gateway only takes a constrained step where the engine declares it (``isinstance``).
+    """
+
+    def constrained_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        grammar: str,
+        *,
+        max_tokens: int = 64,
+        cancel: CancelToken | None = None,
+        affinity: str | None = None,
+    ) -> str:
+        """The whole reply (greedy, temperature 0) as the grammar allows it; "" if cancelled."""
         ...
 
 

@@ -53,6 +53,8 @@ from models.registry import resolve_llm
 
 __all__ = ["LlamaConfig", "LlamaCppLlm", "StreamStats"]
 
+_GRAMMARS_KEPT = 32  # compiled grammars remembered (one per agent's tool set, in practice)
+
 log = structlog.get_logger("models")
 
 _SLOT_WAIT_POLL_S = 0.02  # how often a waiting request re-checks its cancel token
@@ -157,6 +159,7 @@ class LlamaCppLlm:
         self.n_ctx = cfg.n_ctx
         self._pinned = PinnedThread("llama")  # every llama.cpp compute call runs there (see models/pinned.py)
         self._affinity: OrderedDict[str, _Slot] = OrderedDict()  # call id -> the slot holding its history
+        self._grammars: OrderedDict[str, Any] = OrderedDict()  # GBNF text -> checked LlamaGrammar
 
     # ------------------------------------------------------------------ prompt
 
@@ -252,11 +255,13 @@ class LlamaCppLlm:
         stop: Sequence[str] = (),
         cancel: CancelToken | None = None,
         affinity: str | None = None,
+        grammar: str | None = None,
     ) -> Generator[str, None, None]:
         """Yield the answer's text pieces (about one token each) as they are generated.
 
         Stops within one token after ``cancel`` is set (the token being computed when it is
-        set is discarded).  Raises :class:`LlmError` if the prompt does not fit the context.
+        set is discarded).  Raises :class:`LlmError` if the prompt does not fit the context,
+        or if ``grammar`` (GBNF, root rule ``root``) does not compile.
         """
         t0 = time.perf_counter()
         tokens = self.tokenize_chat(messages)
@@ -277,6 +282,7 @@ class LlamaCppLlm:
         stats.cached_tokens = slot.cached_prefix(tokens)
         stream: Any = None  # llama_cpp's completion generator
         try:
+            constraint = self._grammar(grammar) if grammar is not None else None
             if is_cancelled(cancel):
                 stats.cancelled = True
                 return
@@ -290,6 +296,7 @@ class LlamaCppLlm:
                     repeat_penalty=self.config.repeat_penalty,
                     stop=[*stop, self._eos_text] if self._eos_text else list(stop),
                     stream=True,
+                    grammar=constraint,
                 )
             )
             while True:
@@ -322,6 +329,48 @@ class LlamaCppLlm:
             stats.total_s = time.perf_counter() - t0
             self._release(slot)
 
+    def constrained_chat(
+        self,
+        messages: Sequence[ChatMessage],
+        grammar: str,
+        *,
+        max_tokens: int = 64,
+        cancel: CancelToken | None = None,
+        affinity: str | None = None,
+    ) -> str:
+        """:class:`models.base.ConstrainedLlm`: the greedy reply the grammar allows, in one piece.
+
+        Same slot, cache and gate as :meth:`stream_chat` (a call's constrained step and its answer
+        share the KV cache of the conversation so far)."""
+        with contextlib.closing(self.stream_chat(messages, max_tokens=max_tokens, temperature=0.0, cancel=cancel,
+                                                 affinity=affinity, grammar=grammar)) as pieces:
+            return "".join(pieces)
+
+    def _grammar(self, text: str) -> Any:
+        """``LlamaGrammar`` for ``text``, checked once and kept by its text.
+
+        llama-cpp-python hands the text to llama.cpp's sampler as is, and a grammar that does not
+        parse gives a null sampler there (a crash, not an error), so it is compiled here first
+        against the model's vocabulary: LlmError if it does not."""
+        import llama_cpp
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        with self._cond:
+            if text in self._grammars:
+                self._grammars.move_to_end(text)
+                return self._grammars[text]
+        vocab = self._slots[0].llama._model.vocab
+        probe = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
+        if not probe:
+            raise LlmError("the grammar does not compile (GBNF with a 'root' rule expected)")
+        llama_cpp.llama_sampler_free(probe)
+        grammar = LlamaGrammar.from_string(text, verbose=False)
+        with self._cond:
+            self._grammars[text] = grammar
+            while len(self._grammars) > _GRAMMARS_KEPT:
+                self._grammars.popitem(last=False)
+        return grammar
+
     @property
     def thread_stats(self) -> StreamStats | None:
         """Stats of the last stream consumed on the calling thread (`last_stats` is any thread's)."""
@@ -337,3 +386,4 @@ class LlamaCppLlm:
             with contextlib.suppress(Exception):
                 slot.llama.close()
         self._pinned.close()
+

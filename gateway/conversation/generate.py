@@ -15,8 +15,10 @@ from typing import Any
 
 from gateway.conversation.answer_check import AnswerGate, FactSentence
 from gateway.conversation.clauses import ClauseSplitter
+from gateway.conversation.headings import HeadingFilter, fact_headings
 from gateway.conversation.planner import unasked_tool_call, ungrounded_arguments, without_invented_number
 from gateway.conversation.settings import ConversationSettings
+from gateway.conversation.tool_choice import choose_tool
 from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolCallDetector, ToolSpec, parse_tool_call
 from models.base import CancelToken, ChatMessage, Llm
 
@@ -48,6 +50,8 @@ class Generation:
     fact_said: bool = False  # the model's reply lacked the fact (or parroted): the fact itself was said
     regenerated: bool = False  # the reply parroted an earlier answer and no fact was at hand: asked again
     declined: bool = False  # the reply lacked a fact that only loosely matched the turn: the don't-know line
+    chosen: ToolCall | None = None  # the constrained tool step's call (tool_choice.py), taken instead of a reply
+    choice_s: float = 0.0  # time the tool step took (before the answer's own first token)
 
 
 class Generator:
@@ -67,7 +71,24 @@ class Generator:
         The clauses pass an `AnswerGate` (answer_check.py): given the fact `sentences` that answer
         the turn, clauses are held until one carries the fact, and if none does the fact itself is
         said; a reply that repeats an earlier answer to another question is cut and replaced by the
-        fact, or, with no fact, generated once more from the history without the bot's answers."""
+        fact, or, with no fact, generated once more from the history without the bot's answers.
+
+        A turn that asks for something done first takes the constrained tool step (tool_choice.py):
+        a call it chooses that the caller's words support is taken without a free reply."""
+        started = self.clock()
+        chosen = choose_tool(self.llm, messages, self.specs, caller_said, cancel=cancel, affinity=affinity)
+        out.choice_s = self.clock() - started
+        if chosen is not None:
+            refusal = self._refusal(chosen, caller_said)
+            self.log.info("tool_chosen", tool=chosen.name, refused=refusal, ms=round(out.choice_s * 1000))
+            if refusal is None:
+                out.chosen = chosen
+                out.first_token_at = self.clock()  # the choice is the model's first output
+                out.stats = getattr(self.llm, "thread_stats", None)
+                yield from self._accept(chosen, caller_said, False, best_fact, out)
+                return
+        if cancel is not None and cancel.is_set():
+            return
         gate = AnswerGate(sentences, caller_said, messages[:-1])
         yield from self._gated(messages, caller_said, best_fact, out, cancel, affinity, gate)
         if gate.parroted and not sentences and not (cancel is not None and cancel.is_set()):
@@ -88,11 +109,12 @@ class Generator:
         s = self.settings
         splitter = ClauseSplitter()
         detector = ToolCallDetector(self.specs) if self.specs else None
+        labels = HeadingFilter(fact_headings(messages[-1].content))  # "Prices > Bread:" is not said
         said = 0  # items yielded so far
         for piece in self._pieces(messages, out, cancel, affinity):
             if cancel is not None and cancel.is_set():
                 return
-            speech = detector.feed(piece) if detector is not None else piece
+            speech = labels.feed(detector.feed(piece) if detector is not None else piece)
             if detector is not None and detector.holding and not out.acknowledged and not said \
                     and not speech.strip():
                 # The model opened with a tool call: say "one moment" now, not after the whole JSON
@@ -109,11 +131,12 @@ class Generator:
             return
         if detector is not None and not gate.parroted and not gate.gave_up:
             parsed = detector.finish()
-            for clause in (c for fed in splitter.feed(parsed.unspoken) for c in gate.feed(fed)):
+            for clause in (c for fed in splitter.feed(labels.feed(parsed.unspoken)) for c in gate.feed(fed)):
                 said += 1
                 yield Clause(clause)
             if parsed.call is not None:
-                for clause in [*gate.flush(), *splitter.flush()]:  # words said with a call go with it
+                held = [*splitter.feed(labels.flush()), *splitter.flush()]
+                for clause in [*gate.flush(), *held]:  # words said with a call go with it
                     said += 1
                     yield Clause(clause)
                 yield from self._accept(parsed.call, caller_said, said > 0 or bool(parsed.speech.strip()), best_fact,
@@ -126,7 +149,7 @@ class Generator:
                     yield self._instead_of_call(best_fact)  # never silence after a bad call
                     return
         if not gate.parroted and not gate.gave_up:
-            for clause in (c for fed in splitter.flush() for c in gate.feed(fed)):
+            for clause in (c for fed in [*splitter.feed(labels.flush()), *splitter.flush()] for c in gate.feed(fed)):
                 yield Clause(clause)
         for clause in gate.finish():
             yield Clause(clause)
@@ -184,14 +207,20 @@ class Generator:
         (the 0.5B model often "looks up an order" when asked for the opening hours), or ask again."""
         return Clause(best_fact) if best_fact else Phrase(self.settings.not_understood)
 
+    @staticmethod
+    def _refusal(call: ToolCall, said: str) -> str | None:
+        """Why the caller's words do not support `call` (None: they do)."""
+        ungrounded = ungrounded_arguments(call, said, frozenset(BUILTIN_TOOLS))
+        if ungrounded is not None:
+            return f"argument {ungrounded!r} is not in what the caller said"
+        return "the caller did not ask" if unasked_tool_call(call, said) else None
+
     def _accept(self, call: ToolCall, said: str, spoke: bool, best_fact: str | None,
                 out: Generation) -> Iterator[Speech]:
         """Keep a valid call only if the caller's words support it: a small model sometimes
         "transfers" or "hangs up" on a question. Whatever happens, the caller hears something."""
         s = self.settings
-        ungrounded = ungrounded_arguments(call, said, frozenset(BUILTIN_TOOLS))
-        refusal = (f"argument {ungrounded!r} is not in what the caller said" if ungrounded is not None
-                   else "the caller did not ask" if unasked_tool_call(call, said) else None)
+        refusal = self._refusal(call, said)
         if refusal is not None:
             self.log.warning("tool_call_rejected", tool=call.name, error=refusal)
             out.rejected = call

@@ -59,10 +59,15 @@ def transfer_target(text: str, targets: Iterable[str]) -> str | None:
     return None
 
 
+def names_a_transfer(text: str) -> bool:
+    """The caller asks to be put through, to whom or not ("can I talk to the manger")."""
+    return bool(_TRANSFER_VERB.search(text))
+
+
 def asks_for_transfer(text: str, target: str) -> bool:
     """Whether the caller's words support a transfer to `target` the LLM chose: they asked to be
     put through somewhere, or named the target."""
-    return bool(_TRANSFER_VERB.search(text)) or transfer_target(f"transfer {text}", [target]) is not None
+    return names_a_transfer(text) or transfer_target(f"transfer {text}", [target]) is not None
 
 
 def is_information_question(text: str) -> bool:

@@ -125,10 +125,11 @@ def first_fact(facts: str | None) -> str | None:
     return fact.strip() if sep and ">" in heading else line.strip()
 
 
-_ACTION = re.compile(r"\b(tell|let\s+\w+\s+know|ask\s+\w+\s+to|pass\s+(it\s+)?on|check|look\s+(it\s+)?up|"
-                     r"call\s+me|message|remind)\b|\d{3,}", re.IGNORECASE)
-_MESSAGE = re.compile(r"\b(message|tell|let\s+\w+\s+know|ask\s+\w+\s+to|pass\s+(it\s+)?on|call\s+me(\s+back)?|"
-                      r"get\s+back\s+to\s+me|remind)\b", re.IGNORECASE)
+# "tell me", "let me know" ask to be told: a question, not a message for someone
+_ACTION = re.compile(r"\b(tell(?!\s+(me|us)\b)|let\s+(?!(me|us)\b)\w+\s+know|ask\s+\w+\s+to|pass\s+(it\s+)?on|check|"
+                     r"look\s+(it\s+)?up|call\s+me|message|remind)\b|\d{3,}", re.IGNORECASE)
+_MESSAGE = re.compile(r"\b(message|tell(?!\s+(me|us)\b)|let\s+(?!(me|us)\b)\w+\s+know|ask\s+\w+\s+to|"
+                      r"pass\s+(it\s+)?on|call\s+me(\s+back)?|get\s+back\s+to\s+me|remind)\b", re.IGNORECASE)
 
 
 def asks_for_action(text: str) -> bool:

@@ -125,6 +125,8 @@ class TextConversation:
             return TextReply(Route.LLM_ERROR, [s.apology], error=str(exc), plan=plan)
         stats = getattr(self.llm, "thread_stats", None)  # llama.cpp's own; a server engine keeps none
         ttft = getattr(stats, "ttft_s", None)
+        if ttft and out.chosen is None:  # a tool step the answer came after delayed its first token
+            ttft += out.choice_s
         if not ttft and out.first_token_at is not None:  # the first piece's arrival, round trip included
             ttft = out.first_token_at - started_at
         return TextReply(route, spoken, call=out.call, rejected=out.rejected, error=out.error, plan=plan,

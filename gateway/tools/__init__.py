@@ -6,7 +6,15 @@ does the agent transfer, hang up, send DTMF, take a message or run an HTTP tool.
 """
 
 from gateway.tools.http_tool import ToolResult, run_http_tool
-from gateway.tools.parse import ToolCall, ToolCallDetector, ToolCallParse, parse_tool_call, tool_call_grammar
+from gateway.tools.parse import (
+    TOOL_CHOICE_NONE,
+    ToolCall,
+    ToolCallDetector,
+    ToolCallParse,
+    parse_tool_call,
+    tool_call_grammar,
+    tool_choice_grammar,
+)
 from gateway.tools.prompt import tool_instructions, tool_signature
 from gateway.tools.spec import (
     BUILTIN_TOOLS,
@@ -24,6 +32,7 @@ from gateway.tools.spec import (
 
 __all__ = [
     "BUILTIN_TOOLS",
+    "TOOL_CHOICE_NONE",
     "HttpToolConfig",
     "ToolCall",
     "ToolCallDetector",
@@ -39,6 +48,7 @@ __all__ = [
     "send_dtmf_spec",
     "take_message_spec",
     "tool_call_grammar",
+    "tool_choice_grammar",
     "tool_instructions",
     "tool_signature",
     "transfer_spec",

@@ -23,7 +23,8 @@ from typing import Any
 
 from gateway.tools.spec import ToolError, ToolSpec, validate_arguments
 
-__all__ = ["ToolCall", "ToolCallDetector", "ToolCallParse", "parse_tool_call", "tool_call_grammar"]
+__all__ = ["TOOL_CHOICE_NONE", "ToolCall", "ToolCallDetector", "ToolCallParse", "parse_tool_call", "tool_call_grammar",
+           "tool_choice_grammar"]
 
 
 @dataclass(frozen=True)
@@ -467,17 +468,40 @@ def tool_call_grammar(specs: Mapping[str, ToolSpec]) -> str:
     a second call; strings are only bounded by validation afterwards (a ``{0,500}`` repetition
     would expand to hundreds of grammar rules).  Use with ``LlamaGrammar.from_string``.
     """
-    rules = [
-        'root ::= call-line | text-line ("\\n" text-line)* ("\\n" call-line)?',
-        'text-line ::= [^C\\n] [^\\n]* | "C" ([^A\\n] [^\\n]*)? | "CA" ([^L\\n] [^\\n]*)? | "CAL" ([^L\\n] [^\\n]*)?',
-        'ws ::= " "?',
-        'string ::= "\\"" ([^"\\\\\\n] | "\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4}))* "\\""',
-        'integer ::= "-"? [0-9]{1,15}',
-        'number ::= "-"? [0-9]{1,15} ("." [0-9]{1,10})?',
-        'boolean ::= "true" | "false"',
-    ]
+    text = [_TEXT_LINE]
     if not specs:
-        return "\n".join(['root ::= text-line ("\\n" text-line)*', *rules[1:]]) + "\n"
+        return "\n".join(['root ::= text-line ("\\n" text-line)*', *text, *_VALUE_RULES]) + "\n"
+    root = 'root ::= call-line | text-line ("\\n" text-line)* ("\\n" call-line)?'
+    return "\n".join([root, *text, *_call_rules(specs)]) + "\n"
+
+
+TOOL_CHOICE_NONE = "NONE"
+
+
+def tool_choice_grammar(specs: Mapping[str, ToolSpec]) -> str:
+    """GBNF for a closed choice: ``NONE``, or one valid CALL line (a known tool, its arguments' schema).
+
+    Free speech is no alternative here: the first token decides between ``NONE`` and ``CALL``, where in
+    a free reply a polite first word ("Sure, ...") outweighs ``CALL`` even when the caller asks for a tool."""
+    root = f'root ::= {_lit(TOOL_CHOICE_NONE)}' + (" | call-line" if specs else "")
+    return "\n".join([root, *(_call_rules(specs) if specs else _VALUE_RULES)]) + "\n"
+
+
+# a line of speech: anything that does not start with "CALL"
+_TEXT_LINE = ('text-line ::= [^C\\n] [^\\n]* | "C" ([^A\\n] [^\\n]*)? | "CA" ([^L\\n] [^\\n]*)? | '
+              '"CAL" ([^L\\n] [^\\n]*)?')
+_VALUE_RULES = (
+    'ws ::= " "?',
+    'string ::= "\\"" ([^"\\\\\\n] | "\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4}))* "\\""',
+    'integer ::= "-"? [0-9]{1,15}',
+    'number ::= "-"? [0-9]{1,15} ("." [0-9]{1,10})?',
+    'boolean ::= "true" | "false"',
+)
+
+
+def _call_rules(specs: Mapping[str, ToolSpec]) -> list[str]:
+    """``call-line`` and the rules it needs: one CALL line whose tool and arguments are valid."""
+    rules = list(_VALUE_RULES)
     names = []
     args_key, tool_key = _lit('"arguments"'), _lit('"tool"')
     for t, spec in enumerate(specs.values()):
@@ -489,7 +513,7 @@ def tool_call_grammar(specs: Mapping[str, ToolSpec]) -> str:
             members.append((f"tool-{t}-p{p}", pname in (spec.required or ())))
         rules.append(f"tool-{t}-args ::= {_object_rule(members)}")
     rules.append(f'call-line ::= "CALL {{" {tool_key} ":" ws ({" | ".join(names)}) "}}"')
-    return "\n".join(rules) + "\n"
+    return rules
 
 
 def _object_rule(members: list[tuple[str, bool]]) -> str:

@@ -121,3 +121,21 @@ def test_cancel_while_waiting_for_the_slot(smol: LlamaCppLlm) -> None:
 def test_prompt_longer_than_context_is_a_clear_error(smol: LlamaCppLlm) -> None:
     with pytest.raises(LlmError, match="context"):
         list(smol.stream_chat(convo("word " * 3000)))
+
+
+def test_a_grammar_holds_the_reply_to_its_alternatives(smol: LlamaCppLlm) -> None:
+    """Whatever the model would say, the reply is one the grammar allows (a closed choice here)."""
+    from models.base import ConstrainedLlm
+
+    assert isinstance(smol, ConstrainedLlm)
+    grammar = 'root ::= "NONE" | "CALL " ("red" | "blue")\n'
+    for question in ("What colour is the sky?", "Tell me a long story about dragons."):
+        assert smol.constrained_chat(convo(question), grammar) in ("NONE", "CALL red", "CALL blue")
+    free = "".join(smol.stream_chat(convo("What colour is the sky?"), max_tokens=8, temperature=0.0))
+    assert free not in ("NONE", "CALL red", "CALL blue")  # the same engine, unconstrained, talks
+
+
+def test_a_grammar_that_does_not_compile_is_a_clear_error_and_frees_the_slot(smol: LlamaCppLlm) -> None:
+    with pytest.raises(LlmError, match="grammar"):
+        smol.constrained_chat(convo("Hi"), 'root ::= "unclosed\n')
+    assert list(smol.stream_chat(convo("Hi"), max_tokens=2, temperature=0.0))
