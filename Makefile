@@ -9,7 +9,7 @@ CONFIG ?= configs/default.yaml
 WHEELHOUSE ?= $(HOME)/.cache/voicegate/wheels
 
 APT_PACKAGES := kamailio kamailio-extra-modules kamailio-tls-modules sip-tester baresip sipsak tshark espeak-ng sox openssl postgresql \
-	chromium chromium-driver libopus0 linphone-cli
+	chromium chromium-driver libopus0 linphone-cli alsa-utils
 AEC_PACKAGE := aec-audio-processing==1.0.1
 # llama-cpp-python has no binary wheel: build it once per machine (~8 min on 2 cores) into the wheelhouse.
 LLAMA_PACKAGE := llama-cpp-python==0.3.36

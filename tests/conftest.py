@@ -37,6 +37,8 @@ DEBIAN_PACKAGES = {
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
     "linphonec": "linphone-cli",
+    "arecord": "alsa-utils",
+    "aplay": "alsa-utils",
 }
 
 _LOGS_KEY = pytest.StashKey[list[tuple[str, Path]]]()

@@ -18,7 +18,11 @@ def add_dial_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--say", action="append", metavar="TEXT", help="a line to speak (repeat for several turns)")
     what.add_argument("--wav", action="append", type=Path, metavar="FILE",
                       help="a 16-bit WAV file to play as one turn (repeatable)")
-    what.add_argument("--mic", action="store_true", help="talk through this machine's microphone")
+    what.add_argument("--mic", action="store_true",
+                      help="talk through this machine's sound card (ALSA arecord/aplay); Ctrl-C hangs up")
+    p.add_argument("--mic-device", default="default",
+                   help="ALSA device for --mic, as arecord -D takes it (default: default; see arecord -L)")
+    p.add_argument("--mic-seconds", type=float, help="with --mic: hang up after this long (default: on Ctrl-C)")
     p.add_argument("--voice", choices=VOICES, default=VOICES[0],
                    help="who speaks --say lines: piper (the pinned voice package, default) or espeak-ng")
     p.add_argument("--record-dir", type=Path, default=Path("voicegate-dial"),

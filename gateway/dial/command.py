@@ -27,7 +27,6 @@ log = structlog.get_logger("dial")
 
 ANSWER_WAIT_S = 15.0  # INVITE to 200 OK (a gateway that is not running never answers)
 GREETING_WAIT_S = 8.0  # the greeting is synthesized at start-up: it starts within a second of the answer
-SOUND_DEVICES = Path("/dev/snd")
 LEAD_IN_SAMPLES = 8000 * 3 // 10  # 0.3 s
 
 
@@ -64,8 +63,6 @@ def target_uri(config: Config, source: str, agent: str | None) -> str:
 
 
 def dial_command(config: Config, args: argparse.Namespace) -> int:
-    if args.mic:
-        return _no_microphone() if not _has_sound_device() else _mic_unsupported()
     try:
         uri = args.to or target_uri(config, args.config, args.agent)
     except ConfigError as exc:
@@ -89,7 +86,9 @@ def _prepare(config: Config, args: argparse.Namespace):
     progress = LoadProgress(3 if args.say and args.voice == VoiceEngine.PIPER.value else 2)
     progress.step("loading the speech recognizer (for the bot's words)")
     stt = load_stt(models)
-    if args.wav:
+    if args.mic:
+        turns = []  # the microphone's words are cut into turns as the call goes (microphone.py)
+    elif args.wav:
         turns = [Turn(path.name, read_wav(path)) for path in args.wav]
     else:
         engine = VoiceEngine(args.voice)
@@ -116,6 +115,17 @@ def _call(config: Config, uri: str, turns: list[Turn], stt, expect_greeting: boo
         print(f"voicegate: {exc}", file=sys.stderr)
         return 1
     line = CallerLine(ports)
+    card = None
+    if args.mic:
+        from gateway.dial.microphone import SoundCard, SoundError
+
+        card = SoundCard(line, args.mic_device)
+        try:
+            card.start()
+        except SoundError as exc:
+            print(f"voicegate: --mic: {exc}; use --say \"...\" or --wav FILE", file=sys.stderr)
+            line.close()
+            return 2
     call = OutboundCall(host, line, tuple(config.rtp.codecs))
     out = Printer()
     results: list[TurnResult] = []
@@ -128,6 +138,11 @@ def _call(config: Config, uri: str, turns: list[Turn], stt, expect_greeting: boo
             return 1
         line.connected.wait(5.0)
         record = args.record_dir / time.strftime("%Y%m%d-%H%M%S")
+        if card is not None:
+            out.note("connected: speak now (Ctrl-C hangs up)")
+            _talk_live(line, call, card, stt, out, record, args.mic_seconds, results)
+            out.summary(results)
+            return 0
         # from the first packet: the gateway starts its greeting as it answers, before our ACK is out
         greeting = wait_reply(line, 0.0, GREETING_WAIT_S if expect_greeting else 1.0, 30.0, call.ended.is_set)
         if greeting.heard:
@@ -143,6 +158,8 @@ def _call(config: Config, uri: str, turns: list[Turn], stt, expect_greeting: boo
     finally:
         call.hang_up()
         call.close()
+        if card is not None:
+            card.close()
         line.close()
     out.summary(results)
     answered = [r for r in results if r.turn is not None and r.reply.heard]
@@ -171,13 +188,10 @@ def _speak(line, call, turn: Turn, stt, wav: Path, reply_timeout_s: float) -> Tu
 def _result(turn: Turn | None, reply: BotReply, latency_ms: float | None, stt, wav: Path) -> TurnResult:
     if not reply.heard:
         return TurnResult(turn, reply, None, "", None)
-    from rtp.resample import int16_to_float, resample_float
-
     # A lead-in of silence: Whisper dropped the first words of audio that starts mid-voice
     # ("Harbor Dental, this is the front desk" heard as "this is the front desk").
     padded = np.concatenate([np.zeros(LEAD_IN_SAMPLES, dtype=np.int16), reply.audio])
-    text = stt.transcribe(resample_float(int16_to_float(padded), 8000, 16000)).text.strip()
-    return TurnResult(turn, reply, latency_ms, text, write_wav(wav, reply.audio))
+    return TurnResult(turn, reply, latency_ms, _transcribe(stt, padded), write_wav(wav, reply.audio))
 
 
 class Printer:
@@ -208,17 +222,25 @@ class Printer:
                   f"max {max(timed):.0f} ms", flush=True)
 
 
-def _has_sound_device() -> bool:
-    return SOUND_DEVICES.is_dir() and any(SOUND_DEVICES.glob("pcmC*c"))
+def _talk_live(line, call, card, stt, out: Printer, record: Path, seconds: float | None,
+               results: list[TurnResult]) -> None:
+    """The microphone call: each reply printed as it ends, with what you said before it."""
+    from gateway.dial.microphone import LiveCall, LiveTurn
+
+    def on_turn(live: LiveTurn) -> None:
+        turn = None
+        if len(live.said):
+            padded = np.concatenate([np.zeros(LEAD_IN_SAMPLES, dtype=np.int16), live.said])
+            heard = _transcribe(stt, padded) or "(nothing the recognizer could make out)"
+            turn = Turn(heard, live.said)
+        results.append(out.turn(_result(turn, live.reply, live.latency_ms, stt, record / f"reply-{len(results)}.wav")))
+
+    LiveCall(line, card, call.ended.is_set).talk(on_turn, seconds)
+    if call.ended.is_set():
+        out.note(f"the gateway hung up ({call.end_status})")
 
 
-def _no_microphone() -> int:
-    print(f"voicegate: --mic needs a sound card with a microphone, and this machine has none ({SOUND_DEVICES} "
-          "holds no capture device); use --say \"...\" or --wav FILE", file=sys.stderr)
-    return 2
+def _transcribe(stt, pcm: np.ndarray) -> str:
+    from rtp.resample import int16_to_float, resample_float
 
-
-def _mic_unsupported() -> int:
-    print("voicegate: --mic is not implemented yet (this build was made on a machine without a sound card); "
-          "use --say \"...\" or --wav FILE", file=sys.stderr)
-    return 2
+    return stt.transcribe(resample_float(int16_to_float(pcm), 8000, 16000)).text.strip()

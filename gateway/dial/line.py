@@ -78,6 +78,7 @@ class CallerLine:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.connected = threading.Event()
+        self.last_voiced_sent: float | None = None  # the last voiced frame of any utterance (sender thread)
 
     @property
     def port(self) -> int:
@@ -105,6 +106,16 @@ class CallerLine:
         with self._lock:
             self._queue.append(utterance)
         return utterance
+
+    def queued_frames(self) -> int:
+        """Frames queued and not yet sent: how far a live source (a microphone) runs ahead."""
+        with self._lock:
+            return sum(len(u.frames) for u in self._queue)
+
+    def arrivals_from(self, index: int) -> list[Arrival]:
+        """The bot's packets from the `index`-th one to arrive on (a live player's cursor)."""
+        with self._lock:
+            return self._arrivals[index:]
 
     def arrivals(self, since: float = 0.0) -> list[Arrival]:
         """The bot's packets that arrived at or after `since`, in arrival order."""
@@ -151,7 +162,7 @@ class CallerLine:
             sent = time.monotonic()
             if utterance is not None:
                 if level_dbfs(frame) > VOICED_DBFS:
-                    utterance.last_voiced_sent = sent
+                    utterance.last_voiced_sent = self.last_voiced_sent = sent
                 if not utterance.frames:
                     with self._lock:
                         self._queue.popleft()
