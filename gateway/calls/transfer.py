@@ -50,11 +50,12 @@ class Transfer:
         """A REFER response or NOTIFY sipfrag status; returns the state it leads to."""
         if self.done:
             return self.state
-        if not final and (code == 202 or 100 <= code < 200):
-            # pjsua reports the REFER's 202 as a provisional "100 Accepted" (onCallTransferStatus),
-            # and a NOTIFY's 1xx sipfrag also means the transferee took the REFER.
+        if not final:
+            # Any progress means the transferee took the REFER: pjsua reports the REFER's 202 as a
+            # provisional "100 Accepted" (onCallTransferStatus), NOTIFYs carry 1xx sipfrags (as
+            # WarmTransfer.refer_status reads them).
             self.state = TransferState.ACCEPTED
-        if final:
+        else:
             self.finish(200 <= code < 300, f"{code} {reason}")
         return self.state
 

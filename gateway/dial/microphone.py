@@ -66,9 +66,11 @@ class SoundCard:
             thread.start()
 
     def captured(self, since: float, until: float) -> np.ndarray:
-        """Microphone audio read between `since` and `until` (time.monotonic), 8 kHz int16."""
+        """Microphone audio read between `since` and `until` (time.monotonic), 8 kHz int16. The
+        turns move forward: frames before `since` are not asked for again and are let go."""
         with self._lock:
-            frames = [c.pcm for c in self._captured if since <= c.at < until]
+            self._captured = [c for c in self._captured if c.at >= since]
+            frames = [c.pcm for c in self._captured if c.at < until]
         return np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
 
     def close(self) -> None:
