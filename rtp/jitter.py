@@ -49,6 +49,10 @@ PLC): both need the decoder's state to be exactly at the missing frame. Everythi
 delay control, resync) is the same; a frame dropped to shrink the delay is decoded first when
 its energy is looked at, and skipped without decoding when buffered audio is skipped at once.
 
+Code: the timing half (arrivals -> target and current delay) is :mod:`rtp.delay_manager`, the
+store of packets on the sample timeline :mod:`rtp.packet_timeline`; this module decides, frame by
+frame, what to play.
+
 Frame types: ``EMPTY`` before the first packet is played and whenever the
 output is plain silence because the concealer has faded out; ``CONCEALED`` when
 any of the frame is synthetic; ``NORMAL`` when it is all received audio.
@@ -56,34 +60,25 @@ any of the frame is synthetic; ``NORMAL`` when it is all received audio.
 
 from __future__ import annotations
 
-import bisect
 import enum
-import heapq
 import math
-from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from rtp.packet import SequenceUnwrapper, TimestampUnwrapper
+from rtp.delay_manager import RESYNC_S, DelayManager
+from rtp.packet import SequenceSpan, TimestampScale
+from rtp.packet_timeline import PacketTimeline, StoredPacket
 from rtp.plc import Concealer
 
 __all__ = ["FrameType", "JitterBuffer", "JitterFrame", "JitterStats", "PlayoutDecoder", "PutResult"]
 
 Pcm = npt.NDArray[np.int16]
 
-_MIN_WINDOW_S = 2.0  # window of the "fastest packet" reference
-_JITTER_WINDOW_S = 5.0  # window of the jitter percentile
-_PEAK_PACKETS = 10  # a jitter value seen twice in this many packets counts at once
-_PERCENTILE_EVERY = 10  # packets between two recomputations of the window percentile
-_TARGET_FALL_TAU_MS = 8000.0
-_DELAY_SAMPLES = 25  # current-delay estimate: mean of the last N measurements
-_WARMUP_PACKETS = 50  # do not go below the initial delay before this many packets
 _ADJUST_INTERVAL = 5  # frames between two drops/insertions (normal)
 _FAST_ADJUST_INTERVAL = 2  # frames between two drops when far above target
-_RESYNC_S = 1.0
 _LOW_ENERGY_RATIO = 0.1  # a frame 10 dB below the running level counts as quiet
 _LOW_ENERGY_FLOOR = 100.0**2  # ... as does anything below ~-50 dBFS
 _DROP_FADE_MS = 5
@@ -184,17 +179,34 @@ class PlayoutDecoder(Protocol):
     def reset(self) -> None: ...
 
 
-@dataclass(slots=True)
-class _Packet:
-    pcm: Pcm | None  # None until a play-out decoder has decoded `payload`
-    marker: bool
-    length: int  # samples
-    payload: bytes | None = None
-
-
 def _energy(pcm: Pcm) -> float:
     samples = pcm.astype(np.float64)
     return float(np.dot(samples, samples) / max(1, len(samples)))
+
+
+def _cross_fade(dropped: Pcm, pcm: Pcm, fade: int) -> Pcm:
+    """`pcm` whose first `fade` samples ramp from the dropped frame's start into it: dropping a
+    frame splices two pieces of a waveform, and a hard join clicks."""
+    fade = min(len(pcm), fade)
+    ramp = (np.arange(fade) + 1.0) / (fade + 1.0)
+    head = dropped[:fade] * (1.0 - ramp) + pcm[:fade] * ramp
+    out = pcm.copy()
+    out[:fade] = np.rint(head).astype(np.int16)
+    return out
+
+
+def _mend(pcm: Pcm, have: npt.NDArray[np.bool_], concealer: Concealer | PlayoutDecoder) -> Pcm:
+    """A frame partly received (`have` marks the samples that came): the received runs go through
+    the concealer as good audio (it keeps its history and fades back in), the holes are concealed."""
+    out = np.empty_like(pcm)
+    i = 0
+    while i < len(pcm):
+        j = i
+        while j < len(pcm) and have[j] == have[i]:
+            j += 1
+        out[i:j] = concealer.good_frame(pcm[i:j]) if have[i] else concealer.conceal(j - i)
+        i = j
+    return out
 
 
 class JitterBuffer:
@@ -226,8 +238,6 @@ class JitterBuffer:
         if timestamp_rate <= 0 or (timestamp_rate * frame_ms) % 1000:
             raise ValueError(f"frame_ms={frame_ms} is not a whole number of RTP clock ticks at {timestamp_rate} Hz")
         self.timestamp_rate = timestamp_rate
-        common = math.gcd(clock_rate, timestamp_rate)
-        self._ts_num, self._ts_den = clock_rate // common, timestamp_rate // common
         if not 0 <= min_delay_ms <= max_delay_ms:
             raise ValueError(f"need 0 <= min_delay_ms ({min_delay_ms}) <= max_delay_ms ({max_delay_ms})")
         self.clock_rate = clock_rate
@@ -237,9 +247,9 @@ class JitterBuffer:
         self.max_delay_ms = max_delay_ms
         self.initial_delay_ms = min(max(initial_delay_ms, min_delay_ms), max_delay_ms)
         self._capacity = max(clock_rate, 3 * max_delay_ms * clock_rate // 1000)
-        self._resync_samples = int(_RESYNC_S * clock_rate)
+        self._resync_samples = int(RESYNC_S * clock_rate)
         self._stats = JitterStats(target_delay_ms=float(self.initial_delay_ms))
-        self._target_ms = float(self.initial_delay_ms)
+        self._delay = DelayManager(clock_rate, frame_ms, min_delay_ms, max_delay_ms, self.initial_delay_ms)
         self._lost_before_reset = 0
         self.playout_decoder = playout_decoder
         self._concealer: Concealer | PlayoutDecoder = playout_decoder or Concealer(clock_rate)
@@ -248,42 +258,19 @@ class JitterBuffer:
     # ----------------------------------------------------------------- state
 
     def _reset_state(self) -> None:
-        self._ts_unwrap = TimestampUnwrapper()
-        self._ts_phase: int | None = None
-        self._seq_unwrap = SequenceUnwrapper()
-        self._packets: dict[int, _Packet] = {}
-        self._keys: list[int] = []
+        self._timestamps = TimestampScale(self.clock_rate, self.timestamp_rate)
+        self._sequences = SequenceSpan()
+        decode = self.playout_decoder.decode if self.playout_decoder else None
+        self._timeline = PacketTimeline(self.frame_samples, decode)
         self._play_ts: int | None = None
         self._started = False
         self._stall = 0
-        self._played_keys: deque[int] = deque(maxlen=256)
-        self._played_set: set[int] = set()
         self._concealer.reset()
-        self._seq_low: int | None = None
-        self._seq_high: int | None = None
-        self._seen_packets = 0
-        self._packets_since_sync = 0
-        self._measured = False
-        self._clear_timing()
-        self._jitter: deque[tuple[float, float]] = deque()  # (arrival, jitter ms)
-        self._recent_jitter: deque[float] = deque(maxlen=_PEAK_PACKETS)
-        self._candidate_ms = self._target_ms
-        self._candidate_dirty = False
-        self._percentile: float | None = None
-        self._since_percentile = 0
-        self._rfc_jitter_ms = 0.0
-        self._last_transit: float | None = None
+        self._delay.restart()
         self._since_adjust = 0
         self._level = 0.0
         self._last_energy = 0.0
         self._fade_from: Pcm | None = None
-
-    def _clear_timing(self) -> None:
-        self._min_rel: deque[tuple[float, float]] = deque()  # monotonic: (arrival, rel) increasing rel
-        self._last_rel: float | None = None
-        self._last_arrival: float | None = None
-        self._delays: deque[float] = deque(maxlen=_DELAY_SAMPLES)
-        self._delay_bias = 0.0
 
     def reset(self) -> None:
         """Start over for a new source (SSRC change).
@@ -292,8 +279,7 @@ class JitterBuffer:
         (the network path is the same); everything tied to the old timeline
         is dropped and output is EMPTY until the new stream's first packet.
         """
-        lost = self._packet_loss()
-        self._lost_before_reset += lost
+        self._lost_before_reset += self._sequences.lost
         self._reset_state()
         self._stats.lost = self._lost_before_reset
 
@@ -301,18 +287,18 @@ class JitterBuffer:
     def stats(self) -> JitterStats:
         """Live statistics (a copy; cheap)."""
         stats = JitterStats(**asdict(self._stats))
-        stats.target_delay_ms = round(self._target_ms, 3)
-        delay = self._current_delay_ms()
+        stats.target_delay_ms = round(self._delay.target_ms, 3)
+        delay = self._delay.current_delay_ms()
         stats.current_delay_ms = round(delay, 3) if delay is not None else 0.0
-        stats.jitter_ms = round(self._rfc_jitter_ms, 3)
+        stats.jitter_ms = round(self._delay.rfc_jitter_ms, 3)
         stats.buffered_ms = round(1000.0 * self._buffered_samples() / self.clock_rate, 3)
-        stats.lost = self._lost_before_reset + self._packet_loss()
+        stats.lost = self._lost_before_reset + self._sequences.lost
         return stats
 
     @property
     def target_delay_ms(self) -> float:
         """Current target delay (ms)."""
-        return self._target_ms
+        return self._delay.target_ms
 
     # ------------------------------------------------------------------ put
 
@@ -324,7 +310,7 @@ class JitterBuffer:
         """
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1 or not len(pcm):
             raise ValueError("pcm must be a non-empty 1-D numpy int16 array")
-        return self._insert(sequence, timestamp, _Packet(pcm, marker, len(pcm)), arrival_s)
+        return self._insert(sequence, timestamp, StoredPacket(pcm, marker, len(pcm)), arrival_s)
 
     def put_encoded(self, sequence: int, timestamp: int, payload: bytes, arrival_s: float,
                     marker: bool = False) -> PutResult:
@@ -335,44 +321,40 @@ class JitterBuffer:
         if self.playout_decoder is None:
             raise ValueError("put_encoded needs a buffer made with a playout_decoder")
         length = self.playout_decoder.samples(payload)
-        return self._insert(sequence, timestamp, _Packet(None, marker, length, bytes(payload)), arrival_s)
+        return self._insert(sequence, timestamp, StoredPacket(None, marker, length, bytes(payload)), arrival_s)
 
-    def _insert(self, sequence: int, timestamp: int, packet: _Packet, arrival_s: float) -> PutResult:
+    def _insert(self, sequence: int, timestamp: int, packet: StoredPacket, arrival_s: float) -> PutResult:
         if not 0 <= sequence <= 0xFFFF:
             raise ValueError(f"sequence {sequence} is not 16-bit")
         if not 0 <= timestamp <= 0xFFFFFFFF:
             raise ValueError(f"timestamp {timestamp} is not 32-bit")
         marker = packet.marker
-        unwrapped = self._ts_unwrap.unwrap(timestamp)
-        if self._ts_phase is None:  # Opus: a 48000 timestamp's remainder in 16 kHz samples, put back on output
-            self._ts_phase = unwrapped * self._ts_num % self._ts_den
-        ts = unwrapped * self._ts_num // self._ts_den
-        seq = self._seq_unwrap.unwrap(sequence)
-        if ts in self._packets or ts in self._played_set:
+        ts = self._timestamps.to_samples(timestamp)
+        seq = self._sequences.unwrap(sequence)
+        if self._timeline.known(ts):
             self._stats.duplicate += 1
             return PutResult.DUPLICATE
-        newest_seq = self._seq_high if self._seq_high is not None else seq
-        self._note_sequence(seq)
-        self._observe_timing(ts, arrival_s, marker)
+        newest_seq = self._sequences.high if self._sequences.high is not None else seq
+        self._sequences.count(seq)
+        self._delay.observe(ts, arrival_s, marker)
         length = packet.length
         result = PutResult.ACCEPTED
         if self._play_ts is None:
             self._anchor(ts)
         elif ts + length <= self._play_ts:
-            if self._play_ts - ts > self._resync_samples and not self._keys:
+            if self._play_ts - ts > self._resync_samples and not self._timeline:
                 self._resync(ts)
             else:
                 result = PutResult.LATE
         elif ts - self._play_ts > self._capacity:
-            if not self._keys:
+            if not self._timeline:
                 self._resync(ts)
             elif seq != newest_seq + 1:
                 # A flood of far-future audio; but the next packet in sequence is a timestamp
                 # jump of the same stream, which get() re-anchors on once it gets there.
                 result = PutResult.OVERFLOW
         if self._play_ts is not None:
-            no_jitter_arrival = self._min_rel[0][1] + self._play_ts / self.clock_rate
-            self._delays.append(arrival_s - no_jitter_arrival - self._delay_bias)
+            self._delay.measure(arrival_s, self._play_ts)
         if result is PutResult.LATE:
             self._stats.late += 1
             return result
@@ -389,71 +371,25 @@ class JitterBuffer:
             packet.pcm = packet.pcm[self._play_ts - ts :]
             packet.length = len(packet.pcm)
             ts = self._play_ts
-            if ts in self._packets:
+            if self._timeline.has(ts):
                 self._stats.duplicate += 1
                 return PutResult.DUPLICATE
-        self._packets[ts] = packet
-        bisect.insort(self._keys, ts)
+        self._timeline.add(ts, packet)
         self._stats.received += 1
         return result
 
-    def _note_sequence(self, seq: int) -> None:
-        self._seen_packets += 1
-        if self._seq_low is None or seq < self._seq_low:
-            self._seq_low = seq
-        if self._seq_high is None or seq > self._seq_high:
-            self._seq_high = seq
-
-    def _packet_loss(self) -> int:
-        if self._seq_low is None or self._seq_high is None:
-            return 0
-        return max(0, self._seq_high - self._seq_low + 1 - self._seen_packets)
-
-    def _observe_timing(self, ts: int, arrival_s: float, marker: bool) -> None:
-        """Update the no-jitter reference, the jitter history and the RFC 3550 jitter."""
-        rel = arrival_s - ts / self.clock_rate
-        if self._last_rel is not None and self._last_arrival is not None:
-            new_spurt = marker and arrival_s - self._last_arrival > 3 * self.frame_ms / 1000
-            if abs(rel - self._last_rel) > _RESYNC_S or new_spurt:
-                # Timestamp discontinuity, or a talk spurt after a pause across which
-                # the sender's timestamps may not have tracked real time: new reference.
-                self._clear_timing()
-                self._last_transit = None
-        self._last_rel = rel
-        self._last_arrival = arrival_s
-        if self._last_transit is not None:
-            d_ms = 1000.0 * abs(rel - self._last_transit)
-            self._rfc_jitter_ms += (d_ms - self._rfc_jitter_ms) / 16.0
-        self._last_transit = rel
-        window = self._min_rel
-        while window and window[-1][1] >= rel:
-            window.pop()
-        window.append((arrival_s, rel))
-        while window[0][0] < arrival_s - _MIN_WINDOW_S:
-            window.popleft()
-        jitter_ms = 1000.0 * (rel - window[0][1])
-        self._jitter.append((arrival_s, jitter_ms))
-        while self._jitter[0][0] < arrival_s - _JITTER_WINDOW_S:
-            self._jitter.popleft()
-        self._recent_jitter.append(jitter_ms)
-        self._packets_since_sync += 1
-        self._candidate_dirty = True
-
     def _target_aligned(self) -> int:
         """Target delay rounded up to whole frames, in samples."""
-        frames = math.ceil(self._target_ms / self.frame_ms - 1e-9)
+        frames = math.ceil(self._delay.target_ms / self.frame_ms - 1e-9)
         return max(1, frames) * self.frame_samples
 
     def _anchor(self, ts: int) -> None:
         self._play_ts = ts - self._target_aligned()
         self._stall = 0
-        self._delays.clear()  # measured against the old play position
-        self._delay_bias = 0.0
+        self._delay.new_play_position()
 
     def _resync(self, ts: int) -> None:
-        for key in self._keys:
-            del self._packets[key]
-        self._keys.clear()
+        self._timeline.clear()
         self._anchor(ts)
         self._stats.resyncs += 1
 
@@ -461,13 +397,12 @@ class JitterBuffer:
 
     def get(self) -> JitterFrame:
         """Return the next frame (exactly ``frame_samples`` int16 samples); call once per frame."""
-        self._update_target()
+        self._delay.update_target()
         self._since_adjust += 1
         before = self._play_ts
         frame = self._next_frame()
         if before is not None and self._play_ts is not None:
-            advanced = self._play_ts - before
-            self._delay_bias += (self.frame_samples - advanced) / self.clock_rate
+            self._delay.played(self._play_ts - before)
         if frame.type is FrameType.NORMAL:
             self._stats.played += 1
         elif frame.type is FrameType.CONCEALED:
@@ -477,109 +412,17 @@ class JitterBuffer:
         self._last_energy = _energy(frame.pcm)
         return frame
 
-    def _update_target(self) -> None:
-        if self._candidate_dirty and self._jitter:
-            self._since_percentile += 1
-            if self._percentile is None or self._since_percentile >= _PERCENTILE_EVERY:
-                # Nearest-rank 95th percentile: the k-th largest, k = 5 % of the window (the
-                # maximum while the window is short). It only drives the slow fall, so it is
-                # refreshed every few packets; the peak term below keeps the rise immediate.
-                values = [j for _, j in self._jitter]
-                rank = max(1, math.ceil(0.05 * len(values)))
-                self._percentile = heapq.nlargest(rank, values)[-1]
-                self._since_percentile = 0
-            level = self._percentile
-            if len(self._recent_jitter) >= 2:
-                level = max(level, sorted(self._recent_jitter)[-2])
-            candidate = level + self.frame_ms / 2
-            warming_up = self._packets_since_sync < _WARMUP_PACKETS
-            if warming_up:
-                candidate = max(candidate, self.initial_delay_ms)
-            self._candidate_ms = min(max(candidate, self.min_delay_ms), self.max_delay_ms)
-            self._candidate_dirty = False
-            if not warming_up and not self._measured:
-                # The initial delay was a guess: replace it by the first real estimate at once
-                # (the slow fall is for giving back delay that measured jitter asked for).
-                self._measured = True
-                self._target_ms = self._candidate_ms
-        if self._candidate_ms >= self._target_ms:
-            self._target_ms = self._candidate_ms
-        else:
-            self._target_ms += (self._candidate_ms - self._target_ms) * self.frame_ms / _TARGET_FALL_TAU_MS
-
-    def _current_delay_ms(self) -> float | None:
-        if not self._delays:
-            return None
-        return 1000.0 * (sum(self._delays) / len(self._delays) + self._delay_bias)
-
     def _buffered_samples(self) -> int:
-        if self._play_ts is None or not self._keys:
+        end = self._timeline.end()
+        if self._play_ts is None or end is None:
             return 0
-        end = max(key + self._packets[key].length for key in self._keys)
         return max(0, end - self._play_ts)
-
-    def _assemble(self, start: int) -> tuple[Pcm, npt.NDArray[np.bool_]]:
-        """Received audio in ``[start, start + frame)`` and a mask of which samples exist."""
-        n = self.frame_samples
-        out = np.zeros(n, dtype=np.int16)
-        have = np.zeros(n, dtype=np.bool_)
-        end = start + n
-        for key in self._keys:
-            if key >= end:
-                break
-            pcm = self._audio(key)
-            lo = max(key, start)
-            hi = min(key + len(pcm), end)
-            if hi <= lo:
-                continue
-            region = slice(lo - start, hi - start)
-            fill = ~have[region]
-            out[region][fill] = pcm[lo - key : hi - key][fill]
-            have[region] = True
-        return out, have
 
     def _advance(self, samples: int) -> None:
         """Move the play position forward and forget audio entirely behind it."""
         assert self._play_ts is not None
         self._play_ts += samples
-        while self._keys:
-            key = self._keys[0]
-            if key + self._packets[key].length > self._play_ts:
-                break
-            self._keys.pop(0)
-            del self._packets[key]
-            if len(self._played_keys) == self._played_keys.maxlen:
-                self._played_set.discard(self._played_keys[0])
-            self._played_keys.append(key)
-            self._played_set.add(key)
-
-    def _audio(self, key: int) -> Pcm:
-        """A stored packet's audio, decoded now (in play-out order) if it came encoded."""
-        packet = self._packets[key]
-        if packet.pcm is None:
-            assert self.playout_decoder is not None and packet.payload is not None
-            pcm = np.asarray(self.playout_decoder.decode(packet.payload), dtype=np.int16)
-            if len(pcm) != packet.length:  # a corrupt packet concealed at another length
-                fitted = np.zeros(packet.length, dtype=np.int16)
-                fitted[: min(len(pcm), packet.length)] = pcm[: packet.length]
-                pcm = fitted
-            packet.pcm, packet.payload = pcm, None
-        return packet.pcm
-
-    def _covered(self, start: int) -> bool:
-        """Whether stored packets hold every sample of the frame at `start` (nothing is decoded)."""
-        end, reached = start + self.frame_samples, start
-        for key in self._keys:
-            if key >= end or key > reached:
-                break
-            reached = max(reached, key + self._packets[key].length)
-        return reached >= end
-
-    def _upcoming_payload(self, start: int) -> bytes | None:
-        """The encoded packet that starts right after a missing frame at `start`: its in-band FEC
-        (Opus) can rebuild that frame."""
-        packet = self._packets.get(start + self.frame_samples)
-        return None if packet is None else packet.payload
+        self._timeline.forget_behind(self._play_ts)
 
     def _is_quiet(self, energy: float) -> bool:
         return energy < _LOW_ENERGY_FLOOR or energy < _LOW_ENERGY_RATIO * self._level
@@ -591,7 +434,7 @@ class JitterBuffer:
         self._fade_from = None  # a pending drop cross-fade is moot once we synthesize
         faded = self._concealer.faded_out
         if self.playout_decoder is not None and self._play_ts is not None:
-            upcoming = self._upcoming_payload(self._play_ts) if lost else None
+            upcoming = self._timeline.payload_at(self._play_ts + self.frame_samples) if lost else None
             pcm = self.playout_decoder.conceal(self.frame_samples, upcoming)
         else:
             pcm = self._concealer.conceal(self.frame_samples)
@@ -606,10 +449,10 @@ class JitterBuffer:
             if inserted is not None:
                 return inserted
         for _ in range(2):
-            pcm, have = self._assemble(self._play_ts)
+            pcm, have = self._timeline.assemble(self._play_ts)
             if have.any():
                 return self._play_received(pcm, have)
-            upcoming = self._keys[0] if self._keys else None
+            upcoming = self._timeline.first()
             if not self._started:
                 if upcoming is not None:
                     self._advance(n)
@@ -619,7 +462,7 @@ class JitterBuffer:
                 self._stats.underruns += 1
                 return self._synthetic()
             gap = upcoming - self._play_ts
-            if self._concealer.faded_out or self._packets[upcoming].marker or gap > self._resync_samples:
+            if self._concealer.faded_out or self._timeline.marker_at(upcoming) or gap > self._resync_samples:
                 anchor = upcoming - self._target_aligned()
                 if anchor > self._play_ts:
                     self._advance(anchor - self._play_ts)
@@ -636,14 +479,9 @@ class JitterBuffer:
 
     def _play_received(self, pcm: Pcm, have: npt.NDArray[np.bool_]) -> JitterFrame:
         assert self._play_ts is not None
-        timestamp = ((self._play_ts * self._ts_den + (self._ts_phase or 0)) // self._ts_num) & 0xFFFFFFFF
-        if self._fade_from is not None:
-            # Smooth the join after dropping audio: fade from the dropped frame's start.
-            fade = min(len(pcm), self.clock_rate * _DROP_FADE_MS // 1000)
-            ramp = (np.arange(fade) + 1.0) / (fade + 1.0)
-            head = self._fade_from[:fade] * (1.0 - ramp) + pcm[:fade] * ramp
-            pcm = pcm.copy()
-            pcm[:fade] = np.rint(head).astype(np.int16)
+        timestamp = self._timestamps.to_timestamp(self._play_ts)
+        if self._fade_from is not None:  # smooth the join after dropping audio
+            pcm = _cross_fade(self._fade_from, pcm, self.clock_rate * _DROP_FADE_MS // 1000)
             self._fade_from = None
         if have.all():
             out = self._concealer.good_frame(pcm)
@@ -651,17 +489,7 @@ class JitterBuffer:
             energy = _energy(out)
             self._level = energy if not self._started else 0.98 * self._level + 0.02 * energy
         else:
-            out = np.empty_like(pcm)
-            i = 0
-            while i < len(pcm):
-                j = i
-                while j < len(pcm) and have[j] == have[i]:
-                    j += 1
-                if have[i]:
-                    out[i:j] = self._concealer.good_frame(pcm[i:j])
-                else:
-                    out[i:j] = self._concealer.conceal(j - i)
-                i = j
+            out = _mend(pcm, have, self._concealer)
             frame_type = FrameType.CONCEALED
         self._started = True
         self._stall = 0
@@ -670,13 +498,13 @@ class JitterBuffer:
 
     def _control(self) -> JitterFrame | None:
         """Drop or insert a frame to steer the current delay towards the target."""
-        delay = self._current_delay_ms()
+        delay = self._delay.current_delay_ms()
         if delay is None or self._play_ts is None:
             return None
         frame_ms = self.frame_ms
-        excess = delay - self._target_ms
+        excess = delay - self._delay.target_ms
         if excess >= 0.75 * frame_ms:  # hysteresis: after a drop we are still above target - F/2
-            pcm, have = self._assemble(self._play_ts)
+            pcm, have = self._timeline.assemble(self._play_ts)
             if not have.all():
                 return None
             if delay > self.max_delay_ms + 2 * frame_ms:
@@ -700,7 +528,7 @@ class JitterBuffer:
         deficit = -excess
         # Only with audio waiting: with nothing buffered the underrun path stalls anyway. (Checked
         # without decoding: a play-out decoder must conceal before it decodes that audio.)
-        if (deficit >= frame_ms / 2 and self._since_adjust >= _ADJUST_INTERVAL and self._covered(self._play_ts)
+        if (deficit >= frame_ms / 2 and self._since_adjust >= _ADJUST_INTERVAL and self._timeline.covered(self._play_ts)
                 and (self._is_quiet(self._last_energy) or deficit >= 0.75 * frame_ms)):
             self._stats.drift_inserted += 1
             self._since_adjust = 0

@@ -10,6 +10,7 @@ media loop.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -276,3 +277,58 @@ class TimestampUnwrapper(_Unwrapper):
     """Extended (unwrapped) 32-bit RTP timestamps; see :class:`_Unwrapper`."""
 
     _bits = 32
+
+
+class SequenceSpan:
+    """Packets received against the span of sequence numbers seen (RFC 3550 A.3's "expected"):
+    the packets lost so far on one stream, duplicates counted once as received."""
+
+    def __init__(self) -> None:
+        self._unwrap = SequenceUnwrapper()
+        self.low: int | None = None
+        self.high: int | None = None  # the newest (highest extended) sequence number seen
+        self._received = 0
+
+    def unwrap(self, sequence: int) -> int:
+        """The extended sequence number of a packet (not yet counted: a duplicate never is)."""
+        return self._unwrap.unwrap(sequence)
+
+    def count(self, seq: int) -> None:
+        """Count one received packet by its extended sequence number."""
+        self._received += 1
+        if self.low is None or seq < self.low:
+            self.low = seq
+        if self.high is None or seq > self.high:
+            self.high = seq
+
+    @property
+    def lost(self) -> int:
+        if self.low is None or self.high is None:
+            return 0
+        return max(0, self.high - self.low + 1 - self._received)
+
+
+class TimestampScale:
+    """RTP timestamps to audio samples and back, when the RTP clock is not the audio's rate (G.722:
+    16 kHz audio on an 8000 clock, RFC 3551; Opus decoded at 16 kHz on a 48000 clock, RFC 7587).
+
+    A stream's timestamps need not be multiples of the ratio (Opus's 48000 ticks per 16 kHz sample
+    is 3): the first timestamp's remainder is kept and put back on the way out, so timestamps
+    handed back are the sender's own."""
+
+    def __init__(self, sample_rate: int, timestamp_rate: int) -> None:
+        common = math.gcd(sample_rate, timestamp_rate)
+        self._num, self._den = sample_rate // common, timestamp_rate // common
+        self._unwrap = TimestampUnwrapper()
+        self._phase: int | None = None
+
+    def to_samples(self, timestamp: int) -> int:
+        """A packet's 32-bit RTP timestamp, unwrapped, in samples."""
+        unwrapped = self._unwrap.unwrap(timestamp)
+        if self._phase is None:
+            self._phase = unwrapped * self._num % self._den
+        return unwrapped * self._num // self._den
+
+    def to_timestamp(self, samples: int) -> int:
+        """The 32-bit RTP timestamp of a position in samples."""
+        return ((samples * self._den + (self._phase or 0)) // self._num) & 0xFFFFFFFF
