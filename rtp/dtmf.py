@@ -255,3 +255,40 @@ class DtmfSender:
             self._current = None
             self._gap_left = digit.gap_ticks - (self.END_REPEATS - 1)
         return packet
+
+
+class DtmfOutbox:
+    """Digit strings other threads asked to send, played out one after another on the media clock.
+
+    `post` may be called from any thread (a deque's append is atomic); everything else runs on the
+    media clock. The sender is made lazily with the negotiated event payload type and the audio's
+    RTP clock (RFC 4733 times events in it), and dropped between digits when the codec's clock
+    changes. With no telephone-event negotiated, posted digits are discarded."""
+
+    def __init__(self) -> None:
+        self._posted: deque[str] = deque()
+        self._sender: DtmfSender | None = None
+        self.sent = 0  # digits started
+
+    def post(self, digits: str) -> None:
+        self._posted.append(digits)
+
+    def clock_changed(self, clock_rate: int) -> None:
+        if self._sender is not None and self._sender.clock_rate != clock_rate and not self._sender.busy:
+            self._sender = None
+
+    def next_packet(self, payload_type: int | None, clock_rate: int, rtp_timestamp_now: int) -> OutgoingEvent | None:
+        """This tick's telephone-event packet, if a digit is playing. Raises ValueError (after
+        dropping them) for digits the sender refuses."""
+        if payload_type is None:
+            self._posted.clear()
+            return None
+        if self._sender is None or not self._sender.busy:
+            if not self._posted:
+                return None
+            if self._sender is None:
+                self._sender = DtmfSender(payload_type=payload_type, clock_rate=clock_rate)
+            digits = self._posted.popleft()
+            self._sender.queue(digits)
+            self.sent += len(digits)
+        return self._sender.next_packet(rtp_timestamp_now)

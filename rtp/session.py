@@ -1,5 +1,8 @@
 """One call's media: sockets, RTP in and out, RTCP, jitter buffer, DTMF, inactivity.
 
+Parts with their own state live beside it: the RTCP half (rtcp_peer.py), SRTP (srtp_line.py),
+reading the sockets (datagrams.py), the jitter buffer (jitter.py), DTMF out (dtmf.DtmfOutbox).
+
 An `RtpSession` is driven only by the media clock (`tick`), so all its media state is touched by
 one thread and needs no locks. Other threads (SIP signalling, agents) talk to it through
 `configure()` and `send_dtmf()`, which only publish a value the next tick picks up.
@@ -22,11 +25,7 @@ frame concealed like a lost one.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import random
-import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,32 +34,17 @@ import numpy as np
 import structlog
 
 from rtp.codec import AudioCodec, Decoder, Encoder, is_wideband
-from rtp.dtmf import DtmfReceiver, DtmfSender
+from rtp.datagrams import read_datagrams, stamp_arrivals
+from rtp.dtmf import DtmfOutbox, DtmfReceiver
 from rtp.jitter import JitterBuffer, JitterFrame, JitterStats, PlayoutDecoder
 from rtp.opuscodec import OpusCodec
 from rtp.outbound import OutboundFrame, fit_frame
 from rtp.packet import RtpError, RtpPacket, is_rtcp
 from rtp.ports import PortPair
-from rtp.rtcp import (
-    Bye,
-    ReceiverReport,
-    ReceptionStats,
-    ReportBlock,
-    RtcpError,
-    SenderReport,
-    SourceDescription,
-    build_compound,
-    ntp_middle32,
-    ntp_timestamp,
-    parse_compound,
-)
-from rtp.srtp import SrtpContext, SrtpError, SrtpKeys
+from rtp.rtcp_peer import RtcpPeer
+from rtp.srtp import SrtpKeys
+from rtp.srtp_line import SrtpLine
 from rtp.wideband import WidebandLine
-
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TIMESTAMP_CMSG = struct.Struct("@qq")
-_RECV_SIZE = 2048
-RTCP_INTERVAL_S = 5.0
 
 
 class EchoCanceller(Protocol):
@@ -146,31 +130,26 @@ class RtpSession:
         self._first_packet = True
         self._pending: RemoteMedia | None = None
         self.remote: RemoteMedia | None = None
-        self._srtp: SrtpContext | None = None
         self._jitter_delays = (jitter_min_delay_ms, jitter_max_delay_ms)
         self._jitter = self._new_jitter(8000, 8000)
         self._encoder: Encoder | None = None
         self._decoder: Decoder | None = None  # None when the jitter buffer decodes (Opus)
         self._ts_step = 160  # RTP timestamp units per 20 ms frame (960 for Opus)
         self._wide: WidebandLine | None = None  # a wideband codec's rate bridging (8 kHz listener)
-        self._reception = ReceptionStats(8000)
         self._dtmf_rx = DtmfReceiver()
-        self._dtmf_tx: DtmfSender | None = None
-        self._dtmf_queue: collections.deque[str] = collections.deque()
+        self._dtmf_out = DtmfOutbox()
         self._remote_ssrc: int | None = None
         self._last_rx: float | None = None
         self._inactive_reported = False
         self._silence: np.ndarray = np.zeros(160, dtype=np.int16)
         self._last_sent: np.ndarray = self._silence
-        self._next_rtcp: float | None = None
-        self._last_sr: tuple[int, float] | None = None  # (middle 32 bits of its NTP time, our arrival time)
         self._realtime_offset = time.time() - time.monotonic()
         self.stats = SessionStats()
+        self._rtcp = RtcpPeer(self.ssrc, cname, self.stats, self._realtime_offset, self.log)
+        self._srtp = SrtpLine(self.stats, self.log)
         self.closed = False
         for sock in (ports.rtp_socket, ports.rtcp_socket):
-            # Kernel arrival times make jitter estimates exact; without them the tick time is used.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            stamp_arrivals(sock)  # kernel arrival times make jitter estimates exact
 
     # -- called from other threads -------------------------------------------------------------
 
@@ -179,7 +158,7 @@ class RtpSession:
         self._pending = remote
 
     def send_dtmf(self, digits: str) -> None:
-        self._dtmf_queue.append(digits)
+        self._dtmf_out.post(digits)
 
     @property
     def local_port(self) -> int:
@@ -211,16 +190,13 @@ class RtpSession:
             self._last_sent = self._silence
         self._timestamp = (self._timestamp + self._ts_step) & 0xFFFFFFFF
         self._check_inactivity(now, remote)
-        if self._next_rtcp is None:
-            self._next_rtcp = now + RTCP_INTERVAL_S * random.uniform(0.5, 1.5)
-        elif now >= self._next_rtcp:
-            self._next_rtcp = now + RTCP_INTERVAL_S * random.uniform(0.5, 1.5)
+        if self._rtcp.due(now):
             self._send_rtcp(remote)
 
     def _apply(self, remote: RemoteMedia, now: float) -> None:
         previous = self.remote
         self.remote = remote
-        self._apply_srtp(remote.srtp)
+        self._srtp.apply(remote.srtp)
         if previous is None or previous.rtp_address != remote.rtp_address or previous.codec != remote.codec:
             self.log.info(
                 "rtp_remote",
@@ -258,10 +234,9 @@ class RtpSession:
             elif reset:
                 self._jitter.reset()
         self._ts_step = codec.clock_rate * 20 // 1000
-        if self._reception.clock_rate != codec.clock_rate:  # RFC 3550 jitter is in RTP clock units
-            self._reception = ReceptionStats(codec.clock_rate)
-        if self._dtmf_tx is not None and self._dtmf_tx.clock_rate != codec.clock_rate and not self._dtmf_tx.busy:
-            self._dtmf_tx = None  # telephone-events are timed in the audio's RTP clock (RFC 4733)
+        if self._rtcp.reception.clock_rate != codec.clock_rate:  # RFC 3550 jitter is in RTP clock units
+            self._rtcp.restart(codec.clock_rate)
+        self._dtmf_out.clock_changed(codec.clock_rate)  # telephone-events are timed in the audio's RTP clock
         self._wide = WidebandLine(codec.sample_rate) if is_wideband(codec) else None
 
     def _corrupt_payload(self, reason: str) -> None:
@@ -269,54 +244,8 @@ class RtpSession:
         logged like a malformed packet."""
         self._malformed(ValueError(reason), 0)
 
-    def _apply_srtp(self, keys: SrtpKeys | None) -> None:
-        if keys is None:
-            if self._srtp is not None:
-                self.log.warning("srtp_off", reason="re-negotiated without SRTP")
-            self._srtp = None
-        elif self._srtp is None:
-            self._srtp = SrtpContext(keys)
-            self.log.info("srtp_on", suite=keys.suite)
-        elif keys != self._srtp.keys:
-            self._srtp.rekey(keys)
-            self.log.info("srtp_rekeyed", suite=keys.suite)
-
-    def _decrypt(self, data: bytes, rtcp: bool) -> bytes | None:
-        """The plain packet, or None (counted, logged now and then) when SRTP rejects it."""
-        srtp = self._srtp
-        if srtp is None or (not rtcp and len(data) < 12):
-            return data  # plain media, or not even an RTP header: the parser rejects it as malformed
-        try:
-            return srtp.unprotect_rtcp(data) if rtcp else srtp.unprotect(data)
-        except SrtpError as exc:
-            self.stats.srtp_rejected += 1
-            if self.stats.srtp_rejected in (1, 10, 100) or self.stats.srtp_rejected % 1000 == 0:
-                self.log.warning("srtp_rejected", error=str(exc), rtcp=rtcp, size=len(data),
-                                 total=self.stats.srtp_rejected)
-            return None
-
-    def _read(self, sock: socket.socket, now: float):
-        """Yield (data, source, arrival time) for every datagram waiting on `sock`."""
-        offset = self._realtime_offset
-        while True:
-            try:
-                data, ancdata, _flags, source = sock.recvmsg(_RECV_SIZE, 64)
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionRefusedError:  # ICMP port unreachable for an earlier send: go on
-                continue
-            except OSError as exc:
-                self.log.warning("rtp_socket_error", error=str(exc))
-                return
-            arrival = now
-            for level, kind, cmsg in ancdata:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cmsg) >= 16:
-                    sec, nsec = _TIMESTAMP_CMSG.unpack_from(cmsg)
-                    arrival = sec + nsec * 1e-9 - offset
-            yield data, source, arrival
-
     def _receive_rtp(self, now: float, remote: RemoteMedia | None) -> None:
-        for data, source, arrival in self._read(self.ports.rtp_socket, now):
+        for data, source, arrival in read_datagrams(self.ports.rtp_socket, now, self._realtime_offset, self.log):
             if remote is None:
                 continue  # media before the SDP is settled: nothing to play it to
             if (source[0], source[1]) != remote.rtp_address:
@@ -328,7 +257,7 @@ class RtpSession:
             if is_rtcp(data):
                 self._handle_rtcp(data, arrival)  # RFC 5761 rtcp-mux
                 continue
-            plain = self._decrypt(data, rtcp=False)
+            plain = self._srtp.unprotect(data)
             if plain is None:
                 continue
             try:
@@ -352,13 +281,13 @@ class RtpSession:
                 self._jitter.reset()  # a play-out decoder (Opus) starts afresh with it
                 if self._decoder is not None:
                     self._decoder = remote.codec.decoder()  # G.722's ADPCM state belongs to the old stream
-                self._reception = ReceptionStats(remote.codec.clock_rate)
+                self._rtcp.restart(remote.codec.clock_rate)
                 self._dtmf_rx = DtmfReceiver()
             self._remote_ssrc = packet.ssrc
         self.stats.packets_received += 1
         self._last_rx = arrival
         self._inactive_reported = False
-        self._reception.update(packet.sequence, packet.timestamp, arrival)
+        self._rtcp.received(packet.sequence, packet.timestamp, arrival)
         if packet.payload_type == remote.codec.receive_payload_type:
             if not packet.payload:  # a valid RTP header with no audio: nothing to play, nothing to break
                 self.stats.empty_payload += 1
@@ -386,7 +315,12 @@ class RtpSession:
             self.stats.unknown_payload += 1  # e.g. comfort noise (PT 13): played as silence
 
     def _send(self, remote: RemoteMedia, outbound: OutboundFrame | None) -> None:
-        event = self._next_dtmf_packet(remote)
+        try:
+            event = self._dtmf_out.next_packet(remote.send_event_pt, remote.codec.clock_rate, self._timestamp)
+        except ValueError as exc:
+            self.log.warning("dtmf_send_rejected", error=str(exc))
+            event = None
+        self.stats.dtmf_sent = self._dtmf_out.sent
         if event is not None:
             payload, marker, timestamp, payload_type = event.payload, event.marker, event.timestamp, \
                 remote.send_event_pt
@@ -403,9 +337,7 @@ class RtpSession:
             self._last_sent = pcm
         packet = RtpPacket(payload_type=payload_type, sequence=self._sequence, timestamp=timestamp,
                            ssrc=self.ssrc, payload=payload, marker=marker)
-        wire = packet.serialize()
-        if self._srtp is not None:
-            wire = self._srtp.protect(wire)
+        wire = self._srtp.protect(packet.serialize())
         try:
             self.ports.rtp_socket.sendto(wire, remote.rtp_address)
         except OSError as exc:
@@ -414,24 +346,6 @@ class RtpSession:
         self._sequence = (self._sequence + 1) & 0xFFFF
         self.stats.packets_sent += 1
         self.stats.octets_sent += len(payload)
-
-    def _next_dtmf_packet(self, remote: RemoteMedia):
-        if remote.send_event_pt is None:
-            self._dtmf_queue.clear()
-            return None
-        if self._dtmf_tx is None or not self._dtmf_tx.busy:
-            if not self._dtmf_queue:
-                return None
-            if self._dtmf_tx is None:
-                self._dtmf_tx = DtmfSender(payload_type=remote.send_event_pt, clock_rate=remote.codec.clock_rate)
-            digits = self._dtmf_queue.popleft()
-            try:
-                self._dtmf_tx.queue(digits)
-            except ValueError as exc:
-                self.log.warning("dtmf_send_rejected", digits=digits, error=str(exc))
-                return None
-            self.stats.dtmf_sent += len(digits)
-        return self._dtmf_tx.next_packet(self._timestamp)
 
     def _check_inactivity(self, now: float, remote: RemoteMedia) -> None:
         if not remote.receive or self._inactive_reported:
@@ -446,66 +360,20 @@ class RtpSession:
 
     def _receive_rtcp(self, now: float) -> None:
         remote = self.remote
-        for data, source, arrival in self._read(self.ports.rtcp_socket, now):
+        for data, source, arrival in read_datagrams(self.ports.rtcp_socket, now, self._realtime_offset, self.log):
             if remote is None or source[0] != remote.rtcp_address[0]:
                 self.stats.foreign_dropped += 1
                 continue
             self._handle_rtcp(data, arrival)
 
     def _handle_rtcp(self, data: bytes, arrival: float) -> None:
-        plain = self._decrypt(data, rtcp=True)
-        if plain is None:
-            return
-        data = plain
-        try:
-            packets = parse_compound(data)
-        except RtcpError as exc:
-            self.stats.rtcp_malformed += 1
-            if self.stats.rtcp_malformed in (1, 100):
-                self.log.warning("rtcp_malformed", error=str(exc), size=len(data))
-            return
-        self.stats.rtcp_received += 1
-        for packet in packets:
-            if isinstance(packet, SenderReport):
-                self._last_sr = (ntp_middle32(packet.ntp_timestamp), arrival)
-            if isinstance(packet, SenderReport | ReceiverReport):
-                for block in packet.reports:
-                    if block.ssrc == self.ssrc:
-                        self.stats.remote_fraction_lost = block.fraction_lost / 256
-                        self.stats.remote_cumulative_lost = block.cumulative_lost
-                        self.stats.remote_jitter_ms = block.jitter * 1000.0 / self._reception.clock_rate
-            if isinstance(packet, Bye):
-                self.log.info("rtcp_bye", reason=packet.reason)
-
-    def _report_blocks(self, now: float) -> list[ReportBlock]:
-        if self._remote_ssrc is None or self._reception.received == 0:
-            return []
-        lsr, dlsr = 0, 0
-        if self._last_sr is not None:
-            lsr = self._last_sr[0]
-            dlsr = int((now - self._last_sr[1]) * 65536) & 0xFFFFFFFF
-        return [self._reception.report_block(self._remote_ssrc, lsr, dlsr)]
+        plain = self._srtp.unprotect(data, rtcp=True)
+        if plain is not None:
+            self._rtcp.read(plain, arrival)
 
     def _send_rtcp(self, remote: RemoteMedia, bye: bool = False) -> None:
-        now = time.monotonic()
-        blocks = self._report_blocks(now)
-        if self.stats.packets_sent:
-            report = SenderReport(
-                ssrc=self.ssrc,
-                ntp_timestamp=ntp_timestamp(now + self._realtime_offset),
-                rtp_timestamp=self._timestamp,
-                packet_count=self.stats.packets_sent & 0xFFFFFFFF,
-                octet_count=self.stats.octets_sent & 0xFFFFFFFF,
-                reports=tuple(blocks),
-            )
-        else:
-            report = ReceiverReport(ssrc=self.ssrc, reports=tuple(blocks))
-        packets: list = [report, SourceDescription.with_cname(self.ssrc, self.cname)]
-        if bye:
-            packets.append(Bye(ssrcs=(self.ssrc,)))
-        wire = build_compound(packets)
-        if self._srtp is not None:
-            wire = self._srtp.protect_rtcp(wire)
+        wire = self._rtcp.compound(time.monotonic(), self._remote_ssrc, self._timestamp, bye)
+        wire = self._srtp.protect(wire, rtcp=True)
         try:
             self.ports.rtcp_socket.sendto(wire, remote.rtcp_address)
             self.stats.rtcp_sent += 1
@@ -519,12 +387,7 @@ class RtpSession:
         self.stats.jitter = stats.as_dict()
         if self._wide is not None:
             self.stats.wideband_sent = self._wide.wideband_frames
-        self.stats.reception = {
-            "received": self._reception.received,
-            "expected": self._reception.expected,
-            "cumulative_lost": self._reception.cumulative_lost,
-            "jitter_ms": round(self._reception.jitter_ms, 2),
-        }
+        self.stats.reception = self._rtcp.snapshot()
         return self.stats
 
     def close(self) -> None:

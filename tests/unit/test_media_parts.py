@@ -1,11 +1,14 @@
-"""The jitter buffer's parts on their own: the delay manager, the packet timeline, and the
-sequence/timestamp helpers of rtp/packet.py (the buffer's own behaviour is tests/unit/test_jitter.py)."""
+"""Parts split out of the jitter buffer and the RTP session, on their own: the delay manager, the
+packet timeline, the sequence/timestamp helpers of rtp/packet.py, the DTMF outbox (the buffer's and
+the session's own behaviour: tests/unit/test_jitter.py, test_session.py)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rtp.delay_manager import DelayManager
+from rtp.dtmf import DtmfOutbox, TelephoneEvent
 from rtp.packet import SequenceSpan, TimestampScale
 from rtp.packet_timeline import PacketTimeline, StoredPacket
 
@@ -84,3 +87,27 @@ def test_packet_timeline_decodes_an_encoded_packet_once_at_its_length() -> None:
     timeline.assemble(0)
     assert calls == [b"x"] and have.all() and (pcm[:100] == 1).all() and (pcm[100:] == 0).all()
     assert timeline.payload_at(0) is None
+
+
+def test_dtmf_outbox_plays_posted_digits_in_order_and_refuses_bad_ones() -> None:
+    out = DtmfOutbox()
+    out.post("1")
+    out.post("x")
+    out.post("2")
+    digits, ts = [], 0
+    for _ in range(60):
+        try:
+            packet = out.next_packet(101, 8000, ts)
+        except ValueError as exc:
+            assert "'x'" in str(exc)
+            continue
+        if packet is not None and packet.marker:
+            digits.append(TelephoneEvent.parse(packet.payload).digit)
+        ts += 160
+    assert digits == ["1", "2"] and out.sent == 2
+    out.post("3")
+    assert out.next_packet(None, 8000, ts) is None  # no telephone-event negotiated: discarded
+    assert out.next_packet(101, 8000, ts) is None
+    out.post("y")
+    with pytest.raises(ValueError):
+        out.next_packet(101, 8000, ts)
