@@ -18,7 +18,7 @@ from gateway.conversation.clauses import ClauseSplitter
 from gateway.conversation.headings import HeadingFilter, fact_headings
 from gateway.conversation.planner import unasked_tool_call, ungrounded_arguments, without_invented_number
 from gateway.conversation.settings import ConversationSettings
-from gateway.conversation.tool_choice import choose_tool
+from gateway.conversation.tool_choice import admissible, choose_tool
 from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolCallDetector, ToolSpec, parse_tool_call
 from models.base import CancelToken, ChatMessage, Llm
 
@@ -111,12 +111,22 @@ class Generator:
         detector = ToolCallDetector(self.specs) if self.specs else None
         labels = HeadingFilter(fact_headings(messages[-1].content))  # "Prices > Bread:" is not said
         said = 0  # items yielded so far
+        could_call = bool(self.specs) and bool(admissible(self.specs, caller_said))
         for piece in self._pieces(messages, out, cancel, affinity):
             if cancel is not None and cancel.is_set():
                 return
             speech = labels.feed(detector.feed(piece) if detector is not None else piece)
             if detector is not None and detector.holding and not out.acknowledged and not said \
                     and not speech.strip():
+                if not could_call:
+                    # A tool call on words no call could pass (a plain question: the 0.5B model
+                    # "looks up" opening hours): the checks would refuse it after the whole JSON,
+                    # and "one moment, please" said meanwhile would promise what never comes. Stop
+                    # the model now and answer with the fact.
+                    out.error = "a tool call on words that ask for none"
+                    self.log.warning("tool_call_rejected", error=out.error, early=True)
+                    yield self._instead_of_call(best_fact)
+                    return
                 # The model opened with a tool call: say "one moment" now, not after the whole JSON
                 # (~25 tokens, 0.7 s) has been generated and parsed.
                 out.acknowledged = True

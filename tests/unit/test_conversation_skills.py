@@ -236,3 +236,17 @@ def test_a_hanging_model_is_cut_off_with_an_apology(harness):
     assert RecordKind.MODEL_ERROR in h.records
     assert [p.why for p in h.phrases()][-1] == "model_timeout"
     assert not h.hangups
+
+
+def test_a_tool_call_opening_a_plain_answer_gets_the_fact_not_one_moment(harness, tmp_path):
+    """A plain question whose reply opens with a call no check could pass: no "one moment, please"
+    promising what never comes; the model is stopped and the retrieved fact said."""
+    call = 'CALL {"tool": "transfer", "arguments": {"target": "billing"}}'
+    h = harness(settings=SETTINGS, skills=skills(tmp_path), llm={"script": {"opening hours": call}})
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(1, 1.5))
+    h.run(silence_frames(4.0))
+    said = phrases(h)
+    assert not any(SETTINGS.acknowledgement in p for p in said), said
+    assert any("Monday to Friday" in p for p in said), said
+    assert not h.transfers and h.turns()[0].action is None
