@@ -45,17 +45,13 @@ the second waits, then finds the schema current.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 import structlog
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.errors import QueryCanceled
 from psycopg.types.json import Jsonb
 
 from gateway.store.base import (
@@ -70,25 +66,14 @@ from gateway.store.base import (
     load_requests,
     retention_cutoff,
 )
-from gateway.store.dsn import dsn_password, redact_dsn
+from gateway.store.pg_connection import CONNECT_TIMEOUT_S, LOCK_TIMEOUT_S, PgConnection
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 log = structlog.get_logger("store")
 T = TypeVar("T")
 
-_CONNECT_TIMEOUT_S = 5
-_STATEMENT_TIMEOUT_MS = 5_000  # a call-path operation: a caller lookup, a call count, a message
 _MAINTENANCE_TIMEOUT_MS = 60_000  # a migration, a purge batch: at start-up, before the first call
-_LOCK_TIMEOUT_S = 5.0
-# libpq parameters that bound a dead link (see the module docstring); a DSN's own value wins
-_LINK_DEFAULTS = {
-    "keepalives": "1",
-    "keepalives_idle": "5",  # seconds idle before the first probe
-    "keepalives_interval": "2",
-    "keepalives_count": "3",
-    "tcp_user_timeout": "5000",  # ms that sent data (or a probe) may stay unacknowledged
-}
 _PURGE_BATCH_EVENTS = 5_000  # old events looked at per purge transaction
 _PURGE_BUDGET_S = 120.0  # the rest waits for the next start
 _MIGRATION_LOCK = 0x766F_6963_6567  # "voiceg": one advisory lock id for this application's migrations
@@ -175,19 +160,13 @@ class PostgresStore(Store):
         self,
         dsn: str,
         *,
-        connect_timeout_s: int = _CONNECT_TIMEOUT_S,
-        lock_timeout_s: float = _LOCK_TIMEOUT_S,
+        connect_timeout_s: int = CONNECT_TIMEOUT_S,
+        lock_timeout_s: float = LOCK_TIMEOUT_S,
     ) -> None:
         """``connect_timeout_s`` applies unless the DSN has its own ``connect_timeout``;
         ``lock_timeout_s`` is how long an operation waits for one already running."""
-        self.where = redact_dsn(dsn)
-        self._dsn = dsn
-        self._secret = dsn_password(dsn)
-        self._connect_timeout_s = connect_timeout_s
-        self._lock_timeout_s = lock_timeout_s
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
-        self._closed = False
+        self._db = PgConnection(dsn, connect_timeout_s=connect_timeout_s, lock_timeout_s=lock_timeout_s)
+        self.where = self._db.where
         try:
             self._open_schema()
         except StoreError as exc:
@@ -197,108 +176,11 @@ class PostgresStore(Store):
     # ------------------------------------------------------------------ plumbing
 
     def close(self) -> None:
-        """Close the connection; if an operation still holds it (a stuck statement), do not wait
-        for it past the lock timeout: that operation drops the connection when it ends."""
-        self._closed = True
-        if not self._lock.acquire(timeout=self._lock_timeout_s):
-            log.warning("store_close_busy", database=self.where)
-            return
-        try:
-            self._drop()
-        finally:
-            self._lock.release()
-
-    def _message(self, exc: BaseException) -> str:
-        """The driver's message without the password (a malformed DSN is echoed back by libpq)."""
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text.replace(self._dsn, self.where)
-
-    def _open(self) -> psycopg.Connection[Any]:
-        try:
-            return psycopg.connect(self._dsn, **self._connect_args())
-        except (psycopg.Error, ValueError) as exc:
-            raise StoreError(f"{self.where}: cannot connect: {self._message(exc)}") from None
-
-    def _connect_args(self) -> dict[str, str]:
-        """Our libpq defaults for the parameters the DSN does not set.
-
-        psycopg's keyword arguments override the DSN, so only the missing ones are passed: an
-        operator's ``?connect_timeout=`` or ``?keepalives_idle=`` is honoured.  ``options`` is
-        merged instead, ours first, so a DSN's ``-c statement_timeout=...`` wins and its other
-        options (``-c search_path=...``) are kept.
-        """
-        given = conninfo_to_dict(self._dsn)
-        defaults = {**_LINK_DEFAULTS, "connect_timeout": str(self._connect_timeout_s), "application_name": "voicegate"}
-        args = {key: value for key, value in defaults.items() if key not in given}
-        args["options"] = f"-c statement_timeout={_STATEMENT_TIMEOUT_MS} {given.get('options') or ''}".strip()
-        return args
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+        self._db.close()
 
     def _run(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
-        """``work`` in one transaction under the lock; reconnect and run again once if the connection
-        was lost before COMMIT (the server rolled the transaction back, so nothing is counted twice).
-
-        The lock is waited for at most ``lock_timeout_s``: behind a stuck operation, a call thread
-        gets "database busy" (no memory this time) instead of queueing for the stuck one's timeout.
-        """
-        if not self._lock.acquire(timeout=self._lock_timeout_s):
-            raise StoreError(f"{self.where}: database busy: another operation has held the connection "
-                             f"for over {self._lock_timeout_s:g} s")
-        try:
-            if self._closed:
-                raise StoreError(f"{self.where}: store is closed")
-            return self._run_locked(work)
-        finally:
-            if self._closed:  # close() gave up waiting for this operation: it drops the connection
-                self._drop()
-            self._lock.release()
-
-    def _run_locked(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
-        """:meth:`_run` once the lock is held."""
-        for attempt in (1, 2):
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._drop()
-                self._conn = self._open()
-            conn = self._conn
-            committing = False
-            try:
-                with conn.cursor() as cursor:
-                    result = work(cursor)
-                committing = True
-                conn.commit()
-                return result
-            except QueryCanceled as exc:  # statement_timeout: stuck once, likely stuck again
-                self._rollback_or_drop(conn)
-                raise StoreError(f"{self.where}: statement timed out: {self._message(exc)}") from None
-            except psycopg.OperationalError as exc:  # connection lost, server shutting down, deadlock
-                self._rollback_or_drop(conn)
-                if attempt == 1 and not committing:
-                    log.warning("store_retrying", database=self.where, error=self._message(exc))
-                    continue
-                raise StoreError(f"{self.where}: {self._message(exc)}") from None
-            except psycopg.Error as exc:
-                self._rollback_or_drop(conn)
-                raise StoreError(f"{self.where}: {self._message(exc)}") from None
-            except BaseException:
-                self._rollback_or_drop(conn)
-                raise
-        raise AssertionError("unreachable")
-
-    def _rollback_or_drop(self, conn: psycopg.Connection[Any]) -> None:
-        if conn.closed or conn.broken:
-            self._drop()
-            return
-        try:
-            conn.rollback()
-        except psycopg.Error:
-            self._drop()
+        """``work`` in one transaction (gateway.store.pg_connection: reconnect once, bounded waits)."""
+        return self._db.run(work)
 
     def _open_schema(self) -> None:
         """Check the schema version and migrate only when it is behind.
