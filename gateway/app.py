@@ -46,7 +46,7 @@ class Gateway:
             tcp=config.sip.tcp,
         ))
         self.ports = PortAllocator(config.sip.listen.host, *config.rtp.port_range)
-        self.clock = MediaClock(on_error=lambda session, exc: self.calls.media_error(session, exc))
+        self.clock = MediaClock(on_error=lambda session, exc: self.calls.commands.media_error(session, exc))
         self.services = load_conversation_services(config) if config.needs_models else None
         self.metrics = Metrics()
         self.call_events = _call_event_writer(config)

@@ -35,7 +35,7 @@ class GatewayOperations:
     def hangup(self, call_id: str) -> bool:
         if not any(c["call_id"] == call_id for c in self.gateway.calls.snapshot()):
             return False
-        self.gateway.calls.hangup(call_id, "api")
+        self.gateway.calls.commands.hangup(call_id, "api")
         return True
 
     def originate(self, to: str, agent: str | None, variables: Mapping[str, str], account: str | None) -> str:

@@ -1,6 +1,7 @@
 """Call lifecycle: admission, RTP session, agent, and teardown on every path.
 
-All methods run on the SIP thread except the "any thread" ones, which hand their work to it.
+All methods run on the SIP thread; other threads' requests (hang up, keys, transfers, hold) go
+through `commands` (gateway/calls/commands.py), which hands them to it.
 Whatever way a call ends (BYE either way, CANCEL, a failed answer, RTP timeout, shutdown) it
 goes through `_teardown`, which removes the session from the media clock, closes its ports,
 stops its agent and reports the call exactly once. The pieces it uses live beside it:
@@ -15,17 +16,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pjsua2 as pj
 import structlog
 
 from gateway.agents import Agent
-from gateway.agents.handover import WarmTransferRequest
 from gateway.calls.active import ActiveCall, CallRegistry
 from gateway.calls.admission import Admission
+from gateway.calls.commands import CallCommands
 from gateway.calls.factory import CallControls, build_call_parts
 from gateway.calls.media import release_media, remote_media
-from gateway.calls.media_routes import HoldRoute
 from gateway.calls.progress import RingTimer, ring_timeout_s, unanswered_outcome
 from gateway.calls.reporting import CallReporting, EndedCallback
 from gateway.calls.transfer import TransferDesk
@@ -39,9 +38,7 @@ from gateway.sip.info_dtmf import InfoDtmf
 from gateway.sip.sdp import MediaAddress
 from gateway.sip.stack import SipStack
 from rtp.clock import MediaClock
-from rtp.hold_player import HoldPlayer
 from rtp.ports import PortAllocator, PortPair, PortsExhausted
-from rtp.session import RtpSession
 
 if TYPE_CHECKING:
     from gateway.conversation.speech import ConversationServices
@@ -70,9 +67,11 @@ class CallManager:
         self.clock = clock
         self.ports = ports
         self.calls = CallRegistry()
-        self._controls = CallControls(self.hangup, self.send_dtmf, self.transfer, self.warm_transfer, self.hold)
         self.transfers = TransferDesk(stack, lambda call: self._hangup(call, "transferred"))
         self.warm = WarmTransferDesk(stack, self.calls.get, self._dial_leg, self._hangup)
+        self.commands = CallCommands(stack, self.calls, self._hangup, self.transfers, self.warm)
+        c = self.commands
+        self._controls = CallControls(c.hangup, c.send_dtmf, c.transfer, c.warm_transfer, c.hold)
         self.ring_timer = RingTimer(stack, self._hangup, self.calls.get)
 
     # -- any thread ----------------------------------------------------------------------------
@@ -84,63 +83,6 @@ class CallManager:
     def on_ended(self, callback: EndedCallback) -> None:
         """Register `callback(call, status_code, reason)` run when a call ends (SIP thread)."""
         self.reporting.on_ended(callback)
-
-    def hangup(self, call_id: str, reason: str) -> None:
-        """Hang up a call from any thread (BYE, CANCEL or a final response as its state needs)."""
-        self.stack.submit(lambda: self._hangup_by_id(call_id, reason))
-
-    def send_dtmf(self, call_id: str, digits: str) -> None:
-        """Send RFC 4733 digits on a call from any thread."""
-
-        def send() -> None:
-            call = self.calls.get(call_id)
-            if call is not None:
-                call.session.send_dtmf(digits)
-
-        self.stack.submit(send)
-
-    def transfer(self, call_id: str, target: str, on_result: Callable[[bool, str], None]) -> None:
-        """Blind-transfer a call from any thread (REFER). `on_result(ok, detail)` runs on the SIP
-        thread once the transferee reports the new call's outcome or the REFER fails."""
-        self.stack.submit(lambda: self._transfer(call_id, target, on_result))
-
-    def warm_transfer(self, call_id: str, request: WarmTransferRequest, on_result: Callable[[bool, str], None]) -> None:
-        """Warm-transfer a call from any thread (gateway/calls/warm_desk.py); `on_result(ok, detail)`
-        runs on the SIP thread once the caller is with the target, or back with its agent."""
-
-        def start() -> None:
-            call = self.calls.get(call_id)
-            if call is None or call.ended or call.sip is None:
-                on_result(False, "the call has ended")
-                return
-            self.warm.start(call, request, on_result)
-
-        self.stack.submit(start)
-
-    def hold(self, call_id: str, loop: np.ndarray | None) -> None:
-        """Play `loop` to the caller instead of its agent, or (None) give the line back, from any
-        thread; a call in a warm transfer keeps the transfer's hold or bridge."""
-
-        def apply() -> None:
-            call = self.calls.get(call_id)
-            if call is None or call.ended or call.media is None or self.warm.busy(call_id):
-                return
-            call.media.set_route(None if loop is None else HoldRoute(HoldPlayer(loop)))
-            call.log.info("call_hold" if loop is not None else "call_unhold")
-
-        self.stack.submit(apply)
-
-    def media_error(self, session: RtpSession, exc: BaseException) -> None:
-        """The media clock dropped a session whose tick raised (media thread): the SIP thread ends its call."""
-        error = repr(exc)
-
-        def end() -> None:
-            call = self.calls.with_session(session)
-            if call is not None:
-                call.log.error("media_tick_failed", error=error)
-                self._hangup(call, "media_error")
-
-        self.stack.submit(end)
 
     def snapshot(self) -> list[dict[str, object]]:
         """The calls that are up, for the control API (SIP thread, or any thread for a rough view)."""
@@ -410,11 +352,6 @@ class CallManager:
             log.warning("call_max_duration", call_id=call_id, limit_s=limit)
             self._hangup(call, "max_duration")
 
-    def _hangup_by_id(self, call_id: str, reason: str) -> None:
-        call = self.calls.get(call_id)
-        if call is not None:
-            self._hangup(call, reason)
-
     def _hangup(self, call: ActiveCall, reason: str) -> None:
         if call.ended or call.sip is None:
             return
@@ -425,13 +362,6 @@ class CallManager:
         except pj.Error as exc:  # the dialog is already gone: release locally
             call.log.warning("call_hangup_failed", error=exc.info())
             self._teardown(call, 0, reason)
-
-    def _transfer(self, call_id: str, target: str, on_result: Callable[[bool, str], None]) -> None:
-        call = self.calls.get(call_id)
-        if call is None or call.ended or call.sip is None:
-            on_result(False, "the call has ended")
-            return
-        self.transfers.start(call, call.sip, target, on_result)
 
     def _teardown(self, call: ActiveCall, code: int, reason: str) -> None:
         if call.ended:
