@@ -69,17 +69,17 @@ def _key(word: str) -> str:
 
 def doubted_words(transcript: Transcript, unknown: tuple[str, ...], rule: ConfidenceRule | None = None) -> bool:
     """Whisper barely believed a word that makes the question unanswerable: `unknown` are the
-    question's words the agent's knowledge never mentions (`AgentSkills.unknown_words`); with none
-    of them found in the text (none, or inflected), every word counts. False when the engine gives
-    no word probabilities (the rule is then off) or they do not line up with the text's words."""
+    question's words the agent's knowledge never mentions (`AgentSkills.unknown_words`). Only those
+    count: a question's first word is often scored low however well it was heard ("Can" at 0.38 in
+    "Can I pay my card?", which names no unknown word). False when the engine gives no word
+    probabilities (the rule is then off) or they do not line up with the text's words."""
     rule = rule or ConfidenceRule()
     said = transcript.text.split()
     if not transcript.word_probs or len(transcript.word_probs) != len(said):
         return False
     keys = {_key(w) for w in unknown}
-    probs = [p for w, p in zip(said, transcript.word_probs, strict=True) if _key(w) in keys] \
-        or list(transcript.word_probs)
-    return min(probs) < rule.unknown_word_prob
+    probs = [p for w, p in zip(said, transcript.word_probs, strict=True) if _key(w) in keys]
+    return bool(probs) and min(probs) < rule.unknown_word_prob
 
 
 def compression_ratio(text: str) -> float:
