@@ -60,6 +60,7 @@ class ConfidenceRule:
     compression_ratio: float = 2.4  # a looping transcript: doubtful
     short_answer_logprob: float = -1.6  # a short answer ("Yes.") is trusted down to this (not noise's "Okay.")
     # a word the knowledge does not know, heard with a probability below this: probably not what was said
+    # (fitted on tune: docs/benchmarks.md, "Did Whisper really hear it?")
     unknown_word_prob: float = 0.4
 
 
