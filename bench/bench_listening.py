@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 from bench.caller_audio import background, cough, speech, speech_wide  # noqa: E402
 from bench.listening_caller import ListeningCaller, SpokenTurn, call_length_s  # noqa: E402
-from bench.listening_score import CallScore, Disturbance, score_call  # noqa: E402
+from bench.listening_score import HEARD_WER, CallScore, Disturbance, Reply, TurnScore, score_call  # noqa: E402
 from bench.listening_spec import CallPlan, Interjection, Line, Split, TurnKind, plan_calls  # noqa: E402
 from bench.sample_business import front_desk_config  # noqa: E402
 from bench.scripted_call import place_call  # noqa: E402
@@ -123,6 +123,43 @@ def breakdown(scores: list[CallScore]) -> str:
     return "\n".join(lines)
 
 
+def reply_counts(turns: list[TurnScore]) -> dict[str, int]:
+    """The replies to finished turns crossed with how they were heard (WER <= HEARD_WER) and whether
+    the sample business can answer the question: the bad case is "I don't have that information" on a
+    misheard turn (a garble refused as if the business could not help), the cost a repeat request on
+    a turn heard well; a don't-know on a well-heard question the facts cannot answer is right."""
+    well = [t for t in turns if t.heard_well]
+    mis = [t for t in turns if not t.heard_well]
+
+    def n(group: list[TurnScore], reply: Reply) -> int:
+        return sum(t.reply is reply for t in group)
+
+    return {"turns": len(turns), "heard_well": len(well), "misheard": len(mis),
+            "dont_know_misheard": n(mis, Reply.DONT_KNOW),
+            "dont_know_heard_unanswerable": n([t for t in well if not t.answerable], Reply.DONT_KNOW),
+            "dont_know_heard_answerable": n([t for t in well if t.answerable], Reply.DONT_KNOW),
+            "repeat_heard_well": n(well, Reply.REPEAT), "repeat_misheard": n(mis, Reply.REPEAT),
+            "answer_heard_well": n(well, Reply.ANSWER), "answer_misheard": n(mis, Reply.ANSWER),
+            "no_reply_heard_well": n(well, Reply.NONE), "no_reply_misheard": n(mis, Reply.NONE)}
+
+
+def replies_table(scores: list[CallScore]) -> tuple[str, dict[str, dict[str, int]]]:
+    """What the bot said to each finished turn, per kind of turn and in all (markdown, and the counts)."""
+    turns = [t for s in scores for t in s.turns]
+    groups = {kind.value: [t for t in turns if t.kind is kind] for kind in TurnKind}
+    counts = {name: reply_counts(group) for name, group in [*groups.items(), ("all", turns)] if group}
+    rows = [f"| turns | heard well / misheard (WER ≤ {HEARD_WER:.0%}) | **don't know: misheard** | don't know: heard, "
+            "not answerable | don't know: heard, answerable | **repeat: heard well** | repeat: misheard | "
+            "answer: heard well / misheard | no reply: heard well / misheard |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, c in counts.items():
+        rows.append(f"| {name} ({c['turns']}) | {c['heard_well']} / {c['misheard']} | **{c['dont_know_misheard']}** | "
+                    f"{c['dont_know_heard_unanswerable']} | {c['dont_know_heard_answerable']} | "
+                    f"**{c['repeat_heard_well']}** | {c['repeat_misheard']} | {c['answer_heard_well']} / "
+                    f"{c['answer_misheard']} | {c['no_reply_heard_well']} / {c['no_reply_misheard']} |")
+    return "\n".join(rows), counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("held_out", "tune", "all"), default="held_out")
@@ -170,17 +207,21 @@ def main() -> None:
                   f"{time.monotonic() - t:.0f} s, load average {loads[-1]:.2f}", flush=True)
             for turn in score.turns:
                 print(f"    {turn.kind.value}: {turn.reference!r} -> {turn.heard!r} cut-ins {turn.cut_ins} "
-                      f"dead air {turn.dead_air} latency {turn.latency_ms} {turn.interjection}", flush=True)
+                      f"dead air {turn.dead_air} latency {turn.latency_ms} {turn.interjection} "
+                      f"reply: {turn.reply.value}", flush=True)
         gw.stop()
         if args.keep_log:
             Path(args.keep_log).write_text(gw.log_path.read_text())
     print(f"\nmachine load (1-min load average after each call, 2 cores): min {min(loads):.2f}, "
           f"median {np.median(loads):.2f}, max {max(loads):.2f}")
+    replies: dict[str, dict[str, dict[str, int]]] = {}
     for split in splits:
         mine = [s for s in scores if s.plan.split is split]
-        print(f"\n### {split.value}\n\n{table(mine)}\n\n{breakdown(mine)}")
+        markdown, replies[split.value] = replies_table(mine)
+        print(f"\n### {split.value}\n\n{table(mine)}\n\n{breakdown(mine)}\n\nReplies to finished turns:\n\n{markdown}")
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(s) for s in scores], default=str, indent=1))
+        out = {"calls": [asdict(s) for s in scores], "replies": replies}
+        Path(args.json).write_text(json.dumps(out, default=str, indent=1))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,11 @@ caller (`barge_in`); both are placed on the caller's clock from the wall time of
   and the wire shows no bot audio 300-500 ms after it (a greeting cut 100 ms in counts too, although
   hardly any of it reached the wire);
 - voice-to-voice: the answer's onset minus the end of a complete question;
-- WER: what the gateway heard between the turn's start and the caller's next move, against the text.
+- WER: what the gateway heard between the turn's start and the caller's next move, against the text;
+- reply: what the bot said to the finished turn (its last answered reply), as `Reply`: an answer,
+  "I don't have that information" (`unknown_answer`), "could you say it again?" (`repeat_request`),
+  or nothing. With the turn's WER (heard well: <= `HEARD_WER`) it tells the bad case (a garble
+  refused as if the business could not help) from the cost (a well-heard question asked again).
 """
 
 from __future__ import annotations
@@ -24,15 +28,41 @@ from datetime import datetime
 from typing import Any
 
 from bench.listening_caller import TurnTimeline
-from bench.listening_spec import CallPlan, Interjection, TurnKind
+from bench.listening_spec import ANSWERABLE, CallPlan, Interjection, TurnKind
 from bench.scripted_call import ONSET_FRAMES, bot_onset
 from bench.wer import WordErrors, word_errors
+from gateway.conversation.settings import ConversationSettings
 from tests.rig.rtp_peer import RtpPeer
 
 TICK_S = 0.02
 DEAD_AIR = 75  # ticks: 1.5 s
 STOP_WITHIN = 15  # ticks: a barge-in that stopped the bot ends its audio within 300 ms
 ANSWER_WINDOW, ANSWER_MIN = 25, 10  # an answer: 10 of the 25 ticks from its onset carry bot audio
+# A turn heard with at most this word error rate was heard well: one word in four wrong still leaves a
+# short question's meaning ("What time do you close on Friday?" -> "What time do you slow on Friday?").
+HEARD_WER = 0.25
+_SETTINGS = ConversationSettings()  # the benchmark's agent speaks the default lines
+
+
+class Reply(enum.Enum):
+    """What the bot said to a finished caller turn."""
+
+    ANSWER = "answer"
+    DONT_KNOW = "don't know"  # settings.unknown_answer
+    REPEAT = "repeat request"  # settings.repeat_request
+    NONE = "no reply"
+
+
+def classify_reply(bot: str, settings: ConversationSettings = _SETTINGS) -> Reply:
+    """The kind of a reply, by the fixed lines it carries (the LLM's own answer may end with the
+    don't-know line when its answer was declined: generate.py)."""
+    if not bot.strip():
+        return Reply.NONE
+    if settings.repeat_request and settings.repeat_request in bot:
+        return Reply.REPEAT
+    if settings.unknown_answer and settings.unknown_answer in bot:
+        return Reply.DONT_KNOW
+    return Reply.ANSWER
 
 
 class Disturbance(enum.Enum):
@@ -56,6 +86,13 @@ class TurnScore:
     latency_ms: float | None  # complete questions only
     interjection: str  # "", "sent", or "skipped" (no reply, or one shorter than 0.6 s)
     span: tuple[int, int]  # the turn's first tick and the end of its speech, on the caller's clock
+    bot: str = ""  # the bot's reply to the finished turn
+    reply: Reply = Reply.NONE
+    answerable: bool = False  # the sample business's facts answer the reference (listening_spec.ANSWERABLE)
+
+    @property
+    def heard_well(self) -> bool:
+        return self.errors.rate <= HEARD_WER
 
 
 @dataclass(frozen=True)
@@ -81,7 +118,7 @@ def log_tick(line: dict[str, Any], t0_wall: float) -> float:
 def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log: list[dict[str, Any]],
                record: list[dict[str, Any]], t0_wall: float) -> CallScore:
     """`log`: this call's `barge_in` log lines; `record`: its call record's events (gateway/records.py)."""
-    heard = _heard_by_turn(timelines, [e for e in record if e.get("kind") == "turn"], t0_wall)
+    heard, said = _heard_by_turn(timelines, [e for e in record if e.get("kind") == "turn"], t0_wall)
     barges = [log_tick(e, t0_wall) for e in log if e["event"] == "barge_in"]
     last = max(peer.received, default=0) + 1
     turns = []
@@ -95,7 +132,8 @@ def score_call(plan: CallPlan, timelines: list[TurnTimeline], peer: RtpPeer, log
                                word_errors(tl.spoken.turn.reference, heard[i]), len(tl.pauses), cut_ins,
                                onset is None or onset - tl.end >= DEAD_AIR, latency,
                                "sent" if tl.interjection else "skipped" if tl.interjection_skipped else "",
-                               (tl.start, tl.end)))
+                               (tl.start, tl.end), said[i], classify_reply(said[i]),
+                               tl.spoken.turn.reference in ANSWERABLE))
     return CallScore(plan, tuple(turns), tuple(_replies(plan, timelines, peer, barges)), t0_wall)
 
 
@@ -114,8 +152,10 @@ def answer_onset(peer: RtpPeer, after: int, until: int) -> int | None:
         after = onset + ONSET_FRAMES
 
 
-def _heard_by_turn(timelines: list[TurnTimeline], turns: list[dict[str, Any]], t0_wall: float) -> list[str]:
-    """What the gateway heard of each caller turn, in order, from the call record's `turn` events.
+def _heard_by_turn(timelines: list[TurnTimeline], turns: list[dict[str, Any]],
+                   t0_wall: float) -> tuple[list[str], list[str]]:
+    """What the gateway heard of each caller turn, in order, from the call record's `turn` events,
+    and what the bot said to it (its last answered reply: the one to the finished turn).
 
     Each is placed by its `speech_end` (when the caller stopped, on the gateway's clock as Unix time):
     it belongs to the last turn, or interjection (whose words are not scored), that started before.
@@ -127,13 +167,15 @@ def _heard_by_turn(timelines: list[TurnTimeline], turns: list[dict[str, Any]], t
     owners = sorted([(tl.start, i) for i, tl in enumerate(timelines)]
                     + [(tl.interjection[0], -1) for tl in timelines if tl.interjection])
     heard: list[list[str]] = [[] for _ in timelines]
+    said = ["" for _ in timelines]
     for turn in sorted(turns, key=lambda e: float(e["speech_end"])):
         answered = not turn.get("cancelled") or (turn.get("stages") or {}).get("first_rtp_ms") is not None
         anchor = (float(turn["speech_end"]) - t0_wall) / TICK_S
         owner = next((i for start, i in reversed(owners) if start <= anchor), -1)
         if owner >= 0 and answered and turn.get("caller"):
             heard[owner].append(str(turn["caller"]))
-    return [" ".join(words) for words in heard]
+            said[owner] = str(turn.get("bot") or "")
+    return [" ".join(words) for words in heard], said
 
 
 def _onset_before(peer: RtpPeer, start: int, end: int) -> bool:

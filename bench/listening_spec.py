@@ -160,6 +160,16 @@ ONE_WORDS = {
     Split.TUNE: ("Yes.", "Tuesday.", "Four two seven one.", "No.", "Thursday.", "Eight."),
     Split.HELD_OUT: ("Yes, please.", "Friday.", "Nine one five three.", "Monday.", "Sure.", "Three."),
 }
+# What the sample business's facts (bench/sample_business.py: hours, address by the ferry, a cleaning's
+# price, the two dentists) answer: the rest gets "I don't have that information" even when heard
+# perfectly, so the listening benchmark tells a fair refusal from a garble refused (bench_listening).
+ANSWERABLE = frozenset({
+    "What are your opening hours?", "Where is your office?", "How much does a cleaning cost?",
+    "Which dentists work there?", "What time do you close on Friday?", "Is the office near the ferry?",
+    "Um, let me see what time do you close today?", "My husband said that you moved to a new office.",
+    "Are you open on Saturday?", "When do you open in the morning?", "What is your address?",
+    "Hi, I was wondering are you open on Saturday?", "Let me think is it twelve Harbor Street?",
+})
 BACKCHANNELS = {Split.TUNE: ("uh-huh", "okay"), Split.HELD_OUT: ("mm-hmm", "right", "yeah")}
 
 # each call asks this pattern: what a short real call mixes

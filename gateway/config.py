@@ -186,6 +186,7 @@ class ModelsConfig:
     stt_model: str | None = None  # a CTranslate2 directory (local) or the served model's name (openai)
     stt_threads: int = 2
     stt_beam_size: int = 2  # see models/whisper.py WhisperConfig.beam_size and docs/benchmarks.md
+    stt_word_probs: bool = True  # see models/whisper.py WhisperConfig.word_probs and confidence.doubted_words
     stt_base_url: str | None = None
     stt_api_key: str | None = None
     stt_timeout_s: float = 10.0
@@ -581,7 +582,8 @@ _URL_EXAMPLE = {"stt": "http://10.0.0.7:8000/v1", "llm": "http://10.0.0.7:8080/v
 def _read_models(r: _Reader, raw: object) -> ModelsConfig:
     data = r.mapping(raw, "models", {"stt", "llm", "tts"})
     server_keys = {"engine", "base_url", "api_key", "timeout_s"}
-    stt = r.mapping(data.get("stt", {}), "models.stt", {"model", "threads", "language", "beam_size"} | server_keys)
+    stt = r.mapping(data.get("stt", {}), "models.stt", {"model", "threads", "language", "beam_size", "word_probs"}
+                    | server_keys)
     llm = r.mapping(data.get("llm", {}), "models.llm", {"model", "threads", "context", "parallel"} | server_keys)
     tts = r.mapping(data.get("tts", {}), "models.tts", {"voice", "model", "response_format", "sample_rate"}
                     | server_keys)
@@ -627,6 +629,7 @@ def _read_models(r: _Reader, raw: object) -> ModelsConfig:
         stt_model=paths.get("stt"),
         stt_threads=r.optional(stt, "threads", "models.stt", lambda v, k: r.integer(v, k, 1, 64), 2),
         stt_beam_size=r.optional(stt, "beam_size", "models.stt", lambda v, k: r.integer(v, k, 1, 10), 2),
+        stt_word_probs=r.optional(stt, "word_probs", "models.stt", r.boolean, True),
         stt_base_url=r.optional(stt, "base_url", "models.stt", r.string, None),
         stt_api_key=r.optional(stt, "api_key", "models.stt", r.string, None),
         stt_timeout_s=timeout(stt, "stt", 10.0),

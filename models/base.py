@@ -156,6 +156,10 @@ class Transcript:
     segments: tuple[TranscriptSegment, ...] = ()
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
+    # Each word's probability (mean of its tokens', as Whisper's word timestamps give it), one per
+    # word of `text.split()`, in order; empty when the engine gives none. A mean log-probability
+    # hides one invented word in a fluent sentence; that word's own probability shows it.
+    word_probs: tuple[float, ...] = ()
 
     @property
     def realtime_factor(self) -> float:

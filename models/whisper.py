@@ -82,6 +82,7 @@ class WhisperConfig:
     max_tokens_per_s: float = 8.0  # decoding cap: speech is ~3-4 tokens/s
     repetition_retry_penalty: float = 1.3
     compression_ratio_threshold: float = 2.4
+    word_probs: bool = True  # score each word (one teacher-forced decoder pass, as word timestamps do)
 
 
 def _compression_ratio(text: str) -> float:
@@ -101,6 +102,20 @@ def collapse_repeats(text: str) -> str:
         if n % unit == 0 and all(keys[i] == keys[i % unit] for i in range(n)):
             return " ".join(tokens[:unit]).rstrip(",;")
     return text
+
+
+def _per_word(pieces: list[str], probs: list[float]) -> tuple[float, ...]:
+    """One probability per word of the text as ``str.split`` cuts it, from Whisper's word pieces (a
+    piece starts a word when it starts with a space; "?" or "'all" in "y'all" are pieces of their
+    own): the mean of the word's pieces, punctuation left out (Whisper often scores a lone "," or
+    "?" low without it meaning anything)."""
+    words: list[list[float]] = []
+    for piece, prob in zip(pieces, probs, strict=True):
+        if piece.startswith(" ") or not words:
+            words.append([])
+        if any(ch.isalnum() for ch in piece):
+            words[-1].append(prob)
+    return tuple(round(float(np.mean(w)), 4) if w else 1.0 for w in words)
 
 
 class WhisperStt:
@@ -137,14 +152,15 @@ class WhisperStt:
             return Transcript("", duration, time.perf_counter() - t0, no_speech_prob=1.0)
         full = self.config.window == "full" or duration > _MAX_FRAMES / _FRAMES_PER_S - self.config.pad_s
         with gated(self.gate, Priority.STT):
-            text, segments, no_speech, logprob = self._pinned.call(
+            text, segments, no_speech, logprob, word_probs = self._pinned.call(
                 self._transcribe_full if full else self._transcribe_short, audio, prompt)
         if not any(ch.isalnum() for ch in text):
             # On silence and noise Whisper emits "." or ". . . .": that is no transcript.
-            text, segments = "", ()
+            text, segments, word_probs = "", (), ()
         elif (once := collapse_repeats(text)) != text:
             log.debug("whisper_repeat_collapsed", repeated=text, kept=once)
             text, segments = once, (TranscriptSegment(0.0, duration, once),)
+            word_probs = word_probs[: len(once.split())]  # one word per str.split word
         return Transcript(
             text=text,
             duration_s=duration,
@@ -152,6 +168,7 @@ class WhisperStt:
             segments=segments,
             no_speech_prob=no_speech,
             avg_logprob=logprob,
+            word_probs=word_probs,
         )
 
     # ------------------------------------------------------------------ engines
@@ -166,9 +183,26 @@ class WhisperStt:
         tokens.append(tk.no_timestamps)
         return tokens
 
+    def _word_probs(self, encoder_output: ctranslate2.StorageView, start: list[int], ids: list[int],
+                    n_frames: int) -> tuple[float, ...]:
+        """Each word's probability under the same prompt, from CTranslate2's alignment pass (what
+        faster-whisper's ``word_timestamps`` compute): one teacher-forced decoder pass, no search."""
+        if not self.config.word_probs or not ids:
+            return ()
+        result = self.model.model.align(encoder_output, start, [ids], n_frames, median_filter_width=7)[0]
+        probs = list(result.text_token_probs)
+        pieces, piece_tokens = self.tokenizer.split_to_word_tokens([*ids, self.tokenizer.eot])
+        out, i = [], 0
+        for tokens in piece_tokens:
+            if tokens and tokens[0] >= self.tokenizer.eot:
+                break
+            out.append(float(np.mean(probs[i : i + len(tokens)])))
+            i += len(tokens)
+        return _per_word(pieces[: len(out)], out)
+
     def _transcribe_short(
         self, audio: npt.NDArray[np.float32], prompt: str | None
-    ) -> tuple[str, tuple[TranscriptSegment, ...], float, float]:
+    ) -> tuple[str, tuple[TranscriptSegment, ...], float, float, tuple[float, ...]]:
         cfg = self.config
         # Same features as faster-whisper (its extractor drops the last frame), padded only by pad_s.
         features = self.model.feature_extractor(audio)[..., :-1]
@@ -184,7 +218,7 @@ class WhisperStt:
         max_new = int(10 + cfg.max_tokens_per_s * duration)
         max_length = min(_MAX_LENGTH, len(prompt_tokens) + max_new)
 
-        def decode(**extra: Any) -> tuple[str, float, float, int]:
+        def decode(**extra: Any) -> tuple[str, float, float, list[int]]:
             result = self.model.model.generate(
                 encoder_output,
                 [prompt_tokens],
@@ -199,19 +233,20 @@ class WhisperStt:
             ids = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
             score = float(result.scores[0]) if result.scores else 0.0
             # CTranslate2's score is the length-normalised log-probability.
-            return self.tokenizer.decode(ids).strip(), float(result.no_speech_prob), score, len(ids)
+            return self.tokenizer.decode(ids).strip(), float(result.no_speech_prob), score, ids
 
-        text, no_speech, logprob, n_ids = decode()
-        if text and (_compression_ratio(text) > cfg.compression_ratio_threshold or n_ids >= max_new - 1):
+        text, no_speech, logprob, ids = decode()
+        if text and (_compression_ratio(text) > cfg.compression_ratio_threshold or len(ids) >= max_new - 1):
             retry = decode(repetition_penalty=cfg.repetition_retry_penalty, no_repeat_ngram_size=4)
             log.debug("whisper_loop_retry", looping=text, retried=retry[0])
-            text, no_speech, logprob, n_ids = retry
+            text, no_speech, logprob, ids = retry
         segments = (TranscriptSegment(0.0, duration, text),) if text else ()
-        return text, segments, no_speech, logprob
+        word_probs = self._word_probs(encoder_output, prompt_tokens, ids, n_frames) if text else ()
+        return text, segments, no_speech, logprob, word_probs
 
     def _transcribe_full(
         self, audio: npt.NDArray[np.float32], prompt: str | None
-    ) -> tuple[str, tuple[TranscriptSegment, ...], float, float]:
+    ) -> tuple[str, tuple[TranscriptSegment, ...], float, float, tuple[float, ...]]:
         cfg = self.config
         segments_iter, _info = self.model.transcribe(
             audio,
@@ -224,13 +259,16 @@ class WhisperStt:
             condition_on_previous_text=False,
             initial_prompt=prompt or None,
             compression_ratio_threshold=cfg.compression_ratio_threshold,
+            word_timestamps=cfg.word_probs,
         )
         segs = list(segments_iter)
         segments = tuple(TranscriptSegment(s.start, s.end, s.text.strip()) for s in segs)
         text = " ".join(s.text for s in segments if s.text).strip()
         no_speech = max((s.no_speech_prob for s in segs), default=1.0)
         logprob = float(np.mean([s.avg_logprob for s in segs])) if segs else 0.0
-        return text, segments, no_speech, logprob
+        words = [w for s in segs for w in (s.words or ())]
+        word_probs = _per_word([w.word for w in words], [w.probability for w in words])
+        return text, segments, no_speech, logprob, word_probs
 
     def close(self) -> None:
         """Free the CTranslate2 model (the object is unusable afterwards)."""

@@ -12,6 +12,14 @@ must not make the bot talk), `DOUBTFUL` (ask the caller to repeat), `UNSURE` (he
 answered if the agent can answer it, asked again if it would otherwise be "I don't know"), `CLEAR`.
 The thresholds were fitted on the listening corpus's tune split (docs/benchmarks.md, "Hearing the
 words"); the rule never asks twice in a row (`pipeline.py`).
+
+A CLEAR verdict is not always right: tiny.en on 8 kHz turns a question into fluent nonsense it is
+sure of ("Can I bring my feel in the long?", mean log-probability -0.3), and the planner, finding
+nothing, would say "I don't have that information". On that path only, `doubted_words` looks at the
+words that made the question unanswerable (the knowledge's unknown words): when Whisper barely
+believed one of them (its word probability, `Transcript.word_probs`), the caller is asked to repeat.
+A well-heard question the business cannot answer ("Can I bring my child along?") has its odd word
+heard with confidence and still gets the don't-know answer.
 """
 
 from __future__ import annotations
@@ -51,6 +59,28 @@ class ConfidenceRule:
     no_speech: float = 0.6  # no-speech probability above this with a logprob below `unsure_logprob`: doubtful
     compression_ratio: float = 2.4  # a looping transcript: doubtful
     short_answer_logprob: float = -1.6  # a short answer ("Yes.") is trusted down to this (not noise's "Okay.")
+    # a word the knowledge does not know, heard with a probability below this: probably not what was said
+    # (fitted on tune: docs/benchmarks.md, "Did Whisper really hear it?")
+    unknown_word_prob: float = 0.4
+
+
+def _key(word: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", word.lower())
+
+
+def doubted_words(transcript: Transcript, unknown: tuple[str, ...], rule: ConfidenceRule | None = None) -> bool:
+    """Whisper barely believed a word that makes the question unanswerable: `unknown` are the
+    question's words the agent's knowledge never mentions (`AgentSkills.unknown_words`). Only those
+    count: a question's first word is often scored low however well it was heard ("Can" at 0.38 in
+    "Can I pay my card?", which names no unknown word). False when the engine gives no word
+    probabilities (the rule is then off) or they do not line up with the text's words."""
+    rule = rule or ConfidenceRule()
+    said = transcript.text.split()
+    if not transcript.word_probs or len(transcript.word_probs) != len(said):
+        return False
+    keys = {_key(w) for w in unknown}
+    probs = [p for w, p in zip(said, transcript.word_probs, strict=True) if _key(w) in keys]
+    return bool(probs) and min(probs) < rule.unknown_word_prob
 
 
 def compression_ratio(text: str) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.agents.base import RecordKind
 from gateway.conversation.answer_check import FactSentence
-from gateway.conversation.confidence import Hearing
+from gateway.conversation.confidence import Hearing, doubted_words
 from gateway.conversation.events import CallEvent, ReplyFinished
 from gateway.conversation.generate import Clause, Generation, Generator, Phrase, Speech
 from gateway.conversation.history import approx_tokens, fit_history
@@ -136,9 +136,11 @@ class ReplyPipeline:
         plan = plan_turn(self.skills, reply.caller_text, transfer_notice=self.settings.transfer_notice,
                          unknown_answer=self.settings.unknown_answer, history=history or ())
         reply.retrieval_ms = plan.retrieval_ms
+        # only on the don't-know path: an answered turn is never doubted, whatever its words
+        doubted = plan.unknown and doubted_words(heard.transcript, self.skills.unknown_words(reply.caller_text))
         if asks_again(heard.hearing, plan, after_repeat_request=reply.after_repeat_request,
-                      repeat_request=self.settings.repeat_request, text=reply.caller_text):
-            return self._ask_again(reply, heard)
+                      repeat_request=self.settings.repeat_request, text=reply.caller_text, doubted=doubted):
+            return self._ask_again(reply, heard, doubted)
         if plan.say is not None:
             reply.action = plan.action
             return Phrase(plan.say)
@@ -149,12 +151,13 @@ class ReplyPipeline:
             reply.told_notes = True
         return LlmTurn(content, plan.best_fact, plan.sentences)
 
-    def _ask_again(self, reply: ReplyHandle, heard: Heard) -> Phrase:
+    def _ask_again(self, reply: ReplyHandle, heard: Heard, doubted: bool = False) -> Phrase:
         """The transcript is not to be trusted: ask the caller to say it again (never twice running)."""
         reply.asked_repeat = True
         t = heard.transcript
         self.log.info("repeat_request", turn=reply.turn, transcript=heard.text, hearing=heard.hearing.value,
-                      avg_logprob=round(t.avg_logprob, 3), no_speech_prob=round(t.no_speech_prob, 3))
+                      avg_logprob=round(t.avg_logprob, 3), no_speech_prob=round(t.no_speech_prob, 3),
+                      doubted_words=doubted, word_probs=list(t.word_probs))
         return Phrase(self.settings.repeat_request)
 
     def generate(self, reply: ReplyHandle, history: list[ChatMessage], turn: LlmTurn,

@@ -100,20 +100,24 @@ def _follows_up(text: str) -> bool:
 
 
 def asks_again(hearing: Hearing, plan: TurnPlan | None, *, after_repeat_request: bool, repeat_request: str,
-               text: str = "") -> bool:
+               text: str = "", doubted: bool = False) -> bool:
     """Ask the caller to say it again rather than act on what was heard: a doubtful transcript
-    before it is planned (`plan` None), an unsure one that would otherwise get "I don't have that
-    information" (nonsense for the agent: nothing it knows matches the words heard). Never right
-    after asking (`after_repeat_request`): a caller who was not understood twice gets the normal
-    answer, so the bot cannot loop; never when `repeat_request` is empty (the feature is off)."""
+    before it is planned (`plan` None); one that would otherwise get "I don't have that
+    information" when it was not really heard: unsure and not a well-formed question (nonsense for
+    the agent: nothing it knows matches the words heard), or `doubted`: Whisper barely believed a
+    word that makes it unanswerable (`confidence.doubted_words`). Never right after asking
+    (`after_repeat_request`): a caller who was not understood twice gets the normal answer, so the
+    bot cannot loop; never when `repeat_request` is empty (the feature is off)."""
     if not repeat_request or after_repeat_request:
         return False
     if plan is None:
         return hearing is Hearing.DOUBTFUL
+    if not plan.unknown or hearing not in (Hearing.CLEAR, Hearing.UNSURE):
+        return False
     # An unsure transcript that reads as a whole, well-formed question ("Do you repair cars?" at a
     # log-probability of -0.60) was most likely heard right and is simply not this business's: it
-    # gets the don't-know answer. Garbles rarely read as one ("You have power, King.").
-    return hearing is Hearing.UNSURE and plan.unknown and judge_text(text) is not TextVerdict.COMPLETE
+    # gets the don't-know answer, unless its unknown words were the ones Whisper doubted.
+    return doubted or (hearing is Hearing.UNSURE and judge_text(text) is not TextVerdict.COMPLETE)
 
 
 def first_fact(facts: str | None) -> str | None:

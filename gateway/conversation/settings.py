@@ -179,7 +179,7 @@ def model_set_config(models: ModelsConfig) -> ModelSetConfig:
     return ModelSetConfig(
         stt_engine="whisper" if local_stt else "openai",
         stt=WhisperConfig(model_dir=models.stt_model if local_stt else None, cpu_threads=models.stt_threads,
-                          beam_size=models.stt_beam_size,
+                          beam_size=models.stt_beam_size, word_probs=models.stt_word_probs,
                           language=models.stt_language),
         openai_stt=OpenAiSttConfig(base_url=models.stt_base_url or "http://127.0.0.1:8000/v1",
                                    model=models.stt_model or "whisper-1", api_key=models.stt_api_key,

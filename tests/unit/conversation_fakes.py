@@ -110,6 +110,7 @@ class FakeStt:
     sample_rate: int = 16000
     calls: list[str] = field(default_factory=list)
     logprob: dict[str, float] = field(default_factory=dict)  # text -> the avg_logprob it is heard with
+    word_probs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # text -> its words' probabilities
     prompts: list[str | None] = field(default_factory=list)
     fail: bool = False  # raise SttError on every request (a transcription server gone)
 
@@ -135,7 +136,7 @@ class FakeStt:
         self.calls.append(text)
         self.prompts.append(prompt)
         return Transcript(text=text, duration_s=len(audio16k) / 16000, elapsed_s=self.seconds,
-                          avg_logprob=self.logprob.get(text, 0.0))
+                          avg_logprob=self.logprob.get(text, 0.0), word_probs=self.word_probs.get(text, ()))
 
 
 @dataclass

@@ -181,6 +181,7 @@ def test_conversation_keys_are_refused_on_an_echo_agent(tmp_path):
         ("models:\n  llm: {engine: openai}\n", "models.llm.base_url"),
         ("models:\n  tts: {voice: /no/such/voice.onnx}\n", "models.tts.voice"),
         ("models:\n  stt: {beam: 5}\n", "models.stt.beam"),
+        ("models:\n  stt: {word_probs: sometimes}\n", "models.stt.word_probs"),
         ("models:\n  stt: {engine: openai}\n", "models.stt.base_url"),
         ("models:\n  stt: {engine: remote, base_url: 'http://gpu:8000/v1'}\n", "models.stt.engine"),
         ("models:\n  stt: {engine: openai, base_url: 'gpu:8000'}\n", "models.stt.base_url"),
@@ -196,6 +197,12 @@ def test_models_section_errors(tmp_path, models, key):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, CONVERSATION + models), env={})
     assert info.value.key == key
+
+
+def test_word_probabilities_are_on_unless_turned_off(tmp_path):
+    assert load_config(write(tmp_path, CONVERSATION), env={}).models.stt_word_probs
+    off = load_config(write(tmp_path, CONVERSATION + "models:\n  stt: {word_probs: false}\n"), env={})
+    assert not off.models.stt_word_probs
 
 
 def test_openai_compatible_llm(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config
-from gateway.conversation.confidence import ConfidenceRule, Hearing, judge
+from gateway.conversation.confidence import ConfidenceRule, Hearing, doubted_words, judge
 from gateway.conversation.planner import TurnPlan, asks_again
 from gateway.conversation.settings import ConversationSettings, fixed_phrases
 from gateway.conversation.vocabulary import agent_vocabulary, ranked_terms
@@ -138,6 +138,39 @@ def test_asks_again_on_doubt_and_on_unsure_nonsense_but_never_twice_running():
     assert not asks_again(Hearing.DOUBTFUL, None, after_repeat_request=False, repeat_request="")
 
 
+def words_heard(text: str, *probs: float, logprob: float = -0.3) -> Transcript:
+    return Transcript(text, duration_s=2.0, elapsed_s=0.1, avg_logprob=logprob, word_probs=probs)
+
+
+def test_doubted_words_are_the_unknown_ones_whisper_barely_believed():
+    # tune split, CLEAR at -0.3: "filling costs" heard as "feel in cars", both barely believed
+    garble = words_heard("Could you tell me how much I feel in cars?",
+                         0.40, 0.99, 0.99, 0.99, 0.87, 0.99, 0.94, 0.32, 0.90, 0.28)
+    assert doubted_words(garble, ("feel", "cars"))
+    # a fair question the business cannot answer: its unknown word heard with confidence
+    fair = words_heard("Can I bring my child along?", 0.75, 0.96, 0.96, 0.90, 0.85, 0.21)
+    assert not doubted_words(fair, ("child",))
+    assert not doubted_words(fair, ())  # no unknown word: nothing to doubt ("along" at 0.21 is known)
+    assert not doubted_words(fair, ("kids",))  # none of them in the text
+    assert not doubted_words(words_heard("Can I bring my child along?"), ("child",))  # no word probabilities
+    assert not doubted_words(words_heard("Can I bring my child?", 0.1, 0.1), ("child",))  # not one per word
+    assert doubted_words(fair, ("child",), ConfidenceRule(unknown_word_prob=0.9))
+
+
+def test_doubted_words_ask_again_only_on_the_don_t_know_path():
+    unknown, known = TurnPlan(say="I don't know.", unknown=True), TurnPlan(content="Facts: ...")
+    phrase = "Sorry, I didn't catch that, could you say it again?"
+    question = "Can I bring my feel in the long?"  # a whole question: unsure alone would not ask
+    assert not asks_again(Hearing.CLEAR, unknown, after_repeat_request=False, repeat_request=phrase, text=question)
+    assert not asks_again(Hearing.UNSURE, unknown, after_repeat_request=False, repeat_request=phrase, text=question)
+    for hearing in (Hearing.CLEAR, Hearing.UNSURE):
+        assert asks_again(hearing, unknown, after_repeat_request=False, repeat_request=phrase, text=question,
+                          doubted=True)
+    assert not asks_again(Hearing.CLEAR, known, after_repeat_request=False, repeat_request=phrase, doubted=True)
+    assert not asks_again(Hearing.CLEAR, unknown, after_repeat_request=True, repeat_request=phrase, doubted=True)
+    assert not asks_again(Hearing.CLEAR, unknown, after_repeat_request=False, repeat_request="", doubted=True)
+
+
 # -- the agent: repeat request on a fake clock --------------------------------------------------------
 
 
@@ -167,6 +200,26 @@ def test_an_unsure_turn_the_agent_can_answer_is_answered(harness, tmp_path):
     # unknown to the agent but a well-formed question ("do you sell car insurance?"): heard, and
     # answered as not this business's (a garble that reads as no question is asked again: above)
     assert phrases(h)[-1] == SETTINGS.unknown_answer
+
+
+def test_a_clear_question_with_a_doubted_unknown_word_is_asked_again(harness, tmp_path):
+    """Heard CLEAR, nothing in the knowledge: with every word believed, the don't-know answer; with
+    "car" barely believed, the repeat request instead. A known question with a doubted word is
+    answered all the same."""
+    h = harness(settings=SETTINGS, skills=skills(tmp_path),
+                stt={"word_probs": {QUESTIONS[5]: (0.9, 0.9, 0.9, 0.9, 0.9), QUESTIONS[1]: (0.9, 0.1, 0.9, 0.9, 0.9)}})
+    h.run(silence_frames(2.0))
+    h.run(speech_frames(5, 1.5))
+    h.run(silence_frames(5.0))
+    assert phrases(h)[-1] == SETTINGS.unknown_answer
+    h.models.stt.word_probs[QUESTIONS[5]] = (0.9, 0.9, 0.9, 0.2, 0.9)
+    h.run(speech_frames(5, 1.5))
+    h.run(silence_frames(5.0))
+    assert phrases(h)[-1] == SETTINGS.repeat_request
+    assert [f.get("doubted_words") for e, f in h.log.events if e == "repeat_request"] == [True]
+    h.run(speech_frames(1, 1.5))
+    h.run(silence_frames(5.0))
+    assert h.models.llm.prompts  # answered from the knowledge by the model
 
 
 def test_an_empty_repeat_request_turns_it_off(harness, tmp_path):

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 
 from bench.listening_caller import ListeningCaller, SpokenTurn, TurnTimeline
-from bench.listening_score import Disturbance, score_call
+from bench.listening_score import Disturbance, Reply, classify_reply, score_call
 from bench.listening_spec import VOICES, CallPlan, Condition, Interjection, Split, Turn, TurnKind
+from gateway.conversation.settings import ConversationSettings
 from tests.rig.ports import free_port_pair
 from tests.rig.rtp_peer import RtpPeer
 
 T0 = 1_800_000_000.0
+DONT_KNOW = ConversationSettings().unknown_answer
+SAY_AGAIN = ConversationSettings().repeat_request
 LOUD = np.full(160, 3000, dtype=np.int16)
 
 
@@ -25,10 +28,11 @@ def _line(event: str, tick: float, **fields: object) -> dict[str, object]:
 
 
 def _turn(speech_end: int, caller: str, *, first_rtp_ms: float | None, cancelled: bool = False,
-          logged_late: bool = False) -> dict[str, object]:
+          logged_late: bool = False, bot: str = "") -> dict[str, object]:
     """A call record `turn` event; `t` (when it was written) may be long after the speech ended."""
     return {"kind": "turn", "t": T0 + (speech_end + (150 if logged_late else 20)) * 0.02, "caller": caller,
-            "speech_end": T0 + speech_end * 0.02, "cancelled": cancelled, "stages": {"first_rtp_ms": first_rtp_ms}}
+            "speech_end": T0 + speech_end * 0.02, "cancelled": cancelled, "stages": {"first_rtp_ms": first_rtp_ms},
+            "bot": bot}
 
 
 @pytest.fixture
@@ -62,11 +66,13 @@ def test_scores_a_scripted_call(peer: RtpPeer) -> None:
     _bot(peer, 600, 650)
     _bot(peer, 730, 734)
     log = [_line("barge_in", 258)]
-    record = [_turn(204, "Are you open on Saturday?", first_rtp_ms=400.0, logged_late=True),
+    record = [_turn(204, "Are you open on Saturday?", first_rtp_ms=400.0, logged_late=True,
+                    bot="No, we are closed on weekends."),
               _turn(278, "cough", first_rtp_ms=None),  # the interjection's: not scored
-              _turn(452, "Hi, I was wondering.", first_rtp_ms=380.0, cancelled=True),  # answered, then cut
+              _turn(452, "Hi, I was wondering.", first_rtp_ms=380.0, cancelled=True,  # answered, then cut
+                    bot=SAY_AGAIN),
               _turn(562, "and you open on Saturday", first_rtp_ms=None, cancelled=True),  # dropped speculation
-              _turn(562, "Are you open on Saturday?", first_rtp_ms=420.0)]
+              _turn(562, "Are you open on Saturday?", first_rtp_ms=420.0, bot=DONT_KNOW)]
     plan = CallPlan(0, Split.HELD_OUT, Condition("clean"), VOICES[0], (question, thought, answer), seed=1)
     score = score_call(plan, timelines, peer, log, record, T0)
     q, m, a = score.turns
@@ -74,9 +80,20 @@ def test_scores_a_scripted_call(peer: RtpPeer) -> None:
     assert (m.pauses, m.cut_ins, m.dead_air) == (1, 1, False)
     assert m.heard == "Hi, I was wondering. Are you open on Saturday?"  # the dropped speculation is not
     assert (a.heard, a.dead_air, a.latency_ms) == ("", True, None)  # ignored: no transcript in the record
+    # the reply to the finished turn is the last one answered: the repeat request to its first half is not
+    assert [(t.reply, t.heard_well, t.answerable) for t in score.turns] == [
+        (Reply.ANSWER, True, True), (Reply.DONT_KNOW, True, True), (Reply.NONE, False, False)]
     coughs = [r for r in score.replies if r.disturbance is Disturbance.COUGH]
     assert [(r.barge_in_logged, r.false_barge_in) for r in coughs] == [(True, True)]
     assert not any(r.barge_in_logged for r in score.replies if r.disturbance is Disturbance.SILENCE)
+
+
+def test_classifies_replies_by_their_fixed_lines() -> None:
+    assert classify_reply("") is Reply.NONE
+    assert classify_reply(SAY_AGAIN) is Reply.REPEAT
+    assert classify_reply(DONT_KNOW) is Reply.DONT_KNOW
+    assert classify_reply(f"We open at 8. {DONT_KNOW}") is Reply.DONT_KNOW  # a declined answer ends with it
+    assert classify_reply("Monday to Friday, 8 am to 5 pm.") is Reply.ANSWER
 
 
 def test_caller_waits_for_each_reply_and_interjects_into_it(peer: RtpPeer) -> None:

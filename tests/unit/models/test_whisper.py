@@ -69,3 +69,23 @@ def test_too_short_audio_and_prompt(stt: WhisperStt, espeak_8k: Callable[[str], 
     audio = to_16k_float(espeak_8k("My name is John Smith."))
     t = stt.transcribe(audio, prompt="Caller names: John Smith, Maria Lopez.")
     assert "smith" in words(t.text), t.text
+
+
+def test_every_spoken_word_gets_a_probability(
+    stt: WhisperStt, espeak_8k: Callable[[str], npt.NDArray[np.int16]]
+) -> None:
+    """One per word of the text, in both window modes; none when nothing was said."""
+    audio = to_16k_float(espeak_8k(SENTENCE))
+    t = stt.transcribe(audio)
+    assert len(t.word_probs) == len(t.text.split()), (t.text, t.word_probs)  # one per word, punctuation in it
+    assert all(0.0 < p <= 1.0 for p in t.word_probs)
+    assert sum(t.word_probs) / len(t.word_probs) > 0.6  # a clean sentence: most words believed
+    full = WhisperStt.__new__(WhisperStt)  # same loaded model, the 30 s window (faster-whisper's word timestamps)
+    full.__dict__.update(stt.__dict__)
+    full.config = WhisperConfig(window="full")
+    assert len(full.transcribe(audio).word_probs) == len(full.transcribe(audio).text.split())
+    assert stt.transcribe(np.zeros(32000, dtype=np.float32)).word_probs == ()
+    off = WhisperStt.__new__(WhisperStt)
+    off.__dict__.update(stt.__dict__)
+    off.config = WhisperConfig(word_probs=False)
+    assert off.transcribe(audio).word_probs == ()
