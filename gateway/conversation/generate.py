@@ -52,6 +52,7 @@ class Generation:
     declined: bool = False  # the reply lacked a fact that only loosely matched the turn: the don't-know line
     chosen: ToolCall | None = None  # the constrained tool step's call (tool_choice.py), taken instead of a reply
     choice_s: float = 0.0  # time the tool step took (before the answer's own first token)
+    pieces_to_clause: int | None = None  # model pieces streamed when the first clause could be spoken
 
 
 class Generator:
@@ -111,7 +112,8 @@ class Generator:
         detector = ToolCallDetector(self.specs) if self.specs else None
         labels = HeadingFilter(fact_headings(messages[-1].content))  # "Prices > Bread:" is not said
         said = 0  # items yielded so far
-        for piece in self._pieces(messages, out, cancel, affinity):
+        pieces = 0
+        for pieces, piece in enumerate(self._pieces(messages, out, cancel, affinity), start=1):
             if cancel is not None and cancel.is_set():
                 return
             speech = labels.feed(detector.feed(piece) if detector is not None else piece)
@@ -124,6 +126,7 @@ class Generator:
                 yield Phrase(s.acknowledgement)
             for clause in (c for fed in splitter.feed(speech) for c in gate.feed(fed)):
                 said += 1
+                _note_first_clause(out, pieces)
                 yield Clause(clause)
             if gate.parroted or gate.gave_up:
                 break  # the rest of the stream is not needed (closing it stops the model)
@@ -133,11 +136,13 @@ class Generator:
             parsed = detector.finish()
             for clause in (c for fed in splitter.feed(labels.feed(parsed.unspoken)) for c in gate.feed(fed)):
                 said += 1
+                _note_first_clause(out, pieces)
                 yield Clause(clause)
             if parsed.call is not None:
                 held = [*splitter.feed(labels.flush()), *splitter.flush()]
                 for clause in [*gate.flush(), *held]:  # words said with a call go with it
                     said += 1
+                    _note_first_clause(out, pieces)
                     yield Clause(clause)
                 yield from self._accept(parsed.call, caller_said, said > 0 or bool(parsed.speech.strip()), best_fact,
                                         out)
@@ -150,8 +155,10 @@ class Generator:
                     return
         if not gate.parroted and not gate.gave_up:
             for clause in (c for fed in [*splitter.feed(labels.flush()), *splitter.flush()] for c in gate.feed(fed)):
+                _note_first_clause(out, pieces)
                 yield Clause(clause)
         for clause in gate.finish():
+            _note_first_clause(out, pieces)
             yield Clause(clause)
         if gate.declined:
             yield Phrase(s.unknown_answer)
@@ -235,3 +242,14 @@ class Generator:
             yield Phrase(s.message_taken)
         elif not spoke and not out.acknowledged and call.name != "hangup":
             yield Phrase(s.acknowledgement)
+
+
+def _note_first_clause(out: Generation, pieces: int) -> None:
+    """How many model pieces the first spoken clause took (the turn log's `llm_pieces_to_clause`):
+    with the answer gate holding a reply until it gives the fact, this, not the first token, is
+    what the caller waits for. Also written on the engine's stream statistics when they keep it."""
+    if out.pieces_to_clause is not None:
+        return
+    out.pieces_to_clause = pieces
+    if out.stats is not None and hasattr(out.stats, "pieces_to_clause"):
+        setattr(out.stats, "pieces_to_clause", pieces)  # noqa: B010 (typed loosely: any engine's stats)
