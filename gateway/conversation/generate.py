@@ -124,7 +124,7 @@ class Generator:
                 out.acknowledged = True
                 said += 1
                 yield Phrase(s.acknowledgement)
-            for clause in (c for fed in splitter.feed(speech) for c in gate.feed(fed)):
+            for clause in [*(c for fed in splitter.feed(speech) for c in gate.feed(fed)), *gate.peek(splitter.pending)]:
                 said += 1
                 _note_first_clause(out, pieces)
                 yield Clause(clause)
