@@ -157,7 +157,7 @@ class Generator:
             for clause in (c for fed in [*splitter.feed(labels.flush()), *splitter.flush()] for c in gate.feed(fed)):
                 _note_first_clause(out, pieces)
                 yield Clause(clause)
-        for clause in gate.finish():
+        for clause in _speakable(gate.finish(), first=out.pieces_to_clause is None):
             _note_first_clause(out, pieces)
             yield Clause(clause)
         if gate.declined:
@@ -242,6 +242,16 @@ class Generator:
             yield Phrase(s.message_taken)
         elif not spoke and not out.acknowledged and call.name != "hangup":
             yield Phrase(s.acknowledgement)
+
+
+def _speakable(lines: list[str], first: bool) -> list[str]:
+    """`lines` as TTS pieces. When they are the first words of the reply (the fact said instead of a
+    reply that lacked it or parroted), they are cut like a streamed reply's first clause: a whole
+    sentence took piper 180-250 ms before the caller heard anything, its first two words ~50-100."""
+    if not first:
+        return lines
+    splitter = ClauseSplitter()
+    return [piece for line in lines for piece in splitter.feed(line + " ")] + splitter.flush()
 
 
 def _note_first_clause(out: Generation, pieces: int) -> None:

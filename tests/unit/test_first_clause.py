@@ -79,3 +79,19 @@ def test_the_first_clause_does_not_wait_for_the_end_of_the_sentence_with_the_fac
     rest = [item.text for item in stream if isinstance(item, Clause)]
     said = " ".join(["Based on", *rest])
     assert said == "Based on the facts provided, the closing time for Friday is 5 pm. Have a nice day."
+
+
+def test_the_fact_said_instead_of_a_parroted_reply_starts_with_a_short_piece() -> None:
+    """The model repeats its earlier answer: the fact is said instead, cut like a streamed reply
+    (a short first piece for TTS, then the rest), and nothing of the parroted words is said."""
+    address = (FactSentence("12 Harbor Street, next to the ferry terminal.", 1.0),)
+    history = [ChatMessage("system", "s"), ChatMessage("user", "What are your opening hours?"),
+               ChatMessage("assistant", "Monday to Friday, 8 am to 5 pm.")]
+    pieces = ["Monday", " to", " Friday", ",", " 8", " am", " to", " 5", " pm", "."]
+    generator = Generator(Tokens(pieces), {}, ConversationSettings(), Quiet(), lambda: 0.0)
+    out = Generation()
+    said = [item.text for item in generator.reply([*history, ChatMessage("user", "Where is your office?")],
+                                                  "Where is your office?", None, out, sentences=address)]
+    assert said[0] == "12 Harbor Street,"  # cut at its first clause boundary
+    assert " ".join(said) == "12 Harbor Street, next to the ferry terminal."
+    assert out.pieces_to_clause is not None
