@@ -31,7 +31,9 @@ def test_a_wrong_number_or_a_parroted_answer_is_not_released() -> None:
     history = [ChatMessage("user", "where are you"), ChatMessage("assistant", "We close at 5 pm on weekdays.")]
     parrot = AnswerGate(HOURS, QUESTION, history)
     parrot.feed("We close")
-    assert parrot.peek("at 5 pm on weekdays and ") == []  # the same words said to another question
+    assert parrot.peek("at 5 pm on weekdays and ") == []  # the same words said to another question ...
+    assert parrot.parroted  # ... are found before the clause ends: the fact is said instead, sooner
+    assert parrot.finish() == ["Opening hours: Monday to Friday, 8 am to 5 pm."]
     assert AnswerGate(HOURS, QUESTION, []).peek("at 5 pm ") == []  # nothing held: nothing to release
 
 
@@ -88,10 +90,12 @@ def test_the_fact_said_instead_of_a_parroted_reply_starts_with_a_short_piece() -
     history = [ChatMessage("system", "s"), ChatMessage("user", "What are your opening hours?"),
                ChatMessage("assistant", "Monday to Friday, 8 am to 5 pm.")]
     pieces = ["Monday", " to", " Friday", ",", " 8", " am", " to", " 5", " pm", "."]
-    generator = Generator(Tokens(pieces), {}, ConversationSettings(), Quiet(), lambda: 0.0)
+    llm = Tokens(pieces)
+    generator = Generator(llm, {}, ConversationSettings(), Quiet(), lambda: 0.0)
     out = Generation()
     said = [item.text for item in generator.reply([*history, ChatMessage("user", "Where is your office?")],
                                                   "Where is your office?", None, out, sentences=address)]
+    assert llm.taken < len(pieces)  # the repeat was found before the sentence ended: the model was stopped
     assert said[0] == "12 Harbor Street,"  # cut at its first clause boundary
     assert " ".join(said) == "12 Harbor Street, next to the ferry terminal."
     assert out.pieces_to_clause is not None
