@@ -195,13 +195,7 @@ class LlamaCppLlm:
 
     def system_prefix_tokens(self, system_prompt: str) -> list[int]:
         """Tokens every conversation starting with ``system_prompt`` shares (what :meth:`warm_up` caches)."""
-        sys = ChatMessage("system", system_prompt)
-        a = self.tokenize_chat([sys, ChatMessage("user", "a")])
-        b = self.tokenize_chat([sys, ChatMessage("user", "b")])
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        return a[:n]
+        return self.next_turn_prefix([ChatMessage("system", system_prompt)])
 
     def next_turn_prefix(self, messages: Sequence[ChatMessage]) -> list[int]:
         """Tokens every prompt ``[*messages, <the next user message>]`` starts with: the conversation so
@@ -271,6 +265,8 @@ class LlamaCppLlm:
                 if affinity is not None:
                     self._affinity[affinity] = best
                     self._affinity.move_to_end(affinity)
+                    while len(self._affinity) > _AFFINITY_KEPT:
+                        self._affinity.popitem(last=False)
             best.busy = True
             return best
 
