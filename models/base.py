@@ -31,6 +31,7 @@ __all__ = [
     "CancelToken",
     "ChatMessage",
     "ConstrainedLlm",
+    "PrefillLlm",
     "Llm",
     "LlmError",
     "ModelError",
@@ -223,6 +224,21 @@ class Llm(Protocol):
         For a local engine this evaluates the system prompt once so later calls reuse its
         KV cache (first token ~0.13 s instead of ~2 s for the 0.5B model on 2 cores).
         """
+        ...
+
+
+@runtime_checkable
+class PrefillLlm(Protocol):
+    """An :class:`Llm` that can evaluate a conversation's known start before the turn is asked.
+
+    While the caller speaks, the conversation up to their new message is already known; a local
+    engine evaluates it then (into the call's KV cache), so the turn's first token waits only for
+    the new message. A server engine has no cache of ours to fill and does not declare this."""
+
+    def prefill(self, messages: Sequence[ChatMessage], *, affinity: str | None = None,
+                cancel: CancelToken | None = None) -> int:
+        """Evaluate what every next prompt after ``messages`` shares; return the tokens evaluated.
+        Gives way (returns early) to a request that waits for the engine; never raises for that."""
         ...
 
 

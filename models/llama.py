@@ -60,6 +60,9 @@ log = structlog.get_logger("models")
 _SLOT_WAIT_POLL_S = 0.02  # how often a waiting request re-checks its cancel token
 _AFFINITY_WAIT_S = 0.3  # longest wait for a call's own busy slot
 _AFFINITY_KEPT = 256  # calls remembered
+# Tokens evaluated per gate hold by `prefill`: ~5-6 ms a token on 2 cores, so a transcript or a
+# sentence that arrives meanwhile waits at most ~0.1 s, and a reply that wants the slot at most that.
+_PREFILL_CHUNK = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +92,25 @@ class StreamStats:
     wait_s: float = 0.0  # time spent waiting for a free slot
     ttft_s: float = 0.0  # from the call to the first piece, including wait_s
     total_s: float = 0.0
+    prefill_s: float = 0.0  # the first step (evaluating the uncached prompt tokens + one token), gate wait excluded
+    gate_wait_s: float = 0.0  # time the steps waited for the compute gate (whisper or piper held it)
+    first_gate_wait_s: float = 0.0  # of which before the first step: on the way to the first token
+    decode_s: float = 0.0  # the later steps (one token each), gate wait excluded
+    decode_steps: int = 0
+    pieces_to_clause: int | None = None  # pieces generated when the first speakable clause was cut (generate.py)
     slot: int = -1
     cancelled: bool = False
+
+
+def _count_step(stats: StreamStats, first: bool, waited: float, ran: float) -> None:
+    """Add one gated step to the stream's figures (the turn log's prefill / per-token split)."""
+    stats.gate_wait_s += waited
+    if first:
+        stats.first_gate_wait_s = waited
+        stats.prefill_s = ran
+    else:
+        stats.decode_s += ran
+        stats.decode_steps += 1
 
 
 @dataclass(eq=False)
@@ -160,6 +180,7 @@ class LlamaCppLlm:
         self._pinned = PinnedThread("llama")  # every llama.cpp compute call runs there (see models/pinned.py)
         self._affinity: OrderedDict[str, _Slot] = OrderedDict()  # call id -> the slot holding its history
         self._grammars: OrderedDict[str, Any] = OrderedDict()  # GBNF text -> checked LlamaGrammar
+        self._wanted = 0  # requests waiting in `_acquire` (under self._cond): a prefill stops for them
 
     # ------------------------------------------------------------------ prompt
 
@@ -174,9 +195,13 @@ class LlamaCppLlm:
 
     def system_prefix_tokens(self, system_prompt: str) -> list[int]:
         """Tokens every conversation starting with ``system_prompt`` shares (what :meth:`warm_up` caches)."""
-        sys = ChatMessage("system", system_prompt)
-        a = self.tokenize_chat([sys, ChatMessage("user", "a")])
-        b = self.tokenize_chat([sys, ChatMessage("user", "b")])
+        return self.next_turn_prefix([ChatMessage("system", system_prompt)])
+
+    def next_turn_prefix(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """Tokens every prompt ``[*messages, <the next user message>]`` starts with: the conversation so
+        far and the next message's opening role marker (two renderings that differ only in it)."""
+        a = self.tokenize_chat([*messages, ChatMessage("user", "a")])
+        b = self.tokenize_chat([*messages, ChatMessage("user", "b")])
         n = 0
         while n < min(len(a), len(b)) and a[n] == b[n]:
             n += 1
@@ -195,24 +220,55 @@ class LlamaCppLlm:
         own = self._affinity.get(affinity) if affinity is not None else None
         patience = time.monotonic() + _AFFINITY_WAIT_S
         with self._cond:
-            while True:
-                if own is not None and own.busy and time.monotonic() < patience and not is_cancelled(cancel):
-                    self._cond.wait(0.005)
-                    continue
-                free = [s for s in self._slots if not s.busy]
-                if free:
-                    best = own if own is not None and not own.busy else max(
-                        free, key=lambda s: (s.cached_prefix(tokens), -s.index))
-                    best.busy = True
-                    if affinity is not None:
-                        self._affinity[affinity] = best
-                        self._affinity.move_to_end(affinity)
-                        while len(self._affinity) > _AFFINITY_KEPT:
-                            self._affinity.popitem(last=False)
-                    return best
-                if is_cancelled(cancel):
+            self._wanted += 1  # a prefill holding a slot gives way (see `prefill`)
+            try:
+                return self._wait_for_slot(tokens, cancel, affinity, own, patience)
+            finally:
+                self._wanted -= 1
+
+    def _wait_for_slot(self, tokens: Sequence[int], cancel: CancelToken | None, affinity: str | None,
+                       own: _Slot | None, patience: float) -> _Slot | None:
+        """`_acquire`'s wait, under ``self._cond``."""
+        while True:
+            if own is not None and own.busy and time.monotonic() < patience and not is_cancelled(cancel):
+                self._cond.wait(0.005)
+                continue
+            free = [s for s in self._slots if not s.busy]
+            if free:
+                best = own if own is not None and not own.busy else max(
+                    free, key=lambda s: (s.cached_prefix(tokens), -s.index))
+                best.busy = True
+                if affinity is not None:
+                    self._affinity[affinity] = best
+                    self._affinity.move_to_end(affinity)
+                    while len(self._affinity) > _AFFINITY_KEPT:
+                        self._affinity.popitem(last=False)
+                return best
+            if is_cancelled(cancel):
+                return None
+            self._cond.wait(_SLOT_WAIT_POLL_S if cancel is not None else None)
+
+    def _take_idle(self, tokens: Sequence[int], affinity: str | None) -> _Slot | None:
+        """The call's own slot if it is free (or, for a call with none yet, the free slot sharing the
+        most of ``tokens``); None at once when that is busy: a prefill never waits."""
+        with self._cond:
+            own = self._affinity.get(affinity) if affinity is not None else None
+            if own is not None:
+                if own.busy:
                     return None
-                self._cond.wait(_SLOT_WAIT_POLL_S if cancel is not None else None)
+                best = own
+            else:
+                free = [s for s in self._slots if not s.busy]
+                if not free:
+                    return None
+                best = max(free, key=lambda s: (s.cached_prefix(tokens), -s.index))
+                if affinity is not None:
+                    self._affinity[affinity] = best
+                    self._affinity.move_to_end(affinity)
+                    while len(self._affinity) > _AFFINITY_KEPT:
+                        self._affinity.popitem(last=False)
+            best.busy = True
+            return best
 
     def _release(self, slot: _Slot) -> None:
         with self._cond:
@@ -245,6 +301,41 @@ class LlamaCppLlm:
             finally:
                 self._release(slot)
         return time.perf_counter() - t0
+
+    def prefill(self, messages: Sequence[ChatMessage], *, affinity: str | None = None,
+                cancel: CancelToken | None = None) -> int:
+        """:class:`models.base.PrefillLlm`: evaluate the call's conversation so far on its slot.
+
+        Called while the caller speaks (gateway/conversation/prefill.py): the turn's prompt is this
+        conversation plus the new message, and its first token otherwise waited for the whole
+        uncached part (the previous question and answer too) at ~5-6 ms a token. Evaluated in small
+        gated chunks; stops at once when a request waits for a slot (that request evaluates the rest
+        itself: nothing is lost but the chunk under way) or ``cancel`` is set, and does nothing when
+        the call's slot is busy. Returns the tokens evaluated."""
+        tokens = self.next_turn_prefix(messages)
+        if len(tokens) + 8 > self.n_ctx:
+            return 0
+        slot = self._take_idle(tokens, affinity)
+        if slot is None:
+            return 0
+        done = 0
+        try:
+            have = slot.cached_prefix(tokens)
+            while have < len(tokens) and not self._wanted and not is_cancelled(cancel):
+                chunk = tokens[have:have + _PREFILL_CHUNK]
+                with gated(self.gate, Priority.LLM):
+                    if self._wanted or is_cancelled(cancel):
+                        break
+                    slot.llama.n_tokens = have
+                    # eval() first drops KV cells from n_tokens on
+                    self._pinned.call(slot.llama.eval, chunk)
+                have += len(chunk)
+                done += len(chunk)
+        except Exception as e:  # llama_cpp raises RuntimeError/ValueError on decode failures
+            raise LlmError(f"llama.cpp prefill failed: {e}") from e
+        finally:
+            self._release(slot)
+        return done
 
     def stream_chat(
         self,
@@ -299,10 +390,15 @@ class LlamaCppLlm:
                     grammar=constraint,
                 )
             )
+            first = True
             while True:
                 # One token per gate hold (the first one includes evaluating the new prompt tokens).
+                asked = time.perf_counter()
                 with gated(self.gate, Priority.LLM):
+                    entered = time.perf_counter()
                     chunk = self._pinned.call(next, stream, None)
+                _count_step(stats, first, entered - asked, time.perf_counter() - entered)
+                first = False
                 if chunk is None:
                     break
                 if is_cancelled(cancel):

@@ -38,6 +38,11 @@ class ClauseSplitter:
                 return out
             out.append(piece)
 
+    @property
+    def pending(self) -> str:
+        """Text fed that is not a piece yet (the answer gate reads it: answer_check.AnswerGate.peek)."""
+        return self._buffer
+
     def flush(self) -> list[str]:
         """The reply ended: whatever is left is the last piece."""
         rest, self._buffer = _clean(self._buffer), ""

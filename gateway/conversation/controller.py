@@ -47,6 +47,7 @@ from gateway.conversation.keypad import Keypad
 from gateway.conversation.outbound_start import OpeningActions, OutboundOpening
 from gateway.conversation.pipeline import ReplyPipeline
 from gateway.conversation.playout import Playout
+from gateway.conversation.prefill import Prefiller
 from gateway.conversation.reply import FollowUp, ReplyHandle, ReplyState, TurnTimings
 from gateway.conversation.settings import ConversationSettings
 from gateway.conversation.silence import SilenceAction, SilenceTimer
@@ -86,6 +87,7 @@ class Controller:
         self.transcriber = Transcriber(services.models.stt, services.models.executor, skills.stt_prompt)
         self.pipeline = pipeline(self)
         llm = getattr(services.models, "llm", None)  # a test's model set may have none: warm targets go blind
+        self.prefiller = Prefiller(llm, settings.history_tokens, context.call_id, self.log, self.stopping)
         briefer = None if llm is None else Briefer(llm, lambda text: services.phrase(text).pcm, self.call_facts,
                                                    self.log)
         self.tools = ToolExecutor(context, skills.tools, services.store, settings.agent_name, self.call_facts,
@@ -172,6 +174,7 @@ class Controller:
                 self.turn_log.hold(event)
             case SpeechStarted():
                 self._new_utterance()
+                self._prefill()
             case Paused(at=at, utterance=utterance):
                 self._start_reply(utterance, at, speculative=True)
             case Resumed():
@@ -202,6 +205,7 @@ class Controller:
         self.context.record(RecordKind.BARGE_IN, at=self.turn_log.wall(event.at), onset_to_silence_ms=delay_ms)
         self._settle_history(event.heard)
         self._new_utterance()
+        self._prefill()
         self.observe(BargeInHandled(delay_ms, heard))
 
     def _on_turn_end(self, event: TurnEnded) -> None:
@@ -401,6 +405,12 @@ class Controller:
 
     def _settle_history(self, interrupted: Mapping[int, str] | None = None) -> None:
         self.history.settle(self.playout.has_audio, self.playout.forget_turn, interrupted)
+
+    def _prefill(self) -> None:
+        """The caller started a turn: the conversation before it goes into the LLM's cache now
+        (prefill.py), with the reply they have finished hearing, instead of after their turn."""
+        self._settle_history()
+        self.prefiller.start(self.history.snapshot())
 
 
 def fill(template: str, variables: Mapping[str, str]) -> str:

@@ -52,6 +52,7 @@ class Generation:
     declined: bool = False  # the reply lacked a fact that only loosely matched the turn: the don't-know line
     chosen: ToolCall | None = None  # the constrained tool step's call (tool_choice.py), taken instead of a reply
     choice_s: float = 0.0  # time the tool step took (before the answer's own first token)
+    pieces_to_clause: int | None = None  # model pieces streamed when the first clause could be spoken
 
 
 class Generator:
@@ -112,7 +113,8 @@ class Generator:
         labels = HeadingFilter(fact_headings(messages[-1].content))  # "Prices > Bread:" is not said
         said = 0  # items yielded so far
         could_call = bool(self.specs) and bool(admissible(self.specs, caller_said))
-        for piece in self._pieces(messages, out, cancel, affinity):
+        pieces = 0
+        for pieces, piece in enumerate(self._pieces(messages, out, cancel, affinity), start=1):
             if cancel is not None and cancel.is_set():
                 return
             speech = labels.feed(detector.feed(piece) if detector is not None else piece)
@@ -125,6 +127,7 @@ class Generator:
                     # the model now and answer with the fact.
                     out.error = "a tool call on words that ask for none"
                     self.log.warning("tool_call_rejected", error=out.error, early=True)
+                    _note_first_clause(out, pieces)
                     yield self._instead_of_call(best_fact)
                     return
                 # The model opened with a tool call: say "one moment" now, not after the whole JSON
@@ -132,8 +135,9 @@ class Generator:
                 out.acknowledged = True
                 said += 1
                 yield Phrase(s.acknowledgement)
-            for clause in (c for fed in splitter.feed(speech) for c in gate.feed(fed)):
+            for clause in [*(c for fed in splitter.feed(speech) for c in gate.feed(fed)), *gate.peek(splitter.pending)]:
                 said += 1
+                _note_first_clause(out, pieces)
                 yield Clause(clause)
             if gate.parroted or gate.gave_up:
                 break  # the rest of the stream is not needed (closing it stops the model)
@@ -143,11 +147,13 @@ class Generator:
             parsed = detector.finish()
             for clause in (c for fed in splitter.feed(labels.feed(parsed.unspoken)) for c in gate.feed(fed)):
                 said += 1
+                _note_first_clause(out, pieces)
                 yield Clause(clause)
             if parsed.call is not None:
                 held = [*splitter.feed(labels.flush()), *splitter.flush()]
                 for clause in [*gate.flush(), *held]:  # words said with a call go with it
                     said += 1
+                    _note_first_clause(out, pieces)
                     yield Clause(clause)
                 yield from self._accept(parsed.call, caller_said, said > 0 or bool(parsed.speech.strip()), best_fact,
                                         out)
@@ -160,8 +166,10 @@ class Generator:
                     return
         if not gate.parroted and not gate.gave_up:
             for clause in (c for fed in [*splitter.feed(labels.flush()), *splitter.flush()] for c in gate.feed(fed)):
+                _note_first_clause(out, pieces)
                 yield Clause(clause)
-        for clause in gate.finish():
+        for clause in _speakable(gate.finish(), first=out.pieces_to_clause is None):
+            _note_first_clause(out, pieces)
             yield Clause(clause)
         if gate.declined:
             yield Phrase(s.unknown_answer)
@@ -245,3 +253,24 @@ class Generator:
             yield Phrase(s.message_taken)
         elif not spoke and not out.acknowledged and call.name != "hangup":
             yield Phrase(s.acknowledgement)
+
+
+def _speakable(lines: list[str], first: bool) -> list[str]:
+    """`lines` as TTS pieces. When they are the first words of the reply (the fact said instead of a
+    reply that lacked it or parroted), they are cut like a streamed reply's first clause: a whole
+    sentence took piper 180-250 ms before the caller heard anything, its first two words ~50-100."""
+    if not first:
+        return lines
+    splitter = ClauseSplitter()
+    return [piece for line in lines for piece in splitter.feed(line + " ")] + splitter.flush()
+
+
+def _note_first_clause(out: Generation, pieces: int) -> None:
+    """How many model pieces the first spoken clause took (the turn log's `llm_pieces_to_clause`):
+    with the answer gate holding a reply until it gives the fact, this, not the first token, is
+    what the caller waits for. Also written on the engine's stream statistics when they keep it."""
+    if out.pieces_to_clause is not None:
+        return
+    out.pieces_to_clause = pieces
+    if out.stats is not None and hasattr(out.stats, "pieces_to_clause"):
+        setattr(out.stats, "pieces_to_clause", pieces)  # noqa: B010 (typed loosely: any engine's stats)

@@ -46,6 +46,7 @@ class TurnTimings:
     first_tts_audio: float | None = None
     first_rtp: float | None = None
     end_of_turn_model: float | None = None  # not a time: the P(finished) behind turn_decision, if a model judged
+    first_tts_s: float | None = None  # not a time: how long the first clause's synthesis took (speak.py)
 
     def as_ms(self) -> dict[str, float | None]:
         def rel(t: float | None) -> float | None:

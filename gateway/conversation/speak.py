@@ -37,10 +37,13 @@ class Speaker:
                 audio = self.phrase(item.text)
                 reply.phrases.append(item.text)
             else:
+                started = self.clock()
                 audio = synthesize_line_audio(self.tts, item.text, cancel=reply.cancelled,
                                               wideband=self.playout.line_wideband.is_set())
                 if reply.cancelled.is_set():
                     return
+                if reply.timings.first_tts_s is None:
+                    reply.timings.first_tts_s = self.clock() - started
                 audio = trim_silence(audio, keep_lead_ms=5.0, keep_tail_ms=clause_pause_ms(item.text))
             if reply.timings.first_tts_audio is None:
                 reply.timings.first_tts_audio = self.clock()

@@ -40,7 +40,7 @@ class TurnLog:
                           bot=" ".join(reply.spoken), cancelled=cut, failed=reply.failed,
                           retrieval_ms=None if reply.retrieval_ms is None else round(reply.retrieval_ms, 2),
                           **_end_of_turn_field(reply.timings.end_of_turn_model),
-                          **reply.timings.as_ms(), **_llm_fields(reply.llm_stats))
+                          **reply.timings.as_ms(), **_llm_fields(reply.llm_stats), **_tts_field(reply))
             self._record(reply)
             done.append(reply)
         self._pending = pending
@@ -90,9 +90,29 @@ def _end_of_turn_field(probability: float | None) -> dict[str, float]:
 
 
 def _llm_fields(stats: object | None) -> dict[str, float]:
-    """Prompt size, KV-cache reuse and slot wait of the turn's LLM stream: why a first token was slow."""
+    """Prompt size, KV-cache reuse and slot wait of the turn's LLM stream: why a first token was slow.
+
+    With an engine that keeps them (models/llama.py): the prefill (first step: the uncached prompt
+    tokens and one token), the compute gate's wait on the way to the first token, the time per later
+    token, and how many pieces the first spoken clause took: first clause ~ wait + prefill + pieces
+    x per-token."""
     if stats is None:
         return {}
-    return {"llm_prompt_tokens": getattr(stats, "prompt_tokens", 0),
-            "llm_cached_tokens": getattr(stats, "cached_tokens", 0),
-            "llm_wait_ms": round(getattr(stats, "wait_s", 0.0) * 1000, 1)}
+    fields: dict[str, float] = {"llm_prompt_tokens": getattr(stats, "prompt_tokens", 0),
+                                "llm_cached_tokens": getattr(stats, "cached_tokens", 0),
+                                "llm_wait_ms": round(getattr(stats, "wait_s", 0.0) * 1000, 1)}
+    if hasattr(stats, "prefill_s"):
+        steps = getattr(stats, "decode_steps", 0)
+        fields.update(llm_prefill_ms=round(stats.prefill_s * 1000, 1),
+                      llm_gate_wait_ms=round(getattr(stats, "first_gate_wait_s", 0.0) * 1000, 1),
+                      llm_ms_per_token=round(getattr(stats, "decode_s", 0.0) * 1000 / steps, 1) if steps else 0.0)
+    pieces = getattr(stats, "pieces_to_clause", None)
+    if pieces is not None:
+        fields["llm_pieces_to_clause"] = pieces
+    return fields
+
+
+def _tts_field(reply: ReplyHandle) -> dict[str, float]:
+    """How long the first clause's synthesis took (the last stage before the audio is queued)."""
+    took = reply.timings.first_tts_s
+    return {} if took is None else {"first_tts_ms": round(took * 1000, 1)}

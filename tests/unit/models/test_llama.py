@@ -139,3 +139,45 @@ def test_a_grammar_that_does_not_compile_is_a_clear_error_and_frees_the_slot(smo
     with pytest.raises(LlmError, match="grammar"):
         smol.constrained_chat(convo("Hi"), 'root ::= "unclosed\n')
     assert list(smol.stream_chat(convo("Hi"), max_tokens=2, temperature=0.0))
+
+
+def _history(system: str) -> list[ChatMessage]:
+    return [ChatMessage("system", system), ChatMessage("user", "Where is your office?"),
+            ChatMessage("assistant", "At 12 Harbor Street, next to the ferry terminal.")]
+
+
+def test_prefill_caches_the_conversation_before_the_next_turn(smol: LlamaCppLlm) -> None:
+    """What the caller's next turn shares with the call so far is evaluated before it is asked:
+    the turn then evaluates only its own message (and the stream reports the split)."""
+    system = f"Call {uuid.uuid4()}. " + SYSTEM_PROMPT
+    call = str(uuid.uuid4())
+    history = _history(system)
+    prefix = smol.next_turn_prefix(history)
+    assert len(prefix) - 10 < smol.prefill(history, affinity=call) <= len(prefix)  # "<|im_start|>system" was there
+    assert smol.prefill(history, affinity=call) == 0  # already there
+    list(smol.stream_chat([*history, ChatMessage("user", "Facts: open 8 to 5.\n\nCaller: When do you open?")],
+                          max_tokens=3, temperature=0.0, affinity=call))
+    stats = smol.last_stats
+    assert stats.cached_tokens == len(prefix)
+    assert stats.prefill_s > 0 and stats.decode_steps >= 1 and stats.decode_s > 0
+
+
+def test_prefill_gives_way_and_never_waits(smol: LlamaCppLlm) -> None:
+    """A prefill never waits for a busy slot, and a request that waits for its slot stops it
+    within one chunk (the request evaluates the rest itself)."""
+    call = str(uuid.uuid4())
+    holder = smol.stream_chat(convo("Tell me a story."), max_tokens=50, affinity=call)
+    with contextlib.closing(holder):
+        next(holder)  # the call's slot is busy
+        t = time.perf_counter()
+        assert smol.prefill(_history(SYSTEM_PROMPT), affinity=call) == 0
+        assert time.perf_counter() - t < 1.0
+    system = f"Call {uuid.uuid4()}. " + SYSTEM_PROMPT  # ~250 uncached tokens: many chunks
+    done: list[int] = []
+    prefill = threading.Thread(target=lambda: done.append(smol.prefill(_history(system), affinity=call)))
+    prefill.start()
+    time.sleep(0.05)
+    pieces = list(smol.stream_chat(convo("Hi", system), max_tokens=2, temperature=0.0, affinity=call))
+    prefill.join(120)
+    assert pieces
+    assert done and done[0] < len(smol.next_turn_prefix(_history(system)))
