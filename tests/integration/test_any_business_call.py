@@ -36,7 +36,7 @@ BAKERY = (
 GARAGE = (  # tune split, facts in the knowledge file
     ("What time do you open on Saturday?", r"(?<!\d)(8|eight)(?!\d)"),
     ("Where are you?", r"\bmill road\b|(?<!\d)48(?!\d)"),
-    ("Do you have parking?", r"\b(six|6)\b|\bin front\b"),
+    ("Where can I park?", r"\b(six|6)\b|\bin front\b"),  # "Do you have parking?" came back "You have power, King."
     ("Are you open on Sunday?", r"\bclosed\b|\bnot open\b"),
     ("Can I pay by credit card?", r"\bcredit cards?\b"),
 )
