@@ -235,15 +235,7 @@ class LlamaCppLlm:
                 continue
             free = [s for s in self._slots if not s.busy]
             if free:
-                best = own if own is not None and not own.busy else max(
-                    free, key=lambda s: (s.cached_prefix(tokens), -s.index))
-                best.busy = True
-                if affinity is not None:
-                    self._affinity[affinity] = best
-                    self._affinity.move_to_end(affinity)
-                    while len(self._affinity) > _AFFINITY_KEPT:
-                        self._affinity.popitem(last=False)
-                return best
+                return self._claim(own if own is not None and not own.busy else self._closest(free, tokens), affinity)
             if is_cancelled(cancel):
                 return None
             self._cond.wait(_SLOT_WAIT_POLL_S if cancel is not None else None)
@@ -254,21 +246,24 @@ class LlamaCppLlm:
         with self._cond:
             own = self._affinity.get(affinity) if affinity is not None else None
             if own is not None:
-                if own.busy:
-                    return None
-                best = own
-            else:
-                free = [s for s in self._slots if not s.busy]
-                if not free:
-                    return None
-                best = max(free, key=lambda s: (s.cached_prefix(tokens), -s.index))
-                if affinity is not None:
-                    self._affinity[affinity] = best
-                    self._affinity.move_to_end(affinity)
-                    while len(self._affinity) > _AFFINITY_KEPT:
-                        self._affinity.popitem(last=False)
-            best.busy = True
-            return best
+                return None if own.busy else self._claim(own, affinity)
+            free = [s for s in self._slots if not s.busy]
+            return self._claim(self._closest(free, tokens), affinity) if free else None
+
+    @staticmethod
+    def _closest(free: list[_Slot], tokens: Sequence[int]) -> _Slot:
+        """The free slot whose KV cache shares the most of ``tokens`` (the lowest index on a tie)."""
+        return max(free, key=lambda s: (s.cached_prefix(tokens), -s.index))
+
+    def _claim(self, slot: _Slot, affinity: str | None) -> _Slot:
+        """Mark ``slot`` busy and remember it as the call's (under ``self._cond``)."""
+        slot.busy = True
+        if affinity is not None:
+            self._affinity[affinity] = slot
+            self._affinity.move_to_end(affinity)
+            while len(self._affinity) > _AFFINITY_KEPT:
+                self._affinity.popitem(last=False)
+        return slot
 
     def _release(self, slot: _Slot) -> None:
         with self._cond:
