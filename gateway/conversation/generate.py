@@ -112,7 +112,6 @@ class Generator:
         detector = ToolCallDetector(self.specs) if self.specs else None
         labels = HeadingFilter(fact_headings(messages[-1].content))  # "Prices > Bread:" is not said
         said = 0  # items yielded so far
-        could_call = bool(self.specs) and bool(admissible(self.specs, caller_said))
         pieces = 0
         for pieces, piece in enumerate(self._pieces(messages, out, cancel, affinity), start=1):
             if cancel is not None and cancel.is_set():
@@ -120,7 +119,7 @@ class Generator:
             speech = labels.feed(detector.feed(piece) if detector is not None else piece)
             if detector is not None and detector.holding and not out.acknowledged and not said \
                     and not speech.strip():
-                if not could_call:
+                if not admissible(self.specs, caller_said):
                     # A tool call on words no call could pass (a plain question: the 0.5B model
                     # "looks up" opening hours): the checks would refuse it after the whole JSON,
                     # and "one moment, please" said meanwhile would promise what never comes. Stop
