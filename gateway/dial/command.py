@@ -188,10 +188,7 @@ def _speak(line, call, turn: Turn, stt, wav: Path, reply_timeout_s: float) -> Tu
 def _result(turn: Turn | None, reply: BotReply, latency_ms: float | None, stt, wav: Path) -> TurnResult:
     if not reply.heard:
         return TurnResult(turn, reply, None, "", None)
-    # A lead-in of silence: Whisper dropped the first words of audio that starts mid-voice
-    # ("Harbor Dental, this is the front desk" heard as "this is the front desk").
-    padded = np.concatenate([np.zeros(LEAD_IN_SAMPLES, dtype=np.int16), reply.audio])
-    return TurnResult(turn, reply, latency_ms, _transcribe(stt, padded), write_wav(wav, reply.audio))
+    return TurnResult(turn, reply, latency_ms, _transcribe(stt, reply.audio), write_wav(wav, reply.audio))
 
 
 class Printer:
@@ -230,8 +227,7 @@ def _talk_live(line, call, card, stt, out: Printer, record: Path, seconds: float
     def on_turn(live: LiveTurn) -> None:
         turn = None
         if len(live.said):
-            padded = np.concatenate([np.zeros(LEAD_IN_SAMPLES, dtype=np.int16), live.said])
-            heard = _transcribe(stt, padded) or "(nothing the recognizer could make out)"
+            heard = _transcribe(stt, live.said) or "(nothing the recognizer could make out)"
             turn = Turn(heard, live.said)
         results.append(out.turn(_result(turn, live.reply, live.latency_ms, stt, record / f"reply-{len(results)}.wav")))
 
@@ -241,6 +237,10 @@ def _talk_live(line, call, card, stt, out: Printer, record: Path, seconds: float
 
 
 def _transcribe(stt, pcm: np.ndarray) -> str:
+    """What the recognizer hears in 8 kHz `pcm`, after a lead-in of silence: Whisper dropped the first
+    words of audio that starts mid-voice ("Harbor Dental, this is the front desk" heard as "this is
+    the front desk")."""
     from rtp.resample import int16_to_float, resample_float
 
-    return stt.transcribe(resample_float(int16_to_float(pcm), 8000, 16000)).text.strip()
+    padded = np.concatenate([np.zeros(LEAD_IN_SAMPLES, dtype=np.int16), pcm])
+    return stt.transcribe(resample_float(int16_to_float(padded), 8000, 16000)).text.strip()
