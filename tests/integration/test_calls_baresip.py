@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.rig.audio import best_correlation, make_speech_wav, read_wav
+from tests.rig.audio import echo_correlation, make_speech_wav, read_wav
 from tests.rig.gateway import gateway_config
 
 SPEECH = ("Hello, this is a line test. The quick brown fox jumps over the lazy dog. "
@@ -37,7 +37,7 @@ def test_echo_agent_returns_the_callers_audio_through_kamailio(kamailio, gateway
     sent, rate = read_wav(sent_path)
     received, rate2 = read_wav(received_path)
     assert rate == rate2 == 8000
-    score, lag = best_correlation(sent, received, rate, max_lag_s=1.0)
+    score, lag = echo_correlation(sent, received, rate, max_lag_s=1.0)
     assert score > 0.8, f"echo does not match what was sent (correlation {score:.2f}, lag {lag:.3f}s)"
     assert 0.0 <= lag < 0.3  # network round trip + jitter buffer, on loopback
     assert not gw.errors()

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import attach_log, require_binaries
 from tests.integration.test_calls_baresip import SPEECH, registered_gateway
-from tests.rig.audio import best_correlation, make_speech_wav, read_wav, wav_duration
+from tests.rig.audio import echo_correlation, make_speech_wav, read_wav, wav_duration
 from tests.rig.gateway import gateway_config
 from tests.rig.kamailio import Kamailio
 from tests.rig.linphone import Linphone
@@ -53,7 +53,7 @@ def assert_heard_its_own_speech(phone: Linphone) -> tuple[float, float]:
         from tests.rig.audio import resample
 
         received = resample(received, rate2, rate)
-    score, lag = best_correlation(sent, received, rate, max_lag_s=1.5)
+    score, lag = echo_correlation(sent, received, rate, max_lag_s=1.5)
     print(f"linphone heard its own speech back: correlation {score:.3f}, lag {lag * 1000:.0f} ms")
     assert score > MIN_CORRELATION, f"echo does not match what linphone sent (correlation {score:.2f}, lag {lag:.3f} s)"
     assert lag > 0.02, f"lag {lag * 1000:.0f} ms: that is linphone's own microphone, not the gateway's echo"

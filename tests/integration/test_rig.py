@@ -19,6 +19,7 @@ from tests.rig.audio import (
     active_segments,
     best_correlation,
     chirp,
+    echo_correlation,
     make_speech_wav,
     noise,
     read_wav,
@@ -63,6 +64,19 @@ def test_best_correlation_finds_delay_and_rejects_unrelated(tmp_wav_dir: Path) -
     unrelated_score, _ = best_correlation(sent, noise(2.0, rate, seed=7), rate, max_lag_s=1.0)
     assert abs(unrelated_score) < 0.3
     assert active_segments(delayed, rate)[0][0] == pytest.approx(0.12, abs=0.03)
+
+
+def test_echo_correlation_follows_a_delay_step_and_rejects_a_broken_echo() -> None:
+    rate = 8000
+    sent = np.concatenate([chirp(300, 3000, 1.0, rate), np.zeros(2000, np.float32), noise(1.0, rate, seed=1)])
+    # the jitter buffer's delay grows by one 10 ms packet in the pause: one lag for the file scores low
+    stepped = np.concatenate([np.zeros(800, np.float32), sent[:9000], np.zeros(80, np.float32), sent[9000:]])
+    assert best_correlation(sent, stepped, rate)[0] < 0.9
+    score, lag = echo_correlation(sent, stepped, rate)
+    assert score > 0.99 and abs(lag - 0.1) < 0.02
+    chirp_lost = np.concatenate([np.zeros(9800, np.float32), stepped[9800:]])
+    assert echo_correlation(sent, chirp_lost, rate)[0] < 0.5
+    assert echo_correlation(sent, np.zeros_like(stepped), rate)[0] == 0.0
 
 
 # ---------------------------------------------------------------- kamailio

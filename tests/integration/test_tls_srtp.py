@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import require_binaries
 from tests.integration.conftest import SCENARIOS, run_sipp_refused
-from tests.rig.audio import best_correlation, make_speech_wav, read_wav
+from tests.rig.audio import echo_correlation, make_speech_wav, read_wav
 from tests.rig.gateway import gateway_config
 from tests.rig.ports import free_tcp_port
 from tests.rig.proc import wait_until
@@ -76,7 +76,7 @@ def test_baresip_calls_over_tls_with_srtp_and_hears_its_echo(gateway_factory, ba
     capture.stop()
     sent, rate = read_wav(caller.recordings()[0])
     received, _ = read_wav(caller.recordings()[1])
-    score, lag = best_correlation(sent, received, rate, max_lag_s=1.0)
+    score, lag = echo_correlation(sent, received, rate, max_lag_s=1.0)
     assert score > 0.8, f"the echo did not survive SRTP both ways (correlation {score:.2f})"
     port = media["local_port"]
     for direction in (capture.media_to(port), capture.media_from(port)):
@@ -109,7 +109,7 @@ def test_srtp_survives_a_re_invite_from_the_caller(gateway_factory, baresip_fact
     assert ended["srtp_rejected"] <= 2 and ended["rtp_received"] > 350
     sent, rate = read_wav(caller.recordings()[0])
     received, _ = read_wav(caller.recordings()[1])
-    score, _ = best_correlation(sent, received, rate, max_lag_s=1.0)
+    score, _ = echo_correlation(sent, received, rate, max_lag_s=1.0)
     assert score > 0.8, f"the echo did not survive the re-INVITE (correlation {score:.2f})"
     assert not gw.errors()
 
@@ -157,7 +157,7 @@ def test_gateway_registers_over_tls_and_takes_an_srtp_call_the_pbx_routes_over_t
     caller.wait_call_closed(timeout=30)
     sent, rate = read_wav(caller.recordings()[0])
     received, _ = read_wav(caller.recordings()[1])
-    score, _ = best_correlation(sent, received, rate, max_lag_s=1.0)
+    score, _ = echo_correlation(sent, received, rate, max_lag_s=1.0)
     assert score > 0.8, f"no echo through the PBX (correlation {score:.2f})"
     assert not gw.errors()
 
@@ -231,7 +231,7 @@ def test_gateway_calls_baresip_over_tls_and_reads_the_answers_srtp_key(gateway_f
     callee.wait_call_closed(timeout=30)
     sent, rate = read_wav(callee.recordings()[0])
     received, _ = read_wav(callee.recordings()[1])
-    score, _ = best_correlation(sent, received, rate, max_lag_s=1.0)
+    score, _ = echo_correlation(sent, received, rate, max_lag_s=1.0)
     assert score > 0.8, f"the echo did not survive SRTP both ways (correlation {score:.2f})"
     assert gw.wait_exit(15) == 0
     assert not gw.errors()
