@@ -179,7 +179,9 @@ class AnswerGate:
     `STRONG_OVERLAP` of its words: "do you sell used cars?" against "we service all makes of cars")
     never replaces the model's words: saying it turns a question the business does not answer into
     a wrong answer. The model's own "I don't know" is kept (for any weak fact), and any other reply
-    that lacks such a fact is `declined`: the caller gets the agent's don't-know line.
+    that lacks such a fact is `declined`: the caller gets the agent's don't-know line. A weak fact
+    the caller already heard as the answer to another question is not said again (`unheard`): the
+    caller is asked to repeat.
     """
 
     def __init__(self, sentences: Sequence[FactSentence], caller_said: str, history: Sequence[ChatMessage]):
@@ -191,6 +193,7 @@ class AnswerGate:
         self.open = not self.sentences
         self.parroted = False
         self.declined = False
+        self.unheard = False  # the only fact to say instead was an answer already given: ask again
         self.gave_up = False  # the held words are long enough to judge: the rest of the model's stream is not needed
 
     def feed(self, clause: str) -> list[str]:
@@ -257,7 +260,17 @@ class AnswerGate:
         if weak and self.sentences[0].loose:
             self.declined = True
             return []
-        return [fact_reply(self.sentences[0])]
+        # A fact the caller was already given for another question is said again only when it
+        # answers this one well (asked again in other words). Found weakly, it is retrieval's guess
+        # on words Whisper garbled ("Time done, location, closed." found the parking line the
+        # caller had just heard through its heading "Location"): the same answer twice says
+        # nothing new and tells the caller they were not heard. They are asked to say it again.
+        fresh = [f for f in self.sentences
+                 if f.overlap >= STRONG_OVERLAP or not parrots(fact_reply(f), self.caller_said, self.history)]
+        if not fresh:
+            self.unheard = True
+            return []
+        return [fact_reply(fresh[0])]
 
     @property
     def replaced(self) -> bool:

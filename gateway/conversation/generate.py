@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.conversation.answer_check import AnswerGate, FactSentence
+from gateway.conversation.answer_check import AnswerGate, FactSentence, parrots
 from gateway.conversation.clauses import ClauseSplitter
 from gateway.conversation.headings import HeadingFilter, fact_headings
 from gateway.conversation.planner import unasked_tool_call, ungrounded_arguments, without_invented_number
@@ -86,7 +86,7 @@ class Generator:
                 out.chosen = chosen
                 out.first_token_at = self.clock()  # the choice is the model's first output
                 out.stats = getattr(self.llm, "thread_stats", None)
-                yield from self._accept(chosen, caller_said, False, best_fact, out)
+                yield from self._accept(chosen, caller_said, False, best_fact, out, messages[:-1])
                 return
         if cancel is not None and cancel.is_set():
             return
@@ -101,6 +101,8 @@ class Generator:
         elif gate.declined:
             out.declined = True
             self.log.info("reply_declined", parroted=gate.parroted)
+        elif gate.unheard:
+            self.log.info("fact_already_said", parroted=gate.parroted)
         elif gate.replaced:
             out.fact_said = True
             self.log.info("reply_replaced_by_fact", parroted=gate.parroted)
@@ -127,7 +129,7 @@ class Generator:
                     out.error = "a tool call on words that ask for none"
                     self.log.warning("tool_call_rejected", error=out.error, early=True)
                     _note_first_clause(out, pieces)
-                    yield self._instead_of_call(best_fact)
+                    yield self._instead_of_call(best_fact, caller_said, messages[:-1])
                     return
                 # The model opened with a tool call: say "one moment" now, not after the whole JSON
                 # (~25 tokens, 0.7 s) has been generated and parsed.
@@ -155,13 +157,13 @@ class Generator:
                     _note_first_clause(out, pieces)
                     yield Clause(clause)
                 yield from self._accept(parsed.call, caller_said, said > 0 or bool(parsed.speech.strip()), best_fact,
-                                        out)
+                                        out, messages[:-1])
                 return
             if parsed.error:
                 out.error = parsed.error
                 self.log.warning("tool_call_rejected", error=parsed.error)
                 if not said and not parsed.speech.strip() and not gate.sentences:
-                    yield self._instead_of_call(best_fact)  # never silence after a bad call
+                    yield self._instead_of_call(best_fact, caller_said, messages[:-1])  # never silence
                     return
         if not gate.parroted and not gate.gave_up:
             for clause in (c for fed in [*splitter.feed(labels.flush()), *splitter.flush()] for c in gate.feed(fed)):
@@ -172,6 +174,8 @@ class Generator:
             yield Clause(clause)
         if gate.declined:
             yield Phrase(s.unknown_answer)
+        elif gate.unheard:
+            yield Phrase(s.not_understood)
 
     def checked_follow_up(self, messages: list[ChatMessage], fallback: str, out: Generation,
                           cancel: CancelToken | None = None) -> Iterator[Speech]:
@@ -219,10 +223,18 @@ class Generator:
             self.log.warning("llm_empty_reply", attempt=attempt + 1)
         yield self.settings.not_understood
 
-    def _instead_of_call(self, best_fact: str | None) -> Speech:
+    def _instead_of_call(self, best_fact: str | None, caller_said: str, history: Sequence[ChatMessage]) -> Speech:
         """The model answered a question with a tool call we refused: give the best retrieved fact
-        (the 0.5B model often "looks up an order" when asked for the opening hours), or ask again."""
-        return Clause(best_fact) if best_fact else Phrase(self.settings.not_understood)
+        (the 0.5B model often "looks up an order" when asked for the opening hours), or ask again.
+
+        Not a fact the caller was already given for another question: retrieval's best guess on
+        misheard words ("Time done, location closed." found the parking line the caller had just
+        heard) says nothing new, and the same answer twice tells the caller they were not heard."""
+        if best_fact and not parrots(best_fact, caller_said, history):
+            return Clause(best_fact)
+        if best_fact:
+            self.log.info("fact_already_said", fact=best_fact[:80])
+        return Phrase(self.settings.not_understood)
 
     @staticmethod
     def _refusal(call: ToolCall, said: str) -> str | None:
@@ -233,7 +245,7 @@ class Generator:
         return "the caller did not ask" if unasked_tool_call(call, said) else None
 
     def _accept(self, call: ToolCall, said: str, spoke: bool, best_fact: str | None,
-                out: Generation) -> Iterator[Speech]:
+                out: Generation, history: Sequence[ChatMessage]) -> Iterator[Speech]:
         """Keep a valid call only if the caller's words support it: a small model sometimes
         "transfers" or "hangs up" on a question. Whatever happens, the caller hears something."""
         s = self.settings
@@ -242,7 +254,7 @@ class Generator:
             self.log.warning("tool_call_rejected", tool=call.name, error=refusal)
             out.rejected = call
             if not spoke or out.acknowledged:
-                yield self._instead_of_call(best_fact)
+                yield self._instead_of_call(best_fact, said, history)
             return
         call = out.call = without_invented_number(call, said)
         self.log.info("tool_call_accepted", tool=call.name, arguments=call.arguments)

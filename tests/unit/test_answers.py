@@ -306,6 +306,27 @@ def test_a_long_reply_without_the_fact_is_cut_and_the_fact_said_without_waiting_
     assert len(pulled) < len(rambling.split())  # the model was stopped
 
 
+def test_a_weak_fact_already_given_for_another_question_is_not_said_again():
+    """Garbled words whose best fact is, weakly, the answer the caller just heard: they are asked
+    to say it again. Asked again in other words (a strong match), the answer is repeated."""
+    parking = "Parking: the Harbour car park is a two minute walk; we validate tickets for 3 hours."
+    history = [ChatMessage("system", "x"), ChatMessage("user", "Is there parking nearby?"),
+               ChatMessage("assistant", parking)]
+    garbled = AnswerGate([FactSentence(parking, 0.25)], "Time done, location, closed.", history)
+    assert garbled.feed("The Harbour car park is nearby.") == []
+    assert garbled.finish() == [] and garbled.unheard
+    again = AnswerGate([FactSentence(parking, 1.0)], "Where can I park my car?", history)
+    assert again.feed("Sure.") == []
+    assert again.finish() == [parking] and not again.unheard
+    fresh = AnswerGate([FactSentence(parking, 0.25)], "Time done, location, closed.", history[:1])
+    assert fresh.feed("Sure.") == [] and fresh.finish() == [parking]
+    settings = ConversationSettings()
+    asked = [*history, ChatMessage("user", "Time done, location, closed.")]
+    said, _ = generate(ScriptedLlm("We are at the harbour."), asked, "Time done, location, closed.",
+                       [FactSentence(parking, 0.25)])
+    assert said == [settings.not_understood]
+
+
 def test_a_parroted_reply_is_replaced_by_the_fact():
     hours = "We are open Tuesday to Sunday from 7 am to 3 pm."
     messages = [ChatMessage("system", "x"), ChatMessage("user", "when are you open"),

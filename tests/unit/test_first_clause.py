@@ -99,3 +99,25 @@ def test_the_fact_said_instead_of_a_parroted_reply_starts_with_a_short_piece() -
     assert said[0] == "12 Harbor Street,"  # cut at its first clause boundary
     assert " ".join(said) == "12 Harbor Street, next to the ferry terminal."
     assert out.pieces_to_clause is not None
+
+
+def test_a_refused_call_on_misheard_words_asks_again_rather_than_repeat_an_answer() -> None:
+    """The model opens with a call no tool admits ("Time done, location closed.", a misheard
+    question): the retrieved best fact is said instead, unless the caller was just given that very
+    fact for another question; then the caller is asked to say it again."""
+    from gateway.tools import load_tools
+
+    specs = load_tools([{"transfer": {"targets": {"billing": "sip:2003@pbx.test"}}}]).specs
+    parking = "Parking: the Harbour car park is a two minute walk."
+    history = [ChatMessage("system", "s"), ChatMessage("user", "Is there parking nearby?"),
+               ChatMessage("assistant", parking)]
+    call = ['CALL', ' {"tool": "transfer",', ' "arguments": {"target": "billing"}}']
+    settings = ConversationSettings()
+    for earlier, expected in ((history, settings.not_understood), (history[:1], parking)):
+        llm = Tokens(call)
+        generator = Generator(llm, specs, settings, Quiet(), lambda: 0.0)
+        out = Generation()
+        said = [item.text for item in generator.reply([*earlier, ChatMessage("user", "Time done, location closed.")],
+                                                      "Time done, location closed.", parking, out)]
+        assert said == [expected], said
+        assert out.call is None and out.error
