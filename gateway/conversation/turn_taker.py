@@ -40,6 +40,10 @@ SILENT_DB = -50.0  # while the bot talks, below this the line carries nothing wo
 # syllable several times a second, so a caller still talking is never cut by it.
 _LEVEL_GUARD_S = 0.5
 _CORRELATIONS_KEPT = 3000
+# The onset is told `min_speech_ms` (or `barge_in_min_ms`) after it, later still under a VAD that
+# lags: the frames kept before an event reach back this far, so `preroll_ms` counts from the onset.
+_ONSET_TO_EVENT_FRAMES = 50
+_FRAME_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,11 @@ class TurnTaker:
         self.policy = policy
         self.policy_threshold = speech_threshold  # VAD probability of the frames the caller's level is learnt from
         self.guard = guard or EchoGuard()
-        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, preroll_frames))
+        self.preroll_frames = max(1, preroll_frames)
+        self._preroll: deque[np.ndarray] = deque(maxlen=self.preroll_frames + _ONSET_TO_EVENT_FRAMES)
         self._utterance: list[np.ndarray] | None = None
         # Wideband (G.722) calls: the same frames at 16 kHz for the models (Utterance.wide).
-        self._preroll_wide: deque[np.ndarray | None] = deque(maxlen=max(1, preroll_frames))
+        self._preroll_wide: deque[np.ndarray | None] = deque(maxlen=self.preroll_frames + _ONSET_TO_EVENT_FRAMES)
         self._wide: list[np.ndarray | None] = []
         self._numbers = itertools.count(1)
         self._number = 0
@@ -118,7 +123,7 @@ class TurnTaker:
         signals: list[TurnSignal] = []
         for d in detected:
             if d.event is TurnEvent.SPEECH_START or d.event is TurnEvent.BARGE_IN and self._held_at is None:
-                self._keep_from_preroll()
+                self._keep_from_preroll(now - d.at)
             if d.event in (TurnEvent.SPEECH_START, TurnEvent.BARGE_IN):
                 self._number = next(self._numbers)
             match d.event:
@@ -141,7 +146,7 @@ class TurnTaker:
                     signals.append(Held(d.at, now))
                     self._held_at = now
                     if self._utterance is None:
-                        self._keep_from_preroll()
+                        self._keep_from_preroll(now - d.at)
                 case TurnEvent.UNHOLD:  # no interruption: what was kept goes back to being preroll
                     signals.append(Unheld(d.at))
                     self._held_at = None
@@ -151,9 +156,13 @@ class TurnTaker:
                         self._utterance = None
         return signals
 
-    def _keep_from_preroll(self) -> None:
-        """Start the utterance with the preroll (both rates): the caller's first syllables."""
-        self._utterance, self._wide = [*self._preroll], [*self._preroll_wide]
+    def _keep_from_preroll(self, since_onset_s: float) -> None:
+        """Start the utterance `preroll_frames` before the onset, told `since_onset_s` ago (both
+        rates): the caller's first syllables. Counted from the event instead, the preroll held only
+        ~100 ms before a clean espeak onset, and whisper tiny.en heard "What time does the kitchen
+        close?" with its first 50 ms gone as "But I'm not making it in close."."""
+        keep = self.preroll_frames + max(0, round(since_onset_s / _FRAME_S)) + 1  # + the frame of this tick
+        self._utterance, self._wide = [*self._preroll][-keep:], [*self._preroll_wide][-keep:]
         self._preroll.clear()
         self._preroll_wide.clear()
 

@@ -101,3 +101,31 @@ def test_turn_taker_on_a_g711_call_gives_no_wide_frames():
     policy.events = [TurnEvent.TURN_END]
     signals = taker.feed(0.1, np.zeros(160, np.int16), FrameType.NORMAL, False)
     assert signals[-1].utterance.wide == ()
+
+
+class _LatePolicy(_Policy):
+    """Tells the onset `late_s` after it, as the VAD policy does after `min_speech_ms`."""
+
+    def __init__(self, late_s: float):
+        super().__init__()
+        self.late_s = late_s
+
+    def update(self, now, probability, **_):
+        from gateway.conversation.turns import Detected
+
+        out, self.events = [Detected(e, now - self.late_s if e is TurnEvent.SPEECH_START else now)
+                            for e in self.events], []
+        return out
+
+
+def test_the_preroll_is_counted_back_from_the_onset_not_from_the_event():
+    policy = _LatePolicy(late_s=0.06)
+    taker = TurnTaker(_Vad(), policy, preroll_frames=5)  # type: ignore[arg-type]
+    frames = [np.full(160, i, np.int16) for i in range(20)]
+    for i, frame in enumerate(frames[:15]):
+        taker.feed(i * 0.02, frame, FrameType.NORMAL, False)
+    policy.events = [TurnEvent.SPEECH_START]  # told at frame 15, the onset was frame 12
+    taker.feed(15 * 0.02, frames[15], FrameType.NORMAL, False)
+    policy.events = [TurnEvent.TURN_END]
+    utterance = taker.feed(16 * 0.02, frames[16], FrameType.NORMAL, False)[-1].utterance
+    assert [int(f[0]) for f in utterance.frames] == list(range(7, 17))  # 5 frames before frame 12
