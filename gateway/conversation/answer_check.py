@@ -265,12 +265,12 @@ class AnswerGate:
         # on words Whisper garbled ("Time done, location, closed." found the parking line the
         # caller had just heard through its heading "Location"): the same answer twice says
         # nothing new and tells the caller they were not heard. They are asked to say it again.
-        fresh = [f for f in self.sentences
-                 if f.overlap >= STRONG_OVERLAP or not parrots(fact_reply(f), self.caller_said, self.history)]
-        if not fresh:
+        # Nor is another sentence as weak as it taken instead: that is one more guess.
+        fact = fact_reply(self.sentences[0])
+        if weak and parrots(fact, self.caller_said, self.history):
             self.unheard = True
             return []
-        return [fact_reply(fresh[0])]
+        return [fact]
 
     @property
     def replaced(self) -> bool:

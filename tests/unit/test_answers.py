@@ -320,6 +320,9 @@ def test_a_weak_fact_already_given_for_another_question_is_not_said_again():
     assert again.finish() == [parking] and not again.unheard
     fresh = AnswerGate([FactSentence(parking, 0.25)], "Time done, location, closed.", history[:1])
     assert fresh.feed("Sure.") == [] and fresh.finish() == [parking]
+    wholesale = "Wholesale for cafes and restaurants: ask for Marco, the head baker."
+    tied = AnswerGate([FactSentence(parking, 0.33), FactSentence(wholesale, 0.33)], "wear can i bark my car", history)
+    assert tied.feed("Sure.") == [] and tied.finish() == [] and tied.unheard  # not the other weak guess
     settings = ConversationSettings()
     asked = [*history, ChatMessage("user", "Time done, location, closed.")]
     said, _ = generate(ScriptedLlm("We are at the harbour."), asked, "Time done, location, closed.",
