@@ -19,6 +19,10 @@ Scores, per variant and hearing, over the split's businesses:
   *correct refusals*  refusal turns refused without inventing;
   *refusal precision* of the turns the agent refused (a refusal marker, no call, not a right answer),
                       the share the business really does not answer;
+  *asked again*       fact and refusal turns answered with the agent's repeat request or "could you say it
+                      again" line: neither right nor wrong (the caller is asked to repeat a question the
+                      agent did not hear well), so not counted in *wrong answers*; wanted on misheard
+                      words, a cost on clean ones;
   *repeated answers*  model replies (fixed lines left out, >= 4 words) that repeat (>= 0.85 similar)
                       an earlier model reply of the same call given to a different question;
                       *repeated wrong*: those that were not a right answer as well;
@@ -74,6 +78,7 @@ class Scored:
     rank: int | None  # fact turns: 1-based rank of the right chunk among those retrieved (None: not retrieved)
     refused: bool = False
     repeated: bool = False
+    asked_again: bool = False  # the reply asks the caller to say it again
 
 
 # -- running -----------------------------------------------------------------------------------------
@@ -122,6 +127,8 @@ def run_business(business: Business, variant: str, noise: str, llm: Llm | None,
         return scored
     caller = Caller(cases.agent, llm, temperature, shape=shape)
     fixed = caller.fixed_lines()
+    settings = conversation_settings(cases.agent)
+    ask_again = tuple(line for line in (settings.not_understood, settings.repeat_request) if line)
     llm.warm_up(caller.skills.system_prompt)
     try:
         for conv, clean_conv in zip(cases.conversations, clean, strict=True):
@@ -135,6 +142,8 @@ def run_business(business: Business, variant: str, noise: str, llm: Llm | None,
                 s = Scored(business.name, variant, noise, turn, outcome, rank)
                 s.refused = _refused(outcome, cases.refusal_markers)
                 s.repeated = _repeats(outcome, [c.outcome for c in call if c.outcome is not None], fixed)
+                s.asked_again = turn.expect in ("fact", "refusal") and not outcome.passed and outcome.call is None \
+                    and any(line in outcome.reply for line in ask_again)
                 call.append(s)
                 _progress(s)
             scored += call
@@ -209,8 +218,8 @@ def summarize(rows: list[Scored]) -> dict[str, Any]:
         out["planner_refusals_of_expected"] = _ratio(sum(r.refused for r in refusals), len(refusals))
         return out
     outcomes = [r.outcome for r in rows if r.outcome is not None]
-    wrong = sum(not r.outcome.passed and not r.refused for r in facts if r.outcome) + sum(
-        not r.outcome.passed and not r.refused for r in refusals if r.outcome)
+    wrong = sum(not r.outcome.passed and not r.refused and not r.asked_again for r in [*facts, *refusals]
+                if r.outcome)
     made = [o for o in outcomes if o.call is not None]
     expected = [o for o in outcomes if o.turn.expect == "tool"]
     first = [o.first_token_ms for o in outcomes if o.first_token_ms is not None]
@@ -218,6 +227,7 @@ def summarize(rows: list[Scored]) -> dict[str, Any]:
         "facts_right": _ratio(sum(r.outcome.passed for r in facts if r.outcome), len(facts)),
         "wrong_answers": _ratio(wrong, len(facts) + len(refusals)),
         "correct_refusals": _ratio(sum(r.outcome.passed for r in refusals if r.outcome), len(refusals)),
+        "asked_again": _ratio(sum(r.asked_again for r in [*facts, *refusals]), len(facts) + len(refusals)),
         "repeated_answers": sum(r.repeated for r in rows),
         # of those, the ones that were not right: parroting proper (a right fact said again for a follow-up
         # whose answer is the same sentence, "what does that include" after the call-out fee, is not)
@@ -322,7 +332,7 @@ def _row_json(r: Scored) -> dict[str, Any]:
     o = r.outcome
     return {"business": r.business, "variant": r.variant, "noise": r.noise, "conversation": r.turn.conversation,
             "said": r.turn.said,
-            "expect": r.turn.expect, "rank": r.rank, "refused": r.refused, "repeated": r.repeated,
+            "expect": r.turn.expect, "rank": r.rank, "refused": r.refused, "repeated": r.repeated, "asked_again": r.asked_again,
             "route": o.route if o else None, "reply": o.reply if o else None, "passed": o.passed if o else None,
             "call": [o.call.name, o.call.arguments] if o and o.call else None,
             "first_token_ms": o.first_token_ms if o else None}
