@@ -332,7 +332,8 @@ def _row_json(r: Scored) -> dict[str, Any]:
     o = r.outcome
     return {"business": r.business, "variant": r.variant, "noise": r.noise, "conversation": r.turn.conversation,
             "said": r.turn.said,
-            "expect": r.turn.expect, "rank": r.rank, "refused": r.refused, "repeated": r.repeated, "asked_again": r.asked_again,
+            "expect": r.turn.expect, "rank": r.rank, "refused": r.refused, "repeated": r.repeated,
+            "asked_again": r.asked_again,
             "route": o.route if o else None, "reply": o.reply if o else None, "passed": o.passed if o else None,
             "call": [o.call.name, o.call.arguments] if o and o.call else None,
             "first_token_ms": o.first_token_ms if o else None}
