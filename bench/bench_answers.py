@@ -127,8 +127,7 @@ def run_business(business: Business, variant: str, noise: str, llm: Llm | None,
         return scored
     caller = Caller(cases.agent, llm, temperature, shape=shape)
     fixed = caller.fixed_lines()
-    settings = conversation_settings(cases.agent)
-    ask_again = tuple(line for line in (settings.not_understood, settings.repeat_request) if line)
+    ask_again = tuple(line for line in (caller.settings.not_understood, caller.settings.repeat_request) if line)
     llm.warm_up(caller.skills.system_prompt)
     try:
         for conv, clean_conv in zip(cases.conversations, clean, strict=True):

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 import bench.bench_stt as stt_bench  # noqa: E402
 from bench.listening_spec import Split  # noqa: E402
 from bench.wer import NO_ERRORS, word_errors  # noqa: E402
-from gateway.conversation.events import SpeechStarted  # noqa: E402
+from gateway.conversation.events import Paused, SpeechStarted, TurnEnded  # noqa: E402
 from gateway.conversation.settings import ConversationSettings  # noqa: E402
 from gateway.conversation.turn_taker import TurnTaker  # noqa: E402
 from gateway.conversation.turns import TurnDetector  # noqa: E402
@@ -47,15 +47,19 @@ RULES = ("from the event", "from the onset")
 
 
 def starts(pcm: np.ndarray, settings: ConversationSettings, vad: SileroVad) -> dict[str, int] | None:
-    """The first frame of the utterance under each rule, or None if no turn started."""
+    """The first frame of the utterance under each rule, or None if no turn started. From the onset:
+    where the gateway's TurnTaker starts the utterance it hands on at the first pause or turn end;
+    from the event: `preroll_ms` before the tick that told SpeechStarted (the rule it replaced)."""
     taker = TurnTaker(vad.new_stream(RATE), TurnDetector(settings.turn), settings.preroll_ms // 20,
                       speech_threshold=settings.vad_threshold)
-    preroll = settings.preroll_ms // 20
+    told = None
     for i in range(len(pcm) // FRAME):
         for signal in taker.feed(i * FRAME_S, pcm[i * FRAME : (i + 1) * FRAME], FrameType.NORMAL, False):
             if isinstance(signal, SpeechStarted):
-                since = round((i * FRAME_S - signal.at) / FRAME_S)
-                return {RULES[0]: max(0, i + 1 - preroll), RULES[1]: max(0, i + 1 - (preroll + since + 1))}
+                told = i
+            elif isinstance(signal, Paused | TurnEnded) and told is not None:
+                return {RULES[0]: max(0, told + 1 - taker.preroll_frames),
+                        RULES[1]: i + 1 - signal.utterance.length}
     return None
 
 
