@@ -5,13 +5,14 @@ used to be counted back from the event that reports the onset, which the turn po
 `min_speech_ms` after it (and the VAD lags a word's start besides): on the listening corpus the
 utterance then began only 20-80 ms before the speech, and whisper tiny.en turns a clipped start
 into other words ("What time does the kitchen close?" with 50 ms gone: "But I'm not making it in
-close."). It is now counted back from the onset itself (`turn_taker.py`).
+close."). It is now counted back from the onset itself (`turn_taker.py`), and reaches further back where the
+caller's sound does (`onset_reach_back_ms`: a short first word the onset missed).
 
-This compares the two on every speech turn of the listening corpus (`bench_stt.corpus`: the split's
+This compares the three on every speech turn of the listening corpus (`bench_stt.corpus`: the split's
 voices, backgrounds, codecs and loss, with 1.5 s of the line before the speech): the real VAD and
 the VAD turn policy find the onset on the same audio, each rule cuts the utterance there, the
-gateway's Stt (tiny.en, beam 2, the sample agent's vocabulary prompt) transcribes from that start
-to 0.4 s after the speech. Deterministic: no call timing in it, so one run compares the two.
+gateway's Stt (tiny.en, beam 2, the sample agent's vocabulary prompt) transcribes from each start
+to 0.4 s after the speech. Deterministic: no call timing in it, so one run compares them.
 
     flock /work/heavy.lock .venv/bin/python bench/bench_onset.py --split held_out
 """
@@ -43,23 +44,34 @@ from rtp.resample import int16_to_float, resample  # noqa: E402
 LINE_BEFORE_S = 1.5  # of the condition's line before the speech: room for any preroll
 TRAIL_S = 0.4  # after the speech, as a turn ended on `end_of_turn_ms` holds
 FRAME, FRAME_S, RATE = 160, 0.02, 8000
-RULES = ("from the event", "from the onset")
+RULES = ("from the event", "from the onset", "reaching back over the caller's sound")
 
 
 def starts(pcm: np.ndarray, settings: ConversationSettings, vad: SileroVad) -> dict[str, int] | None:
     """The first frame of the utterance under each rule, or None if no turn started. From the onset:
-    where the gateway's TurnTaker starts the utterance it hands on at the first pause or turn end;
-    from the event: `preroll_ms` before the tick that told SpeechStarted (the rule it replaced)."""
+    where the gateway's TurnTaker starts the utterance it hands on at the first pause or turn end,
+    without reaching back (`onset_reach_back_ms` 0); from the event: `preroll_ms` before the tick
+    that told SpeechStarted (the rule it replaced); reaching back: the TurnTaker as configured."""
+    plain = utterance_start(pcm, settings, vad, reach_back_ms=0)
+    reaching = utterance_start(pcm, settings, vad, reach_back_ms=settings.onset_reach_back_ms)
+    if plain is None or reaching is None:
+        return None
+    (told, first), (_, reached) = plain, reaching
+    return {RULES[0]: told, RULES[1]: first, RULES[2]: reached}
+
+
+def utterance_start(pcm: np.ndarray, settings: ConversationSettings, vad: SileroVad,
+                    reach_back_ms: int) -> tuple[int, int] | None:
+    """(`preroll_ms` before the tick that told SpeechStarted, the TurnTaker's first frame)."""
     taker = TurnTaker(vad.new_stream(RATE), TurnDetector(settings.turn), settings.preroll_ms // 20,
-                      speech_threshold=settings.vad_threshold)
+                      speech_threshold=settings.vad_threshold, reach_back_frames=reach_back_ms // 20)
     told = None
     for i in range(len(pcm) // FRAME):
         for signal in taker.feed(i * FRAME_S, pcm[i * FRAME : (i + 1) * FRAME], FrameType.NORMAL, False):
             if isinstance(signal, SpeechStarted):
                 told = i
             elif isinstance(signal, Paused | TurnEnded) and told is not None:
-                return {RULES[0]: max(0, told + 1 - taker.preroll_frames),
-                        RULES[1]: i + 1 - signal.utterance.length}
+                return max(0, told + 1 - taker.preroll_frames), i + 1 - signal.utterance.length
     return None
 
 

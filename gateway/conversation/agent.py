@@ -73,7 +73,8 @@ class ConversationAgent:
         self.playout = Playout(clock=clock)
         self._turn_verdicts: CallVerdicts | None = None  # set by _turn_policy when it reads transcripts
         self.turn_taker = TurnTaker(models.vad.new_stream(8000), policy or self._turn_policy(services),
-                                    settings.preroll_ms // 20, speech_threshold=settings.vad_threshold)
+                                    settings.preroll_ms // 20, speech_threshold=settings.vad_threshold,
+                                    reach_back_frames=settings.onset_reach_back_ms // 20)
         skills = services.skills_for(settings.agent_name) or AgentSkills(settings.agent_name, settings.instructions)
         speaker = Speaker(models.tts, services.phrase, self.playout, clock)
 

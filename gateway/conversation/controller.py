@@ -92,7 +92,7 @@ class Controller:
                                                    self.log)
         self.tools = ToolExecutor(context, skills.tools, services.store, settings.agent_name, self.call_facts,
                                   self.post, self.stopping, briefer, settings.hold_music)
-        self.turn_log = TurnLog(self.log, context.record, clock, settings.preroll_ms)
+        self.turn_log = TurnLog(self.log, context.record, clock)
         self._reply: ReplyHandle | None = None
         self._caller_speaking = False  # as the turn events tell it (the turn taker's own flag is the media thread's)
         self._notes: list[FollowUp] = []  # tool results not yet handed to a reply

@@ -31,15 +31,18 @@ class Utterance:
     `wide` holds, on a wideband (G.722) call, the same frames at 16 kHz, one per frame of
     `frames`, None where only 8 kHz audio stands (echo-cancelled while the bot talked); empty on
     a G.711 call. utterance_audio.py makes the 16 kHz audio the models hear from both.
+    `lead` counts the frames before the speech onset (the preroll, or more where the caller's
+    sound reached back further: turn_taker.py), so the caller's speech start can be told.
     """
 
     number: int
     frames: tuple[np.ndarray, ...]
     wide: tuple[np.ndarray | None, ...] = ()
+    lead: int = 0
 
     def since(self, start: int) -> Utterance:
         """The same utterance from frame `start` on (the phrase after a pause)."""
-        return Utterance(self.number, self.frames[start:], self.wide[start:])
+        return Utterance(self.number, self.frames[start:], self.wide[start:], max(0, self.lead - start))
 
     @property
     def length(self) -> int:

@@ -83,6 +83,8 @@ class ConversationSettings:
     turn_min_silence_ms: int = _number(200, 20, 2000)  # a complete turn ends after this much silence
     turn_max_wait_ms: int = _number(1500, 100, 10000)  # an incomplete one after this much (>= end_of_turn_ms)
     preroll_ms: int = _number(200, 0, 1000)  # audio before the speech onset kept for the transcript
+    # ... or more, up to this, where the caller's sound reaches back over a short first word the onset missed
+    onset_reach_back_ms: int = _number(400, 0, 1000)
     max_reply_tokens: int = _number(120, 8, 2048)
     temperature: float = _number(0.3, 0, 2)
     history_tokens: int = _number(1200, 200, 100000)

@@ -17,11 +17,10 @@ from gateway.conversation.reply import ReplyHandle, ReplyState
 
 
 class TurnLog:
-    def __init__(self, log: Any, record: Callable[..., None], clock: Callable[[], float], preroll_ms: int):
+    def __init__(self, log: Any, record: Callable[..., None], clock: Callable[[], float]):
         self.log = log
         self.record = record
         self.clock = clock
-        self.preroll_ms = preroll_ms
         self._pending: list[ReplyHandle] = []
         self._held_at = 0.0  # onset of what holds the bot's audio (bot_held), for the bot_resumed line
 
@@ -68,8 +67,8 @@ class TurnLog:
         end = self.wall(reply.timings.speech_end)
         cut = interrupted(reply)
         if reply.caller_text:
-            length = reply.caller_audio.length if reply.caller_audio is not None else 0
-            start = end - max(0.0, length * 0.02 - self.preroll_ms / 1000)
+            audio = reply.caller_audio
+            start = end - (max(0, audio.length - audio.lead) * 0.02 if audio is not None else 0.0)
             self.record(RecordKind.CALLER_SPEECH, start=start, end=end, text=reply.caller_text)
         self.record(RecordKind.TURN, turn=reply.turn, caller=reply.caller_text, bot=" ".join(reply.spoken),
                     speech_end=end, stages=reply.timings.as_ms(), cancelled=cut)

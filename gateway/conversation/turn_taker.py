@@ -11,6 +11,7 @@ test drives it alone on a virtual clock.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -44,6 +45,12 @@ _CORRELATIONS_KEPT = 3000
 # lags: the frames kept before an event reach back this far, so `preroll_ms` counts from the onset.
 _ONSET_TO_EVENT_FRAMES = 50
 _FRAME_S = 0.02
+# Reaching back over the caller's sound before the onset (see `_reach_back`): a frame counts as the
+# caller's when it stands this far into the gap between the background and their speech level ...
+_REACH_FRACTION = 0.5
+_REACH_MIN_DB = 6.0  # ... and at least this far above the background
+_REACH_GAP_FRAMES = 5  # a stop between two words (espeak: 40 ms, people up to ~100 ms) does not end it
+_REACH_MARGIN_FRAMES = 3  # kept before its first loud frame: the soft start of the word
 
 
 @dataclass(frozen=True)
@@ -60,17 +67,21 @@ class Cues:
 
 class TurnTaker:
     def __init__(self, vad: VadStream, policy: TurnPolicy, preroll_frames: int, guard: EchoGuard | None = None,
-                 speech_threshold: float = 0.5):
+                 speech_threshold: float = 0.5, reach_back_frames: int = 0):
         self.vad = vad
         self.policy = policy
         self.policy_threshold = speech_threshold  # VAD probability of the frames the caller's level is learnt from
         self.guard = guard or EchoGuard()
         self.preroll_frames = max(1, preroll_frames)
-        self._preroll: deque[np.ndarray] = deque(maxlen=self.preroll_frames + _ONSET_TO_EVENT_FRAMES)
+        self.reach_back_frames = max(0, reach_back_frames)
+        kept = max(self.preroll_frames, self.reach_back_frames + _REACH_MARGIN_FRAMES) + _ONSET_TO_EVENT_FRAMES
+        self._preroll: deque[np.ndarray] = deque(maxlen=kept)
         self._utterance: list[np.ndarray] | None = None
+        self._lead = 0  # frames of the utterance before its onset
         # Wideband (G.722) calls: the same frames at 16 kHz for the models (Utterance.wide).
-        self._preroll_wide: deque[np.ndarray | None] = deque(maxlen=self.preroll_frames + _ONSET_TO_EVENT_FRAMES)
+        self._preroll_wide: deque[np.ndarray | None] = deque(maxlen=kept)
         self._wide: list[np.ndarray | None] = []
+        self._frame_db: deque[float] = deque(maxlen=kept)  # each recent tick's level, newest last
         self._numbers = itertools.count(1)
         self._number = 0
         self.levels = LineLevels()
@@ -96,6 +107,7 @@ class TurnTaker:
         # about the line: counted as digital silence, the first ticks of a call made the background
         # -90 dBFS and a real background then "stood out" of it (the greeting held 0.3 s in).
         level = levels.update(raw_rms) if frame_type is not FrameType.EMPTY else levels.level_db
+        self._frame_db.append(levels.frame_db if frame_type is not FrameType.EMPTY else -math.inf)
         guard = self.guard
         probability = self.vad.process(pcm) if frame_type is not FrameType.EMPTY else 0.0
         echo = False
@@ -122,7 +134,9 @@ class TurnTaker:
             self._preroll_wide.append(heard_wide)
         signals: list[TurnSignal] = []
         for d in detected:
-            if d.event is TurnEvent.SPEECH_START or d.event is TurnEvent.BARGE_IN and self._held_at is None:
+            if d.event is TurnEvent.SPEECH_START:
+                self._keep_from_preroll(now - d.at, reach_back=True)
+            elif d.event is TurnEvent.BARGE_IN and self._held_at is None:
                 self._keep_from_preroll(now - d.at)
             if d.event in (TurnEvent.SPEECH_START, TurnEvent.BARGE_IN):
                 self._number = next(self._numbers)
@@ -156,15 +170,40 @@ class TurnTaker:
                         self._utterance = None
         return signals
 
-    def _keep_from_preroll(self, since_onset_s: float) -> None:
+    def _keep_from_preroll(self, since_onset_s: float, reach_back: bool = False) -> None:
         """Start the utterance `preroll_frames` before the onset, told `since_onset_s` ago (both
         rates): the caller's first syllables. Counted from the event instead, the preroll held only
         ~100 ms before a clean espeak onset, and whisper tiny.en heard "What time does the kitchen
-        close?" with its first 50 ms gone as "But I'm not making it in close."."""
-        keep = self.preroll_frames + max(0, round(since_onset_s / _FRAME_S)) + 1  # + the frame of this tick
-        self._utterance, self._wide = [*self._preroll][-keep:], [*self._preroll_wide][-keep:]
+        close?" with its first 50 ms gone as "But I'm not making it in close.". With `reach_back`
+        (the bot silent) it starts earlier still when the caller's sound does (`_reach_back`)."""
+        after = max(0, round(since_onset_s / _FRAME_S)) + 1  # the onset's frame to this tick's
+        lead = max(self.preroll_frames, self._reach_back(after) if reach_back else 0)
+        self._utterance, self._wide = [*self._preroll][-(lead + after):], [*self._preroll_wide][-(lead + after):]
+        self._lead = max(0, len(self._utterance) - after)
         self._preroll.clear()
         self._preroll_wide.clear()
+
+    def _reach_back(self, after: int) -> int:
+        """Frames before the onset (the last `after` frames are the onset's and later) over which
+        the caller was already sounding: a short first word the onset missed ("What" of "What time
+        does the kitchen close?", found on "time" ~240 ms late in a CI call: whisper heard "Time
+        does the kitchen close."). The run of loud frames ending at the onset, stops between words
+        bridged, plus a margin for its soft start; bounded by `reach_back_frames`, so a line whose
+        background stands as loud as the caller (babble) adds at most that much of it. 0: no run."""
+        levels = self.levels
+        if not self.reach_back_frames or not levels.known:
+            return 0
+        mark = levels.background_db + max(_REACH_MIN_DB, _REACH_FRACTION * (levels.speech_db - levels.background_db))
+        dbs = self._frame_db
+        first, quiet = 0, 0
+        for back in range(1, min(self.reach_back_frames, len(dbs) - after) + 1):
+            if dbs[-(after + back)] >= mark:
+                first, quiet = back, 0
+            else:
+                quiet += 1
+                if quiet > _REACH_GAP_FRAMES:
+                    break
+        return first + _REACH_MARGIN_FRAMES if first else 0
 
     def heard_bot(self, frame: np.ndarray | None) -> None:
         """The frame the bot sends this tick: the echo guard's reference."""
@@ -173,7 +212,7 @@ class TurnTaker:
     def _snapshot(self) -> Utterance:
         frames = tuple(self._utterance or ())
         wide = tuple(self._wide) if any(w is not None for w in self._wide) else ()
-        return Utterance(self._number, frames, wide)
+        return Utterance(self._number, frames, wide, self._lead)
 
     def _judge_level(self, now: float) -> bool:
         """Whether the caller may be talking, by level alone, with hysteresis: it starts when a

@@ -92,7 +92,7 @@ def test_a_long_call_is_cut_as_the_turn_will_cut_it() -> None:
 
 def test_the_turn_log_splits_the_wait_for_the_first_clause() -> None:
     log = Lines()
-    turn_log = TurnLog(log, lambda *a, **k: None, lambda: 10.0, 300)
+    turn_log = TurnLog(log, lambda *a, **k: None, lambda: 10.0)
     reply = ReplyHandle(3, TurnTimings(speech_end=9.0, speculative=True, first_tts_s=0.0625))
     reply.llm_stats = StreamStats(prompt_tokens=250, cached_tokens=200, prefill_s=0.3, first_gate_wait_s=0.02,
                                   decode_s=0.33, decode_steps=10, pieces_to_clause=4)

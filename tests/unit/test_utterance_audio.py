@@ -129,3 +129,45 @@ def test_the_preroll_is_counted_back_from_the_onset_not_from_the_event():
     policy.events = [TurnEvent.TURN_END]
     utterance = taker.feed(16 * 0.02, frames[16], FrameType.NORMAL, False)[-1].utterance
     assert [int(f[0]) for f in utterance.frames] == list(range(7, 17))  # 5 frames before frame 12
+
+
+def _tone(level: float) -> np.ndarray:
+    return (level * np.sin(2 * np.pi * 400 * np.arange(160) / 8000)).astype(np.int16)
+
+
+def _reach_back_utterance(reach_back_frames: int, line: list[np.ndarray], onset: int) -> Utterance:
+    """`line` fed to a TurnTaker whose policy tells the onset at frame `onset` (60 ms after it) and
+    ends the turn at the last frame; the utterance it hands on."""
+    policy = _LatePolicy(late_s=0.06)
+    taker = TurnTaker(_Vad(), policy, preroll_frames=5, reach_back_frames=reach_back_frames)  # type: ignore[arg-type]
+    signals = []
+    for i, frame in enumerate(line):
+        policy.events = ([TurnEvent.SPEECH_START] if i == onset + 3 else
+                         [TurnEvent.TURN_END] if i == len(line) - 1 else [])
+        signals += taker.feed(i * 0.02, frame, FrameType.NORMAL, False)
+    return signals[-1].utterance
+
+
+def test_the_utterance_reaches_back_over_a_short_first_word_the_onset_missed():
+    # 1 s of digital silence, an 8-frame word, 2 frames of silence, then the word the onset was found on
+    word, gap = [_tone(3000)] * 8, [np.zeros(160, np.int16)] * 2
+    line = [np.zeros(160, np.int16)] * 50 + word + gap + [_tone(6000)] * 20
+    onset = 60
+    reached = _reach_back_utterance(20, line, onset)
+    assert reached.lead == onset - 50 + 3  # the first word and 3 frames of its soft start
+    assert reached.length == len(line) - (50 - 3)
+    plain = _reach_back_utterance(0, line, onset)
+    assert plain.lead == 5 and plain.length == len(line) - onset + 5  # only the preroll: the word is lost
+
+
+def test_the_reach_back_stops_at_a_pause_and_at_its_bound():
+    # a sound 0.3 s before the onset is another thing (a cough, a word said to someone else): not kept
+    line = [np.zeros(160, np.int16)] * 50 + [_tone(3000)] * 5 + [np.zeros(160, np.int16)] * 15 + [_tone(6000)] * 20
+    assert _reach_back_utterance(20, line, 70).lead == 5
+    # sound from well before the onset: no more than the bound
+    long = [np.zeros(160, np.int16)] * 50 + [_tone(3000)] * 30 + [_tone(6000)] * 20
+    assert _reach_back_utterance(8, long, 80).lead == 8 + 3
+    assert _reach_back_utterance(8, long, 80).since(4).lead == 7
+    # a line as loud the whole time is its background (babble), not the caller: the preroll only
+    loud = [_tone(3000)] * 60 + [_tone(6000)] * 20
+    assert _reach_back_utterance(8, loud, 60).lead == 5
