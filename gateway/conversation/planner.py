@@ -12,7 +12,13 @@ from dataclasses import dataclass, replace
 
 from gateway.conversation.answer_check import FactSentence, best_sentences, fact_reply
 from gateway.conversation.confidence import Hearing
-from gateway.conversation.intents import asks_for_transfer, is_information_question, transfer_target
+from gateway.conversation.intents import (
+    asks_for_transfer,
+    callback_number,
+    is_information_question,
+    message_request,
+    transfer_target,
+)
 from gateway.conversation.skills import AgentSkills
 from gateway.conversation.text_turn import TextVerdict, judge_text
 from gateway.tools import ToolCall
@@ -49,9 +55,11 @@ FOLLOW_UP_MAX_WORDS = 6  # a turn this short is read with the question before it
 
 
 def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_answer: str,
-              history: Sequence[ChatMessage] = ()) -> TurnPlan:
-    """Plain transfer requests and questions the knowledge cannot answer are settled here,
-    without the model: faster, and a small model cannot get them wrong.
+              history: Sequence[ChatMessage] = (), message_taken: str = "") -> TurnPlan:
+    """Plain transfer and message requests and questions the knowledge cannot answer are settled
+    here, without the model: faster, and a small model cannot get them wrong. A message is the
+    caller's own words (what the staff want to read); `message_taken` is said for it (no message
+    route when empty, or when the agent has no take_message tool).
 
     `history` (the call's messages so far) lets a follow-up ("and for a cat?", "what about
     Sunday?") be looked up together with the caller's question before it, unless it names
@@ -59,6 +67,8 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
     target = transfer_target(text, skills.tools.transfer_targets)
     if target is not None:
         return TurnPlan(say=transfer_notice.format(target=target), action=ToolCall("transfer", {"target": target}))
+    if message_taken and "take_message" in skills.tools.specs and message_request(text):
+        return TurnPlan(say=message_taken, action=take_message_call(text))
     facts, retrieval_ms = skills.facts_for(text)
     lookup = text
     previous = _previous_caller_turn(history)
@@ -89,6 +99,13 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
     best = fact_reply(sentences[0]) if sentences else first_fact(facts)
     return TurnPlan(content=content, retrieval_ms=retrieval_ms, best_fact=best, sentences=sentences, query=lookup,
                     loose=loose)
+
+
+def take_message_call(text: str) -> ToolCall:
+    """The caller's words as the message, with the callback number they said, if any."""
+    number = callback_number(text)
+    message = " ".join(text.split())
+    return ToolCall("take_message", {"message": message, **({"callback_number": number} if number else {})})
 
 
 def _previous_caller_turn(history: Sequence[ChatMessage]) -> str | None:

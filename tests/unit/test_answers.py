@@ -394,3 +394,31 @@ def test_a_message_the_caller_did_not_ask_for_is_refused_and_requests_are_not_re
     assert asks_for_action("could you check on my car the job number is 4417")
     assert asks_for_action("please let kim know that anna will be late")
     assert not asks_for_action("how much is a haircut")
+
+
+# -- a message the caller dictates ---------------------------------------------------------------------
+
+
+def test_a_dictated_message_is_taken_in_the_callers_words_without_the_model():
+    from gateway.conversation.intents import message_request
+    from gateway.tools import take_message_spec
+
+    for said in ("can you tell sara i will pick the car up at five", "please let kim know that anna will be late",
+                 "tell the chef wife is allergic to nuts", "tell him i called", "ask tom to call me back"):
+        assert message_request(said), said
+    # asking to be told, asking to leave one without saying it, or a question, is no message
+    for said in ("can you tell me when you open", "let me know the price", "could you tell us if you are open",
+                 "can i leave a message for the doctor", "let him know", "can you tell what time it is"):
+        assert not message_request(said), said
+    knowledge = KnowledgeBase([], texts={"instructions": BAKERY})
+    knowledge.build()
+    skills = AgentSkills("bakery", BAKERY, ToolsConfig({"take_message": take_message_spec()}), knowledge)
+    turn = plan_turn(skills, "please tell  Anna my order is for 12 people, my number is 555 0173",
+                     transfer_notice="T.", unknown_answer="U.", message_taken="Taken.")
+    assert turn.say == "Taken." and turn.action is not None and turn.action.name == "take_message"
+    assert turn.action.arguments == {"message": "please tell Anna my order is for 12 people, my number is 555 0173",
+                                     "callback_number": "5550173"}
+    # no take_message tool, or no line to say for it: the model's turn, as before
+    assert plan_turn(bakery(), "please tell anna my order is late", transfer_notice="T.", unknown_answer="U.",
+                     message_taken="Taken.").say != "Taken."
+    assert plan_turn(skills, "please tell anna my order is late", transfer_notice="T.", unknown_answer="U.").say is None
