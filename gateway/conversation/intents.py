@@ -10,8 +10,10 @@ before anything runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from difflib import SequenceMatcher
+
+from gateway.tools import BUILTIN_TOOLS, ToolCall, ToolError, ToolSpec, validate_arguments
 
 _TRANSFER_VERB = re.compile(
     r"\b(transfer|connect|put\s+me\s+(through|on)|speak\s+(to|with)|talk\s+(to|with)|get\s+me|"
@@ -59,6 +61,36 @@ def callback_number(text: str) -> str | None:
         if len(digits) >= 7:
             return digits
     return None
+
+
+_ID_WORDS = frozenset({"number", "no", "num", "id", "code", "reference", "ref"})
+_DIGITS = r"(\d[\d\s-]*\d)"
+NUMBER_REACH_WORDS = 3  # "the job number is 4417", "job number four-four..." (digits from STT): words between
+
+
+def numbered_lookup(text: str, specs: Mapping[str, ToolSpec]) -> ToolCall | None:
+    """A lookup the caller plainly asks for by its number: "could you check on my car, the job number
+    is 4417" for a tool whose one parameter is `job_number`. Such a request names the kind of number
+    ("job", "order", "reservation") and says it; the 0.5B model, asked, answered "Job number: 4417"
+    and called nothing. One tool must match, with arguments its spec accepts; else None (the model's)."""
+    found: list[ToolCall] = []
+    for name, spec in specs.items():
+        if name in BUILTIN_TOOLS or len(spec.parameters) != 1:
+            continue
+        (param,) = spec.parameters
+        words = [w for w in re.split(r"[^a-z]+", param.lower()) if w]
+        kind = [w for w in words if w not in _ID_WORDS]
+        if not kind or len(kind) == len(words):
+            continue  # not a number of some kind ("job_number", "order_id"), or a bare "number"
+        match = re.search(rf"\b{re.escape(kind[-1])}s?\b(?:\W+[a-z']+){{0,{NUMBER_REACH_WORDS}}}?\W+{_DIGITS}",
+                          text, re.IGNORECASE)
+        if match is None or len(digits := re.sub(r"\D", "", match.group(1))) < 3:
+            continue
+        try:
+            found.append(ToolCall(name, validate_arguments(spec, {param: digits})))
+        except ToolError:
+            continue
+    return found[0] if len(found) == 1 else None
 
 
 _SMALL_TALK = re.compile(

@@ -135,7 +135,7 @@ class ReplyPipeline:
             return None
         plan = plan_turn(self.skills, reply.caller_text, transfer_notice=self.settings.transfer_notice,
                          unknown_answer=self.settings.unknown_answer, history=history or (),
-                         message_taken=self.settings.message_taken)
+                         message_taken=self.settings.message_taken, acknowledgement=self.settings.acknowledgement)
         reply.retrieval_ms = plan.retrieval_ms
         # only on the don't-know path: an answered turn is never doubted, whatever its words
         doubted = plan.unknown and doubted_words(heard.transcript, self.skills.unknown_words(reply.caller_text))

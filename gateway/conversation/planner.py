@@ -17,6 +17,7 @@ from gateway.conversation.intents import (
     callback_number,
     is_information_question,
     message_request,
+    numbered_lookup,
     transfer_target,
 )
 from gateway.conversation.skills import AgentSkills
@@ -55,11 +56,12 @@ FOLLOW_UP_MAX_WORDS = 6  # a turn this short is read with the question before it
 
 
 def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_answer: str,
-              history: Sequence[ChatMessage] = (), message_taken: str = "") -> TurnPlan:
-    """Plain transfer and message requests and questions the knowledge cannot answer are settled
-    here, without the model: faster, and a small model cannot get them wrong. A message is the
-    caller's own words (what the staff want to read); `message_taken` is said for it (no message
-    route when empty, or when the agent has no take_message tool).
+              history: Sequence[ChatMessage] = (), message_taken: str = "", acknowledgement: str = "") -> TurnPlan:
+    """Plain transfer, message and numbered-lookup requests and questions the knowledge cannot answer
+    are settled here, without the model: faster, and a small model cannot get them wrong. A message
+    is the caller's own words (what the staff want to read); `message_taken` is said for it, and
+    `acknowledgement` before a lookup (no such route when the line is empty, or the agent has no
+    such tool).
 
     `history` (the call's messages so far) lets a follow-up ("and for a cat?", "what about
     Sunday?") be looked up together with the caller's question before it, unless it names
@@ -69,6 +71,9 @@ def plan_turn(skills: AgentSkills, text: str, *, transfer_notice: str, unknown_a
         return TurnPlan(say=transfer_notice.format(target=target), action=ToolCall("transfer", {"target": target}))
     if message_taken and "take_message" in skills.tools.specs and message_request(text):
         return TurnPlan(say=message_taken, action=take_message_call(text))
+    lookup_call = numbered_lookup(text, skills.tools.specs) if acknowledgement else None
+    if lookup_call is not None:
+        return TurnPlan(say=acknowledgement, action=lookup_call)
     facts, retrieval_ms = skills.facts_for(text)
     lookup = text
     previous = _previous_caller_turn(history)

@@ -108,7 +108,8 @@ class TextConversation:
         if is_goodbye(said):
             return TextReply(Route.BYE, [s.goodbye], call=ToolCall("hangup", {}))
         plan = plan_turn(self.skills, said, transfer_notice=s.transfer_notice, unknown_answer=s.unknown_answer,
-                         history=self.history, message_taken=s.message_taken)
+                         history=self.history, message_taken=s.message_taken,
+                         acknowledgement=s.acknowledgement)
         if plan.say is not None:
             return TextReply(Route.FIXED, [plan.say], call=plan.action, plan=plan)
         assert plan.content is not None

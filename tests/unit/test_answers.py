@@ -422,3 +422,24 @@ def test_a_dictated_message_is_taken_in_the_callers_words_without_the_model():
     assert plan_turn(bakery(), "please tell anna my order is late", transfer_notice="T.", unknown_answer="U.",
                      message_taken="Taken.").say != "Taken."
     assert plan_turn(skills, "please tell anna my order is late", transfer_notice="T.", unknown_answer="U.").say is None
+
+
+def test_a_lookup_asked_for_by_its_number_calls_the_tool_without_the_model():
+    from gateway.conversation.intents import numbered_lookup
+    from gateway.tools import ToolSpec
+
+    specs = {"repair_status": ToolSpec("repair_status", "by job number", {"job_number": {"type": "string"}}),
+             "order_status": ToolSpec("order_status", "by order id", {"order_id": {"type": "string", "maxLength": 6}})}
+    asked = numbered_lookup("could you check on my car the job number is 4417", specs)
+    assert asked is not None and asked.arguments == {"job_number": "4417"}
+    assert numbered_lookup("where is my order, it's 123 456", specs).arguments == {"order_id": "123456"}
+    for said in ("how many jobs do you do a day", "my number is 555 0173", "i have a job for 3 people",
+                 "my order 12345678 is late"):  # no number, not the kind's, too short, or the spec refuses it
+        assert numbered_lookup(said, specs) is None, said
+    knowledge = KnowledgeBase([], texts={"instructions": BAKERY})
+    knowledge.build()
+    skills = AgentSkills("garage", BAKERY, ToolsConfig(specs), knowledge)
+    turn = plan_turn(skills, "the job number is 4417 can you check it", transfer_notice="T.", unknown_answer="U.",
+                     acknowledgement="One moment.")
+    assert turn.say == "One moment." and turn.action.name == "repair_status"
+    assert plan_turn(skills, "the job number is 4417", transfer_notice="T.", unknown_answer="U.").say is None
