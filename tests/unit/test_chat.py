@@ -120,3 +120,16 @@ def test_a_live_http_tool_runs_and_its_result_is_told(tmp_path: Path):
     lines = out.getvalue().splitlines()
     assert lines[0].strip() == "tool: order_status(order_id='5521')" and lines[1].strip().startswith("tool ok:")
     assert len(lines) == 3 and lines[-1].startswith("bot: ") and len(lines[-1]) > len("bot: ") + 3, lines
+
+
+def test_a_dictated_message_is_stored_in_the_callers_words_with_no_model(tmp_path: Path):
+    c, out = chat(tmp_path, live=True)  # llm=None: the message route must not need it
+    try:
+        reply = c.turn("could you tell the dentist I'll be ten minutes late, my number is 555 0173")
+        messages = c.store.messages()
+    finally:
+        c.close()
+        c.store.close()
+    assert reply.route is Route.FIXED and reply.call is not None and reply.call.name == "take_message"
+    assert [(m.text, m.callback_number) for m in messages] == [
+        ("could you tell the dentist I'll be ten minutes late, my number is 555 0173", "5550173")]
