@@ -55,11 +55,11 @@ def message_request(text: str) -> bool:
 
 
 def callback_number(text: str) -> str | None:
-    """A phone number the caller says in their words ("my number is 555 0173"): seven digits or more."""
+    """A phone number the caller says in their words ("my number is 555 0173"): seven digits or more,
+    grouped as they said them (as staff would write it down)."""
     for match in _PHONE_NUMBER.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if len(digits) >= 7:
-            return digits
+        if len(re.sub(r"\D", "", match.group())) >= 7:
+            return " ".join(match.group().split())
     return None
 
 

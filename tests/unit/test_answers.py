@@ -417,7 +417,7 @@ def test_a_dictated_message_is_taken_in_the_callers_words_without_the_model():
                      transfer_notice="T.", unknown_answer="U.", message_taken="Taken.")
     assert turn.say == "Taken." and turn.action is not None and turn.action.name == "take_message"
     assert turn.action.arguments == {"message": "please tell Anna my order is for 12 people, my number is 555 0173",
-                                     "callback_number": "5550173"}
+                                     "callback_number": "555 0173"}
     # no take_message tool, or no line to say for it: the model's turn, as before
     assert plan_turn(bakery(), "please tell anna my order is late", transfer_notice="T.", unknown_answer="U.",
                      message_taken="Taken.").say != "Taken."
