@@ -131,5 +131,5 @@ def test_a_dictated_message_is_stored_in_the_callers_words_with_no_model(tmp_pat
         c.close()
         c.store.close()
     assert reply.route is Route.FIXED and reply.call is not None and reply.call.name == "take_message"
-    assert [(m.text, m.callback_number) for m in messages] == [
-        ("could you tell the dentist I'll be ten minutes late, my number is 555 0173", "5550173")]  # the store keeps digits
+    assert [(m.text, m.callback_number) for m in messages] == [  # the store keeps the number's digits
+        ("could you tell the dentist I'll be ten minutes late, my number is 555 0173", "5550173")]
