@@ -178,8 +178,9 @@ class AnswerGate:
     A fact found only loosely (no chunk covered the question) that hardly touches it (under
     `STRONG_OVERLAP` of its words: "do you sell used cars?" against "we service all makes of cars")
     never replaces the model's words: saying it turns a question the business does not answer into
-    a wrong answer. The model's own "I don't know" is kept (for any weak fact), and any other reply
-    that lacks such a fact is `declined`: the caller gets the agent's don't-know line. A weak fact
+    a wrong answer. So is a weak fact tied with another as weak. The model's own "I don't know" is
+    kept (for any weak fact), and any other reply that lacks such a fact is `declined`: the caller
+    gets the agent's don't-know line. A weak fact
     the caller already heard as the answer to another question is not said again (`unheard`): the
     caller is asked to repeat.
     """
@@ -269,6 +270,12 @@ class AnswerGate:
         fact = fact_reply(self.sentences[0])
         if weak and parrots(fact, self.caller_said, self.history):
             self.unheard = True
+            return []
+        # Tied with another sentence as weak, it is a guess as much as a loose one: retrieval cannot
+        # tell which of two half-matching facts answers ("do you sell used cars" found a courtesy
+        # car and a loan car). The caller gets the don't-know line, not one of the guesses.
+        if weak and len(self.sentences) > 1:
+            self.declined = True
             return []
         return [fact]
 

@@ -443,3 +443,14 @@ def test_a_lookup_asked_for_by_its_number_calls_the_tool_without_the_model():
                      acknowledgement="One moment.")
     assert turn.say == "One moment." and turn.action.name == "repair_status"
     assert plan_turn(skills, "the job number is 4417", transfer_notice="T.", unknown_answer="U.").say is None
+
+
+def test_a_weak_fact_tied_with_another_is_a_guess_and_not_said():
+    courtesy = "A courtesy car is free for repairs that take more than one day."
+    makes = "We repair all makes of cars and vans, including hybrids."
+    tied = AnswerGate([FactSentence(courtesy, 0.33), FactSentence(makes, 0.33)], "do you sell used cars", [])
+    assert tied.feed("Yes, we have a courtesy car.") == [] and tied.finish() == [] and tied.declined
+    alone = AnswerGate([FactSentence(courtesy, 0.33)], "do you sell used cars", [])
+    assert alone.feed("Sure.") == [] and alone.finish() == [courtesy] and not alone.declined
+    strong = AnswerGate([FactSentence(courtesy, 0.67), FactSentence(makes, 0.67)], "do you repair cars", [])
+    assert strong.feed("Sure.") == [] and strong.finish() == [courtesy]  # a strong tie: the first is an answer
