@@ -166,7 +166,10 @@ def test_a_slow_http_tool_is_acknowledged_at_once_and_rtp_never_starves(gateway_
 def test_a_returning_caller_is_greeted_by_name(gateway_factory, tmp_path):
     gw = gateway_factory(gateway_config(agents={"front-desk": agent()}, rtp={"inactivity_timeout_s": 60}))
     gw.wait_log("gateway_ready", timeout=90)
-    intro = speech("Hello, my name is John Smith.", tmp_path)
+    # Not "Hello, my name is...": on one machine whisper wrote the "Hello," before espeak's comma pause as
+    # "Hello? Hello?", a complete turn by its words, and the bot's reply ran over the name (heard as "I
+    # name it."). Ending a turn on a greeting is turn-taking's business (docs/benchmarks.md), not this test's.
+    intro = speech("My name is John Smith.", tmp_path)
     peer = RtpPeer(free_port_pair())
     peer.play_at(ASK_AT, intro)
     # the call goes on long enough after the name for a busy machine to hear it before the hang-up

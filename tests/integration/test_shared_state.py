@@ -55,7 +55,10 @@ def test_a_caller_remembered_on_one_gateway_is_greeted_by_name_on_the_other(
     for gw in (gw_a, gw_b):  # started together: both migrate the empty database at once
         gw.wait_log("gateway_ready", timeout=180)
 
-    intro = speech("Hello, my name is John Smith.", tmp_path)
+    # Not "Hello, my name is...": on one machine whisper wrote the "Hello," before espeak's comma pause as
+    # "Hello? Hello?", a complete turn by its words, and the bot's reply ran over the name (heard as "I
+    # name it."). Ending a turn on a greeting is turn-taking's business (docs/benchmarks.md), not this test's.
+    intro = speech("My name is John Smith.", tmp_path)
     peer = RtpPeer(free_port_pair())
     peer.play_at(ASK_AT, intro)
     run_call(gw_a, tmp_path / "first", peer, seconds=10, timeout=40)
