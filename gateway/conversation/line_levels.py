@@ -41,6 +41,8 @@ _ONSET_FRACTION = 0.7  # speech starts above background + this much of the gap t
 _ONSET_MIN_DB = 8.0  # ... and at least this far above the background
 _QUIET_FRACTION = 0.3  # the caller stopped below background + this much of the gap ...
 _QUIET_MIN_DB = 4.0  # ... (at least this far above it, so the background's own swings stay "quiet")
+_SOUNDING_FRACTION = 0.5  # a frame before an onset is the caller's sound this far into the gap ...
+_SOUNDING_MIN_DB = 6.0  # ... (and this far above the background): how far an utterance reaches back
 _LOUD_ABOVE_ONSET_DB = 3.0  # an onset the VAD has not confirmed yet (see TurnDetector: holds the bot)
 
 
@@ -91,6 +93,12 @@ class LineLevels:
     @property
     def quiet_db(self) -> float:
         return self.background_db + max(_QUIET_MIN_DB, _QUIET_FRACTION * self._gap)
+
+    @property
+    def sounding_db(self) -> float:
+        """A frame at or above this is the caller sounding, if softly: a word's start, or a short
+        first word the onset missed (turn_taker.py reaches the utterance back over such frames)."""
+        return self.background_db + max(_SOUNDING_MIN_DB, _SOUNDING_FRACTION * self._gap)
 
     def above_background(self) -> bool:
         """Loud enough to be the caller starting (or going on after a pause) rather than the line."""

@@ -45,10 +45,8 @@ _CORRELATIONS_KEPT = 3000
 # lags: the frames kept before an event reach back this far, so `preroll_ms` counts from the onset.
 _ONSET_TO_EVENT_FRAMES = 50
 _FRAME_S = 0.02
-# Reaching back over the caller's sound before the onset (see `_reach_back`): a frame counts as the
-# caller's when it stands this far into the gap between the background and their speech level ...
-_REACH_FRACTION = 0.5
-_REACH_MIN_DB = 6.0  # ... and at least this far above the background
+# Reaching back over the caller's sound before the onset (see `_reach_back`; what counts as their
+# sound is LineLevels.sounding_db):
 _REACH_GAP_FRAMES = 5  # a stop between two words (espeak: 40 ms, people up to ~100 ms) does not end it
 _REACH_MARGIN_FRAMES = 3  # kept before its first loud frame: the soft start of the word
 
@@ -193,8 +191,7 @@ class TurnTaker:
         levels = self.levels
         if not self.reach_back_frames or not levels.known:
             return 0
-        mark = levels.background_db + max(_REACH_MIN_DB, _REACH_FRACTION * (levels.speech_db - levels.background_db))
-        dbs = self._frame_db
+        mark, dbs = levels.sounding_db, self._frame_db
         first, quiet = 0, 0
         for back in range(1, min(self.reach_back_frames, len(dbs) - after) + 1):
             if dbs[-(after + back)] >= mark:
